@@ -1,0 +1,95 @@
+# libcnnviz — one plain Makefile.
+#   make                      libraries (lib/) and the program (bin/cnnviz)
+#   make test                 build and run every test (non-zero exit on failure)
+#   make test SANITIZE=1      the same under ASan + UBSan
+#   make install PREFIX=/usr/local
+#   make valgrind             the suite under valgrind memcheck
+
+PREFIX ?= /usr/local
+CC ?= cc
+PKGS := openblas stb
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC -fvisibility=hidden -MMD -MP
+CFLAGS += -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS))
+LDLIBS := $(shell pkg-config --libs $(PKGS)) -lgif -lz -lm -lpthread
+
+ifeq ($(SANITIZE),1)
+  BUILD := build/san
+  CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+else
+  BUILD := build/rel
+endif
+
+LIB_SRC := $(wildcard src/*.c)
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
+CLI_SRC := $(wildcard tools/*.c)
+CLI_OBJ := $(CLI_SRC:tools/%.c=$(BUILD)/tools/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTLIB_SRC := $(wildcard tests/util/*.c)
+TESTLIB_OBJ := $(TESTLIB_SRC:tests/util/%.c=$(BUILD)/tests/util/%.o)
+
+# The static library the tests link: it sees internal (hidden) symbols.
+STATIC := $(BUILD)/libcnnviz.a
+
+.PHONY: all test install uninstall clean valgrind fuzz weights demo bench
+all: lib/libcnnviz.a lib/libcnnviz.so bin/cnnviz
+
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/tools/%.o: tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/tests/util/%.o: tests/util/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/util -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+lib/libcnnviz.a: $(STATIC)
+	@mkdir -p lib
+	cp $< $@
+lib/libcnnviz.so: $(LIB_OBJ)
+	@mkdir -p lib
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libcnnviz.so.0 -o $@ $^ $(LDLIBS)
+
+bin/cnnviz: $(CLI_OBJ) $(STATIC)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/util $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(STATIC) $(LDLIBS) -lcmocka
+
+test: $(TEST_BIN) bin/cnnviz lib/libcnnviz.so
+	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+
+valgrind: $(TEST_BIN) bin/cnnviz
+	@BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh $(TEST_BIN)
+
+cnnviz.pc: Makefile
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnnviz\nDescription: see what a trained convolutional network has learned\nVersion: 0.1.0\nRequires.private: openblas\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lcnnviz\nLibs.private: -lstb -lgif -lz -lm -lpthread\n' '$(PREFIX)' > $@
+
+install: all cnnviz.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/cnnviz.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 lib/libcnnviz.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 lib/libcnnviz.so $(DESTDIR)$(PREFIX)/lib/libcnnviz.so.0
+	ln -sf libcnnviz.so.0 $(DESTDIR)$(PREFIX)/lib/libcnnviz.so
+	install -m 644 cnnviz.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 bin/cnnviz $(DESTDIR)$(PREFIX)/bin/
+	rm -f cnnviz.pc
+
+uninstall:
+	rm -f $(PREFIX)/include/cnnviz.h $(PREFIX)/lib/libcnnviz.a $(PREFIX)/lib/libcnnviz.so \
+	      $(PREFIX)/lib/libcnnviz.so.0 $(PREFIX)/lib/pkgconfig/cnnviz.pc $(PREFIX)/bin/cnnviz
+
+clean:
+	rm -rf build lib/*.a lib/*.so bin cnnviz.pc
+
+-include $(shell find build -name '*.d' 2>/dev/null)

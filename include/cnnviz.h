@@ -1,0 +1,267 @@
+/* cnnviz.h — libcnnviz: see what a trained convolutional network has learned.
+ *
+ * A CPU engine (float32, NCHW, OpenBLAS GEMM) that runs a CNN forward and
+ * backward, computes the gradient of any score with respect to the input
+ * image, and builds visualizations on it.
+ *
+ * USAGE (this example is compiled and run by `make test`, see
+ * tests/example.c; keep the two identical):
+ *
+ *     cnv_model *m = NULL;
+ *     cnv_session *s = NULL;
+ *     cnv_status st = cnv_model_load_onnx("weights/fashion_mnist.onnx", &m);
+ *     if (st == CNV_OK) st = cnv_session_create(m, &s);
+ *     if (st == CNV_OK) st = cnv_session_plan(s, 1, 28, 28);
+ *     if (st == CNV_OK) st = cnv_session_forward(s);
+ *     if (st != CNV_OK) fprintf(stderr, "%s\n", s ? cnv_session_errmsg(s) : cnv_model_errmsg(m));
+ *     cnv_session_free(s);
+ *     cnv_model_free(m);
+ *
+ * CONVENTIONS
+ * - Every fallible function returns a cnv_status. CNV_OK is 0. On failure the
+ *   handle's message (cnv_model_errmsg, cnv_session_errmsg) says what went
+ *   wrong: which node, which tensor, which shape. cnv_status_string() gives a
+ *   static text for the code alone.
+ * - Constructors return the handle even when they fail (unless memory ran
+ *   out), so that its message can be read; free it afterwards. Every _free
+ *   accepts NULL.
+ * - Pointers passed in are borrowed: the library copies what it keeps.
+ *   Pointers returned by the library are owned by the handle they came from
+ *   and stay valid until the next call that re-plans or frees it.
+ * - The library never prints, exits or aborts on anything a caller or a file
+ *   can influence.
+ *
+ * THREADS
+ * A cnv_model is read-only once built: any number of threads may share one,
+ * each with its own cnv_session. A session is used by one thread at a time.
+ * The functions that change a model (cnv_model_add_*, cnv_model_param when
+ * its data is written) must not run while a session of that model runs.
+ * cnv_set_threads and cnv_set_allocator are process-wide: call them before
+ * other threads use the library.
+ */
+#ifndef CNNVIZ_H
+#define CNNVIZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define CNV_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define CNV_API __attribute__((visibility("default")))
+#else
+#define CNV_API
+#endif
+
+#define CNV_VERSION_MAJOR 0
+#define CNV_VERSION_MINOR 1
+#define CNV_VERSION_PATCH 0
+#define CNV_VERSION_STRING "0.1.0"
+
+CNV_API const char *cnv_version(void);
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum cnv_status {
+    CNV_OK = 0,
+    CNV_ERR_INVALID_ARG, /* a bad argument: NULL handle, negative size, ... */
+    CNV_ERR_NOMEM,       /* an allocation failed, or a size overflowed */
+    CNV_ERR_IO,          /* a file could not be opened, read or written */
+    CNV_ERR_FORMAT,      /* a file is malformed or truncated */
+    CNV_ERR_UNSUPPORTED, /* an op, data type or attribute this engine lacks */
+    CNV_ERR_SHAPE,       /* shapes do not fit together */
+    CNV_ERR_NOT_FOUND,   /* no tensor, class or key of that name */
+    CNV_ERR_STATE,       /* a call out of order (backward before forward) */
+    CNV_ERR_CANCELLED    /* a progress callback asked to stop */
+} cnv_status;
+
+/* A static, never-NULL description of a status code. */
+CNV_API const char *cnv_status_string(cnv_status st);
+
+/* ------------------------------------------------------- process-wide */
+
+/* Every allocation of the library goes through malloc_fn/free_fn when they
+ * are set (pass NULL to restore malloc/free). Used to count allocations and
+ * to inject failures in tests. Set it while no handle is alive. */
+typedef struct cnv_allocator {
+    void *(*malloc_fn)(size_t size, void *user);
+    void (*free_fn)(void *ptr, void *user);
+    void *user;
+} cnv_allocator;
+CNV_API void cnv_set_allocator(const cnv_allocator *a);
+
+/* Threads used by GEMM and the library's own loops; 0 means all cores. */
+CNV_API void cnv_set_threads(int n);
+
+/* ---------------------------------------------------------------- shapes */
+
+#define CNV_MAX_DIMS 8
+
+/* A tensor shape. In a model's declared inputs a dimension may be -1
+ * (unknown until planning, like ONNX's dim_param). */
+typedef struct cnv_shape {
+    int ndim;
+    int64_t dims[CNV_MAX_DIMS];
+} cnv_shape;
+
+/* Number of elements, or -1 when a dim is negative or the product
+ * overflows. */
+CNV_API int64_t cnv_shape_count(const cnv_shape *s);
+
+/* ----------------------------------------------------------------- model */
+
+/* A network: named tensors (inputs, parameters, activations) and nodes in
+ * an order where every node comes after the producers of its inputs. */
+typedef struct cnv_model cnv_model;
+
+typedef enum cnv_dtype {
+    CNV_FLOAT32 = 1, /* ONNX TensorProto.FLOAT */
+    CNV_INT64 = 7    /* ONNX TensorProto.INT64: shapes, pads, axes */
+} cnv_dtype;
+
+typedef enum cnv_attr_type {
+    CNV_ATTR_INT,
+    CNV_ATTR_INTS,
+    CNV_ATTR_FLOAT,
+    CNV_ATTR_FLOATS,
+    CNV_ATTR_STRING,
+    CNV_ATTR_TENSOR /* a constant tensor (ONNX Constant's value) */
+} cnv_attr_type;
+
+/* A node attribute, as in ONNX. All pointers are borrowed for the call. */
+typedef struct cnv_attr {
+    const char *name;
+    cnv_attr_type type;
+    int64_t i;            /* INT */
+    float f;              /* FLOAT */
+    const char *s;        /* STRING */
+    const int64_t *ints;  /* INTS: n values */
+    const float *floats;  /* FLOATS: n values */
+    int n;
+    /* TENSOR: dtype, shape and data (float or int64 values, per dtype) */
+    cnv_dtype t_dtype;
+    cnv_shape t_shape;
+    const void *t_data;
+} cnv_attr;
+
+CNV_API cnv_status cnv_model_create(cnv_model **out);
+CNV_API void cnv_model_free(cnv_model *m);
+/* The message of the last failure on m; "" if none. Never NULL, even for a
+ * NULL m. */
+CNV_API const char *cnv_model_errmsg(const cnv_model *m);
+
+/* Declares a graph input. dims may hold -1 for sizes given at planning. */
+CNV_API cnv_status cnv_model_add_input(cnv_model *m, const char *name,
+                                       const cnv_shape *shape);
+/* Adds a constant tensor (weights, biases, shapes); data is copied. Float
+ * constants are the parameters a trainer may update. */
+CNV_API cnv_status cnv_model_add_const(cnv_model *m, const char *name,
+                                       cnv_dtype dtype, const cnv_shape *shape,
+                                       const void *data);
+/* Adds a node. op_type is an ONNX operator name ("Conv", "Relu", ...).
+ * An input name may be "" or NULL for an absent optional input. The node's
+ * attributes are checked here; shapes are checked when a session plans. */
+CNV_API cnv_status cnv_model_add_node(cnv_model *m, const char *op_type,
+                                      const char *name,
+                                      int n_inputs, const char *const *inputs,
+                                      int n_outputs, const char *const *outputs,
+                                      int n_attrs, const cnv_attr *attrs);
+/* Marks a tensor as a graph output. */
+CNV_API cnv_status cnv_model_add_output(cnv_model *m, const char *name);
+/* Sets opset version the attributes follow (default 13). */
+CNV_API cnv_status cnv_model_set_opset(cnv_model *m, int64_t version);
+
+/* Key/value metadata (ONNX metadata_props). Setting replaces. */
+CNV_API cnv_status cnv_model_set_meta(cnv_model *m, const char *key,
+                                      const char *value);
+/* The value for key, or NULL. Owned by m. */
+CNV_API const char *cnv_model_get_meta(const cnv_model *m, const char *key);
+
+/* Introspection. Names are owned by m. */
+CNV_API int cnv_model_input_count(const cnv_model *m);
+CNV_API const char *cnv_model_input_name(const cnv_model *m, int i);
+CNV_API cnv_status cnv_model_input_shape(const cnv_model *m, int i,
+                                         cnv_shape *out);
+CNV_API int cnv_model_output_count(const cnv_model *m);
+CNV_API const char *cnv_model_output_name(const cnv_model *m, int i);
+CNV_API int cnv_model_node_count(const cnv_model *m);
+/* Op type, node name and first output of node i (NULLs if i is out of
+ * range). */
+CNV_API const char *cnv_model_node_op(const cnv_model *m, int i);
+CNV_API const char *cnv_model_node_name(const cnv_model *m, int i);
+CNV_API const char *cnv_model_node_output(const cnv_model *m, int i);
+CNV_API int cnv_model_has_tensor(const cnv_model *m, const char *name);
+
+/* A float constant's data, writable (for trainers), and its shape. */
+CNV_API cnv_status cnv_model_param(cnv_model *m, const char *name,
+                                   float **data, cnv_shape *shape);
+/* Number of float constants and the i-th one's name. */
+CNV_API int cnv_model_param_count(const cnv_model *m);
+CNV_API const char *cnv_model_param_name(const cnv_model *m, int i);
+
+/* --------------------------------------------------------------- session */
+
+/* The per-thread state to run a model: activations, gradients and
+ * workspace for one planned input shape. Borrows the model, which must
+ * outlive it. */
+typedef struct cnv_session cnv_session;
+
+CNV_API cnv_status cnv_session_create(const cnv_model *m, cnv_session **out);
+CNV_API void cnv_session_free(cnv_session *s);
+CNV_API const char *cnv_session_errmsg(const cnv_session *s);
+
+/* When on, backward also computes gradients of the float constants
+ * (weights, biases), read with cnv_session_grad. Off by default: frozen
+ * parameters cost nothing. Takes effect at the next plan. */
+CNV_API cnv_status cnv_session_set_param_grads(cnv_session *s, int on);
+
+/* ReLU backward rule: CNV_RELU_GRAD passes dy where y > 0 (the true
+ * gradient; exactly 0 at y == 0); CNV_RELU_GUIDED passes dy where y > 0 and
+ * dy > 0 (guided backpropagation, Springenberg et al. 2015). */
+typedef enum cnv_relu_mode { CNV_RELU_GRAD = 0, CNV_RELU_GUIDED = 1 } cnv_relu_mode;
+CNV_API cnv_status cnv_session_set_relu_mode(cnv_session *s, cnv_relu_mode mode);
+
+/* Plans for an image model's single 4-D input of shape n x C x h x w (C as
+ * the model declares it). Planning allocates every buffer; forward and
+ * backward then allocate nothing. Planning again with the same shape is a
+ * no-op; another shape re-plans. */
+CNV_API cnv_status cnv_session_plan(cnv_session *s, int n, int h, int w);
+/* General form: one shape per graph input, in cnv_model_input order. */
+CNV_API cnv_status cnv_session_plan_shapes(cnv_session *s, int n_inputs,
+                                           const cnv_shape *shapes);
+
+/* The buffer of a tensor's values (inputs are written here before forward)
+ * and its planned shape (shape may be NULL). Owned by s; valid until the
+ * next plan. Constants are read-only through this pointer. */
+CNV_API cnv_status cnv_session_tensor(cnv_session *s, const char *name,
+                                      float **data, cnv_shape *shape);
+/* The first graph input's buffer, or NULL before planning. */
+CNV_API float *cnv_session_input(cnv_session *s);
+
+/* Runs every node. */
+CNV_API cnv_status cnv_session_forward(cnv_session *s);
+/* Runs only the nodes needed to compute tensor name. */
+CNV_API cnv_status cnv_session_forward_to(cnv_session *s, const char *name);
+
+/* Backward from a seed: computes d(sum(seed * T))/dX for T the named tensor
+ * and every X that needs a gradient (the graph inputs, and the parameters
+ * when cnv_session_set_param_grads is on). seed has T's planned element
+ * count; it is borrowed. Needs a forward that computed T first. */
+CNV_API cnv_status cnv_session_backward(cnv_session *s, const char *name,
+                                        const float *seed);
+/* The gradient computed by the last backward for a tensor (an input, or a
+ * parameter when parameter gradients are on). Owned by s. */
+CNV_API cnv_status cnv_session_grad(cnv_session *s, const char *name,
+                                    float **grad);
+/* The first graph input's gradient, or NULL. */
+CNV_API float *cnv_session_input_grad(cnv_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,239 @@
+/* Shared test helpers: data, one-node models, finite-difference checks. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tu_rng_init(tu_rng *r, uint64_t seed)
+{
+    r->s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    if (!r->s)
+        r->s = 1;
+}
+
+static uint64_t next_u64(tu_rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return r->s = x;
+}
+
+float tu_uniform(tu_rng *r, float lo, float hi)
+{
+    double u = (double)(next_u64(r) >> 11) / 9007199254740992.0;
+    return (float)(lo + (hi - lo) * u);
+}
+
+void tu_fill(tu_rng *r, float *x, int64_t n, float lo, float hi)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = tu_uniform(r, lo, hi);
+}
+
+cnv_shape tu_shape(int ndim, ...)
+{
+    cnv_shape s;
+    memset(&s, 0, sizeof s);
+    s.ndim = ndim;
+    va_list ap;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++)
+        s.dims[i] = va_arg(ap, int);
+    va_end(ap);
+    return s;
+}
+
+cnv_attr tu_attr_int(const char *name, int64_t v)
+{
+    cnv_attr a;
+    memset(&a, 0, sizeof a);
+    a.name = name;
+    a.type = CNV_ATTR_INT;
+    a.i = v;
+    return a;
+}
+
+cnv_attr tu_attr_float(const char *name, float v)
+{
+    cnv_attr a;
+    memset(&a, 0, sizeof a);
+    a.name = name;
+    a.type = CNV_ATTR_FLOAT;
+    a.f = v;
+    return a;
+}
+
+cnv_attr tu_attr_ints(const char *name, int n, const int64_t *v)
+{
+    cnv_attr a;
+    memset(&a, 0, sizeof a);
+    a.name = name;
+    a.type = CNV_ATTR_INTS;
+    a.ints = v;
+    a.n = n;
+    return a;
+}
+
+cnv_attr tu_attr_string(const char *name, const char *v)
+{
+    cnv_attr a;
+    memset(&a, 0, sizeof a);
+    a.name = name;
+    a.type = CNV_ATTR_STRING;
+    a.s = v;
+    return a;
+}
+
+cnv_model *tu_one_node(const char *op_type, int n_in, const tu_tensor *ins, int n_attrs,
+                       const cnv_attr *attrs)
+{
+    cnv_model *m = NULL;
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    const char *names[16];
+    assert_true(n_in <= 16);
+    for (int i = 0; i < n_in; i++) {
+        names[i] = ins[i].name;
+        if (!ins[i].name || !ins[i].name[0])
+            continue;
+        cnv_status st = ins[i].is_const
+                            ? cnv_model_add_const(m, ins[i].name, CNV_FLOAT32, &ins[i].shape, ins[i].data)
+                            : cnv_model_add_input(m, ins[i].name, &ins[i].shape);
+        if (st != CNV_OK)
+            fail_msg("building %s: %s", op_type, cnv_model_errmsg(m));
+    }
+    const char *out = "y";
+    if (cnv_model_add_node(m, op_type, "node", n_in, names, 1, &out, n_attrs, attrs) != CNV_OK)
+        fail_msg("adding %s: %s", op_type, cnv_model_errmsg(m));
+    assert_int_equal(cnv_model_add_output(m, "y"), CNV_OK);
+    return m;
+}
+
+cnv_session *tu_session(cnv_model *m, const float *const *data, uint64_t seed)
+{
+    cnv_session *s = NULL;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    int n = cnv_model_input_count(m);
+    cnv_shape shapes[16];
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(cnv_model_input_shape(m, i, &shapes[i]), CNV_OK);
+    if (cnv_session_plan_shapes(s, n, shapes) != CNV_OK)
+        fail_msg("planning: %s", cnv_session_errmsg(s));
+    tu_rng r;
+    tu_rng_init(&r, seed);
+    for (int i = 0; i < n; i++) {
+        float *x;
+        cnv_shape sh;
+        assert_int_equal(cnv_session_tensor(s, cnv_model_input_name(m, i), &x, &sh), CNV_OK);
+        int64_t count = cnv_shape_count(&sh);
+        if (data && data[i])
+            memcpy(x, data[i], (size_t)count * sizeof(float));
+        else
+            tu_fill(&r, x, count, -1.0f, 1.0f);
+    }
+    return s;
+}
+
+double tu_max_rel_diff(const float *a, const float *b, int64_t n, int64_t *at)
+{
+    double worst = 0.0;
+    if (at)
+        *at = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]) / fmax(1.0, fabs((double)b[i]));
+        if (!(d <= worst)) { /* also catches NaN */
+            worst = isnan(d) ? INFINITY : d;
+            if (at)
+                *at = i;
+        }
+    }
+    return worst;
+}
+
+/* f = sum(seed * T), accumulated in double, after a fresh forward. */
+static double objective(cnv_session *s, const char *out, const float *seed, int64_t n)
+{
+    float *y;
+    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, out, &y, NULL) != CNV_OK)
+        fail_msg("forward: %s", cnv_session_errmsg(s));
+    double f = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        f += (double)seed[i] * (double)y[i];
+    return f;
+}
+
+/* Compares the analytic gradient g of a tensor whose values x the check
+ * may perturb in place. */
+static void check_tensor(cnv_session *s, const char *out, const float *seed, int64_t n_out, float *x,
+                         const float *g, int64_t count, double h, int max_n, tu_fd_result *r)
+{
+    int64_t step = count > max_n ? count / max_n : 1;
+    for (int64_t i = 0; i < count; i += step) {
+        float keep = x[i];
+        x[i] = (float)(keep + h);
+        double fp = objective(s, out, seed, n_out);
+        x[i] = (float)(keep - h);
+        double fm = objective(s, out, seed, n_out);
+        x[i] = keep;
+        /* the step actually taken in float, not the nominal h */
+        double num = (fp - fm) / ((double)(float)(keep + h) - (double)(float)(keep - h));
+        double err = fabs((double)g[i] - num) / fmax(1.0, fabs(num));
+        if (!(err <= r->max_err))
+            r->max_err = isnan(err) ? INFINITY : err;
+        r->checked++;
+    }
+}
+
+tu_fd_result tu_fd_check(cnv_session *s, cnv_model *m, const char *out, double h, int max_per_tensor,
+                         uint64_t seed)
+{
+    tu_fd_result r = {0.0, 0};
+    float *y;
+    cnv_shape ysh;
+    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, out, &y, &ysh) != CNV_OK)
+        fail_msg("forward: %s", cnv_session_errmsg(s));
+    int64_t n_out = cnv_shape_count(&ysh);
+    float *sd = malloc((size_t)n_out * sizeof(float));
+    assert_non_null(sd);
+    tu_rng rng;
+    tu_rng_init(&rng, seed);
+    tu_fill(&rng, sd, n_out, -1.0f, 1.0f);
+    if (cnv_session_backward(s, out, sd) != CNV_OK)
+        fail_msg("backward: %s", cnv_session_errmsg(s));
+
+    /* Keep copies of the analytic gradients: each probe's forward leaves
+     * them alone, but tidy code should not rely on that. */
+    int n_in = cnv_model_input_count(m), n_par = cnv_model_param_count(m);
+    for (int k = 0; k < n_in + n_par; k++) {
+        const char *name = k < n_in ? cnv_model_input_name(m, k) : cnv_model_param_name(m, k - n_in);
+        float *g, *x;
+        cnv_shape sh;
+        if (cnv_session_grad(s, name, &g) != CNV_OK)
+            continue; /* parameters when parameter gradients are off */
+        if (k < n_in)
+            assert_int_equal(cnv_session_tensor(s, name, &x, &sh), CNV_OK);
+        else
+            assert_int_equal(cnv_model_param(m, name, &x, &sh), CNV_OK);
+        int64_t count = cnv_shape_count(&sh);
+        float *gc = malloc((size_t)count * sizeof(float) + 1);
+        assert_non_null(gc);
+        memcpy(gc, g, (size_t)count * sizeof(float));
+        check_tensor(s, out, sd, n_out, x, gc, count, h, max_per_tensor, &r);
+        free(gc);
+    }
+    free(sd);
+    return r;
+}
+
+void tu_fd_assert(const char *label, tu_fd_result r, double tol)
+{
+    printf("FD %s: max error %.3g over %d elements (tol %.3g)\n", label, r.max_err, r.checked, tol);
+    if (r.checked == 0)
+        fail_msg("FD %s: nothing was checked", label);
+    if (!(r.max_err <= tol))
+        fail_msg("FD %s: max error %.3g exceeds %.3g", label, r.max_err, tol);
+}

@@ -1,0 +1,58 @@
+/* cnnviz: the command-line front end of libcnnviz. Each subcommand lives
+ * in its own tools/cmd_*.c file and is listed in the table below. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
+
+static const cli_command g_commands[] = {
+    /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
+    {NULL, NULL, NULL},
+};
+
+int cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cnnviz: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cnnviz <command> [options]\n"
+            "       cnnviz --help | --version\n\n"
+            "See what a trained convolutional network has learned.\n\n"
+            "commands:\n");
+    for (const cli_command *c = g_commands; c->name; c++)
+        fprintf(f, "  %-12s %s\n", c->name, c->summary);
+    fprintf(f, "\n'cnnviz <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("cnnviz %s\n", cnv_version());
+        return 0;
+    }
+    for (const cli_command *c = g_commands; c->name; c++)
+        if (!strcmp(argv[1], c->name))
+            return c->run(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (try 'cnnviz --help')", argv[1]);
+    return 2;
+}
