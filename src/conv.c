@@ -1,0 +1,317 @@
+/* Conv (ONNX, opset 1-17): 2-D convolution with groups, strides, dilations,
+ * pads and auto_pad, as im2col + GEMM per image and group; its backward. */
+#include <string.h>
+
+#include <cblas.h>
+
+#include "graph.h"
+#include "im2col.h"
+
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+
+typedef struct conv_params {
+    /* counts are 0 for an absent attribute; a rank other than 2 is kept
+     * here and refused in plan, where the input rank is known */
+    int n_kernel, n_strides, n_dilations, n_pads;
+    int64_t kernel[CNV_MAX_DIMS];
+    int64_t strides[CNV_MAX_DIMS];
+    int64_t dilations[CNV_MAX_DIMS];
+    int64_t pads[2 * CNV_MAX_DIMS];
+    int64_t group;
+    int auto_pad;
+} conv_params;
+
+typedef struct conv_geom {
+    cnv_im2col_geom ig; /* one image of one group: c is C/group */
+    int64_t n, c, m;    /* batch, input and output channels */
+    int64_t group, mg;  /* groups, output channels per group */
+    int64_t k, p;       /* GEMM inner size (C/group*kh*kw), output pixels */
+    int pointwise;      /* 1x1, stride 1, no pad: the input is the column matrix */
+} conv_geom;
+
+_Static_assert(sizeof(conv_geom) <= CNV_GEOM_SIZE, "conv_geom must fit in geom");
+
+/* Reads an INTS attribute of at most cap values, each in [lo, INT32_MAX];
+ * the upper bound keeps every product of two of them inside int64. */
+static cnv_status get_ints(const cnv_node *n, const char *attr, int64_t lo,
+                           int cap, int64_t *dst, int *count, cnv_err *e)
+{
+    const int64_t *v;
+    int cnt;
+    cnv_status st = cnv_attr_get_ints(n, attr, &v, &cnt, e);
+    if (st != CNV_OK)
+        return st;
+    if (cnt > cap)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                        "%s has %d values, at most %d are supported", attr, cnt, cap);
+    for (int i = 0; i < cnt; i++) {
+        if (v[i] < lo)
+            return cnv_fail(e, CNV_ERR_FORMAT,
+                            "%s[%d] = %lld, must be >= %lld",
+                            attr, i, (long long)v[i], (long long)lo);
+        if (v[i] > INT32_MAX)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                            "%s[%d] = %lld is too large", attr, i, (long long)v[i]);
+        dst[i] = v[i];
+    }
+    *count = cnt;
+    return CNV_OK;
+}
+
+static cnv_status conv_parse(const cnv_node *n, void *params, int64_t opset,
+                             cnv_err *e)
+{
+    (void)opset; /* opset 1 and 11 differ only in wording */
+    conv_params *p = params;
+    cnv_status st;
+    if ((st = get_ints(n, "kernel_shape", 1, CNV_MAX_DIMS, p->kernel, &p->n_kernel, e)) ||
+        (st = get_ints(n, "strides", 1, CNV_MAX_DIMS, p->strides, &p->n_strides, e)) ||
+        (st = get_ints(n, "dilations", 1, CNV_MAX_DIMS, p->dilations, &p->n_dilations, e)) ||
+        (st = get_ints(n, "pads", 0, 2 * CNV_MAX_DIMS, p->pads, &p->n_pads, e)))
+        return st;
+    if ((st = cnv_attr_get_int(n, "group", 1, &p->group, e)))
+        return st;
+    if (p->group < 1 || p->group > INT32_MAX)
+        return cnv_fail(e, CNV_ERR_FORMAT, "group = %lld, must be in [1, 2^31)",
+                        (long long)p->group);
+    const char *ap;
+    if ((st = cnv_attr_get_string(n, "auto_pad", "NOTSET", &ap, e)))
+        return st;
+    /* with auto_pad set, a pads attribute (some exporters write zeros) is
+     * ignored: auto_pad decides */
+    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
+        p->auto_pad = PAD_NOTSET;
+    else if (strcmp(ap, "SAME_UPPER") == 0)
+        p->auto_pad = PAD_SAME_UPPER;
+    else if (strcmp(ap, "SAME_LOWER") == 0)
+        p->auto_pad = PAD_SAME_LOWER;
+    else if (strcmp(ap, "VALID") == 0)
+        p->auto_pad = PAD_VALID;
+    else
+        return cnv_fail(e, CNV_ERR_FORMAT, "unknown auto_pad '%s'", ap);
+    return CNV_OK;
+}
+
+/* Output size along one axis and the pads auto_pad implies (ONNX: SAME_*
+ * gives ceil(in/stride) outputs, the odd pad going to the end for UPPER and
+ * to the beginning for LOWER). Returns 0 when the dilated kernel does not
+ * fit in the padded input. */
+static int axis_out(int mode, int64_t in, int64_t k, int64_t s, int64_t d,
+                    int64_t *pb, int64_t *pe, int64_t *out)
+{
+    int64_t span = (k - 1) * d + 1; /* < 2^62: k, d <= INT32_MAX */
+    if (mode == PAD_VALID)
+        *pb = *pe = 0;
+    if (mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) {
+        int64_t o = (in + s - 1) / s;
+        int64_t total = (o - 1) * s + span - in;
+        if (total < 0)
+            total = 0;
+        *pb = mode == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+        *pe = total - *pb;
+    }
+    int64_t padded = in + *pb + *pe;
+    if (padded < span)
+        return 0;
+    *out = (padded - span) / s + 1;
+    return 1;
+}
+
+static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
+                            cnv_err *e)
+{
+    const conv_params *p = c->params;
+    const cnv_val *x = c->in[0], *w = c->in[1], *b = c->node->n_in > 2 ? c->in[2] : NULL;
+    char sx[96], sw[96], sb[96];
+    cnv_shape_str(&x->shape, sx, sizeof sx);
+    cnv_shape_str(&w->shape, sw, sizeof sw);
+
+    if (x->shape.ndim != 4 || w->shape.ndim != 4) {
+        int spatial = x->shape.ndim >= 3 ? x->shape.ndim - 2 : w->shape.ndim - 2;
+        if (spatial >= 1 && spatial != 2)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                            "only 2-D convolution is supported, got a %d-D one (X %s, W %s)",
+                            spatial, sx, sw);
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "X and W must be 4-D, got X %s, W %s", sx, sw);
+    }
+    if ((p->n_kernel && p->n_kernel != 2) || (p->n_strides && p->n_strides != 2) ||
+        (p->n_dilations && p->n_dilations != 2) || (p->n_pads && p->n_pads != 4))
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                        "only 2-D convolution is supported; X is %s but kernel_shape/strides/dilations/pads have %d/%d/%d/%d values",
+                        sx, p->n_kernel, p->n_strides, p->n_dilations, p->n_pads);
+
+    int64_t N = x->shape.dims[0], C = x->shape.dims[1];
+    int64_t H = x->shape.dims[2], W = x->shape.dims[3];
+    int64_t M = w->shape.dims[0], kh = w->shape.dims[2], kw = w->shape.dims[3];
+    for (int i = 0; i < 4; i++)
+        if (x->shape.dims[i] < 1 || w->shape.dims[i] < 1)
+            return cnv_fail(e, CNV_ERR_SHAPE,
+                            "empty or unknown dimension in X %s or W %s", sx, sw);
+    if (C % p->group != 0 || M % p->group != 0)
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "group %lld does not divide the input channels %lld (X %s) and output channels %lld (W %s)",
+                        (long long)p->group, (long long)C, sx, (long long)M, sw);
+    int64_t cg = C / p->group;
+    if (w->shape.dims[1] != cg)
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "W %s has %lld input channels, X %s with group %lld needs %lld",
+                        sw, (long long)w->shape.dims[1], sx, (long long)p->group,
+                        (long long)cg);
+    if (p->n_kernel && (p->kernel[0] != kh || p->kernel[1] != kw))
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "kernel_shape %lldx%lld does not match W %s",
+                        (long long)p->kernel[0], (long long)p->kernel[1], sw);
+    if (b) {
+        cnv_shape_str(&b->shape, sb, sizeof sb);
+        if (b->shape.ndim != 1 || b->shape.dims[0] != M)
+            return cnv_fail(e, CNV_ERR_SHAPE,
+                            "B %s must be (%lld), the output channels of W %s",
+                            sb, (long long)M, sw);
+    }
+
+    int64_t sh = p->n_strides ? p->strides[0] : 1, sww = p->n_strides ? p->strides[1] : 1;
+    int64_t dh = p->n_dilations ? p->dilations[0] : 1, dw = p->n_dilations ? p->dilations[1] : 1;
+    /* ONNX order: top, left, bottom, right */
+    int64_t pt = 0, pl = 0, pb = 0, pr = 0;
+    if (p->auto_pad == PAD_NOTSET && p->n_pads) {
+        pt = p->pads[0];
+        pl = p->pads[1];
+        pb = p->pads[2];
+        pr = p->pads[3];
+    }
+    int64_t oh, ow;
+    if (!axis_out(p->auto_pad, H, kh, sh, dh, &pt, &pb, &oh) ||
+        !axis_out(p->auto_pad, W, kw, sww, dw, &pl, &pr, &ow))
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "kernel %lldx%lld (dilations %lld,%lld) is larger than the padded input: X %s, pads %lld,%lld,%lld,%lld",
+                        (long long)kh, (long long)kw, (long long)dh, (long long)dw, sx,
+                        (long long)pt, (long long)pl, (long long)pb, (long long)pr);
+
+    /* Every GEMM dimension and leading dimension must be a valid BLAS int
+     * and every buffer's count representable. */
+    int64_t P, K, out_n, t;
+    if (!cnv_mul_i64(oh, ow, &P) || !cnv_mul_i64(cg, kh, &t) || !cnv_mul_i64(t, kw, &K) ||
+        !cnv_mul_i64(N, M, &t) || !cnv_mul_i64(t, P, &out_n) || out_n > CNV_MAX_ELEMS ||
+        !cnv_mul_i64(K, P, &t) || t > CNV_MAX_ELEMS || !cnv_mul_i64(M, K, &t) ||
+        t > CNV_MAX_ELEMS || cnv_shape_count(&x->shape) > CNV_MAX_ELEMS)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                        "X %s with W %s gives buffers too large (output %lldx%lldx%lldx%lld)",
+                        sx, sw, (long long)N, (long long)M, (long long)oh, (long long)ow);
+
+    conv_geom *g = (conv_geom *)c->geom;
+    memset(g, 0, sizeof *g);
+    g->ig = (cnv_im2col_geom){ .c = cg, .h = H, .w = W, .kh = kh, .kw = kw,
+                               .sh = sh, .sw = sww, .dh = dh, .dw = dw,
+                               .pt = pt, .pl = pl, .oh = oh, .ow = ow };
+    g->n = N;
+    g->c = C;
+    g->m = M;
+    g->group = p->group;
+    g->mg = M / p->group;
+    g->k = K;
+    g->p = P;
+    g->pointwise = kh == 1 && kw == 1 && sh == 1 && sww == 1 &&
+                   pt == 0 && pl == 0 && pb == 0 && pr == 0;
+
+    cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
+    *state_size = 0;
+    *work_size = g->pointwise ? 0 : (size_t)(K * P) * sizeof(float);
+    return CNV_OK;
+}
+
+/* y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M) */
+static void conv_forward(cnv_op_ctx *c)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    const float *x = c->in[0]->data, *w = c->in[1]->data;
+    const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
+    float *y = c->out[0]->data;
+    const int64_t HW = g->ig.h * g->ig.w, cg = g->ig.c;
+    const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
+
+    for (int64_t n = 0; n < g->n; n++) {
+        for (int64_t gr = 0; gr < g->group; gr++) {
+            const float *xg = x + (n * g->c + gr * cg) * HW;
+            const float *col = xg;
+            if (!g->pointwise) {
+                cnv_im2col(&g->ig, xg, c->work);
+                col = c->work;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mg, P, K, 1.0f,
+                        w + gr * g->mg * g->k, K, col, P, 0.0f,
+                        y + (n * g->m + gr * g->mg) * g->p, P);
+        }
+    }
+    if (bv) {
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t m = 0; m < g->m; m++) {
+                float *yr = y + (n * g->m + m) * g->p, bm = bv->data[m];
+                for (int64_t i = 0; i < g->p; i++)
+                    yr[i] += bm;
+            }
+    }
+}
+
+/* dx += conv^T(dy, w); dw += dy * im2col(x)^T; db += sum of dy over N,OH,OW */
+static void conv_backward(cnv_op_ctx *c)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    const float *x = c->in[0]->data, *w = c->in[1]->data, *dy = c->out[0]->grad;
+    float *dx = c->in[0]->grad, *dw = c->in[1]->grad;
+    const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
+    const int64_t HW = g->ig.h * g->ig.w, cg = g->ig.c;
+    const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
+
+    if (bv && bv->grad) {
+        for (int64_t m = 0; m < g->m; m++) {
+            double s = 0.0; /* sums up to N*OH*OW terms */
+            for (int64_t n = 0; n < g->n; n++) {
+                const float *r = dy + (n * g->m + m) * g->p;
+                for (int64_t i = 0; i < g->p; i++)
+                    s += r[i];
+            }
+            bv->grad[m] += (float)s;
+        }
+    }
+    if (!dx && !dw)
+        return;
+    for (int64_t n = 0; n < g->n; n++) {
+        for (int64_t gr = 0; gr < g->group; gr++) {
+            const float *xg = x + (n * g->c + gr * cg) * HW;
+            const float *wg = w + gr * g->mg * g->k;
+            const float *dyg = dy + (n * g->m + gr * g->mg) * g->p;
+            if (dw) {
+                const float *col = xg;
+                if (!g->pointwise) {
+                    cnv_im2col(&g->ig, xg, c->work);
+                    col = c->work;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mg, K, P, 1.0f,
+                            dyg, P, col, P, 1.0f, dw + gr * g->mg * g->k, K);
+            }
+            if (dx) {
+                float *dxg = dx + (n * g->c + gr * cg) * HW;
+                if (g->pointwise) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f,
+                                wg, K, dyg, P, 1.0f, dxg, P);
+                } else {
+                    /* the column buffer is free again: dw above is done with it */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f,
+                                wg, K, dyg, P, 0.0f, c->work, P);
+                    cnv_col2im(&g->ig, c->work, dxg);
+                }
+            }
+        }
+    }
+}
+
+const cnv_op cnv_op_conv = {
+    .type = "Conv",
+    .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
+    .params_size = sizeof(conv_params),
+    .parse = conv_parse,
+    .plan = conv_plan,
+    .forward = conv_forward,
+    .backward = conv_backward,
+};

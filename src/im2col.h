@@ -1,0 +1,29 @@
+/* im2col and its adjoint col2im for one image: the layout change that turns
+ * a 2-D convolution into a matrix product (used by conv.c). */
+#ifndef CNV_IM2COL_H
+#define CNV_IM2COL_H
+
+#include <stdint.h>
+
+/* Geometry of one image and one kernel. The image is (c, h, w); the column
+ * matrix is (c*kh*kw, oh*ow), row (ci*kh + ki)*kw + kj holding, for every
+ * output position, the input sample that kernel tap (ki, kj) of channel ci
+ * reads (0 where it falls in the padding). pt/pl are the top/left pads; the
+ * bottom/right pads are implied by oh/ow. */
+typedef struct cnv_im2col_geom {
+    int64_t c, h, w;   /* image */
+    int64_t kh, kw;    /* kernel */
+    int64_t sh, sw;    /* strides, >= 1 */
+    int64_t dh, dw;    /* dilations, >= 1 */
+    int64_t pt, pl;    /* top and left pads, >= 0 */
+    int64_t oh, ow;    /* output size */
+} cnv_im2col_geom;
+
+/* col (c*kh*kw, oh*ow) = im2col(x (c, h, w)). Overwrites col. */
+void cnv_im2col(const cnv_im2col_geom *g, const float *x, float *col);
+
+/* x (c, h, w) += col2im(col (c*kh*kw, oh*ow)): the transpose of cnv_im2col,
+ * so every input sample gathers the column entries it was copied to. */
+void cnv_col2im(const cnv_im2col_geom *g, const float *col, float *x);
+
+#endif
