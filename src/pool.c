@@ -1,0 +1,452 @@
+/* Pooling: MaxPool and AveragePool (2-D, and 1-D as 2-D with a height of 1)
+ * with ONNX geometry (pads, strides, ceil_mode, auto_pad), and
+ * GlobalAveragePool over all spatial dims. Forward and backward side by side. */
+#include <math.h>
+#include <string.h>
+
+#include "graph.h"
+
+enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+
+/* Attributes of MaxPool / AveragePool as parsed; nk is the number of
+ * spatial dims kernel_shape names (checked against the input at plan). */
+typedef struct pool_params {
+    int nk;
+    int64_t k[CNV_MAX_DIMS], s[CNV_MAX_DIMS], d[CNV_MAX_DIMS];
+    int64_t pads[2 * CNV_MAX_DIMS]; /* ONNX order: all begins, then all ends */
+    int auto_pad, ceil_mode, count_include_pad, storage_order;
+} pool_params;
+
+/* Resolved geometry of one planned pooling node, 2-D form. */
+typedef struct pool_geom {
+    int64_t nc, h, w, oh, ow;       /* N*C planes of h x w -> oh x ow */
+    int64_t kh, kw, sh, sw;
+    int64_t pt, pl, pb, pr;         /* pads top, left, bottom, right */
+    int count_include_pad;
+} pool_geom;
+_Static_assert(sizeof(pool_geom) <= CNV_GEOM_SIZE, "pool_geom fits geom");
+
+/* Attribute values beyond this are rejected so index arithmetic in int64
+ * can never overflow. */
+#define POOL_ATTR_MAX ((int64_t)INT32_MAX)
+
+/* Copies an optional INTS attribute of exactly `want` values into dst,
+ * each within [lo, POOL_ATTR_MAX]; absent leaves dst as is. */
+static cnv_status get_ints_n(const cnv_node *n, const char *name, int want,
+                             int64_t lo, int64_t *dst, cnv_err *e)
+{
+    const int64_t *v;
+    int cnt;
+    cnv_status st = cnv_attr_get_ints(n, name, &v, &cnt, e);
+    if (st != CNV_OK)
+        return st;
+    if (!v)
+        return CNV_OK;
+    if (cnt != want)
+        return cnv_fail(e, CNV_ERR_FORMAT,
+                        "attribute %s has %d values, expected %d", name, cnt, want);
+    for (int i = 0; i < cnt; i++) {
+        if (v[i] < lo || v[i] > POOL_ATTR_MAX)
+            return cnv_fail(e, CNV_ERR_FORMAT,
+                            "attribute %s[%d] = %lld is out of range", name, i, (long long)v[i]);
+        dst[i] = v[i];
+    }
+    return CNV_OK;
+}
+
+static cnv_status get_flag(const cnv_node *n, const char *name, int *out, cnv_err *e)
+{
+    int64_t v;
+    cnv_status st = cnv_attr_get_int(n, name, 0, &v, e);
+    if (st != CNV_OK)
+        return st;
+    if (v != 0 && v != 1)
+        return cnv_fail(e, CNV_ERR_FORMAT, "attribute %s = %lld, expected 0 or 1", name, (long long)v);
+    *out = (int)v;
+    return CNV_OK;
+}
+
+static cnv_status pool_parse(const cnv_node *n, void *params, int64_t opset, cnv_err *e)
+{
+    (void)opset; /* attributes added in later opsets simply are absent before */
+    pool_params *p = params;
+    const int64_t *k;
+    int nk;
+    cnv_status st = cnv_attr_get_ints(n, "kernel_shape", &k, &nk, e);
+    if (st != CNV_OK)
+        return st;
+    if (!k)
+        return cnv_fail(e, CNV_ERR_FORMAT, "kernel_shape is required");
+    if (nk < 1 || nk > CNV_MAX_DIMS - 2)
+        return cnv_fail(e, CNV_ERR_FORMAT, "kernel_shape has %d values", nk);
+    p->nk = nk;
+    for (int i = 0; i < nk; i++)
+        p->s[i] = p->d[i] = 1;
+    if ((st = get_ints_n(n, "kernel_shape", nk, 1, p->k, e)) != CNV_OK ||
+        (st = get_ints_n(n, "strides", nk, 1, p->s, e)) != CNV_OK ||
+        (st = get_ints_n(n, "dilations", nk, 1, p->d, e)) != CNV_OK ||
+        (st = get_ints_n(n, "pads", 2 * nk, 0, p->pads, e)) != CNV_OK)
+        return st;
+
+    const char *ap;
+    if ((st = cnv_attr_get_string(n, "auto_pad", "NOTSET", &ap, e)) != CNV_OK)
+        return st;
+    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
+        p->auto_pad = PAD_NOTSET;
+    else if (strcmp(ap, "SAME_UPPER") == 0)
+        p->auto_pad = PAD_SAME_UPPER;
+    else if (strcmp(ap, "SAME_LOWER") == 0)
+        p->auto_pad = PAD_SAME_LOWER;
+    else if (strcmp(ap, "VALID") == 0)
+        p->auto_pad = PAD_VALID;
+    else
+        return cnv_fail(e, CNV_ERR_FORMAT, "unknown auto_pad '%s'", ap);
+
+    if ((st = get_flag(n, "ceil_mode", &p->ceil_mode, e)) != CNV_OK ||
+        (st = get_flag(n, "count_include_pad", &p->count_include_pad, e)) != CNV_OK ||
+        (st = get_flag(n, "storage_order", &p->storage_order, e)) != CNV_OK)
+        return st;
+    return CNV_OK;
+}
+
+/* One spatial dim: output size and resolved begin/end pads. The ceil_mode
+ * rule drops a last window that would start beyond the input (entirely in
+ * the end padding), as ONNX and PyTorch do. */
+static cnv_status pool_dim(const pool_params *p, int i, int64_t in,
+                           int64_t *out, int64_t *pb, int64_t *pe, cnv_err *e)
+{
+    int64_t k = p->k[i], s = p->s[i], b = 0, en = 0, o;
+    if (p->auto_pad == PAD_SAME_UPPER || p->auto_pad == PAD_SAME_LOWER) {
+        o = (in + s - 1) / s;
+        int64_t total = (o - 1) * s + k - in;
+        if (total < 0)
+            total = 0;
+        if (p->auto_pad == PAD_SAME_UPPER) {
+            b = total / 2;
+            en = total - b;
+        } else {
+            en = total / 2;
+            b = total - en;
+        }
+    } else {
+        if (p->auto_pad == PAD_NOTSET) {
+            b = p->pads[i];
+            en = p->pads[i + p->nk];
+        }
+        int64_t span = in + b + en - k;
+        if (span < 0)
+            return cnv_fail(e, CNV_ERR_SHAPE,
+                            "kernel %lld is larger than the padded input %lld "
+                            "(spatial dim %d): output size < 1", (long long)k, (long long)(in + b + en), i);
+        if (p->ceil_mode && p->auto_pad == PAD_NOTSET) {
+            o = (span + s - 1) / s + 1;
+            if ((o - 1) * s >= in + b)
+                o--;
+        } else {
+            o = span / s + 1;
+        }
+    }
+    if (o < 1)
+        return cnv_fail(e, CNV_ERR_SHAPE, "output size %lld < 1 (spatial dim %d)", (long long)o, i);
+    /* Every window must hold an input element: the first starts at -b, the
+     * last at (o-1)*s - b. A window of padding only has no max and, without
+     * counted pads, no divisor. */
+    if (b >= k || (o - 1) * s - b >= in)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                        "padding (%lld, %lld) of spatial dim %d leaves windows "
+                        "with no input element (kernel %lld)", (long long)b, (long long)en, i, (long long)k);
+    *out = o;
+    *pb = b;
+    *pe = en;
+    return CNV_OK;
+}
+
+static cnv_status pool_plan_common(cnv_op_ctx *c, cnv_err *e)
+{
+    const pool_params *p = c->params;
+    const cnv_shape *xs = &c->in[0]->shape;
+    char buf[128];
+    if (p->nk > 2)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                        "%d-D pooling is not supported (only 1-D and 2-D)", p->nk);
+    if (xs->ndim != p->nk + 2)
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "input %s has %d dims, kernel_shape needs %d", cnv_shape_str(xs, buf, sizeof buf), xs->ndim,
+                        p->nk + 2);
+    for (int i = 0; i < p->nk; i++)
+        if (p->d[i] != 1)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                            "dilations other than 1 are not supported");
+    for (int i = 0; i < xs->ndim; i++)
+        if (xs->dims[i] < 1)
+            return cnv_fail(e, CNV_ERR_SHAPE, "input %s has an empty dim", cnv_shape_str(xs, buf, sizeof buf));
+
+    pool_geom *g = (pool_geom *)c->geom;
+    memset(g, 0, sizeof *g);
+    cnv_status st;
+    if (p->nk == 1) { /* (N,C,L) is (N,C,1,L) with a kernel of height 1 */
+        g->h = g->oh = g->kh = g->sh = 1;
+        g->w = xs->dims[2];
+        g->kw = p->k[0];
+        g->sw = p->s[0];
+        st = pool_dim(p, 0, g->w, &g->ow, &g->pl, &g->pr, e);
+    } else {
+        g->h = xs->dims[2];
+        g->w = xs->dims[3];
+        g->kh = p->k[0];
+        g->kw = p->k[1];
+        g->sh = p->s[0];
+        g->sw = p->s[1];
+        st = pool_dim(p, 0, g->h, &g->oh, &g->pt, &g->pb, e);
+        if (st == CNV_OK)
+            st = pool_dim(p, 1, g->w, &g->ow, &g->pl, &g->pr, e);
+    }
+    if (st != CNV_OK)
+        return st;
+    g->count_include_pad = p->count_include_pad;
+
+    int64_t cnt;
+    if (!cnv_mul_i64(xs->dims[0], xs->dims[1], &g->nc) || !cnv_mul_i64(g->nc, g->oh, &cnt) ||
+        !cnv_mul_i64(cnt, g->ow, &cnt) || cnt > CNV_MAX_ELEMS)
+        return cnv_fail(e, CNV_ERR_NOMEM, "output of input %s is too large", cnv_shape_str(xs, buf, sizeof buf));
+
+    cnv_shape *ys = &c->out[0]->shape;
+    *ys = *xs;
+    if (p->nk == 1) {
+        ys->dims[2] = g->ow;
+    } else {
+        ys->dims[2] = g->oh;
+        ys->dims[3] = g->ow;
+    }
+    return CNV_OK;
+}
+
+/* Clips window [o*s - p, o*s - p + k) to [0, len). */
+static inline void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t len,
+                          int64_t *lo, int64_t *hi)
+{
+    int64_t a = o * s - p, b = a + k;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > len ? len : b;
+}
+
+/* ------------------------------------------------------------- MaxPool */
+
+static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
+                               cnv_err *e)
+{
+    if (c->node->n_out > 1)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
+                        "the Indices output is not supported");
+    cnv_status st = pool_plan_common(c, e);
+    if (st != CNV_OK)
+        return st;
+    /* one int32 argmax per output element, kept from forward for backward */
+    if (!cnv_mul_size((size_t)cnv_shape_count(&c->out[0]->shape), sizeof(int32_t), state_size))
+        return cnv_fail(e, CNV_ERR_NOMEM, "state too large");
+    *work_size = 0;
+    return CNV_OK;
+}
+
+/* x is (NC,h,w), y is (NC,oh,ow); arg[o] is the flat index into x of the
+ * element y[o] was taken from: the first maximum of the window in row-major
+ * order, except that a NaN wins over numbers (the first NaN, so NaN
+ * propagates as in PyTorch). An all-NaN or all -inf window thus stores its
+ * first in-bounds element. A window without input elements (rejected by
+ * plan) would give y = 0 and arg = -1. */
+static void maxpool_forward(cnv_op_ctx *c)
+{
+    const pool_geom *g = (const pool_geom *)c->geom;
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int32_t *arg = c->state;
+    int64_t plane = g->h * g->w, o = 0;
+    for (int64_t nc = 0; nc < g->nc; nc++) {
+        const float *xp = x + nc * plane;
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t h0, h1;
+            window(oh, g->sh, g->pt, g->kh, g->h, &h0, &h1);
+            for (int64_t ow = 0; ow < g->ow; ow++, o++) {
+                int64_t w0, w1, bi = -1;
+                window(ow, g->sw, g->pl, g->kw, g->w, &w0, &w1);
+                float best = 0.0f;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        float v = xp[ih * g->w + iw];
+                        if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            bi = ih * g->w + iw;
+                        }
+                    }
+                y[o] = bi < 0 ? 0.0f : best;
+                arg[o] = bi < 0 ? -1 : (int32_t)(nc * plane + bi);
+            }
+        }
+    }
+}
+
+/* dx[arg[o]] += dy[o]: the gradient flows to the element forward chose. */
+static void maxpool_backward(cnv_op_ctx *c)
+{
+    float *dx = c->in[0]->grad;
+    if (!dx)
+        return;
+    const float *dy = c->out[0]->grad;
+    const int32_t *arg = c->state;
+    int64_t n = c->out[0]->count;
+    for (int64_t o = 0; o < n; o++)
+        if (arg[o] >= 0)
+            dx[arg[o]] += dy[o];
+}
+
+const cnv_op cnv_op_maxpool = {
+    .type = "MaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 2,
+    .params_size = sizeof(pool_params), .parse = pool_parse, .plan = maxpool_plan,
+    .forward = maxpool_forward, .backward = maxpool_backward,
+};
+
+/* --------------------------------------------------------- AveragePool */
+
+static cnv_status avgpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
+                               cnv_err *e)
+{
+    *state_size = 0;
+    *work_size = 0;
+    return pool_plan_common(c, e);
+}
+
+/* The divisor of the window at (oh, ow). count_include_pad counts pads but
+ * not what lies beyond the padded input (a ceil_mode window may reach past
+ * it), as PyTorch does; otherwise only input elements count. */
+static inline float avg_divisor(const pool_geom *g, int64_t oh, int64_t ow, int64_t h0,
+                                int64_t h1, int64_t w0, int64_t w1)
+{
+    if (!g->count_include_pad)
+        return (float)((h1 - h0) * (w1 - w0));
+    int64_t a = oh * g->sh - g->pt, b = a + g->kh, lim = g->h + g->pb;
+    int64_t dh = (b > lim ? lim : b) - a;
+    a = ow * g->sw - g->pl;
+    b = a + g->kw;
+    lim = g->w + g->pr;
+    int64_t dw = (b > lim ? lim : b) - a;
+    return (float)(dh * dw);
+}
+
+/* x is (NC,h,w), y is (NC,oh,ow): the window mean. */
+static void avgpool_forward(cnv_op_ctx *c)
+{
+    const pool_geom *g = (const pool_geom *)c->geom;
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int64_t plane = g->h * g->w, o = 0;
+    for (int64_t nc = 0; nc < g->nc; nc++) {
+        const float *xp = x + nc * plane;
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t h0, h1;
+            window(oh, g->sh, g->pt, g->kh, g->h, &h0, &h1);
+            for (int64_t ow = 0; ow < g->ow; ow++, o++) {
+                int64_t w0, w1;
+                window(ow, g->sw, g->pl, g->kw, g->w, &w0, &w1);
+                float sum = 0.0f;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++)
+                        sum += xp[ih * g->w + iw];
+                y[o] = sum / avg_divisor(g, oh, ow, h0, h1, w0, w1);
+            }
+        }
+    }
+}
+
+/* dx over each window += dy / divisor. */
+static void avgpool_backward(cnv_op_ctx *c)
+{
+    float *dx = c->in[0]->grad;
+    if (!dx)
+        return;
+    const pool_geom *g = (const pool_geom *)c->geom;
+    const float *dy = c->out[0]->grad;
+    int64_t plane = g->h * g->w, o = 0;
+    for (int64_t nc = 0; nc < g->nc; nc++) {
+        float *dp = dx + nc * plane;
+        for (int64_t oh = 0; oh < g->oh; oh++) {
+            int64_t h0, h1;
+            window(oh, g->sh, g->pt, g->kh, g->h, &h0, &h1);
+            for (int64_t ow = 0; ow < g->ow; ow++, o++) {
+                int64_t w0, w1;
+                window(ow, g->sw, g->pl, g->kw, g->w, &w0, &w1);
+                float v = dy[o] / avg_divisor(g, oh, ow, h0, h1, w0, w1);
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++)
+                        dp[ih * g->w + iw] += v;
+            }
+        }
+    }
+}
+
+const cnv_op cnv_op_averagepool = {
+    .type = "AveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .params_size = sizeof(pool_params), .parse = pool_parse, .plan = avgpool_plan,
+    .forward = avgpool_forward, .backward = avgpool_backward,
+};
+
+/* --------------------------------------------------- GlobalAveragePool */
+
+typedef struct gap_geom {
+    int64_t nc, plane; /* N*C planes of `plane` spatial elements */
+} gap_geom;
+
+static cnv_status gap_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size, cnv_err *e)
+{
+    const cnv_shape *xs = &c->in[0]->shape;
+    char buf[128];
+    if (xs->ndim < 3)
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "input %s needs N, C and spatial dims", cnv_shape_str(xs, buf, sizeof buf));
+    gap_geom *g = (gap_geom *)c->geom;
+    int64_t cnt = cnv_shape_count(xs);
+    if (cnt < 1)
+        return cnv_fail(e, CNV_ERR_SHAPE, "input %s is empty", cnv_shape_str(xs, buf, sizeof buf));
+    g->nc = xs->dims[0] * xs->dims[1];
+    g->plane = cnt / g->nc;
+    cnv_shape *ys = &c->out[0]->shape;
+    *ys = *xs;
+    for (int i = 2; i < ys->ndim; i++)
+        ys->dims[i] = 1;
+    *state_size = 0;
+    *work_size = 0;
+    return CNV_OK;
+}
+
+/* x is (NC, plane), y is (NC): plane means, summed in double. */
+static void gap_forward(cnv_op_ctx *c)
+{
+    const gap_geom *g = (const gap_geom *)c->geom;
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    for (int64_t i = 0; i < g->nc; i++) {
+        double s = 0.0;
+        for (int64_t j = 0; j < g->plane; j++)
+            s += x[i * g->plane + j];
+        y[i] = (float)(s / (double)g->plane);
+    }
+}
+
+static void gap_backward(cnv_op_ctx *c)
+{
+    float *dx = c->in[0]->grad;
+    if (!dx)
+        return;
+    const gap_geom *g = (const gap_geom *)c->geom;
+    const float *dy = c->out[0]->grad;
+    for (int64_t i = 0; i < g->nc; i++) {
+        float v = dy[i] / (float)g->plane;
+        for (int64_t j = 0; j < g->plane; j++)
+            dx[i * g->plane + j] += v;
+    }
+}
+
+const cnv_op cnv_op_globalaveragepool = {
+    .type = "GlobalAveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .params_size = 0, .parse = NULL, .plan = gap_plan,
+    .forward = gap_forward, .backward = gap_backward,
+};
