@@ -260,6 +260,39 @@ CNV_API cnv_status cnv_session_grad(cnv_session *s, const char *name,
 /* The first graph input's gradient, or NULL. */
 CNV_API float *cnv_session_input_grad(cnv_session *s);
 
+/* ---- ONNX files ---- */
+
+/* Loads an ONNX model (ModelProto) with the library's own protobuf decoder.
+ * Supported: the default operator domain, FLOAT / FLOAT16 / DOUBLE (read as
+ * float) and INT32 / INT64 (read as int64) tensors stored inside the file,
+ * float graph inputs, Constant nodes (become constants). Refused with
+ * CNV_ERR_UNSUPPORTED: external data, other data types and domains, ops the
+ * engine lacks; with CNV_ERR_FORMAT: anything malformed or truncated. Files
+ * over 2 GiB are refused. Like sqlite3_open, *out is set even on failure
+ * (unless memory ran out) so cnv_model_errmsg(*out) says what is wrong
+ * (which node, tensor or field); free it with cnv_model_free either way. */
+CNV_API cnv_status cnv_model_load_onnx(const char *path, cnv_model **out);
+/* The same from a buffer (borrowed; nothing points into it afterwards). */
+CNV_API cnv_status cnv_model_load_onnx_memory(const void *data, size_t size,
+                                              cnv_model **out);
+/* Writes m as ONNX (IR version 8, the model's opset, weights as raw_data).
+ * Writes a temporary file in the same directory and renames it over path,
+ * so a failure leaves no partial file; the message is in cnv_model_errmsg. */
+CNV_API cnv_status cnv_model_save_onnx(cnv_model *m, const char *path);
+
+/* Reads one serialized ONNX TensorProto (the test data's input_0.pb).
+ * FLOAT, FLOAT16 and DOUBLE give CNV_FLOAT32 values; INT32 and INT64 give
+ * CNV_INT64. On success *values (and *name, when name is not NULL; "" if
+ * the tensor has none) are allocated by the library: release each with
+ * cnv_free_buffer. On failure the outputs are unchanged and errbuf (may be
+ * NULL) holds the message. */
+CNV_API cnv_status cnv_tensor_read_pb(const void *data, size_t size,
+                                      cnv_dtype *dtype, cnv_shape *shape,
+                                      void **values, char **name,
+                                      char *errbuf, size_t errlen);
+/* Frees a buffer the library returned (NULL is a no-op). */
+CNV_API void cnv_free_buffer(void *p);
+
 #ifdef __cplusplus
 }
 #endif
