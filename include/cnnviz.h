@@ -293,6 +293,118 @@ CNV_API cnv_status cnv_tensor_read_pb(const void *data, size_t size,
 /* Frees a buffer the library returned (NULL is a no-op). */
 CNV_API void cnv_free_buffer(void *p);
 
+/* ---- visualizations: class models, fooling ---- */
+
+/* Shared by the iterative visualizations. Conventions:
+ * - They take a session of the model (planned or not: they plan it for the
+ *   batch they need, so its buffers are re-planned) and the model itself,
+ *   plus the per-channel mean and std that map pixels p in [0,1] to the
+ *   network's input x = (p - mean) / std (NULL: 0 and 1). Images go in and
+ *   come out normalized (NCHW floats), like the session's input.
+ * - The class score they use is the model's raw score: its first output, or
+ *   the input of that output's Softmax when it ends with one.
+ * - On failure the session's message (cnv_session_errmsg) says why.
+ * - Results are deterministic for a given seed and thread count.
+ *
+ * A progress callback, called after every iteration (iter 1..total) with
+ * the objective being ascended and the softmax probability of the target
+ * class (both averaged over a batch). Returning non-zero stops the run:
+ * the function returns CNV_ERR_CANCELLED and its outputs hold the images
+ * of the last finished iteration. (Repeating this identical typedef is
+ * valid C11, should another section need it first.) */
+typedef int (*cnv_progress_fn)(void *user, int iter, int total, float objective,
+                               float prob);
+/* Receives snapshots of a batch of n normalized c x h x w images (borrowed
+ * for the call), e.g. to make an animation. Non-zero cancels. */
+typedef int (*cnv_frame_fn)(void *user, int iter, const float *images, int n,
+                            int c, int h, int w);
+
+/* Class model visualization (Simonyan, Vedaldi, Zisserman 2014, "Deep
+ * Inside Convolutional Networks", section 2): the image I that maximizes
+ * the raw class score S_c(I) - l2 * ||I||^2 - l1 * ||I||_1, found by
+ * gradient ascent from small random noise, with the implicit
+ * regularizers of Yosinski et al. 2015: random jitter, periodic blur and
+ * clamping to valid pixels. Each step, per batch item:
+ *   roll the image by a random (dy, dx) in [-jitter, jitter]^2,
+ *   g = dS_c/dI - 2 l2 I - l1 sign(I) at the rolled image,
+ *   I += lr * g / ||g||_2 (or lr * g when normalize_grad is 0),
+ *   roll back, clamp to the pixel range (when clamp), and every
+ *   blur_every steps blur with a Gaussian of blur_sigma pixels. */
+typedef struct cnv_classmodel_params {
+    int iters;           /* gradient steps (default 300) */
+    float lr;            /* step size (default 25, normalized units) */
+    int normalize_grad;  /* 1: step along g / ||g||_2 (default 1) */
+    float l2;            /* weight of ||I||^2 (default 1e-3) */
+    float l1;            /* weight of ||I||_1 (default 0) */
+    int blur_every;      /* blur every N steps; 0: never (default 10) */
+    float blur_sigma;    /* pixels (default 0.5) */
+    int jitter;          /* max roll in pixels; 0: none (default 16) */
+    int clamp;           /* clamp to the valid pixel range (default 1) */
+    float init_std;      /* std of the initial noise, normalized (default 1) */
+    int height, width;   /* image size; 0: the model's declared size */
+    uint64_t seed;       /* item i starts from a stream of (seed, class i),
+                            so a class gives the same image alone or in a
+                            batch, up to GEMM rounding (default 0) */
+    cnv_progress_fn progress; /* may be NULL */
+    cnv_frame_fn frame;       /* may be NULL */
+    int frame_every;          /* frame gets iteration 0, every Nth, and the
+                                 last (default 10) */
+    void *user;               /* passed to progress and frame */
+} cnv_classmodel_params;
+CNV_API cnv_classmodel_params cnv_classmodel_params_default(void);
+
+/* Makes n class models in one batched run: images (n x c x h x w, caller-
+ * allocated, h and w from p or the model) receives the class model of
+ * classes[i] in item i. scores and probs (n values each, may be NULL)
+ * receive each image's final raw score and softmax probability of its
+ * class, from a last forward pass. */
+CNV_API cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m,
+                                  const float *mean, const float *std,
+                                  int n, const int *classes,
+                                  const cnv_classmodel_params *p,
+                                  float *images, float *scores, float *probs);
+
+/* Fooling image (Szegedy et al. 2014, "Intriguing properties of neural
+ * networks"): the smallest-effort change that makes the network call an
+ * image `target`. Gradient ascent on the target's raw score from the real
+ * image, I += lr * g / ||g||_2, clamped to the pixel range, until the
+ * top-1 class is the target; the image is then rounded to 8 bits exactly
+ * as cnv_tensor_to_image writes it and classified again, and the ascent
+ * goes on if rounding undid the change, so a saved file is fooling too. */
+typedef struct cnv_fool_params {
+    int max_iters;            /* gradient steps at most (default 100) */
+    float lr;                 /* L2 length of a step, normalized units
+                                 (default 1) */
+    cnv_progress_fn progress; /* may be NULL */
+    void *user;
+} cnv_fool_params;
+CNV_API cnv_fool_params cnv_fool_params_default(void);
+
+typedef struct cnv_fool_result {
+    int fooled;         /* the 8-bit result's top-1 class is the target */
+    int iters;          /* gradient steps taken */
+    int before_class;   /* top-1 of the original, and its probability */
+    float before_prob;
+    int after_class;    /* top-1 of the 8-bit result, and its probability */
+    float after_prob;
+    float target_prob;  /* the target's probability on the result */
+    float linf;         /* largest change of a pixel channel, gray levels */
+    float mean_abs;     /* mean absolute change, gray levels (0..255) */
+} cnv_fool_result;
+
+/* image: one normalized c x h x w image (borrowed). fooled (same size,
+ * caller-allocated) receives the 8-bit-rounded fooling image, normalized.
+ * last_delta and sum_delta (same size, may be NULL) receive the last step
+ * and the sum of all steps, normalized units. Not reaching the target in
+ * max_iters is not an error: r->fooled is 0 and fooled holds the last
+ * (rounded) image. */
+CNV_API cnv_status cnv_fool(cnv_session *s, const cnv_model *m,
+                            const float *mean, const float *std,
+                            const float *image, int h, int w, int target,
+                            const cnv_fool_params *p, float *fooled,
+                            float *last_delta, float *sum_delta,
+                            cnv_fool_result *r);
+
 #ifdef __cplusplus
 }
 #endif
