@@ -194,6 +194,10 @@ CNV_API int cnv_model_node_count(const cnv_model *m);
 CNV_API const char *cnv_model_node_op(const cnv_model *m, int i);
 CNV_API const char *cnv_model_node_name(const cnv_model *m, int i);
 CNV_API const char *cnv_model_node_output(const cnv_model *m, int i);
+/* The name of node i's k-th input ("" for an absent optional one), or NULL
+ * out of range; the number of its inputs. */
+CNV_API const char *cnv_model_node_input(const cnv_model *m, int i, int k);
+CNV_API int cnv_model_node_input_count(const cnv_model *m, int i);
 CNV_API int cnv_model_has_tensor(const cnv_model *m, const char *name);
 
 /* A float constant's data, writable (for trainers), and its shape. */
@@ -292,6 +296,326 @@ CNV_API cnv_status cnv_tensor_read_pb(const void *data, size_t size,
                                       char *errbuf, size_t errlen);
 /* Frees a buffer the library returned (NULL is a no-op). */
 CNV_API void cnv_free_buffer(void *p);
+
+/* ---- images ---- */
+
+/* An 8-bit image: rows top to bottom, channels interleaved (HWC), 1 (gray),
+ * 3 (RGB) or 4 (RGBA) channels. data holds width*height*channels bytes.
+ *
+ * Conventions of the image functions (they have no handle):
+ * - Each fallible one returns a cnv_status and, when errbuf is not NULL,
+ *   writes a NUL-terminated message of at most errlen bytes into it ("" on
+ *   success): which file, which size, what went wrong.
+ * - An image the library fills (cnv_image *out) gets new data allocated
+ *   through cnv_set_allocator's hook; release it with cnv_image_free. out
+ *   is overwritten, not freed first: pass a zeroed or freed image. On
+ *   failure *out is left zeroed, so cnv_image_free on it is always safe.
+ * - Input images and buffers are borrowed for the call and never changed
+ *   (except by cnv_image_draw_text, which draws into its image).
+ * - An image made by the caller (own data pointer) may be passed anywhere
+ *   as input; only cnv_image_free needs data from the library.
+ */
+typedef struct cnv_image {
+    int width, height, channels;
+    unsigned char *data;
+} cnv_image;
+
+/* Limits on decoded images: files are untrusted, and a 40-byte PNG may
+ * claim 100000 x 100000 pixels. Checked on the header before decoding. */
+#define CNV_IMAGE_MAX_SIDE 16384
+#define CNV_IMAGE_MAX_PIXELS (1L << 28)
+#define CNV_IMAGE_MAX_FILE_BYTES (256L << 20)
+
+/* Decodes a PNG, JPEG, BMP, GIF (first frame), TGA, PSD, PNM or HDR file
+ * (stb_image). 16-bit images are reduced to 8 bits; gray+alpha becomes
+ * RGBA; gray, RGB and RGBA keep their channels. */
+CNV_API cnv_status cnv_image_load(const char *path, cnv_image *out,
+                                  char *errbuf, size_t errlen);
+CNV_API cnv_status cnv_image_load_memory(const void *data, size_t size,
+                                         cnv_image *out,
+                                         char *errbuf, size_t errlen);
+/* Frees data and zeroes the image. NULL and zeroed images are fine. */
+CNV_API void cnv_image_free(cnv_image *img);
+
+/* A new image, every byte 0. */
+CNV_API cnv_status cnv_image_create(int width, int height, int channels,
+                                    cnv_image *out,
+                                    char *errbuf, size_t errlen);
+/* A copy with another channel count (1, 3 or 4): to gray by ITU-R 601
+ * luma (0.299 R + 0.587 G + 0.114 B, rounded as PIL's convert("L")), gray
+ * replicated to RGB, alpha dropped or set to 255. */
+CNV_API cnv_status cnv_image_convert(const cnv_image *in, int channels,
+                                     cnv_image *out,
+                                     char *errbuf, size_t errlen);
+/* Resampled copy of width x height (stb_image_resize, triangle filter:
+ * bilinear when enlarging, averaging over the footprint when shrinking;
+ * edges clamped; RGBA weighted by alpha). */
+CNV_API cnv_status cnv_image_resize(const cnv_image *in, int width, int height,
+                                    cnv_image *out,
+                                    char *errbuf, size_t errlen);
+/* Resizes each of c float planes h x w to oh x ow (same filter as
+ * cnv_image_resize, no clamping of values). in and out must not overlap. */
+CNV_API cnv_status cnv_resize_chw(const float *in, int c, int h, int w,
+                                  float *out, int oh, int ow,
+                                  char *errbuf, size_t errlen);
+
+/* Writes a PNG. The file is written beside path under a temporary name and
+ * renamed into place, so a failure never leaves a partial file at path.
+ * CNV_ERR_IO names the path and the system's reason. */
+CNV_API cnv_status cnv_image_write_png(const cnv_image *img, const char *path,
+                                       char *errbuf, size_t errlen);
+
+/* ---- preprocessing: image <-> network input */
+
+typedef enum cnv_fit {
+    /* torchvision's evaluation transform: the shorter side is resized to
+     * `resize` (the longer one to int(resize * long / short)), then the
+     * center height x width is cropped (offsets rounded half to even, as
+     * Python does). When a non-square crop would not fit, the image is
+     * enlarged until it does (torchvision would pad with black). */
+    CNV_FIT_CENTER_CROP = 0,
+    /* Resized to height x width directly; the aspect ratio is not kept. */
+    CNV_FIT_STRETCH = 1
+} cnv_fit;
+
+typedef struct cnv_preprocess {
+    int channels;       /* of the network input: 1 gray, 3 RGB */
+    int height, width;  /* of the network input */
+    /* Per channel, applied after scaling pixels to [0,1]:
+     * x = (pixel / 255 - mean) / std. A gray model uses [0]. */
+    float mean[3], std[3];
+    cnv_fit fit;
+    /* CNV_FIT_CENTER_CROP: the shorter side before cropping; 0 means
+     * round(min(height, width) * 256 / 224), 256 for a 224 crop. */
+    int resize;
+} cnv_preprocess;
+
+/* Fills pp for a channels x height x width input: mean 0, std 1,
+ * CNV_FIT_CENTER_CROP, resize 0. */
+CNV_API void cnv_preprocess_init(cnv_preprocess *pp, int channels,
+                                 int height, int width);
+
+/* The 8-bit picture the network sees: pp->channels channels, pp->height x
+ * pp->width. RGB inputs take gray images replicated and RGBA images with
+ * alpha dropped (what PIL's convert("RGB") in a torchvision pipeline does);
+ * gray inputs take the luma of color images (converted before resizing,
+ * like convert("L")). An image that already has the input's size is used
+ * as is, without resizing or cropping, so a picture the library saved at
+ * the network's size is classified again on exactly the same pixels.
+ * Resizing uses the triangle filter of cnv_image_resize, close to PIL's
+ * antialiased bilinear but not identical. */
+CNV_API cnv_status cnv_image_prepare(const cnv_image *img,
+                                     const cnv_preprocess *pp, cnv_image *out,
+                                     char *errbuf, size_t errlen);
+/* cnv_image_prepare, then scaled and normalized into out, float32 NCHW of
+ * pp->channels * pp->height * pp->width values (caller-allocated). */
+CNV_API cnv_status cnv_image_to_tensor(const cnv_image *img,
+                                       const cnv_preprocess *pp, float *out,
+                                       char *errbuf, size_t errlen);
+/* The reverse: c (1 or 3) planes h x w, each value x * std + mean (mean
+ * and std may be NULL: 0 and 1), times 255, clamped to [0,255] and
+ * rounded. NaN becomes 0, +inf 255. */
+CNV_API cnv_status cnv_tensor_to_image(const float *chw, int c, int h, int w,
+                                       const float *mean, const float *std,
+                                       cnv_image *out,
+                                       char *errbuf, size_t errlen);
+
+/* ---- maps (saliency, activations) */
+
+/* A gray image of an h x w map scaled from its finite min..max to 0..255.
+ * A constant map gives all zeros; NaN and -inf count as the minimum, +inf
+ * as the maximum. */
+CNV_API cnv_status cnv_map_to_gray(const float *map, int h, int w,
+                                   cnv_image *out,
+                                   char *errbuf, size_t errlen);
+/* The heat colormap: t in [0,1] (clamped; NaN as 0) to RGB along dark
+ * blue, blue, cyan, yellow, red, dark red (a jet-like ramp). */
+CNV_API void cnv_heat_color(float t, unsigned char rgb[3]);
+/* An RGB image: the map, normalized as in cnv_map_to_gray and resized to
+ * the photo when sizes differ, in heat colors, blended over the photo:
+ * out = (1 - alpha) * photo + alpha * heat, alpha in [0,1]. */
+CNV_API cnv_status cnv_map_overlay(const cnv_image *photo, const float *map,
+                                   int h, int w, float alpha, cnv_image *out,
+                                   char *errbuf, size_t errlen);
+
+/* ---- drawing */
+
+/* Draws ASCII text (stb_easy_font's 12-pixel-high line, scaled by an
+ * integer scale >= 1) with its top-left at (x, y), clipped to the image.
+ * Characters outside 32..126 are drawn as '?'. rgb is used as is on RGB(A)
+ * images (alpha set to 255) and as its luma on gray ones. */
+CNV_API void cnv_image_draw_text(cnv_image *img, int x, int y,
+                                 const char *text, int scale,
+                                 const unsigned char rgb[3]);
+/* Width in pixels of text drawn at scale; its height is 12 * scale. */
+CNV_API int cnv_text_width(const char *text, int scale);
+
+/* A contact sheet: n tiles (any sizes and channel counts) in a grid of
+ * cols columns on white, each centered in a cell of the largest tile's
+ * size, pad pixels apart, with labels[i] under tile i (labels or any
+ * labels[i] may be NULL). Tiles under 64 pixels wide are enlarged by an
+ * integer factor (nearest neighbour) so labels fit; the text is drawn 2x
+ * when cells are 200 pixels wide or more; labels too long are cut with
+ * "...". The result is RGB. */
+CNV_API cnv_status cnv_image_grid(const cnv_image *tiles, int n, int cols,
+                                  const char *const *labels, int pad,
+                                  cnv_image *out,
+                                  char *errbuf, size_t errlen);
+
+/* ---- animated GIF */
+
+/* Writes frames of one size into an animated GIF (giflib). Each frame gets
+ * its own 256-color palette from giflib's median-cut quantizer
+ * (GifQuantizeBuffer). The file is written under a temporary name and
+ * renamed into place by cnv_gif_writer_close.
+ *
+ *     cnv_gif_writer *g = NULL;
+ *     cnv_status st = cnv_gif_writer_open("dream.gif", w, h, 10, 1, &g);
+ *     for (i = 0; st == CNV_OK && i < n; i++)
+ *         st = cnv_gif_writer_add_frame(g, &frames[i]);
+ *     if (st == CNV_OK) st = cnv_gif_writer_close(g);
+ *     if (st != CNV_OK) fprintf(stderr, "%s\n", cnv_gif_writer_errmsg(g));
+ *     cnv_gif_writer_free(g);
+ */
+typedef struct cnv_gif_writer cnv_gif_writer;
+
+/* delay_cs: time each frame shows, in 1/100 s (0..65535). loop: nonzero
+ * repeats forever, 0 plays once. Returns the handle even on failure
+ * (unless memory ran out), for its message. */
+CNV_API cnv_status cnv_gif_writer_open(const char *path, int width, int height,
+                                       int delay_cs, int loop,
+                                       cnv_gif_writer **out);
+/* Appends a frame of the writer's size; 1, 3 or 4 channels (alpha is
+ * dropped). After a failure the writer only accepts _free. */
+CNV_API cnv_status cnv_gif_writer_add_frame(cnv_gif_writer *g,
+                                            const cnv_image *frame);
+/* Finishes the file and renames it into place. Needs at least one frame. */
+CNV_API cnv_status cnv_gif_writer_close(cnv_gif_writer *g);
+/* Frees the writer; an unclosed file is abandoned (its temporary removed). */
+CNV_API void cnv_gif_writer_free(cnv_gif_writer *g);
+CNV_API const char *cnv_gif_writer_errmsg(const cnv_gif_writer *g);
+CNV_API int cnv_gif_writer_frames(const cnv_gif_writer *g);
+
+/* -------------------------------------------------------------- training */
+
+/* A labelled set of 8-bit images (n x c x h x w pixels) in memory, e.g. an
+ * MNIST-format (IDX) file pair. Opaque; read with the accessors below. */
+typedef struct cnv_dataset cnv_dataset;
+
+/* Loads <dir>/<split>-images-idx3-ubyte[.gz] and the matching labels
+ * (-labels-idx1-ubyte[.gz]); split is "train" or "t10k". The files are
+ * checked (magic, sizes, counts against the data actually present) before
+ * anything is trusted. Returns the handle even on failure (unless memory
+ * ran out), for its message; free it. */
+CNV_API cnv_status cnv_mnist_load(const char *dir, const char *split,
+                                  cnv_dataset **out);
+/* The same from two explicit paths (gzip or uncompressed). */
+CNV_API cnv_status cnv_mnist_load_files(const char *images_path,
+                                        const char *labels_path,
+                                        cnv_dataset **out);
+/* A dataset from memory: pixels (n*c*h*w bytes) and labels (n values, each
+ * below n_classes <= 256) are copied. */
+CNV_API cnv_status cnv_dataset_create(int n, int c, int h, int w, int n_classes,
+                                      const uint8_t *pixels,
+                                      const uint8_t *labels,
+                                      cnv_dataset **out);
+CNV_API void cnv_dataset_free(cnv_dataset *d);
+CNV_API const char *cnv_dataset_errmsg(const cnv_dataset *d);
+/* Image count (0 for NULL or a failed load), image shape, class count
+ * (largest label + 1), and borrowed pointers to the pixels and labels. */
+CNV_API int cnv_dataset_count(const cnv_dataset *d);
+CNV_API void cnv_dataset_shape(const cnv_dataset *d, int *c, int *h, int *w);
+CNV_API int cnv_dataset_classes(const cnv_dataset *d);
+CNV_API const uint8_t *cnv_dataset_pixels(const cnv_dataset *d);
+CNV_API const uint8_t *cnv_dataset_labels(const cnv_dataset *d);
+/* Mean and standard deviation of every pixel scaled to [0,1]. */
+CNV_API cnv_status cnv_dataset_stats(const cnv_dataset *d, double *mean,
+                                     double *std);
+
+/* A small VGG-style classifier: two blocks of conv3x3-relu-conv3x3-relu-
+ * maxpool2 (width1, then width2 channels), Flatten, Gemm(hidden)-relu,
+ * Gemm(classes). Input "image" (-1 x channels x height x width), output
+ * "logits"; weights He-initialized from seed, biases zero. */
+typedef struct cnv_vgg_params {
+    int channels, height, width; /* the input image; height, width >= 4 */
+    int classes;
+    int width1, width2, hidden;
+    uint64_t seed;
+} cnv_vgg_params;
+/* 1 x 28 x 28 input, 10 classes, 32/64 channels, 128 hidden, seed 1. */
+CNV_API cnv_vgg_params cnv_vgg_default_params(void);
+/* Adds the network to an empty model m. */
+CNV_API cnv_status cnv_model_build_vgg(cnv_model *m, const cnv_vgg_params *p);
+
+/* One training step's loss: runs forward on the session's planned batch of
+ * B images (the caller filled the input), takes the softmax cross-entropy
+ * of the B x K tensor `logits` against labels (B values), and runs backward
+ * from dL/dlogits = (softmax - onehot) / B, so that with parameter
+ * gradients on, cnv_session_grad gives d(mean loss)/d(parameter). Writes
+ * the mean loss and the number of correct top-1 predictions (either may be
+ * NULL). */
+CNV_API cnv_status cnv_train_loss_backward(cnv_session *s, const char *logits,
+                                           const uint8_t *labels,
+                                           double *loss, int *correct);
+
+/* What the trainer reports after each epoch. */
+typedef struct cnv_train_epoch {
+    int epoch, epochs;    /* 1-based */
+    double loss;          /* mean training loss over the epoch */
+    double train_acc;     /* top-1 on the (augmented) training batches seen */
+    double test_acc;      /* on the test set; -1 without one */
+    double images_per_s;  /* training images per second (test pass excluded) */
+    double seconds;       /* this epoch, test pass included */
+    double total_seconds; /* since training started */
+} cnv_train_epoch;
+/* Return nonzero to stop training (cnv_train then returns
+ * CNV_ERR_CANCELLED, with the weights of the last finished step). */
+typedef int (*cnv_train_progress_fn)(const cnv_train_epoch *e, void *user);
+
+#define CNV_AUG_SHIFT 1 /* random translation by up to max_shift pixels */
+#define CNV_AUG_FLIP 2  /* random horizontal flip */
+
+/* Mini-batch SGD with heavy-ball momentum and L2 weight decay:
+ * g = dL/dw + weight_decay * w (weights only, not biases),
+ * v = momentum * v + g, w -= lr_t * v, where lr_t follows a linear warm-up
+ * over the first epoch's first 5% then a cosine decay to 0. Inputs are
+ * pixel/255 normalized with mean and std. Deterministic for a given seed
+ * and thread count. */
+typedef struct cnv_train_params {
+    const char *input;  /* the model's image input (default "image") */
+    const char *logits; /* the tensor the loss reads (default "logits") */
+    int epochs, batch;
+    float lr, momentum, weight_decay;
+    float mean, std;
+    int augment;         /* CNV_AUG_* flags */
+    int max_shift;
+    int max_train;       /* use only the first N training images; 0: all */
+    int max_test;        /* evaluate on the first N test images; 0: all */
+    uint64_t seed;
+    cnv_train_progress_fn progress; /* may be NULL */
+    void *user;
+} cnv_train_params;
+/* 10 epochs of batch 64, lr 0.05, momentum 0.9, weight decay 5e-4, mean
+ * 0.2860 / std 0.3530 (Fashion-MNIST), shifts of up to 2 pixels and flips,
+ * seed 1. */
+CNV_API cnv_train_params cnv_train_default_params(void);
+
+/* Trains m's float parameters in place on train (test may be NULL: then no
+ * test accuracy is reported). The datasets' images must match the model's
+ * input. On failure m's message says why. */
+CNV_API cnv_status cnv_train(cnv_model *m, const cnv_dataset *train,
+                             const cnv_dataset *test,
+                             const cnv_train_params *p);
+
+/* Top-1 accuracy and confusion matrix of the model behind session s on d,
+ * in batches of `batch` images (s is re-planned for it). confusion, when
+ * not NULL, has K*K entries for K = classes: confusion[true * K + pred]
+ * counts images. K must be at least d's class count and the logits'
+ * width. */
+CNV_API cnv_status cnv_evaluate(cnv_session *s, const cnv_dataset *d,
+                                const char *logits, int batch,
+                                float mean, float std, double *accuracy,
+                                int64_t *confusion, int classes);
 
 /* ---- visualizations: class models, fooling ---- */
 

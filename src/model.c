@@ -540,6 +540,19 @@ const char *cnv_model_node_output(const cnv_model *m, int i)
     return m->tensors[m->nodes[i].out[0]].name;
 }
 
+const char *cnv_model_node_input(const cnv_model *m, int i, int k)
+{
+    if (!m || i < 0 || i >= m->n_nodes || k < 0 || k >= m->nodes[i].n_in)
+        return NULL;
+    int t = m->nodes[i].in[k];
+    return t >= 0 ? m->tensors[t].name : "";
+}
+
+int cnv_model_node_input_count(const cnv_model *m, int i)
+{
+    return m && i >= 0 && i < m->n_nodes ? m->nodes[i].n_in : 0;
+}
+
 int cnv_model_param_count(const cnv_model *m)
 {
     int n = 0;

@@ -1,0 +1,124 @@
+/* cnnviz classify: top-K classes of images. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+
+static const char usage[] =
+    "usage: cnnviz classify [-m MODEL] IMAGE... [--top K] [--json]\n"
+    "Prints the K most probable classes of each image (default 5).\n"
+    "Preprocessing is torchvision's evaluation transform: the shorter side\n"
+    "resized to round(size*256/224), the center cropped to the model's size,\n"
+    "scaled to [0,1] and normalized; an image of exactly the model's size is\n"
+    "used as is.\n";
+
+int cmd_classify(int argc, char **argv)
+{
+    cli_model_opts mo = {0};
+    int json = 0, top = 5, n_images = 0;
+    const char **images = calloc((size_t)argc, sizeof *images);
+    if (!images)
+        return cli_error("out of memory");
+    for (int i = 1; i < argc; i++) {
+        int r = cli_model_option(argc, argv, &i, &mo);
+        if (r < 0) {
+            free(images);
+            return 2;
+        }
+        if (r)
+            continue;
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--top") && i + 1 < argc) {
+            if (cli_parse_int(argv[++i], &top) || top < 1) {
+                free(images);
+                cli_error("--top needs a positive integer");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("%s\n%s", usage, cli_model_help);
+            free(images);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            cli_error("classify: unknown option '%s'", argv[i]);
+            free(images);
+            return 2;
+        } else
+            images[n_images++] = argv[i];
+    }
+    if (!n_images) {
+        free(images);
+        cli_error("classify: no image given (see 'cnnviz classify --help')");
+        return 2;
+    }
+    cli_model cm;
+    if (cli_model_open(&mo, &cm)) {
+        free(images);
+        return 1;
+    }
+    cnv_session *s = NULL;
+    cnv_status st = cnv_session_create(cm.model, &s);
+    if (st == CNV_OK)
+        st = cnv_session_plan(s, 1, cm.height, cm.width);
+    int rc = 0;
+    if (st != CNV_OK)
+        rc = cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
+    if (json && !rc)
+        printf("{\"model\": "), cli_json_string(stdout, cm.path), printf(", \"results\": [");
+    for (int k = 0; !rc && k < n_images; k++) {
+        float *scores;
+        cnv_shape ysh;
+        if (cli_load_input(&cm, images[k], cm.height, cm.width, cnv_session_input(s))) {
+            rc = 1;
+            break;
+        }
+        if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, cm.output, &scores, &ysh) != CNV_OK) {
+            rc = cli_error("%s", cnv_session_errmsg(s));
+            break;
+        }
+        int n = (int)cnv_shape_count(&ysh);
+        float *p = malloc((size_t)n * sizeof *p);
+        int *order = malloc((size_t)n * sizeof *order);
+        if (!p || !order) {
+            free(p);
+            free(order);
+            rc = cli_error("out of memory");
+            break;
+        }
+        cli_softmax(scores, p, n);
+        int kk = top < n ? top : n;
+        /* partial selection sort: K is small */
+        for (int i = 0; i < n; i++)
+            order[i] = i;
+        for (int i = 0; i < kk; i++)
+            for (int j = i + 1; j < n; j++)
+                if (p[order[j]] > p[order[i]]) {
+                    int t = order[i];
+                    order[i] = order[j];
+                    order[j] = t;
+                }
+        if (json) {
+            printf("%s{\"image\": ", k ? ", " : "");
+            cli_json_string(stdout, images[k]);
+            printf(", \"top\": [");
+            for (int i = 0; i < kk; i++) {
+                printf("%s{\"class\": %d, \"label\": ", i ? ", " : "", order[i]);
+                cli_json_string(stdout, cli_label(&cm, order[i]));
+                printf(", \"probability\": %.6g, \"score\": %.6g}", p[order[i]], scores[order[i]]);
+            }
+            printf("]}");
+        } else {
+            printf("%s\n", images[k]);
+            for (int i = 0; i < kk; i++)
+                printf("  %5d  %6.2f%%  %s\n", order[i], 100.0 * p[order[i]], cli_label(&cm, order[i]));
+        }
+        free(p);
+        free(order);
+    }
+    if (json && !rc)
+        printf("]}\n");
+    cnv_session_free(s);
+    cli_model_close(&cm);
+    free(images);
+    return rc;
+}
