@@ -10,6 +10,7 @@ extern int cmd_info(int argc, char **argv);
 extern int cmd_classify(int argc, char **argv);
 extern int cmd_preprocess(int argc, char **argv);
 extern int cmd_eval(int argc, char **argv);
+extern int cmd_bench(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -17,6 +18,7 @@ static const cli_command g_commands[] = {
     {"classify", "top-K classes of images", cmd_classify},
     {"preprocess", "write the exact network input of an image (raw float32)", cmd_preprocess},
     {"eval", "run the network on a raw tensor; logits and input gradients", cmd_eval},
+    {"bench", "time forward and forward + input gradient per iteration", cmd_bench},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,170 @@
+/* cnnviz bench: time forward and forward + input gradient per iteration. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli_common.h"
+
+static const char usage[] =
+    "usage: cnnviz bench [-m MODEL] [--size HxW] [--batch N] [--threads T] [--iters N] [--json]\n"
+    "Times one forward pass and one forward + backward to the input (the\n"
+    "gradient of one class score per image, parameters frozen): median,\n"
+    "min and max milliseconds over N iterations (default 30) after 3 warm-up\n"
+    "runs, the achieved GFLOP/s, and the process's peak resident memory.\n";
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct stats {
+    double median, min, max;
+} stats;
+
+static stats summarize(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    stats s = {n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]), t[0], t[n - 1]};
+    return s;
+}
+
+/* Forward FLOPs of Conv and Gemm nodes (2 per multiply-add). */
+static double forward_flops(cnv_session *s, const cnv_model *m)
+{
+    double total = 0.0;
+    for (int i = 0; i < cnv_model_node_count(m); i++) {
+        const char *op = cnv_model_node_op(m, i);
+        cnv_shape y, w;
+        if (strcmp(op, "Conv") && strcmp(op, "Gemm"))
+            continue;
+        if (cnv_session_tensor(s, cnv_model_node_output(m, i), NULL, &y) != CNV_OK ||
+            cnv_session_tensor(s, cnv_model_node_input(m, i, 1), NULL, &w) != CNV_OK)
+            continue;
+        double out = (double)cnv_shape_count(&y);
+        if (!strcmp(op, "Conv") && w.ndim == 4)
+            total += 2.0 * out * (double)(w.dims[1] * w.dims[2] * w.dims[3]);
+        else if (y.ndim == 2 && y.dims[1] > 0)
+            total += 2.0 * out * (double)cnv_shape_count(&w) / (double)y.dims[1];
+    }
+    return total;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    cli_model_opts mo = {0};
+    int json = 0, batch = 1, threads = 0, iters = 30;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_model_option(argc, argv, &i, &mo);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        int *dst = !strcmp(argv[i], "--batch") ? &batch : !strcmp(argv[i], "--threads") ? &threads
+                   : !strcmp(argv[i], "--iters") ? &iters : NULL;
+        if (dst && i + 1 < argc) {
+            if (cli_parse_int(argv[++i], dst) || *dst < (dst == &threads ? 0 : 1)) {
+                cli_error("%s: expected a positive integer", argv[i - 1]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("%s\n%s", usage, cli_model_help);
+            return 0;
+        } else {
+            cli_error("bench: unexpected argument '%s'", argv[i]);
+            return 2;
+        }
+    }
+    cli_model cm;
+    if (cli_model_open(&mo, &cm))
+        return 1;
+    if (threads)
+        cnv_set_threads(threads);
+    cnv_session *s = NULL;
+    cnv_status st = cnv_session_create(cm.model, &s);
+    if (st == CNV_OK)
+        st = cnv_session_plan(s, batch, cm.height, cm.width);
+    float *y = NULL;
+    cnv_shape ysh;
+    if (st == CNV_OK)
+        st = cnv_session_forward(s);
+    if (st == CNV_OK)
+        st = cnv_session_tensor(s, cm.output, &y, &ysh);
+    if (st != CNV_OK) {
+        cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
+        cnv_session_free(s);
+        cli_model_close(&cm);
+        return 1;
+    }
+    /* a fixed pseudo-random input; one class score per image as the seed */
+    float *x = cnv_session_input(s);
+    size_t n_in = (size_t)batch * cm.channels * cm.height * cm.width;
+    uint32_t r = 12345;
+    for (size_t i = 0; i < n_in; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)((r >> 8) / 16777216.0 * 2.0 - 1.0);
+    }
+    int64_t ny = cnv_shape_count(&ysh);
+    float *seed = calloc((size_t)ny, sizeof *seed);
+    double *tf = calloc((size_t)iters, sizeof *tf), *tb = calloc((size_t)iters, sizeof *tb);
+    if (!seed || !tf || !tb) {
+        free(seed), free(tf), free(tb);
+        cnv_session_free(s);
+        cli_model_close(&cm);
+        return cli_error("out of memory");
+    }
+    int per = (int)(ny / batch);
+    for (int b = 0; b < batch; b++)
+        seed[(size_t)b * per + b % per] = 1.0f;
+    for (int k = -3; k < iters; k++) {
+        double t0 = now_ms();
+        cnv_session_forward(s);
+        double t1 = now_ms();
+        cnv_session_forward(s);
+        cnv_session_backward(s, cm.output, seed);
+        double t2 = now_ms();
+        if (k >= 0) {
+            tf[k] = t1 - t0;
+            tb[k] = t2 - t1;
+        }
+    }
+    stats f = summarize(tf, iters), fb = summarize(tb, iters);
+    double gflop = forward_flops(s, cm.model) / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss_mb = ru.ru_maxrss / 1024.0;
+    if (json) {
+        printf("{\"model\": ");
+        cli_json_string(stdout, cm.path);
+        printf(", \"size\": [%d, %d], \"batch\": %d, \"threads\": %d, \"iters\": %d, "
+               "\"forward_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f}, "
+               "\"forward_backward_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f}, "
+               "\"forward_gflop\": %.4f, \"forward_gflops\": %.2f, \"peak_rss_mb\": %.1f}\n",
+               cm.height, cm.width, batch, threads, iters, f.median, f.min, f.max, fb.median, fb.min, fb.max,
+               gflop, gflop / (f.median / 1e3), rss_mb);
+    } else {
+        char tbuf[16];
+        snprintf(tbuf, sizeof tbuf, "%d", threads);
+        printf("%s at %dx%d, batch %d, threads %s, %d iterations\n", cm.path, cm.height, cm.width, batch,
+               threads ? tbuf : "all", iters);
+        printf("  forward             median %8.3f ms  (min %.3f, max %.3f)  %.1f GFLOP/s\n", f.median, f.min,
+               f.max, gflop / (f.median / 1e3));
+        printf("  forward + input grad median %7.3f ms  (min %.3f, max %.3f)\n", fb.median, fb.min, fb.max);
+        printf("  %.3f GFLOP per forward pass; peak RSS %.1f MB\n", gflop, rss_mb);
+    }
+    free(seed), free(tf), free(tb);
+    cnv_session_free(s);
+    cli_model_close(&cm);
+    return 0;
+}
