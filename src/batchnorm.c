@@ -67,10 +67,12 @@ static cnv_status bn_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size, 
         if (p->spatial == 0)
             return cnv_fail(e, CNV_ERR_UNSUPPORTED,
                             "spatial=0 with %s of shape %s "
-                            "(per-activation statistics) is not supported", names[k], cnv_shape_str(ps, b1, sizeof b1));
+                            "(per-activation statistics) is not supported",
+                            names[k], cnv_shape_str(ps, b1, sizeof b1));
         return cnv_fail(e, CNV_ERR_SHAPE,
                         "%s has shape %s, expected %lld values "
-                        "for X %s", names[k], cnv_shape_str(ps, b1, sizeof b1), (long long)C,
+                        "for X %s",
+                        names[k], cnv_shape_str(ps, b1, sizeof b1), (long long)C,
                         cnv_shape_str(xs, b2, sizeof b2));
     }
     bn_geom *g = (bn_geom *)c->geom;

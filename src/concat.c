@@ -43,8 +43,8 @@ static cnv_status concat_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_si
         return cnv_fail(e, CNV_ERR_SHAPE, "cannot concatenate scalars");
     int64_t ax = p->axis < 0 ? p->axis + r : p->axis;
     if (ax < 0 || ax >= r)
-        return cnv_fail(e, CNV_ERR_SHAPE,
-                        "axis %lld is out of range for input %s", (long long)p->axis, cnv_shape_str(s0, b1, sizeof b1));
+        return cnv_fail(e, CNV_ERR_SHAPE, "axis %lld is out of range for input %s",
+                        (long long)p->axis, cnv_shape_str(s0, b1, sizeof b1));
     int64_t len = 0;
     for (int k = 0; k < n->n_in; k++) {
         const cnv_shape *sk = &c->in[k]->shape;
@@ -65,7 +65,8 @@ static cnv_status concat_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_si
     ys->dims[ax] = len;
     int64_t cnt = cnv_shape_count(ys);
     if (cnt < 0 || cnt > CNV_MAX_ELEMS)
-        return cnv_fail(e, CNV_ERR_NOMEM, "output %s is too large", cnv_shape_str(ys, b1, sizeof b1));
+        return cnv_fail(e, CNV_ERR_NOMEM, "output %s is too large",
+                        cnv_shape_str(ys, b1, sizeof b1));
 
     concat_geom *g = (concat_geom *)c->geom;
     g->axis = (int)ax;

@@ -90,27 +90,28 @@ static cnv_status pad_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
         const cnv_val *cv = n->n_in > 2 ? c->in[2] : NULL;
         if (cv) {
             if (cv->count != 1 || (cv->is_const && !cv->data))
-                return cnv_fail(e, CNV_ERR_UNSUPPORTED,
-                                "constant_value must be one float, got %s", cnv_shape_str(&cv->shape, buf, sizeof buf));
+                return cnv_fail(e, CNV_ERR_UNSUPPORTED, "constant_value must be one float, got %s",
+                                cnv_shape_str(&cv->shape, buf, sizeof buf));
             g->value_input = 1;
         }
     }
     int r = xs->ndim;
     if (npads != 2 * r)
-        return cnv_fail(e, CNV_ERR_SHAPE,
-                        "%d pads for input %s of rank %d (expected %d)", npads, cnv_shape_str(xs, buf, sizeof buf), r, 2 * r);
+        return cnv_fail(e, CNV_ERR_SHAPE, "%d pads for input %s of rank %d (expected %d)", npads,
+                        cnv_shape_str(xs, buf, sizeof buf), r, 2 * r);
     cnv_shape *ys = &c->out[0]->shape;
     *ys = *xs;
     for (int d = 0; d < r; d++) {
         int64_t b = pads[d], en = pads[d + r];
-        if (b < -PAD_MAX || b > PAD_MAX || en < -PAD_MAX || en > PAD_MAX ||
-            xs->dims[d] < 0 || xs->dims[d] > PAD_MAX)
-            return cnv_fail(e, CNV_ERR_SHAPE, "pads (%lld, %lld) out of range", (long long)b, (long long)en);
+        if (b < -PAD_MAX || b > PAD_MAX || en < -PAD_MAX || en > PAD_MAX || xs->dims[d] < 0 ||
+            xs->dims[d] > PAD_MAX)
+            return cnv_fail(e, CNV_ERR_SHAPE, "pads (%lld, %lld) out of range", (long long)b,
+                            (long long)en);
         int64_t o = xs->dims[d] + b + en;
         if (o < 1)
-            return cnv_fail(e, CNV_ERR_SHAPE,
-                            "pads (%lld, %lld) crop dim %d of input %s to %lld", (long long)b, (long long)en, d,
-                            cnv_shape_str(xs, buf, sizeof buf), (long long)o);
+            return cnv_fail(e, CNV_ERR_SHAPE, "pads (%lld, %lld) crop dim %d of input %s to %lld",
+                            (long long)b, (long long)en, d, cnv_shape_str(xs, buf, sizeof buf),
+                            (long long)o);
         ys->dims[d] = o;
         g->in[d] = xs->dims[d];
         g->out[d] = o;
@@ -118,7 +119,8 @@ static cnv_status pad_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
     }
     int64_t cnt = cnv_shape_count(ys);
     if (cnt < 1 || cnt > CNV_MAX_ELEMS || cnv_shape_count(xs) < 1)
-        return cnv_fail(e, CNV_ERR_SHAPE, "output %s is empty or too large", cnv_shape_str(ys, buf, sizeof buf));
+        return cnv_fail(e, CNV_ERR_SHAPE, "output %s is empty or too large",
+                        cnv_shape_str(ys, buf, sizeof buf));
     if (r == 0) {
         g->r = 1;
         g->in[0] = g->out[0] = 1;

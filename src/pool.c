@@ -61,7 +61,8 @@ static cnv_status get_flag(const cnv_node *n, const char *name, int *out, cnv_er
     if (st != CNV_OK)
         return st;
     if (v != 0 && v != 1)
-        return cnv_fail(e, CNV_ERR_FORMAT, "attribute %s = %lld, expected 0 or 1", name, (long long)v);
+        return cnv_fail(e, CNV_ERR_FORMAT, "attribute %s = %lld, expected 0 or 1", name,
+                        (long long)v);
     *out = (int)v;
     return CNV_OK;
 }
@@ -137,7 +138,8 @@ static cnv_status pool_dim(const pool_params *p, int i, int64_t in,
         if (span < 0)
             return cnv_fail(e, CNV_ERR_SHAPE,
                             "kernel %lld is larger than the padded input %lld "
-                            "(spatial dim %d): output size < 1", (long long)k, (long long)(in + b + en), i);
+                            "(spatial dim %d): output size < 1",
+                            (long long)k, (long long)(in + b + en), i);
         if (p->ceil_mode && p->auto_pad == PAD_NOTSET) {
             o = (span + s - 1) / s + 1;
             if ((o - 1) * s >= in + b)
@@ -154,7 +156,8 @@ static cnv_status pool_dim(const pool_params *p, int i, int64_t in,
     if (b >= k || (o - 1) * s - b >= in)
         return cnv_fail(e, CNV_ERR_UNSUPPORTED,
                         "padding (%lld, %lld) of spatial dim %d leaves windows "
-                        "with no input element (kernel %lld)", (long long)b, (long long)en, i, (long long)k);
+                        "with no input element (kernel %lld)",
+                        (long long)b, (long long)en, i, (long long)k);
     *out = o;
     *pb = b;
     *pe = en;
@@ -167,19 +170,18 @@ static cnv_status pool_plan_common(cnv_op_ctx *c, cnv_err *e)
     const cnv_shape *xs = &c->in[0]->shape;
     char buf[128];
     if (p->nk > 2)
-        return cnv_fail(e, CNV_ERR_UNSUPPORTED,
-                        "%d-D pooling is not supported (only 1-D and 2-D)", p->nk);
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "%d-D pooling is not supported (only 1-D and 2-D)",
+                        p->nk);
     if (xs->ndim != p->nk + 2)
-        return cnv_fail(e, CNV_ERR_SHAPE,
-                        "input %s has %d dims, kernel_shape needs %d", cnv_shape_str(xs, buf, sizeof buf), xs->ndim,
-                        p->nk + 2);
+        return cnv_fail(e, CNV_ERR_SHAPE, "input %s has %d dims, kernel_shape needs %d",
+                        cnv_shape_str(xs, buf, sizeof buf), xs->ndim, p->nk + 2);
     for (int i = 0; i < p->nk; i++)
         if (p->d[i] != 1)
-            return cnv_fail(e, CNV_ERR_UNSUPPORTED,
-                            "dilations other than 1 are not supported");
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED, "dilations other than 1 are not supported");
     for (int i = 0; i < xs->ndim; i++)
         if (xs->dims[i] < 1)
-            return cnv_fail(e, CNV_ERR_SHAPE, "input %s has an empty dim", cnv_shape_str(xs, buf, sizeof buf));
+            return cnv_fail(e, CNV_ERR_SHAPE, "input %s has an empty dim",
+                            cnv_shape_str(xs, buf, sizeof buf));
 
     pool_geom *g = (pool_geom *)c->geom;
     memset(g, 0, sizeof *g);
@@ -208,7 +210,8 @@ static cnv_status pool_plan_common(cnv_op_ctx *c, cnv_err *e)
     int64_t cnt;
     if (!cnv_mul_i64(xs->dims[0], xs->dims[1], &g->nc) || !cnv_mul_i64(g->nc, g->oh, &cnt) ||
         !cnv_mul_i64(cnt, g->ow, &cnt) || cnt > CNV_MAX_ELEMS)
-        return cnv_fail(e, CNV_ERR_NOMEM, "output of input %s is too large", cnv_shape_str(xs, buf, sizeof buf));
+        return cnv_fail(e, CNV_ERR_NOMEM, "output of input %s is too large",
+                        cnv_shape_str(xs, buf, sizeof buf));
 
     cnv_shape *ys = &c->out[0]->shape;
     *ys = *xs;

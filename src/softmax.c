@@ -33,8 +33,8 @@ static cnv_status softmax_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     /* The 2-D coercion accepts axis == r (every row is one element). */
     int64_t hi = p->opset < 13 ? r : r - 1;
     if (r < 1 || ax < 0 || ax > hi)
-        return cnv_fail(e, CNV_ERR_SHAPE,
-                        "axis %lld is out of range for input %s", (long long)p->axis, cnv_shape_str(xs, buf, sizeof buf));
+        return cnv_fail(e, CNV_ERR_SHAPE, "axis %lld is out of range for input %s",
+                        (long long)p->axis, cnv_shape_str(xs, buf, sizeof buf));
     if (cnv_shape_count(xs) < 1)
         return cnv_fail(e, CNV_ERR_SHAPE, "input %s is empty", cnv_shape_str(xs, buf, sizeof buf));
     softmax_geom *g = (softmax_geom *)c->geom;

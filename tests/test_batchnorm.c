@@ -101,7 +101,8 @@ static void test_bn_naive(void **state)
         assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
         for (int64_t i = 0; i < cnt; i++) {
             int c = (int)((i / inner) % C);
-            double ref = ((double)x[i] - p[2][c]) / sqrt((double)p[3][c] + 1e-3f) * p[0][c] + p[1][c];
+            double ref =
+                ((double)x[i] - p[2][c]) / sqrt((double)p[3][c] + 1e-3f) * p[0][c] + p[1][c];
             double d = fabs(y[i] - ref) / fmax(1, fabs(ref));
             if (d > worst)
                 worst = d;

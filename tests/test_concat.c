@@ -22,7 +22,8 @@ static cnv_model *cat_model(int64_t opset, int n, const cnv_shape *shapes, const
         snprintf(names[k], sizeof names[k], "x%d", k);
         in[k] = names[k];
         if (is_const && is_const[k])
-            assert_int_equal(cnv_model_add_const(m, in[k], CNV_FLOAT32, &shapes[k], data[k]), CNV_OK);
+            assert_int_equal(cnv_model_add_const(m, in[k], CNV_FLOAT32, &shapes[k], data[k]),
+                             CNV_OK);
         else
             assert_int_equal(cnv_model_add_input(m, in[k], &shapes[k]), CNV_OK);
     }
