@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------ helpers */
 
@@ -248,23 +249,24 @@ cnv_status cnv_onnx_read_tensor(cnv_pb *r, const char *what, cnv_onnx_tensor *t)
                       label, ndim, CNV_MAX_DIMS);
         goto fail;
     }
-    int64_t count = 1;
+    /* The product of the non-zero dims must fit too, so that 0 x 2^62 x
+     * 2^62 is refused rather than read as empty. */
+    int64_t count = 1, nonzero = 1;
     for (size_t i = 0; i < ndim; i++) {
         if (dims[i] < 0) {
             st = cnv_fail(e, CNV_ERR_FORMAT, "%s has negative dimension %lld at axis %zu",
                           label, (long long)dims[i], i);
             goto fail;
         }
-        if (!cnv_mul_i64(count, dims[i], &count)) {
-            st = cnv_fail(e, CNV_ERR_FORMAT, "%s: the product of dims %s overflows", label,
+        if (!cnv_mul_i64(count, dims[i], &count) ||
+            (dims[i] && !cnv_mul_i64(nonzero, dims[i], &nonzero))) {
+            st = cnv_fail(e, CNV_ERR_FORMAT, "%s: the product of dims [%s] overflows", label,
                           dims_str(dims, ndim, dbuf, sizeof dbuf));
             goto fail;
         }
     }
-    /* Every dim is checked before this limit so that 0 x huge x huge is an
-     * overflow, not an empty tensor. */
     if (count > CNV_MAX_ELEMS) {
-        st = cnv_fail(e, CNV_ERR_UNSUPPORTED, "%s has %lld elements (dims %s); the limit is %lld",
+        st = cnv_fail(e, CNV_ERR_UNSUPPORTED, "%s has %lld elements (dims [%s]); the limit is %lld",
                       label, (long long)count, dims_str(dims, ndim, dbuf, sizeof dbuf),
                       (long long)CNV_MAX_ELEMS);
         goto fail;
@@ -304,13 +306,13 @@ cnv_status cnv_onnx_read_tensor(cnv_pb *r, const char *what, cnv_onnx_tensor *t)
         /* count <= 2^31 and esize <= 8: no overflow. */
         uint64_t need = (uint64_t)count * esize;
         if ((uint64_t)raw_len != need) {
-            st = cnv_fail(e, CNV_ERR_FORMAT, "%s: raw_data holds %zu bytes but dims %s of %s need %llu",
+            st = cnv_fail(e, CNV_ERR_FORMAT, "%s: raw_data holds %zu bytes but dims [%s] of %s need %llu",
                           label, raw_len, dims_str(dims, ndim, dbuf, sizeof dbuf),
                           cnv_onnx_dtype_name(dt), (unsigned long long)need);
             goto fail;
         }
     } else if ((uint64_t)typed[field] != (uint64_t)count) {
-        st = cnv_fail(e, CNV_ERR_FORMAT, "%s holds %zu values but dims %s need %lld", label,
+        st = cnv_fail(e, CNV_ERR_FORMAT, "%s holds %zu values but dims [%s] need %lld", label,
                       typed[field], dims_str(dims, ndim, dbuf, sizeof dbuf), (long long)count);
         goto fail;
     }
@@ -1133,6 +1135,11 @@ cnv_status cnv_onnx_read_file(const char *path, size_t max, void **data, size_t 
         return cnv_fail(e, CNV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     cnv_status st = CNV_OK;
     long len = -1;
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return cnv_fail(e, CNV_ERR_IO, "cannot read %s: not a regular file", path);
+    }
     if (fseek(fp, 0, SEEK_END) == 0)
         len = ftell(fp);
     if (len < 0 || fseek(fp, 0, SEEK_SET) != 0) {
