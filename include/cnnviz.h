@@ -347,14 +347,16 @@ CNV_API cnv_status cnv_image_create(int width, int height, int channels,
 CNV_API cnv_status cnv_image_convert(const cnv_image *in, int channels,
                                      cnv_image *out,
                                      char *errbuf, size_t errlen);
-/* Resampled copy of width x height (stb_image_resize, triangle filter:
- * bilinear when enlarging, averaging over the footprint when shrinking;
- * edges clamped; RGBA weighted by alpha). */
+/* Resampled copy of width x height, computed as PIL's resize(BILINEAR)
+ * does: a triangle filter, bilinear when enlarging and widened to average
+ * over the footprint when shrinking (antialiased); RGBA colors weighted by
+ * alpha. */
 CNV_API cnv_status cnv_image_resize(const cnv_image *in, int width, int height,
                                     cnv_image *out,
                                     char *errbuf, size_t errlen);
-/* Resizes each of c float planes h x w to oh x ow (same filter as
- * cnv_image_resize, no clamping of values). in and out must not overlap. */
+/* Resizes each of c float planes h x w to oh x ow (the filter of
+ * cnv_image_resize, in double precision, values not clamped). in and out
+ * must not overlap. */
 CNV_API cnv_status cnv_resize_chw(const float *in, int c, int h, int w,
                                   float *out, int oh, int ow,
                                   char *errbuf, size_t errlen);
@@ -402,8 +404,9 @@ CNV_API void cnv_preprocess_init(cnv_preprocess *pp, int channels,
  * like convert("L")). An image that already has the input's size is used
  * as is, without resizing or cropping, so a picture the library saved at
  * the network's size is classified again on exactly the same pixels.
- * Resizing uses the triangle filter of cnv_image_resize, close to PIL's
- * antialiased bilinear but not identical. */
+ * Resizing is cnv_image_resize, which computes what PIL does (same
+ * weights, same 22-bit fixed point), so the result differs from
+ * torchvision's only through the JPEG decoder (stb_image vs libjpeg). */
 CNV_API cnv_status cnv_image_prepare(const cnv_image *img,
                                      const cnv_preprocess *pp, cnv_image *out,
                                      char *errbuf, size_t errlen);
