@@ -1,0 +1,201 @@
+/* The cnnviz program end to end: classify, preprocess, eval and info on
+ * SqueezeNet against PyTorch's reference logits, and its error paths.
+ * Runs bin/cnnviz from the repository root (make test builds it first). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define CNNVIZ "bin/cnnviz"
+#define SHARED "../shared/imagenet/"
+#define SQUEEZE "-m " SHARED "squeezenet1_1.onnx"
+
+/* Runs a shell command, returns its exit status and its stdout (owned). */
+static int run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0) {
+        len += k;
+        if (len + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int have_shared(void)
+{
+    if (access(SHARED "squeezenet1_1.onnx", R_OK) == 0)
+        return 1;
+    printf("skipping: " SHARED " is absent (SqueezeNet reference data lives beside the repository)\n");
+    return 0;
+}
+
+static float *read_f32(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    assert_int_equal(fread(x, sizeof *x, n, f), n);
+    fclose(f);
+    return x;
+}
+
+static void top_k(const float *z, int n, int k, int *out)
+{
+    for (int i = 0; i < k; i++) {
+        int best = -1;
+        for (int j = 0; j < n; j++) {
+            int used = 0;
+            for (int q = 0; q < i; q++)
+                used |= out[q] == j;
+            if (!used && (best < 0 || z[j] > z[best]))
+                best = j;
+        }
+        out[i] = best;
+    }
+}
+
+/* classify's top-5 on cat.jpg (our own resize and crop) equals the top-5
+ * of PyTorch's logits for its torchvision-preprocessed input. */
+static void classify_cat_top5(void **state)
+{
+    (void)state;
+    if (!have_shared())
+        skip();
+    char *out;
+    assert_int_equal(run(CNNVIZ " classify " SQUEEZE " " SHARED "images/cat.jpg --top 5 --json", &out), 0);
+    float *ref = read_f32(SHARED "reference/cat_logits.f32", 1000);
+    int want[5], got[5];
+    top_k(ref, 1000, 5, want);
+    const char *p = out;
+    for (int i = 0; i < 5; i++) {
+        p = strstr(p, "\"class\": ");
+        assert_non_null(p);
+        p += 9;
+        got[i] = atoi(p);
+    }
+    printf("classify cat.jpg top-5: %d %d %d %d %d; reference: %d %d %d %d %d\n", got[0], got[1], got[2], got[3],
+           got[4], want[0], want[1], want[2], want[3], want[4]);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(got[i], want[i]);
+    assert_non_null(strstr(out, "kit fox"));
+    free(ref);
+    free(out);
+}
+
+/* eval on PyTorch's exact input reproduces its logits through the CLI, and
+ * preprocess + eval agrees with classify. */
+static void eval_matches_reference(void **state)
+{
+    (void)state;
+    if (!have_shared())
+        skip();
+    char dir[] = "/tmp/cnnviz-cli-XXXXXX", cmd[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " eval " SQUEEZE " --input " SHARED "reference/dog_input.f32 --shape 1,3,224,224 "
+                    "--logits-out %s/l.f32 --grad-class 249 --grad-out %s/g.f32 --json",
+             dir, dir);
+    char *out;
+    assert_int_equal(run(cmd, &out), 0);
+    assert_non_null(strstr(out, "\"top1\": [249]"));
+    free(out);
+    char path[512];
+    snprintf(path, sizeof path, "%s/l.f32", dir);
+    float *l = read_f32(path, 1000), *ref = read_f32(SHARED "reference/dog_logits.f32", 1000);
+    double md = 0, mr = 0;
+    for (int i = 0; i < 1000; i++) {
+        md = fmax(md, fabs((double)l[i] - ref[i]));
+        mr = fmax(mr, fabs((double)ref[i]));
+    }
+    printf("eval dog logits: max|diff|/max|ref| = %.3g\n", md / mr);
+    assert_true(md <= 1e-4 * mr);
+    free(l);
+    free(ref);
+
+    /* preprocess writes what classify feeds the network */
+    snprintf(cmd, sizeof cmd, CNNVIZ " preprocess " SQUEEZE " " SHARED "images/cat.jpg -o %s/x.f32", dir);
+    assert_int_equal(run(cmd, &out), 0);
+    assert_string_equal(out, "1,3,224,224\n");
+    free(out);
+    snprintf(cmd, sizeof cmd, CNNVIZ " eval " SQUEEZE " --input %s/x.f32 --shape 1,3,224,224 --json", dir);
+    assert_int_equal(run(cmd, &out), 0);
+    assert_non_null(strstr(out, "\"top1\": [278]"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(run(cmd, NULL), 0);
+}
+
+static void info_squeezenet(void **state)
+{
+    (void)state;
+    if (!have_shared())
+        skip();
+    char *out;
+    assert_int_equal(run(CNNVIZ " info " SQUEEZE " --json", &out), 0);
+    /* torchvision's squeezenet1_1 has 1,235,496 parameters */
+    assert_non_null(strstr(out, "\"parameters\": 1235496"));
+    assert_non_null(strstr(out, "\"classes\": 1000"));
+    free(out);
+}
+
+static void errors_exit_nonzero(void **state)
+{
+    (void)state;
+    char *out;
+    /* usage errors: 2; a file that does not load: 1 with a message */
+    assert_int_equal(run(CNNVIZ " no-such-command 2>&1", &out), 2);
+    assert_non_null(strstr(out, "unknown command"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " classify -m /nonexistent/model.onnx x.png 2>&1", &out), 1);
+    assert_non_null(strstr(out, "/nonexistent/model.onnx"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " eval --input /dev/null 2>&1", &out), 2);
+    free(out);
+    assert_int_equal(run(CNNVIZ " --version", &out), 0);
+    assert_non_null(strstr(out, "cnnviz "));
+    free(out);
+    if (!have_shared())
+        return;
+    /* a raw tensor of the wrong size is refused before anything runs */
+    assert_int_equal(run(CNNVIZ " eval " SQUEEZE " --input " SHARED "reference/cat_logits.f32 --shape 1,3,224,224 2>&1",
+                         &out),
+                     1);
+    assert_non_null(strstr(out, "4000 bytes"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " classify " SQUEEZE " /nonexistent.jpg 2>&1", &out), 1);
+    assert_non_null(strstr(out, "/nonexistent.jpg"));
+    free(out);
+}
+
+int main(void)
+{
+    if (access(CNNVIZ, X_OK) != 0) {
+        printf("bin/cnnviz is missing: run the tests through 'make test' from the repository root\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(classify_cat_top5),
+        cmocka_unit_test(eval_matches_reference),
+        cmocka_unit_test(info_squeezenet),
+        cmocka_unit_test(errors_exit_nonzero),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
