@@ -93,6 +93,11 @@ const char *cnv_viz_score_tensor(const cnv_model *m);
  * the model's first input is not 4-D. */
 cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_err *err);
 
+/* The planned session's score tensor `name` as an n x k matrix (*sc is the
+ * session's buffer): its first dim must be the batch n. */
+cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, int *k,
+                          cnv_err *err);
+
 /* Softmax of k scores into prob (in double; stable), prob may alias nothing
  * or be the same array as scores. */
 void cnv_softmax(const float *scores, int k, float *prob);

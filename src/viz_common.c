@@ -278,6 +278,24 @@ cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_er
     return CNV_OK;
 }
 
+/* The raw scores of the planned batch as an n x k matrix. */
+cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, int *k,
+                               cnv_err *err)
+{
+    cnv_shape sh;
+    cnv_status st = cnv_session_tensor(s, name, sc, &sh);
+    if (st != CNV_OK)
+        return st;
+    int64_t cnt = cnv_shape_count(&sh);
+    if (sh.ndim < 1 || sh.dims[0] != n || cnt <= 0 || cnt % n != 0 || cnt / n > INT32_MAX)
+        return cnv_fail(err, CNV_ERR_SHAPE,
+                        "score tensor '%s' has %d dims, first %lld, for a batch of %d: expected "
+                        "batch x classes",
+                        name, sh.ndim, sh.ndim > 0 ? (long long)sh.dims[0] : -1LL, n);
+    *k = (int)(cnt / n);
+    return CNV_OK;
+}
+
 void cnv_softmax(const float *scores, int k, float *prob)
 {
     if (k <= 0)

@@ -11,6 +11,8 @@ extern int cmd_classify(int argc, char **argv);
 extern int cmd_preprocess(int argc, char **argv);
 extern int cmd_eval(int argc, char **argv);
 extern int cmd_bench(int argc, char **argv);
+extern int cmd_classmodel(int argc, char **argv);
+extern int cmd_fool(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -19,6 +21,8 @@ static const cli_command g_commands[] = {
     {"preprocess", "write the exact network input of an image (raw float32)", cmd_preprocess},
     {"eval", "run the network on a raw tensor; logits and input gradients", cmd_eval},
     {"bench", "time forward and forward + input gradient per iteration", cmd_bench},
+    {"classmodel", "synthesize the image a class scores highest on (class model)", cmd_classmodel},
+    {"fool", "change a photo imperceptibly into a chosen class (fooling image)", cmd_fool},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };

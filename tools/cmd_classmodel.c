@@ -1,0 +1,422 @@
+/* cnnviz classmodel: class model visualization (Simonyan et al. 2014),
+ * one class or several in one batched run, with a contact sheet and an
+ * animation, each result re-classified from its saved file. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_common.h"
+
+static const char usage[] =
+    "usage: cnnviz classmodel [-m MODEL] --class K|NAME -o OUT.png [options]\n"
+    "       cnnviz classmodel [-m MODEL] --classes K1,K2,... --grid SHEET.png [-o OUT.png]\n"
+    "Synthesizes the image the network scores highest for a class: gradient\n"
+    "ascent on the raw class score from random noise, with L2 decay, jitter,\n"
+    "periodic blur and clamping to valid pixels (Simonyan, Vedaldi, Zisserman\n"
+    "2014). The saved PNG is read back and classified again.\n"
+    "\n"
+    "options:\n"
+    "  --class K|NAME     class index or label\n"
+    "  --classes A,B,...  several classes in one batched run\n"
+    "  -o OUT.png         output (several classes: OUT_<class>.png)\n"
+    "  --grid SHEET.png   labeled contact sheet of all classes\n"
+    "  --iters N          gradient steps (default 300)\n"
+    "  --lr F             step length (default 25; along g/||g||)\n"
+    "  --raw-step         step lr*g instead of lr*g/||g||\n"
+    "  --l2 F             L2 decay weight, lambda*||I||^2 (default 1e-3)\n"
+    "  --l1 F             L1 decay weight, lambda*||I||_1 (default 0)\n"
+    "  --blur-every N     blur every N steps, 0 never (default 10)\n"
+    "  --blur-sigma F     blur radius in pixels (default 0.5)\n"
+    "  --jitter PX        random roll of up to PX pixels (default 16)\n"
+    "  --no-clamp         do not clamp to the valid pixel range\n"
+    "  --init-std F       std of the starting noise, normalized (default 1)\n"
+    "  --seed S           random seed (default 0)\n"
+    "  --gif OUT.gif      animation of the ascent\n"
+    "  --gif-every N      a frame every N steps (default 10)\n"
+    "  --json             one JSON document on stdout\n"
+    "  --quiet            no progress\n";
+
+typedef struct run_ctx {
+    const cli_model *cm;
+    int quiet, n;
+    const int *classes;
+    cnv_gif_writer *gif;
+    char **labels;
+    cnv_status gif_st;
+} run_ctx;
+
+static int on_progress(void *user, int iter, int total, float objective, float prob)
+{
+    run_ctx *r = user;
+    if (!r->quiet)
+        fprintf(stderr, "\rclassmodel: step %d/%d  score %.2f  p %.3f ", iter, total,
+                (double)objective, (double)prob);
+    return 0;
+}
+
+/* The n images as 8-bit tiles, and as a labeled sheet when n > 1. */
+static cnv_status make_sheet(const run_ctx *r, const float *images, int h, int w, cnv_image *tiles,
+                             cnv_image *sheet, char *err, size_t errlen)
+{
+    size_t item = (size_t)r->cm->channels * h * w;
+    cnv_status st = CNV_OK;
+    for (int i = 0; i < r->n && st == CNV_OK; i++)
+        st = cnv_tensor_to_image(images + i * item, r->cm->channels, h, w, r->cm->mean,
+                                 r->cm->std, &tiles[i], err, errlen);
+    if (st == CNV_OK) {
+        int cols = r->n <= 4 ? r->n : r->n <= 9 ? 3 : r->n <= 16 ? 4 : 5;
+        if (r->n <= 4 && r->n > 3)
+            cols = 2;
+        st = cnv_image_grid(tiles, r->n, cols, (const char *const *)r->labels, 4, sheet, err,
+                            errlen);
+    }
+    return st;
+}
+
+static int on_frame(void *user, int iter, const float *images, int n, int c, int h, int w)
+{
+    (void)iter;
+    (void)n;
+    (void)c;
+    run_ctx *r = user;
+    if (!r->gif)
+        return 0;
+    char err[256];
+    cnv_image *tiles = calloc((size_t)r->n, sizeof *tiles);
+    cnv_image sheet = {0};
+    if (!tiles)
+        return r->gif_st = CNV_ERR_NOMEM, 1;
+    cnv_status st = make_sheet(r, images, h, w, tiles, &sheet, err, sizeof err);
+    if (st == CNV_OK)
+        st = cnv_gif_writer_add_frame(r->gif, r->n > 1 ? &sheet : &tiles[0]);
+    for (int i = 0; i < r->n; i++)
+        cnv_image_free(&tiles[i]);
+    free(tiles);
+    cnv_image_free(&sheet);
+    r->gif_st = st;
+    return st != CNV_OK;
+}
+
+/* "a,b,c" of class indices or names. */
+static int parse_classes(const cli_model *cm, const char *text, int **out, int *n)
+{
+    char *copy = strdup(text);
+    int cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    int *v = calloc((size_t)cap, sizeof *v);
+    if (!copy || !v) {
+        free(copy);
+        free(v);
+        return cli_error("out of memory");
+    }
+    int k = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (cli_class_lookup(cm, tok, &v[k])) {
+            free(copy);
+            free(v);
+            return 1;
+        }
+        k++;
+    }
+    free(copy);
+    if (!k) {
+        free(v);
+        return cli_error("classmodel: no class in '%s'", text);
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* out.png -> out_130.png */
+static char *item_path(const char *out, int cls)
+{
+    const char *dot = strrchr(out, '.');
+    const char *slash = strrchr(out, '/');
+    if (!dot || (slash && dot < slash))
+        dot = out + strlen(out);
+    size_t len = strlen(out) + 16;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%.*s_%d%s", (int)(dot - out), out, cls, dot);
+    return p;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cmd_classmodel(int argc, char **argv)
+{
+    cli_model_opts mo = {0};
+    cnv_classmodel_params p = cnv_classmodel_params_default();
+    const char *cls_text = NULL, *classes_text = NULL, *out = NULL, *grid = NULL, *gif = NULL;
+    int json = 0, quiet = 0, gif_every = 10;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_model_option(argc, argv, &i, &mo);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n%s", usage, cli_model_help);
+            return 0;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--quiet"))
+            quiet = 1;
+        else if (!strcmp(a, "--no-clamp"))
+            p.clamp = 0;
+        else if (!strcmp(a, "--raw-step"))
+            p.normalize_grad = 0;
+        else if (!v)
+            return cli_error("classmodel: %s needs a value (see --help)", a), 2;
+        else if (i++, !strcmp(a, "--class"))
+            cls_text = v;
+        else if (!strcmp(a, "--classes"))
+            classes_text = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+            out = v;
+        else if (!strcmp(a, "--grid"))
+            grid = v;
+        else if (!strcmp(a, "--gif"))
+            gif = v;
+        else if (!strcmp(a, "--iters"))
+            bad = cli_parse_int(v, &p.iters) || p.iters < 0;
+        else if (!strcmp(a, "--lr"))
+            bad = cli_parse_float(v, &p.lr);
+        else if (!strcmp(a, "--l2"))
+            bad = cli_parse_float(v, &p.l2) || p.l2 < 0;
+        else if (!strcmp(a, "--l1"))
+            bad = cli_parse_float(v, &p.l1) || p.l1 < 0;
+        else if (!strcmp(a, "--blur-every"))
+            bad = cli_parse_int(v, &p.blur_every) || p.blur_every < 0;
+        else if (!strcmp(a, "--blur-sigma"))
+            bad = cli_parse_float(v, &p.blur_sigma) || p.blur_sigma < 0;
+        else if (!strcmp(a, "--jitter"))
+            bad = cli_parse_int(v, &p.jitter) || p.jitter < 0;
+        else if (!strcmp(a, "--init-std"))
+            bad = cli_parse_float(v, &p.init_std) || p.init_std < 0;
+        else if (!strcmp(a, "--gif-every"))
+            bad = cli_parse_int(v, &gif_every) || gif_every < 1;
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            unsigned long long s = strtoull(v, &end, 10);
+            bad = !*v || *end;
+            p.seed = s;
+        } else
+            return cli_error("classmodel: unknown option '%s' (see --help)", a), 2;
+        if (bad)
+            return cli_error("classmodel: bad value '%s' for %s", v, a), 2;
+    }
+    if (!cls_text && !classes_text)
+        return cli_error("classmodel: give --class K or --classes A,B,... (see --help)"), 2;
+    if (cls_text && classes_text)
+        return cli_error("classmodel: give --class or --classes, not both"), 2;
+    if (!out && !grid)
+        return cli_error("classmodel: give -o OUT.png (or --grid SHEET.png)"), 2;
+
+    cli_model cm;
+    if (cli_model_open(&mo, &cm))
+        return 1;
+    int n = 0, *classes = NULL, rc = 0;
+    if (parse_classes(&cm, cls_text ? cls_text : classes_text, &classes, &n)) {
+        cli_model_close(&cm);
+        return 1;
+    }
+    int h = cm.height, w = cm.width, c = cm.channels;
+    p.height = h;
+    p.width = w;
+    size_t item = (size_t)c * h * w;
+    float *images = malloc((size_t)n * item * sizeof *images);
+    float *probs = malloc((size_t)n * sizeof *probs), *scores = malloc((size_t)n * sizeof *scores);
+    char **labels = calloc((size_t)n, sizeof *labels), **paths = calloc((size_t)n, sizeof *paths);
+    int *top = calloc((size_t)n, sizeof *top);
+    float *ptop = calloc((size_t)n, sizeof *ptop);
+    cnv_image *tiles = calloc((size_t)n, sizeof *tiles);
+    cnv_image sheet = {0};
+    cnv_session *s = NULL;
+    run_ctx rx = {&cm, quiet || !isatty(2), n, classes, NULL, labels, CNV_OK};
+    char err[512];
+    if (!images || !probs || !scores || !labels || !paths || !top || !ptop || !tiles) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        labels[i] = strdup(cli_label(&cm, classes[i]));
+        paths[i] = out ? (n == 1 ? strdup(out) : item_path(out, classes[i])) : NULL;
+        if (!labels[i] || (out && !paths[i])) {
+            rc = cli_error("out of memory");
+            goto done;
+        }
+        /* the label's first name is enough on a sheet */
+        char *comma = strchr(labels[i], ',');
+        if (comma && n > 1)
+            *comma = 0;
+    }
+    cnv_status st = cnv_session_create(cm.model, &s);
+    if (st != CNV_OK) {
+        rc = cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
+        goto done;
+    }
+    if (gif) {
+        /* Size the animation from a sheet of blank tiles. */
+        memset(images, 0, (size_t)n * item * sizeof *images);
+        if (make_sheet(&rx, images, h, w, tiles, &sheet, err, sizeof err) != CNV_OK) {
+            rc = cli_error("%s", err);
+            goto done;
+        }
+        const cnv_image *f = n > 1 ? &sheet : &tiles[0];
+        st = cnv_gif_writer_open(gif, f->width, f->height, 10, 1, &rx.gif);
+        for (int i = 0; i < n; i++)
+            cnv_image_free(&tiles[i]);
+        cnv_image_free(&sheet);
+        if (st != CNV_OK) {
+            rc = cli_error("%s", rx.gif ? cnv_gif_writer_errmsg(rx.gif) : cnv_status_string(st));
+            goto done;
+        }
+        p.frame = on_frame;
+        p.frame_every = gif_every;
+    }
+    p.progress = on_progress;
+    p.user = &rx;
+    double t0 = now();
+    st = cnv_classmodel(s, cm.model, cm.mean, cm.std, n, classes, &p, images, scores, probs);
+    double secs = now() - t0;
+    if (!rx.quiet)
+        fputc('\n', stderr);
+    if (st != CNV_OK) {
+        rc = cli_error("%s", rx.gif_st != CNV_OK && rx.gif ? cnv_gif_writer_errmsg(rx.gif)
+                                                          : cnv_session_errmsg(s));
+        goto done;
+    }
+    if (rx.gif && cnv_gif_writer_close(rx.gif) != CNV_OK) {
+        rc = cli_error("%s", cnv_gif_writer_errmsg(rx.gif));
+        goto done;
+    }
+
+    /* save, then classify what was saved */
+    if (make_sheet(&rx, images, h, w, tiles, &sheet, err, sizeof err) != CNV_OK) {
+        rc = cli_error("%s", err);
+        goto done;
+    }
+    for (int i = 0; i < n && paths[i]; i++)
+        if (cnv_image_write_png(&tiles[i], paths[i], err, sizeof err) != CNV_OK) {
+            rc = cli_error("%s", err);
+            goto done;
+        }
+    if (grid && cnv_image_write_png(n > 1 ? &sheet : &tiles[0], grid, err, sizeof err) != CNV_OK) {
+        rc = cli_error("%s", err);
+        goto done;
+    }
+    if ((st = cnv_session_plan(s, n, h, w)) != CNV_OK) {
+        rc = cli_error("%s", cnv_session_errmsg(s));
+        goto done;
+    }
+    float *in = cnv_session_input(s);
+    for (int i = 0; i < n; i++) {
+        if (paths[i]) {
+            if (cli_load_input(&cm, paths[i], h, w, in + i * item)) {
+                rc = 1;
+                goto done;
+            }
+        } else {
+            cnv_preprocess pp;
+            cnv_preprocess_init(&pp, c, h, w);
+            memcpy(pp.mean, cm.mean, sizeof pp.mean);
+            memcpy(pp.std, cm.std, sizeof pp.std);
+            if (cnv_image_to_tensor(&tiles[i], &pp, in + i * item, err, sizeof err) != CNV_OK) {
+                rc = cli_error("%s", err);
+                goto done;
+            }
+        }
+    }
+    float *sc;
+    cnv_shape ysh;
+    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, cm.output, &sc, &ysh) != CNV_OK) {
+        rc = cli_error("%s", cnv_session_errmsg(s));
+        goto done;
+    }
+    int K = (int)(cnv_shape_count(&ysh) / n);
+    for (int i = 0; i < n; i++) {
+        float *row = sc + (size_t)i * K;
+        cli_softmax(row, row, K);
+        top[i] = 0;
+        for (int k = 1; k < K; k++)
+            if (row[k] > row[top[i]])
+                top[i] = k;
+        ptop[i] = row[top[i]];
+    }
+
+    if (json) {
+        printf("{\"model\": ");
+        cli_json_string(stdout, cm.path);
+        printf(", \"iters\": %d, \"lr\": %g, \"l2\": %g, \"l1\": %g, \"blur_every\": %d, "
+               "\"blur_sigma\": %g, \"jitter\": %d, \"seed\": %llu, \"seconds\": %.3f",
+               p.iters, (double)p.lr, (double)p.l2, (double)p.l1, p.blur_every,
+               (double)p.blur_sigma, p.jitter, (unsigned long long)p.seed, secs);
+        if (grid)
+            printf(", \"grid\": "), cli_json_string(stdout, grid);
+        if (gif)
+            printf(", \"gif\": "), cli_json_string(stdout, gif);
+        printf(", \"classes\": [");
+        for (int i = 0; i < n; i++) {
+            printf("%s{\"class\": %d, \"label\": ", i ? ", " : "", classes[i]);
+            cli_json_string(stdout, cli_label(&cm, classes[i]));
+            printf(", \"file\": ");
+            if (paths[i])
+                cli_json_string(stdout, paths[i]);
+            else
+                printf("null");
+            printf(", \"score\": %.6g, \"probability\": %.6g, \"top1\": {\"class\": %d, "
+                   "\"label\": ",
+                   (double)scores[i], (double)probs[i], top[i]);
+            cli_json_string(stdout, cli_label(&cm, top[i]));
+            printf(", \"probability\": %.6g}, \"recognized\": %s}", (double)ptop[i],
+                   top[i] == classes[i] ? "true" : "false");
+        }
+        printf("]}\n");
+    } else {
+        for (int i = 0; i < n; i++) {
+            printf("%s: class %d (%s), score %.2f\n", paths[i] ? paths[i] : "(sheet)", classes[i],
+                   cli_label(&cm, classes[i]), (double)scores[i]);
+            printf("  saved image classified as %d (%s) with p = %.4f\n", top[i],
+                   cli_label(&cm, top[i]), (double)ptop[i]);
+        }
+        if (grid)
+            printf("sheet: %s\n", grid);
+        if (gif)
+            printf("animation: %s (%d frames)\n", gif, cnv_gif_writer_frames(rx.gif));
+        printf("%d steps in %.1f s\n", p.iters, secs);
+    }
+
+done:
+    cnv_gif_writer_free(rx.gif);
+    cnv_session_free(s);
+    for (int i = 0; tiles && i < n; i++)
+        cnv_image_free(&tiles[i]);
+    cnv_image_free(&sheet);
+    for (int i = 0; labels && i < n; i++)
+        free(labels[i]);
+    for (int i = 0; paths && i < n; i++)
+        free(paths[i]);
+    free(labels);
+    free(paths);
+    free(tiles);
+    free(top);
+    free(ptop);
+    free(images);
+    free(probs);
+    free(scores);
+    free(classes);
+    cli_model_close(&cm);
+    return rc;
+}
