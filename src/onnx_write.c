@@ -55,10 +55,10 @@ static void write_tensor(cnv_pbw *w, const char *name, cnv_dtype dt, const cnv_s
     write_raw(w, data, (size_t)count, dt == CNV_INT64 ? 8 : 4);
 }
 
-/* A ValueInfoProto; shape NULL leaves the shape out (graph outputs, whose
- * sizes follow from the inputs). */
+/* A ValueInfoProto; shape NULL leaves the shape out. A -1 dim gets a
+ * dim_param (N, C, H, W for images) when named is set or on axis 0. */
 static void write_value_info(cnv_pbw *w, uint32_t field, const char *name, int elem,
-                             const cnv_shape *shape)
+                             const cnv_shape *shape, int named)
 {
     size_t vi = cnv_pbw_begin(w, field);
     cnv_pbw_string(w, 1, name);
@@ -72,11 +72,11 @@ static void write_value_info(cnv_pbw *w, uint32_t field, const char *name, int e
             size_t dim = cnv_pbw_begin(w, 1);
             if (shape->dims[i] >= 0) {
                 cnv_pbw_int(w, 1, shape->dims[i]);
-            } else {
+            } else if (named || i == 0) {
                 char buf[16];
                 snprintf(buf, sizeof buf, "d%d", i);
                 cnv_pbw_string(w, 2, shape->ndim == 4 ? nchw[i] : i == 0 ? "N" : buf);
-            }
+            } /* else an unnamed unknown size: neither field */
             cnv_pbw_end(w, dim);
         }
         cnv_pbw_end(w, sh);
@@ -140,6 +140,57 @@ static void write_node(cnv_pbw *w, const cnv_model *m, const cnv_node *n)
     cnv_pbw_end(w, nd);
 }
 
+/* Plans a session with every unknown input dim set to small (alt = 0) or
+ * larger (alt = 1) sizes and reads each output's shape; ndim -1 where it
+ * cannot. */
+static int plan_outputs(const cnv_model *m, cnv_shape *in, int alt, cnv_shape *out)
+{
+    cnv_session *s = NULL;
+    int ok = 0;
+    for (int i = 0; i < m->n_inputs; i++) {
+        in[i] = m->tensors[m->inputs[i]].shape;
+        for (int k = 0; k < in[i].ndim; k++)
+            if (in[i].dims[k] < 0)
+                in[i].dims[k] = k == 0 ? 1 + alt : 64 << alt;
+    }
+    if (cnv_session_create(m, &s) == CNV_OK && cnv_session_plan_shapes(s, m->n_inputs, in) == CNV_OK) {
+        ok = 1;
+        for (int i = 0; i < m->n_outputs; i++)
+            if (cnv_session_tensor(s, m->tensors[m->outputs[i]].name, NULL, &out[i]) != CNV_OK)
+                out[i].ndim = -1;
+    }
+    cnv_session_free(s);
+    return ok;
+}
+
+/* onnx.checker wants a shape on every graph output. The model stores
+ * none, so they are found by planning: with the unknown input sizes at two
+ * values, a dim that stays put is fixed and one that moves is unknown. An
+ * output whose shape cannot be found gets ndim -1 (written without). */
+static void output_shapes(const cnv_model *m, cnv_shape *out)
+{
+    for (int i = 0; i < m->n_outputs; i++)
+        out[i].ndim = -1;
+    size_t n = m->n_inputs ? (size_t)m->n_inputs : 1;
+    cnv_shape *in = cnv_calloc(n, sizeof *in);
+    cnv_shape *alt = cnv_calloc((size_t)m->n_outputs, sizeof *alt);
+    if (in && alt && plan_outputs(m, in, 0, out)) {
+        int ok2 = plan_outputs(m, in, 1, alt);
+        for (int i = 0; i < m->n_outputs; i++) {
+            if (out[i].ndim < 0)
+                continue;
+            for (int k = 0; k < out[i].ndim; k++)
+                if (!ok2 || alt[i].ndim != out[i].ndim || alt[i].dims[k] != out[i].dims[k])
+                    out[i].dims[k] = -1;
+        }
+    } else {
+        for (int i = 0; i < m->n_outputs; i++)
+            out[i].ndim = -1;
+    }
+    cnv_free(in);
+    cnv_free(alt);
+}
+
 void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m)
 {
     cnv_pbw_int(w, 1, IR_VERSION);
@@ -160,13 +211,19 @@ void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m)
     }
     for (int i = 0; i < m->n_inputs; i++) {
         const cnv_tensor_def *t = &m->tensors[m->inputs[i]];
-        write_value_info(w, 11, t->name, CNV_ONNX_FLOAT, &t->shape);
+        write_value_info(w, 11, t->name, CNV_ONNX_FLOAT, &t->shape, 1);
     }
+    cnv_shape *shapes = m->n_outputs ? cnv_calloc((size_t)m->n_outputs, sizeof *shapes) : NULL;
+    if (shapes)
+        output_shapes(m, shapes);
     for (int i = 0; i < m->n_outputs; i++) {
         const cnv_tensor_def *t = &m->tensors[m->outputs[i]];
         int elem = t->kind == CNV_T_CONST && t->dtype == CNV_INT64 ? CNV_ONNX_INT64 : CNV_ONNX_FLOAT;
-        write_value_info(w, 12, t->name, elem, NULL);
+        const cnv_shape *sh = t->kind == CNV_T_CONST ? &t->shape
+                            : shapes && shapes[i].ndim >= 0 ? &shapes[i] : NULL;
+        write_value_info(w, 12, t->name, elem, sh, 0);
     }
+    cnv_free(shapes);
     cnv_pbw_end(w, g);
 
     size_t op = cnv_pbw_begin(w, 8);
