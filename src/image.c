@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Debian's libstb is prebuilt, so compile-time knobs such as
@@ -259,6 +260,13 @@ static cnv_status read_file(const char *path, unsigned char **data, size_t *size
     FILE *f = fopen(path, "rb");
     if (!f)
         return cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    /* A device such as /dev/zero would be read up to the size cap first. */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
+        fclose(f);
+        return cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot read '%s': %s", path,
+                               S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
+    }
     unsigned char *p = NULL;
     size_t cap = 0, n = 0;
     cnv_status st = CNV_OK;

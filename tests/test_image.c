@@ -327,7 +327,11 @@ static void test_bad_files(void **state)
     write_bytes(tmp_path("one.png"), "\x89", 1);
     expect_load_error(tmp_path("one.png"), CNV_ERR_FORMAT, "not a readable image");
     expect_load_error(tmp_path("missing.png"), CNV_ERR_IO, "No such file");
-    expect_load_error(g_dir, CNV_ERR_IO, NULL); /* a directory */
+    expect_load_error(g_dir, CNV_ERR_IO, "directory");
+    char err0[256];
+    cnv_image dev = {0};
+    assert_int_equal(cnv_image_load("/dev/zero", &dev, err0, sizeof err0), CNV_ERR_IO);
+    assert_non_null(strstr(err0, "not a regular file"));
 
     /* A valid PNG and JPEG cut short: the header reads, the pixels do not. */
     int w = 64, h = 48;
