@@ -550,14 +550,18 @@ CNV_API cnv_vgg_params cnv_vgg_default_params(void);
 /* Adds the network to an empty model m. */
 CNV_API cnv_status cnv_model_build_vgg(cnv_model *m, const cnv_vgg_params *p);
 
-/* One training step's loss: runs forward on the session's planned batch of
- * B images (the caller filled the input), takes the softmax cross-entropy
- * of the B x K tensor `logits` against labels (B values), and runs backward
- * from dL/dlogits = (softmax - onehot) / B, so that with parameter
- * gradients on, cnv_session_grad gives d(mean loss)/d(parameter). Writes
- * the mean loss and the number of correct top-1 predictions (either may be
- * NULL). */
-CNV_API cnv_status cnv_train_loss_backward(cnv_session *s, const char *logits,
+/* The training functions below report failures in m's message (a failing
+ * session's message is copied there). */
+
+/* One training step's loss: runs forward on the batch of B images planned
+ * in s (a session of m; the caller filled the input), takes the softmax
+ * cross-entropy of the B x K tensor `logits` against labels (B values, each
+ * below K), and runs backward from dL/dlogits = (softmax - onehot) / B, so
+ * that with parameter gradients on, cnv_session_grad gives
+ * d(mean loss)/d(parameter). Writes the mean loss and the number of correct
+ * top-1 predictions (either may be NULL). */
+CNV_API cnv_status cnv_train_loss_backward(cnv_model *m, cnv_session *s,
+                                           const char *logits,
                                            const uint8_t *labels,
                                            double *loss, int *correct);
 
@@ -580,8 +584,10 @@ typedef int (*cnv_train_progress_fn)(const cnv_train_epoch *e, void *user);
 
 /* Mini-batch SGD with heavy-ball momentum and L2 weight decay:
  * g = dL/dw + weight_decay * w (weights only, not biases),
- * v = momentum * v + g, w -= lr_t * v, where lr_t follows a linear warm-up
- * over the first epoch's first 5% then a cosine decay to 0. Inputs are
+ * v = momentum * v + g, w -= lr_t * v, where lr_t rises linearly over the
+ * first 2% of the steps, then decays to 0 along a cosine. Each epoch
+ * visits the images in a new random order, in full batches only (the
+ * remainder of the shuffled order waits for the next epoch). Inputs are
  * pixel/255 normalized with mean and std. Deterministic for a given seed
  * and thread count. */
 typedef struct cnv_train_params {
@@ -610,12 +616,12 @@ CNV_API cnv_status cnv_train(cnv_model *m, const cnv_dataset *train,
                              const cnv_dataset *test,
                              const cnv_train_params *p);
 
-/* Top-1 accuracy and confusion matrix of the model behind session s on d,
- * in batches of `batch` images (s is re-planned for it). confusion, when
- * not NULL, has K*K entries for K = classes: confusion[true * K + pred]
- * counts images. K must be at least d's class count and the logits'
- * width. */
-CNV_API cnv_status cnv_evaluate(cnv_session *s, const cnv_dataset *d,
+/* Top-1 accuracy of m on d (every image, pixel/255 normalized with mean and
+ * std), run in batches of `batch` images on a session of its own. logits
+ * names the B x K class scores (NULL: "logits"). confusion, when not NULL,
+ * has classes*classes entries: confusion[true * classes + predicted] counts
+ * images; classes must then be at least K and d's class count. */
+CNV_API cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d,
                                 const char *logits, int batch,
                                 float mean, float std, double *accuracy,
                                 int64_t *confusion, int classes);
