@@ -914,6 +914,182 @@ CNV_API cnv_status cnv_dream(cnv_session *s, const cnv_model *m,
                              const cnv_dream_params *p, float *out,
                              int *channels);
 
+/* ---- visualizations: saliency, neurons, dream ---- */
+
+/* These follow the conventions of the class-model section above: a session
+ * of the model (re-planned for what they need), the model, images in and
+ * out normalized, failures in cnv_session_errmsg, results deterministic
+ * for a seed and thread count, cnv_progress_fn / cnv_frame_fn callbacks
+ * that may cancel (CNV_ERR_CANCELLED). Layers are tensor names; see
+ * cnv_find_layer for the names a user may type. */
+
+/* Resolves a layer name a user typed into a tensor of m (*name is owned by
+ * m): the exact name of a tensor, of a node (its first output), or a text
+ * that occurs in exactly one node's output name
+ * ("features.7/expand3x3_activation"). CNV_ERR_NOT_FOUND when nothing or
+ * several tensors match; errbuf (may be NULL) then says which. */
+CNV_API cnv_status cnv_find_layer(const cnv_model *m, const char *text,
+                                  const char **name,
+                                  char *errbuf, size_t errlen);
+
+/* Saliency maps: an h x w map of how much each pixel matters to one class
+ * score S_c (the raw score, as in the class-model section). */
+typedef enum cnv_saliency_method {
+    /* |dS_c/dI| maximized over channels (Simonyan, Vedaldi, Zisserman 2014,
+     * "Deep Inside Convolutional Networks", section 3). */
+    CNV_SALIENCY_GRAD = 0,
+    /* SmoothGrad (Smilkov et al. 2017): the gradient averaged over
+     * `samples` copies of the image plus N(0, sigma^2) noise, sigma =
+     * noise * (max - min of the image), then |.| max over channels. */
+    CNV_SALIENCY_SMOOTHGRAD = 1,
+    /* Guided backpropagation (Springenberg et al. 2015): the gradient with
+     * every ReLU passing only positive gradients, |.| max over channels. */
+    CNV_SALIENCY_GUIDED = 2,
+    /* Grad-CAM (Selvaraju et al. 2017) on a conv layer A (K x u x v):
+     * ReLU(sum_k alpha_k A_k), alpha_k = mean over u x v of dS_c/dA_k,
+     * upsampled bilinearly to h x w (half-pixel centers, edges clamped). */
+    CNV_SALIENCY_GRADCAM = 3
+} cnv_saliency_method;
+
+/* "grad", "smoothgrad", "guided", "gradcam" (NULL for other values), and
+ * back (-1 for an unknown name). */
+CNV_API const char *cnv_saliency_method_name(cnv_saliency_method method);
+CNV_API int cnv_saliency_method_parse(const char *name);
+
+typedef struct cnv_saliency_params {
+    cnv_saliency_method method; /* default CNV_SALIENCY_GRAD */
+    int class_index;   /* the class explained; -1: the top-1 class of the
+                          image (default -1) */
+    const char *score; /* the class-score tensor; NULL: the model's raw
+                          score (default NULL) */
+    int samples;       /* SMOOTHGRAD: noisy copies (default 25) */
+    float noise;       /* SMOOTHGRAD: sigma / (max - min) (default 0.15) */
+    int batch;         /* SMOOTHGRAD: copies per forward/backward pass;
+                          changes speed and memory, not the result beyond
+                          GEMM rounding (default 8) */
+    uint64_t seed;     /* SMOOTHGRAD: noise seed (default 0) */
+    const char *layer; /* GRADCAM: the tensor A; NULL: the last 4-D output
+                          of a Conv or Relu whose u*v > 1 (default NULL) */
+    cnv_progress_fn progress; /* SMOOTHGRAD: after every pass, iter =
+                                 copies done (may be NULL) */
+    void *user;
+} cnv_saliency_params;
+CNV_API cnv_saliency_params cnv_saliency_params_default(void);
+
+/* What cnv_saliency explained. */
+typedef struct cnv_saliency_info {
+    int class_index;   /* the class */
+    float score, prob; /* its raw score and softmax probability on the image */
+    const char *layer; /* GRADCAM: the layer used (owned by m); else NULL */
+    int layer_height, layer_width; /* GRADCAM: u and v */
+} cnv_saliency_info;
+
+/* image: one normalized c x h x w image (borrowed). map (h*w floats,
+ * caller-allocated) receives the unnormalized saliency map: NaN where the
+ * gradient was NaN, never rescaled (cnv_map_to_gray does that). info may be
+ * NULL. The session's ReLU mode is CNV_RELU_GRAD afterwards (GUIDED sets
+ * CNV_RELU_GUIDED for its pass and restores it). */
+CNV_API cnv_status cnv_saliency(cnv_session *s, const cnv_model *m,
+                                const float *image, int h, int w,
+                                const cnv_saliency_params *p, float *map,
+                                cnv_saliency_info *info);
+
+/* Neuron visualization (Erhan et al. 2009; Yosinski et al. 2015,
+ * "Understanding Neural Networks Through Deep Visualization"): the image
+ * that maximizes the mean activation of one channel of a layer (or of one
+ * unit), by gradient ascent from small noise with jitter, L2 decay, blur
+ * and clamping to valid pixels. Each step, per batch item:
+ *   roll the image by a random (dy, dx) in [-jitter, jitter]^2,
+ *   g = d(objective)/dI at the rolled image, run forward only up to the
+ *     layer and backward from it,
+ *   I += (lr / 255 / std_k) * g / mean|g| - decay * I   (lr in gray levels:
+ *     the mean change of a pixel per step, whatever the model's std),
+ *   roll back, clamp (when clamp), blur every blur_every steps. */
+typedef struct cnv_neuron_params {
+    const char *layer;   /* the tensor (N x C x ... ; required) */
+    int unit_y, unit_x;  /* -1, -1: the channel's mean (default); else the
+                            single unit at (y, x) of a 4-D layer */
+    int iters;           /* gradient steps (default 200) */
+    float lr;            /* mean step, gray levels (default 2) */
+    float decay;         /* L2 decay per step (default 0.001) */
+    int blur_every;      /* blur every N steps; 0: never (default 4) */
+    float blur_sigma;    /* pixels (default 0.5) */
+    int jitter;          /* max roll in pixels (default 4) */
+    int clamp;           /* clamp to valid pixels (default 1) */
+    float init_std;      /* initial noise std, gray levels (default 10) */
+    int height, width;   /* image size; 0: the model's declared size, or
+                            its cnnviz.image_size metadata ("HxW") */
+    int batch;           /* channels per batched pass; 0: all (default 0) */
+    uint64_t seed;       /* item i starts from the stream (seed, channel),
+                            so a channel gives the same image alone or in a
+                            batch, up to GEMM rounding (default 0) */
+    cnv_progress_fn progress; /* objective = mean over the batch; prob 0 */
+    cnv_frame_fn frame;       /* may be NULL */
+    int frame_every;          /* (default 10) */
+    void *user;
+} cnv_neuron_params;
+CNV_API cnv_neuron_params cnv_neuron_params_default(void);
+
+/* images (n x c x h x w, caller-allocated) receives the visualization of
+ * channels[i] in item i. before and after (n values each, may be NULL)
+ * receive the objective on the starting noise and on the result. */
+CNV_API cnv_status cnv_neuron(cnv_session *s, const cnv_model *m,
+                              const float *mean, const float *std,
+                              int n, const int *channels,
+                              const cnv_neuron_params *p, float *images,
+                              float *before, float *after);
+
+/* The layers `cnnviz layers` shows, in depth order: the output of every
+ * Relu, and of every Conv whose output no Relu reads. When there are more
+ * than max (> 0), max of them, evenly spaced, the first and the last
+ * included. Writes the names (owned by m) and returns how many. */
+CNV_API int cnv_viz_layers(const cnv_model *m, int max, const char **names);
+
+/* Deep dream (Mordvintsev, Olah, Tyka 2015, "Inceptionism") with a zoom:
+ * gradient ascent on the mean of a layer (or of one channel), the gradient
+ * normalized by its mean absolute value, at several octaves: the first
+ * start x round(start * width / height), each next one octave_scale times
+ * larger (at most the frame size), the last at height x width; the detail
+ * added at one octave is upscaled (cnv_resize_chw) into the next. Then a
+ * movie: each frame zooms the last one in by `zoom`, crops its center
+ * back to height x width and takes frame_steps more steps. A step is:
+ * roll by a random (dy, dx) in [-jitter, jitter]^2, g = d(objective)/dI,
+ * I += (lr / 255 / std_k) * g / mean|g|, roll back, clamp. */
+typedef struct cnv_dream_params {
+    const char *layer;   /* the tensor (required) */
+    int channel;         /* -1: the whole layer (default); else one channel */
+    int channel_every;   /* > 0: a new random channel every N frames
+                            (the first one too; default 0) */
+    int height, width;   /* frame size; 0: the model's declared size */
+    int start;           /* first octave height (default 64) */
+    int octaves;         /* >= 1 (default 4) */
+    float octave_scale;  /* > 1 (default 1.4) */
+    int steps;           /* steps per octave (default 20) */
+    int frames;          /* movie frames; frame 0 is the octaves' result
+                            (default 1) */
+    float zoom;          /* per frame, >= 1 (default 1.05) */
+    int frame_steps;     /* steps per frame after the first (default 5) */
+    float lr;            /* mean step, gray levels (default 1.5) */
+    int jitter;          /* max roll in pixels (default 16) */
+    int clamp;           /* clamp to valid pixels (default 1) */
+    float init_std;      /* start noise std, gray levels (default 20) */
+    const float *init;   /* start photo, c x height x width normalized,
+                            instead of noise (borrowed; default NULL) */
+    uint64_t seed;       /* noise, jitter, channels (default 0) */
+    cnv_progress_fn progress; /* iter counts every step; prob is 0 */
+    cnv_frame_fn frame;       /* each movie frame (iter = its index) */
+    void *user;
+} cnv_dream_params;
+CNV_API cnv_dream_params cnv_dream_params_default(void);
+
+/* Runs the octaves and the movie. out (c x height x width, may be NULL)
+ * receives the last frame; channels (frames ints, may be NULL) the channel
+ * each frame ascended (-1: the whole layer). */
+CNV_API cnv_status cnv_dream(cnv_session *s, const cnv_model *m,
+                             const float *mean, const float *std,
+                             const cnv_dream_params *p, float *out,
+                             int *channels);
+
 #ifdef __cplusplus
 }
 #endif

@@ -88,8 +88,9 @@ cnv_err *cnv_viz_err(cnv_session *s);
  * model has no output. */
 const char *cnv_viz_score_tensor(const cnv_model *m);
 
-/* Geometry of the image input: channels, and the declared height and width
- * (-1 when the model leaves them open). Fails with a message in err when
+/* Geometry of the image input: channels, and the declared height and width,
+ * or where the model leaves them open, its "cnnviz.image_size" metadata
+ * ("HxW"); -1 when neither says. Fails with a message in err when
  * the model's first input is not 4-D. */
 cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_err *err);
 

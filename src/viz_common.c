@@ -2,6 +2,7 @@
  * rolls, Gaussian blur, pixel-range clamping and quantization, backward
  * seeds and small session helpers (see viz.h). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "graph.h"
@@ -275,6 +276,21 @@ cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_er
     *c = (int)t->shape.dims[1];
     *h = t->shape.dims[2] > 0 && t->shape.dims[2] <= INT32_MAX ? (int)t->shape.dims[2] : -1;
     *w = t->shape.dims[3] > 0 && t->shape.dims[3] <= INT32_MAX ? (int)t->shape.dims[3] : -1;
+    /* an exported model often leaves H, W open; the metadata convention
+     * then says what it was trained on */
+    const char *v = cnv_model_get_meta(m, "cnnviz.image_size");
+    if ((*h <= 0 || *w <= 0) && v) {
+        char *end;
+        long a = strtol(v, &end, 10), b = a;
+        if (*end == 'x' || *end == 'X')
+            b = strtol(end + 1, &end, 10);
+        if (!*end && a > 0 && b > 0 && a <= 65536 && b <= 65536) {
+            if (*h <= 0)
+                *h = (int)a;
+            if (*w <= 0)
+                *w = (int)b;
+        }
+    }
     return CNV_OK;
 }
 
