@@ -790,7 +790,7 @@ typedef struct cnv_saliency_params {
     float noise;       /* SMOOTHGRAD: sigma / (max - min) (default 0.15) */
     int batch;         /* SMOOTHGRAD: copies per forward/backward pass;
                           changes speed and memory, not the result beyond
-                          GEMM rounding (default 8) */
+                          GEMM rounding (default 4) */
     uint64_t seed;     /* SMOOTHGRAD: noise seed (default 0) */
     const char *layer; /* GRADCAM: the tensor A; NULL: the last 4-D output
                           of a Conv or Relu whose u*v > 1 (default NULL) */

@@ -13,6 +13,10 @@ extern int cmd_eval(int argc, char **argv);
 extern int cmd_bench(int argc, char **argv);
 extern int cmd_classmodel(int argc, char **argv);
 extern int cmd_fool(int argc, char **argv);
+extern int cmd_saliency(int argc, char **argv);
+extern int cmd_neuron(int argc, char **argv);
+extern int cmd_layers(int argc, char **argv);
+extern int cmd_dream(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -23,6 +27,10 @@ static const cli_command g_commands[] = {
     {"bench", "time forward and forward + input gradient per iteration", cmd_bench},
     {"classmodel", "synthesize the image a class scores highest on (class model)", cmd_classmodel},
     {"fool", "change a photo imperceptibly into a chosen class (fooling image)", cmd_fool},
+    {"saliency", "saliency map of a photo for a class (grad, smoothgrad, guided, gradcam)", cmd_saliency},
+    {"neuron", "synthesize the image one channel or unit of a layer responds to most", cmd_neuron},
+    {"layers", "contact sheet of neuron visualizations, a row per layer", cmd_layers},
+    {"dream", "deep dream over octaves and a zooming movie (PNG frames, GIF)", cmd_dream},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };

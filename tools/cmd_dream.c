@@ -1,0 +1,257 @@
+/* cnnviz dream: deep dream over octaves, then a zooming movie written as
+ * numbered PNG frames and, optionally, one animated GIF. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_common.h"
+
+static const char usage[] =
+    "usage: cnnviz dream [-m MODEL] [--layer NAME] -o FRAMES_DIR [options]\n"
+    "Deep dream (Mordvintsev et al. 2015): gradient ascent on the mean\n"
+    "activation of a layer (or of one channel), from noise or a photo, over\n"
+    "octaves of growing size; then a movie in which every frame zooms into the\n"
+    "last one and dreams a few steps more. Frames are written as\n"
+    "FRAMES_DIR/frame_0000.png, frame_0001.png, ... (the directory is created).\n"
+    "\n"
+    "options:\n"
+    "  -o FRAMES_DIR      output directory\n"
+    "  --gif OUT.gif      also one animated GIF of the frames\n"
+    "  --gif-delay CS     time per GIF frame in 1/100 s (default 8)\n"
+    "  --layer NAME       the layer (default: of the layers 'cnnviz layers'\n"
+    "                     would list with --max-layers 0, the one at 60% of\n"
+    "                     the depth)\n"
+    "  --channel C        ascend one channel instead of the whole layer\n"
+    "  --random-channels  a new random channel every --every frames\n"
+    "  --every M          frames per random channel (default 20)\n"
+    "  --image START.png  start from this photo instead of noise\n"
+    "  --start N          height of the first octave (default 64)\n"
+    "  --octaves N        octaves, the last at the frame size (default 4)\n"
+    "  --scale F          size ratio between octaves (default 1.4)\n"
+    "  --steps N          ascent steps per octave (default 20)\n"
+    "  --frames N         movie frames; frame 0 is the octaves' result\n"
+    "                     (default 1)\n"
+    "  --zoom F           zoom per frame (default 1.05)\n"
+    "  --frame-steps N    ascent steps per frame after the first (default 5)\n"
+    "  --lr F             mean pixel change per step, gray levels (default 1.5)\n"
+    "  --jitter PX        random roll of up to PX pixels (default 16)\n"
+    "  --seed S           random seed (default 0)\n"
+    "  --json             one JSON document on stdout\n"
+    "  --quiet            no progress\n";
+
+typedef struct dream_ctx {
+    const cli_model *cm;
+    const char *dir;
+    cnv_gif_writer *gif;
+    int written, failed, progress;
+    char err[512];
+} dream_ctx;
+
+static int on_progress(void *user, int iter, int total, float objective, float prob)
+{
+    (void)prob;
+    dream_ctx *d = user;
+    if (d->progress)
+        fprintf(stderr, "\rdream: step %d/%d  objective %.4g  frames %d ", iter, total, (double)objective,
+                d->written);
+    return 0;
+}
+
+static int on_frame(void *user, int iter, const float *images, int n, int c, int h, int w)
+{
+    (void)n;
+    dream_ctx *d = user;
+    size_t len = strlen(d->dir) + 32;
+    char *path = malloc(len);
+    cnv_image img = {0};
+    cnv_status st = CNV_ERR_NOMEM;
+    snprintf(d->err, sizeof d->err, "out of memory");
+    if (path) {
+        snprintf(path, len, "%s/frame_%04d.png", d->dir, iter);
+        st = cnv_tensor_to_image(images, c, h, w, d->cm->mean, d->cm->std, &img, d->err, sizeof d->err);
+        if (st == CNV_OK)
+            st = cnv_image_write_png(&img, path, d->err, sizeof d->err);
+        if (st == CNV_OK && d->gif && (st = cnv_gif_writer_add_frame(d->gif, &img)) != CNV_OK)
+            snprintf(d->err, sizeof d->err, "%s", cnv_gif_writer_errmsg(d->gif));
+    }
+    free(path);
+    cnv_image_free(&img);
+    if (st != CNV_OK) {
+        d->failed = 1;
+        return 1;
+    }
+    d->written++;
+    return 0;
+}
+
+static int make_dir(const char *dir)
+{
+    struct stat sb;
+    if (mkdir(dir, 0777) == 0)
+        return 0;
+    if (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return 0;
+    return cli_error("cannot create directory '%s': %s", dir,
+                     errno == EEXIST ? "a file of that name exists" : strerror(errno));
+}
+
+int cmd_dream(int argc, char **argv)
+{
+    cli_model_opts mo = {0};
+    cnv_dream_params p = cnv_dream_params_default();
+    const char *dir = NULL, *gif = NULL, *layer_text = NULL, *start_image = NULL;
+    int json = 0, quiet = 0, random_channels = 0, every = 20, delay = 8;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_model_option(argc, argv, &i, &mo);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n%s", usage, cli_model_help);
+            return 0;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--quiet"))
+            quiet = 1;
+        else if (!strcmp(a, "--random-channels"))
+            random_channels = 1;
+        else if (!v)
+            return cli_error("dream: %s needs a value (see --help)", a), 2;
+        else if (i++, !strcmp(a, "-o") || !strcmp(a, "--output"))
+            dir = v;
+        else if (!strcmp(a, "--gif"))
+            gif = v;
+        else if (!strcmp(a, "--gif-delay"))
+            bad = cli_parse_int(v, &delay) || delay < 0 || delay > 65535;
+        else if (!strcmp(a, "--layer"))
+            layer_text = v;
+        else if (!strcmp(a, "--channel"))
+            bad = cli_parse_int(v, &p.channel) || p.channel < 0;
+        else if (!strcmp(a, "--every"))
+            bad = cli_parse_int(v, &every) || every < 1;
+        else if (!strcmp(a, "--image"))
+            start_image = v;
+        else if (!strcmp(a, "--start"))
+            bad = cli_parse_int(v, &p.start) || p.start < 1;
+        else if (!strcmp(a, "--octaves"))
+            bad = cli_parse_int(v, &p.octaves) || p.octaves < 1 || p.octaves > 64;
+        else if (!strcmp(a, "--scale"))
+            bad = cli_parse_float(v, &p.octave_scale) || !(p.octave_scale > 1 && p.octave_scale <= 16);
+        else if (!strcmp(a, "--steps"))
+            bad = cli_parse_int(v, &p.steps) || p.steps < 0;
+        else if (!strcmp(a, "--frames"))
+            bad = cli_parse_int(v, &p.frames) || p.frames < 1 || p.frames > 100000;
+        else if (!strcmp(a, "--zoom"))
+            bad = cli_parse_float(v, &p.zoom) || !(p.zoom >= 1 && p.zoom <= 4);
+        else if (!strcmp(a, "--frame-steps"))
+            bad = cli_parse_int(v, &p.frame_steps) || p.frame_steps < 0;
+        else if (!strcmp(a, "--lr"))
+            bad = cli_parse_float(v, &p.lr);
+        else if (!strcmp(a, "--jitter"))
+            bad = cli_parse_int(v, &p.jitter) || p.jitter < 0 || p.jitter > 4096;
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            bad = !*v || *end || errno || *v == '-';
+            p.seed = s;
+        } else
+            return cli_error("dream: unknown option '%s' (see --help)", a), 2;
+        if (bad)
+            return cli_error("dream: bad value '%s' for %s", v, a), 2;
+    }
+    if (!dir)
+        return cli_error("dream: give -o FRAMES_DIR (see --help)"), 2;
+    if (random_channels && p.channel >= 0)
+        return cli_error("dream: give --channel or --random-channels, not both"), 2;
+    if (random_channels)
+        p.channel_every = every;
+
+    cli_model cm;
+    if (cli_model_open(&mo, &cm))
+        return 1;
+    int rc = 0, h = cm.height, w = cm.width, c = cm.channels;
+    char err[512];
+    const char *layer = NULL;
+    if (layer_text) {
+        if (cnv_find_layer(cm.model, layer_text, &layer, err, sizeof err) != CNV_OK)
+            rc = cli_error("dream: %s", err);
+    } else {
+        int n = cnv_viz_layers(cm.model, 0, NULL);
+        const char **names = calloc((size_t)n + 1, sizeof *names);
+        if (!names)
+            rc = cli_error("out of memory");
+        else if (n == 0)
+            rc = cli_error("dream: the model has no Conv or Relu layer; give --layer");
+        else {
+            cnv_viz_layers(cm.model, 0, names);
+            layer = names[(int)(0.6 * (n - 1))];
+        }
+        free(names);
+    }
+    p.layer = layer;
+    p.height = h;
+    p.width = w;
+    float *init = NULL, *last = NULL;
+    int *chans = NULL;
+    cnv_session *s = NULL;
+    dream_ctx d = {&cm, dir, NULL, 0, 0, !quiet && isatty(2), ""};
+    if (!rc && start_image) {
+        if (!(init = malloc((size_t)c * h * w * sizeof *init)))
+            rc = cli_error("out of memory");
+        else
+            rc = cli_load_input(&cm, start_image, h, w, init);
+        p.init = init;
+    }
+    if (!rc && (!(last = malloc((size_t)c * h * w * sizeof *last)) ||
+                !(chans = malloc((size_t)p.frames * sizeof *chans))))
+        rc = cli_error("out of memory");
+    if (!rc)
+        rc = make_dir(dir);
+    if (!rc && gif && cnv_gif_writer_open(gif, w, h, delay, 1, &d.gif) != CNV_OK)
+        rc = cli_error("%s", d.gif ? cnv_gif_writer_errmsg(d.gif) : "out of memory");
+    if (!rc && cnv_session_create(cm.model, &s) != CNV_OK)
+        rc = cli_error("out of memory");
+    if (!rc) {
+        p.progress = on_progress;
+        p.frame = on_frame;
+        p.user = &d;
+        cnv_status st = cnv_dream(s, cm.model, cm.mean, cm.std, &p, last, chans);
+        if (d.progress)
+            fputc('\n', stderr);
+        if (st != CNV_OK)
+            rc = cli_error("%s", d.failed ? d.err : cnv_session_errmsg(s));
+    }
+    if (!rc && d.gif && cnv_gif_writer_close(d.gif) != CNV_OK)
+        rc = cli_error("%s", cnv_gif_writer_errmsg(d.gif));
+    if (!rc && json) {
+        printf("{\"layer\": ");
+        cli_json_string(stdout, layer);
+        printf(", \"height\": %d, \"width\": %d, \"frames\": %d, \"octaves\": %d, \"seed\": %llu, \"dir\": ", h,
+               w, d.written, p.octaves, (unsigned long long)p.seed);
+        cli_json_string(stdout, dir);
+        if (gif) {
+            printf(", \"gif\": ");
+            cli_json_string(stdout, gif);
+        }
+        printf(", \"channels\": [");
+        for (int f = 0; f < p.frames; f++)
+            printf("%s%d", f ? ", " : "", chans[f]);
+        printf("]}\n");
+    } else if (!rc && !quiet) {
+        fprintf(stderr, "dream: %d frames of %dx%d in %s (layer %s)%s%s\n", d.written, w, h, dir, layer,
+                gif ? ", " : "", gif ? gif : "");
+    }
+    cnv_gif_writer_free(d.gif);
+    cnv_session_free(s);
+    free(init);
+    free(last);
+    free(chans);
+    cli_model_close(&cm);
+    return rc;
+}

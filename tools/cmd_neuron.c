@@ -1,0 +1,169 @@
+/* cnnviz neuron: the image that most excites one channel (or one unit) of
+ * any layer, by regularized gradient ascent from noise. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_common.h"
+
+static const char usage[] =
+    "usage: cnnviz neuron [-m MODEL] --layer NAME --channel C [--unit Y,X] -o OUT.png [options]\n"
+    "Synthesizes the image that maximizes the mean activation of one channel\n"
+    "of a layer (or of one unit of it): gradient ascent from noise, the step\n"
+    "normalized by the gradient's mean magnitude, with jitter, L2 decay,\n"
+    "periodic blur and clamping to valid pixels (Yosinski et al. 2015).\n"
+    "\n"
+    "options:\n"
+    "  --layer NAME       a tensor or node name, or a unique part of one\n"
+    "                     ('cnnviz info' lists them)\n"
+    "  --channel C        the channel\n"
+    "  --unit Y,X         maximize the single unit at (Y, X) of the channel\n"
+    "  -o OUT.png         output\n"
+    "  --iters N          gradient steps (default 200)\n"
+    "  --lr F             mean change of a pixel per step, gray levels (default 2)\n"
+    "  --decay F          L2 decay per step (default 0.001)\n"
+    "  --blur-every N     blur every N steps, 0 never (default 4)\n"
+    "  --blur-sigma F     blur radius in pixels (default 0.5)\n"
+    "  --jitter PX        random roll of up to PX pixels (default 4)\n"
+    "  --init-std F       std of the starting noise, gray levels (default 10)\n"
+    "  --no-clamp         do not clamp to the valid pixel range\n"
+    "  --seed S           random seed (default 0)\n"
+    "  --json             one JSON document on stdout\n"
+    "  --quiet            no progress\n";
+
+static int on_progress(void *user, int iter, int total, float objective, float prob)
+{
+    (void)user;
+    (void)prob;
+    fprintf(stderr, "\rneuron: step %d/%d  activation %.4g ", iter, total, (double)objective);
+    if (iter == total)
+        fputc('\n', stderr);
+    return 0;
+}
+
+static int parse_unit(const char *s, int *y, int *x)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(s, &end, 10);
+    if (errno || end == s || *end != ',' || a < 0 || a > 1 << 20)
+        return 1;
+    const char *t = end + 1;
+    long b = strtol(t, &end, 10);
+    if (errno || end == t || *end || b < 0 || b > 1 << 20)
+        return 1;
+    *y = (int)a;
+    *x = (int)b;
+    return 0;
+}
+
+int cmd_neuron(int argc, char **argv)
+{
+    cli_model_opts mo = {0};
+    cnv_neuron_params p = cnv_neuron_params_default();
+    const char *out = NULL;
+    int json = 0, quiet = 0, channel = -1;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_model_option(argc, argv, &i, &mo);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n%s", usage, cli_model_help);
+            return 0;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--quiet"))
+            quiet = 1;
+        else if (!strcmp(a, "--no-clamp"))
+            p.clamp = 0;
+        else if (!v)
+            return cli_error("neuron: %s needs a value (see --help)", a), 2;
+        else if (i++, !strcmp(a, "--layer"))
+            p.layer = v;
+        else if (!strcmp(a, "--channel"))
+            bad = cli_parse_int(v, &channel) || channel < 0;
+        else if (!strcmp(a, "--unit"))
+            bad = parse_unit(v, &p.unit_y, &p.unit_x);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+            out = v;
+        else if (!strcmp(a, "--iters"))
+            bad = cli_parse_int(v, &p.iters) || p.iters < 0;
+        else if (!strcmp(a, "--lr"))
+            bad = cli_parse_float(v, &p.lr);
+        else if (!strcmp(a, "--decay"))
+            bad = cli_parse_float(v, &p.decay) || !(p.decay >= 0 && p.decay < 1);
+        else if (!strcmp(a, "--blur-every"))
+            bad = cli_parse_int(v, &p.blur_every) || p.blur_every < 0;
+        else if (!strcmp(a, "--blur-sigma"))
+            bad = cli_parse_float(v, &p.blur_sigma) || !(p.blur_sigma >= 0);
+        else if (!strcmp(a, "--jitter"))
+            bad = cli_parse_int(v, &p.jitter) || p.jitter < 0;
+        else if (!strcmp(a, "--init-std"))
+            bad = cli_parse_float(v, &p.init_std) || !(p.init_std >= 0);
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            bad = !*v || *end || errno || *v == '-';
+            p.seed = s;
+        } else
+            return cli_error("neuron: unknown option '%s' (see --help)", a), 2;
+        if (bad)
+            return cli_error("neuron: bad value '%s' for %s", v, a), 2;
+    }
+    if (!p.layer || channel < 0 || !out)
+        return cli_error("neuron: give --layer NAME, --channel C and -o OUT.png (see --help)"), 2;
+
+    cli_model cm;
+    if (cli_model_open(&mo, &cm))
+        return 1;
+    int rc = 0, h = cm.height, w = cm.width, c = cm.channels;
+    p.height = h;
+    p.width = w;
+    const char *layer = NULL;
+    char err[512];
+    if (cnv_find_layer(cm.model, p.layer, &layer, err, sizeof err) != CNV_OK) {
+        cli_error("neuron: %s", err);
+        cli_model_close(&cm);
+        return 1;
+    }
+    p.layer = layer;
+    float *img = malloc((size_t)c * h * w * sizeof *img), before = 0, after = 0;
+    cnv_session *s = NULL;
+    if (!img)
+        rc = cli_error("out of memory");
+    if (!rc && cnv_session_create(cm.model, &s) != CNV_OK)
+        rc = cli_error("out of memory");
+    if (!rc) {
+        if (!quiet && isatty(2))
+            p.progress = on_progress;
+        if (cnv_neuron(s, cm.model, cm.mean, cm.std, 1, &channel, &p, img, &before, &after) != CNV_OK)
+            rc = cli_error("%s", cnv_session_errmsg(s));
+    }
+    if (!rc)
+        rc = cli_save_input_png(&cm, img, h, w, out);
+    if (!rc && json) {
+        printf("{\"layer\": ");
+        cli_json_string(stdout, layer);
+        printf(", \"channel\": %d, ", channel);
+        if (p.unit_y >= 0)
+            printf("\"unit\": [%d, %d], ", p.unit_y, p.unit_x);
+        printf("\"height\": %d, \"width\": %d, \"iters\": %d, \"seed\": %llu, "
+               "\"before\": %.9g, \"after\": %.9g, \"output\": ",
+               h, w, p.iters, (unsigned long long)p.seed, (double)before, (double)after);
+        cli_json_string(stdout, out);
+        printf("}\n");
+    } else if (!rc && !quiet) {
+        fprintf(stderr, "neuron: %s channel %d: activation %.4g -> %.4g\n", layer, channel, (double)before,
+                (double)after);
+    }
+    cnv_session_free(s);
+    free(img);
+    cli_model_close(&cm);
+    return rc;
+}
