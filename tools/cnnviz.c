@@ -17,6 +17,8 @@ extern int cmd_saliency(int argc, char **argv);
 extern int cmd_neuron(int argc, char **argv);
 extern int cmd_layers(int argc, char **argv);
 extern int cmd_dream(int argc, char **argv);
+extern int cmd_train(int argc, char **argv);
+extern int cmd_evaluate(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -31,6 +33,8 @@ static const cli_command g_commands[] = {
     {"neuron", "synthesize the image one channel or unit of a layer responds to most", cmd_neuron},
     {"layers", "contact sheet of neuron visualizations, a row per layer", cmd_layers},
     {"dream", "deep dream over octaves and a zooming movie (PNG frames, GIF)", cmd_dream},
+    {"train", "train the small VGG-style classifier on an MNIST-format dataset", cmd_train},
+    {"evaluate", "accuracy and confusion matrix on an MNIST-format test set", cmd_evaluate},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,168 @@
+/* cnnviz evaluate: accuracy and confusion matrix of a classifier on the
+ * test split of an MNIST-format dataset. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+
+#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+static const char usage[] =
+    "usage: cnnviz evaluate [-m MODEL] [--data DIR] [--split NAME] [--batch B]\n"
+    "                       [--threads T] [--json]\n"
+    "Top-1 accuracy and the confusion matrix (rows: true class, columns:\n"
+    "predicted) of a gray-scale classifier on DIR/NAME-*-ubyte[.gz].\n"
+    "  --data DIR     dataset directory (default " DEFAULT_DATA ")\n"
+    "  --split NAME   t10k (default; the 10,000 test images) or train\n"
+    "  --batch B      images per forward pass (default 250)\n"
+    "  --threads T    BLAS threads (default: all cores)\n"
+    "  --json         one JSON document on stdout\n";
+
+/* The width of the model's class scores, found by planning one image. */
+static int logits_width(const cli_model *cm, int h, int w, int *k)
+{
+    cnv_session *s = NULL;
+    cnv_shape sh;
+    cnv_status st = cnv_session_create(cm->model, &s);
+    if (st == CNV_OK)
+        st = cnv_session_plan(s, 1, h, w);
+    if (st == CNV_OK)
+        st = cnv_session_tensor(s, cm->output, NULL, &sh);
+    if (st != CNV_OK) {
+        cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
+        cnv_session_free(s);
+        return 1;
+    }
+    cnv_session_free(s);
+    if (sh.ndim != 2 || sh.dims[0] != 1 || sh.dims[1] < 1 || sh.dims[1] > 4096)
+        return cli_error("the model's output '%s' is not a vector of class scores", cm->output);
+    *k = (int)sh.dims[1];
+    return 0;
+}
+
+int cmd_evaluate(int argc, char **argv)
+{
+    cli_model_opts mo = {0};
+    const char *data = DEFAULT_DATA, *split = "t10k";
+    int json = 0, batch = 250, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_model_option(argc, argv, &i, &mo);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        const char *a = argv[i];
+        int has_v = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            printf("%s\n%s", usage, cli_model_help);
+            return 0;
+        } else if (!strcmp(a, "--json"))
+            json = 1;
+        else if (!strcmp(a, "--data") && has_v)
+            data = argv[++i];
+        else if (!strcmp(a, "--split") && has_v)
+            split = argv[++i];
+        else if (!strcmp(a, "--batch") && has_v) {
+            if (cli_parse_int(argv[++i], &batch) || batch < 1 || batch > 65536) {
+                cli_error("evaluate: --batch needs an integer in 1..65536");
+                return 2;
+            }
+        } else if (!strcmp(a, "--threads") && has_v) {
+            if (cli_parse_int(argv[++i], &threads) || threads < 1) {
+                cli_error("evaluate: --threads needs a positive integer");
+                return 2;
+            }
+        } else {
+            cli_error("evaluate: unknown option or missing value: '%s' (see 'cnnviz evaluate --help')", a);
+            return 2;
+        }
+    }
+    cnv_set_threads(threads);
+    cli_model cm;
+    if (cli_model_open(&mo, &cm))
+        return 1;
+    int rc = 1, k = 0;
+    int64_t *conf = NULL;
+    cnv_dataset *d = NULL;
+    if (cm.channels != 1) {
+        cli_error("evaluate: the model takes %d channels; MNIST-format images are gray", cm.channels);
+        goto done;
+    }
+    if (cnv_mnist_load(data, split, &d) != CNV_OK) {
+        cli_error("%s", cnv_dataset_errmsg(d));
+        goto done;
+    }
+    int h, w;
+    cnv_dataset_shape(d, NULL, &h, &w);
+    if (logits_width(&cm, h, w, &k))
+        goto done;
+    int classes = k > cnv_dataset_classes(d) ? k : cnv_dataset_classes(d);
+    conf = calloc((size_t)classes * (size_t)classes, sizeof *conf);
+    if (!conf) {
+        cli_error("out of memory");
+        goto done;
+    }
+    double acc;
+    if (cnv_evaluate(cm.model, d, cm.output, batch, cm.mean[0], cm.std[0], &acc, conf, classes) != CNV_OK) {
+        cli_error("%s", cnv_model_errmsg(cm.model));
+        goto done;
+    }
+    int n = cnv_dataset_count(d);
+    int64_t right = 0;
+    for (int i = 0; i < classes; i++)
+        right += conf[(size_t)i * classes + i];
+    if (json) {
+        printf("{\"model\": ");
+        cli_json_string(stdout, cm.path);
+        printf(", \"data\": ");
+        cli_json_string(stdout, data);
+        printf(", \"split\": ");
+        cli_json_string(stdout, split);
+        printf(", \"images\": %d, \"correct\": %lld, \"accuracy\": %.4f, \"labels\": [", n, (long long)right,
+               acc);
+        for (int i = 0; i < classes; i++) {
+            printf("%s", i ? ", " : "");
+            cli_json_string(stdout, cli_label(&cm, i));
+        }
+        printf("], \"per_class_accuracy\": [");
+        for (int i = 0; i < classes; i++) {
+            int64_t row = 0;
+            for (int j = 0; j < classes; j++)
+                row += conf[(size_t)i * classes + j];
+            printf("%s%.4f", i ? ", " : "", row ? (double)conf[(size_t)i * classes + i] / row : 0.0);
+        }
+        printf("], \"confusion\": [");
+        for (int i = 0; i < classes; i++) {
+            printf("%s[", i ? ", " : "");
+            for (int j = 0; j < classes; j++)
+                printf("%s%lld", j ? ", " : "", (long long)conf[(size_t)i * classes + j]);
+            printf("]");
+        }
+        printf("]}\n");
+    } else {
+        printf("%s on %s/%s: accuracy %.2f%% (%lld of %d)\n\n", cm.path, data, split, 100 * acc,
+               (long long)right, n);
+        printf("confusion matrix (rows: true class, columns: predicted)\n%-14s", "");
+        for (int j = 0; j < classes; j++)
+            printf(" %5d", j);
+        printf("  accuracy\n");
+        for (int i = 0; i < classes; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "%d %s", i, cli_label(&cm, i));
+            printf("%-14.14s", name);
+            int64_t row = 0;
+            for (int j = 0; j < classes; j++) {
+                printf(" %5lld", (long long)conf[(size_t)i * classes + j]);
+                row += conf[(size_t)i * classes + j];
+            }
+            printf("  %6.2f%%\n", row ? 100.0 * conf[(size_t)i * classes + i] / row : 0.0);
+        }
+    }
+    rc = 0;
+
+done:
+    free(conf);
+    cnv_dataset_free(d);
+    cli_model_close(&cm);
+    return rc;
+}
