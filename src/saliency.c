@@ -92,6 +92,13 @@ static int default_cam_layer(cnv_session *s, const cnv_model *m, int score, unsi
     return -1;
 }
 
+/* a + t (b - a) as (1-t) a + t b, but a neighbour with weight 0 is left
+ * out, so a NaN does not leak into pixels it has no weight in. */
+static double lerp(double a, double b, double t)
+{
+    return t == 0.0 ? a : (1.0 - t) * a + t * b;
+}
+
 /* Bilinear upsampling of a u x v plane to h x w with half-pixel centers,
  * source coordinates clamped to the plane (PyTorch's
  * interpolate(mode="bilinear", align_corners=False)). */
@@ -115,9 +122,8 @@ static void bilinear(const float *in, int u, int v, float *out, int h, int w)
                 x0 = v - 1;
             int x1 = x0 < v - 1 ? x0 + 1 : x0;
             double fx = sx - x0;
-            double top = (1.0 - fx) * in[(size_t)y0 * v + x0] + fx * in[(size_t)y0 * v + x1];
-            double bot = (1.0 - fx) * in[(size_t)y1 * v + x0] + fx * in[(size_t)y1 * v + x1];
-            out[(size_t)y * w + x] = (float)((1.0 - fy) * top + fy * bot);
+            out[(size_t)y * w + x] = (float)lerp(lerp(in[(size_t)y0 * v + x0], in[(size_t)y0 * v + x1], fx),
+                                                 lerp(in[(size_t)y1 * v + x0], in[(size_t)y1 * v + x1], fx), fy);
         }
     }
 }
