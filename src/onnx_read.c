@@ -18,7 +18,7 @@ static const char *const g_dtype_names[] = {
     "UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64",
     "STRING", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64",
     "COMPLEX128", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
-    "FLOAT8E5M2FNUZ", "UINT4", "INT4"};
+    "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1", "FLOAT8E8M0"};
 
 const char *cnv_onnx_dtype_name(int64_t dt)
 {
@@ -284,6 +284,8 @@ cnv_status cnv_onnx_read_tensor(cnv_pb *r, const char *what, cnv_onnx_tensor *t)
         st = cnv_fail(e, CNV_ERR_FORMAT, "%s has no data_type", label);
         goto fail;
     default:
+        /* Positive numbers past the known table may be types of a newer
+         * ONNX: beyond us rather than malformed. */
         st = cnv_fail(e, dt < 0 ? CNV_ERR_FORMAT : CNV_ERR_UNSUPPORTED,
                       "%s has data type %s (%lld); supported are FLOAT, FLOAT16, DOUBLE, INT32, INT64",
                       label, cnv_onnx_dtype_name(dt), (long long)dt);

@@ -81,8 +81,8 @@ int cnv_pb_next(cnv_pb *r, cnv_pb_field *f)
     switch (f->wire) {
     case CNV_PB_VARINT:
         if (cnv_pb_varint(&r->p, r->end, &f->u) != 0) {
-            cnv_fail(r->err, CNV_ERR_FORMAT, "field %u: truncated or overlong varint at byte %zu",
-                     f->num, off(r, r->p));
+            cnv_fail(r->err, CNV_ERR_FORMAT, "field %u at byte %zu: truncated or overlong varint at byte %zu",
+                     f->num, f->offset, off(r, r->p));
             return -1;
         }
         return 1;
@@ -90,8 +90,8 @@ int cnv_pb_next(cnv_pb *r, cnv_pb_field *f)
     case CNV_PB_I32: {
         size_t n = f->wire == CNV_PB_I64 ? 8 : 4;
         if ((size_t)(r->end - r->p) < n) {
-            cnv_fail(r->err, CNV_ERR_FORMAT, "field %u: truncated %s at byte %zu", f->num,
-                     wire_name(f->wire), off(r, r->p));
+            cnv_fail(r->err, CNV_ERR_FORMAT, "field %u at byte %zu: truncated %s at byte %zu", f->num,
+                     f->offset, wire_name(f->wire), off(r, r->p));
             return -1;
         }
         f->u = n == 8 ? cnv_pb_le64(r->p) : cnv_pb_le32(r->p);
@@ -101,8 +101,8 @@ int cnv_pb_next(cnv_pb *r, cnv_pb_field *f)
     case CNV_PB_LEN: {
         uint64_t len;
         if (cnv_pb_varint(&r->p, r->end, &len) != 0) {
-            cnv_fail(r->err, CNV_ERR_FORMAT, "field %u: truncated or overlong length at byte %zu",
-                     f->num, off(r, r->p));
+            cnv_fail(r->err, CNV_ERR_FORMAT, "field %u at byte %zu: truncated or overlong length at byte %zu",
+                     f->num, f->offset, off(r, r->p));
             return -1;
         }
         /* Compared in 64 bits against what remains: a length near 2^63 or

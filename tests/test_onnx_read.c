@@ -679,7 +679,7 @@ static void bad_tensors(void **state)
         {"2^40 elements", b_huge, CNV_ERR_UNSUPPORTED, "'bias'", "limit"},
         {"rank 9", b_rank9, CNV_ERR_UNSUPPORTED, "'bias'", "rank 9"},
         {"BOOL", b_bool, CNV_ERR_UNSUPPORTED, "'bias'", "BOOL"},
-        {"data type 99", b_dtype99, CNV_ERR_UNSUPPORTED, "'bias'", "99"},
+        {"data type 99", b_dtype99, CNV_ERR_UNSUPPORTED, "'bias'", "unknown (99)"},
         {"data type 0", b_dtype0, CNV_ERR_FORMAT, "'bias'", "no data_type"},
         {"external data", b_external, CNV_ERR_UNSUPPORTED, "'bias'", "external"},
         {"initializer without name", b_no_name, CNV_ERR_FORMAT, "initializer", "no name"},
