@@ -798,6 +798,44 @@ static void bad_graphs(void **state)
     load_fails((const uint8_t *)"\x08\x08", 2, CNV_ERR_FORMAT, "no graph", NULL, "no graph");
 }
 
+/* The conformance runner's way to feed integer inputs: a binding turns
+ * the k-th graph input into a constant. */
+static void bound_inputs(void **state)
+{
+    (void)state;
+    cnv_pbw g = {0};
+    const int64_t xd[2] = {2, 3}, sd[1] = {2};
+    size_t n = g_node_begin(&g, "Reshape", "r", "x,shape", "y");
+    cnv_pbw_end(&g, n);
+    g_input(&g, "x", 1, 2, xd);
+    g_input(&g, "shape", 7, 1, sd);
+    g_output(&g, "y");
+    size_t len;
+    uint8_t *buf = finish(&g, 13, &len);
+    load_fails(buf, len, CNV_ERR_UNSUPPORTED, "'shape'", "INT64", "unbound int64 input");
+    const int64_t shape[2] = {3, 2};
+    cnv_onnx_bind binds[2];
+    memset(binds, 0, sizeof binds);
+    binds[1].dtype = CNV_INT64;
+    binds[1].shape = tu_shape(1, 2);
+    binds[1].data = shape;
+    cnv_model *m = NULL;
+    if (cnv_onnx_load(buf, len, binds, 2, &m) != CNV_OK)
+        fail_msg("%s", cnv_model_errmsg(m));
+    assert_int_equal(cnv_model_input_count(m), 1);
+    const cnv_tensor_def *t = tensor(m, "shape");
+    assert_true(t->kind == CNV_T_CONST && t->dtype == CNV_INT64 && ((int64_t *)t->data)[0] == 3);
+    cnv_session *s = NULL;
+    cnv_shape in = tu_shape(2, 2, 3), out;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    assert_int_equal(cnv_session_plan_shapes(s, 1, &in), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, "y", NULL, &out), CNV_OK);
+    assert_true(out.ndim == 2 && out.dims[0] == 3 && out.dims[1] == 2);
+    cnv_session_free(s);
+    cnv_model_free(m);
+    free(buf);
+}
+
 /* ------------------------------------------- truncation and mutations */
 
 /* Every proper prefix must fail (the models here end with opset_import, so
@@ -1030,6 +1068,7 @@ int main(void)
         cmocka_unit_test(bad_tensors),
         cmocka_unit_test(zero_sized_initializer),
         cmocka_unit_test(bad_graphs),
+        cmocka_unit_test(bound_inputs),
         cmocka_unit_test(truncation_and_mutation),
         cmocka_unit_test(allocation_failures),
         cmocka_unit_test(real_conv_model),
