@@ -51,14 +51,20 @@ $(STATIC): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-lib/libcnnviz.a: $(STATIC)
+# lib/ and bin/ hold one build (release or sanitizer) at a time; a stamp
+# per build makes a switch rebuild them rather than keep the other's.
+MODE_STAMP := $(BUILD)/.lib-stamp
+$(MODE_STAMP):
+	@mkdir -p $(BUILD) && rm -f build/*/.lib-stamp && touch $@
+
+lib/libcnnviz.a: $(STATIC) $(MODE_STAMP)
 	@mkdir -p lib
 	cp $< $@
-lib/libcnnviz.so: $(LIB_OBJ)
+lib/libcnnviz.so: $(LIB_OBJ) $(MODE_STAMP)
 	@mkdir -p lib
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libcnnviz.so.0 -o $@ $^ $(LDLIBS)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libcnnviz.so.0 -o $@ $(LIB_OBJ) $(LDLIBS)
 
-bin/cnnviz: $(CLI_OBJ) $(STATIC)
+bin/cnnviz: $(CLI_OBJ) $(STATIC) $(MODE_STAMP)
 	@mkdir -p bin
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
 
@@ -66,28 +72,27 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/util $(LDFLAGS) -o $@ $< $(TESTLIB_OBJ) $(STATIC) $(LDLIBS) -lcmocka
 
-test: $(TEST_BIN) bin/cnnviz lib/libcnnviz.so
+test: $(TEST_BIN) bin/cnnviz lib/libcnnviz.so lib/libcnnviz.a
 	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
 
 valgrind: $(TEST_BIN) bin/cnnviz
 	@BUILD=$(BUILD) VALGRIND=1 sh tests/run.sh $(TEST_BIN)
 
-cnnviz.pc: Makefile
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnnviz\nDescription: see what a trained convolutional network has learned\nVersion: 0.1.0\nRequires.private: openblas\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lcnnviz\nLibs.private: -lstb -lgif -lz -lm -lpthread\n' '$(PREFIX)' > $@
-
-install: all cnnviz.pc
+install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/cnnviz.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 lib/libcnnviz.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 lib/libcnnviz.so $(DESTDIR)$(PREFIX)/lib/libcnnviz.so.0
 	ln -sf libcnnviz.so.0 $(DESTDIR)$(PREFIX)/lib/libcnnviz.so
-	install -m 644 cnnviz.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnnviz\nDescription: see what a trained convolutional network has learned\nVersion: 0.1.0\nRequires.private: openblas\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lcnnviz\nLibs.private: -lstb -lgif -lz -lm -lpthread\n' '$(PREFIX)' \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
 	install -m 755 bin/cnnviz $(DESTDIR)$(PREFIX)/bin/
-	rm -f cnnviz.pc
 
 uninstall:
-	rm -f $(PREFIX)/include/cnnviz.h $(PREFIX)/lib/libcnnviz.a $(PREFIX)/lib/libcnnviz.so \
-	      $(PREFIX)/lib/libcnnviz.so.0 $(PREFIX)/lib/pkgconfig/cnnviz.pc $(PREFIX)/bin/cnnviz
+	rm -f $(DESTDIR)$(PREFIX)/include/cnnviz.h $(DESTDIR)$(PREFIX)/lib/libcnnviz.a \
+	      $(DESTDIR)$(PREFIX)/lib/libcnnviz.so $(DESTDIR)$(PREFIX)/lib/libcnnviz.so.0 \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc $(DESTDIR)$(PREFIX)/bin/cnnviz
 
 clean:
 	rm -rf build lib/*.a lib/*.so bin cnnviz.pc
