@@ -60,8 +60,8 @@ cnv_vgg_params cnv_vgg_default_params(void)
     p.channels = 1;
     p.height = p.width = 28;
     p.classes = 10;
-    p.width1 = 32;
-    p.width2 = 64;
+    p.width1 = 24;
+    p.width2 = 48;
     p.hidden = 128;
     p.seed = 1;
     return p;

@@ -25,7 +25,7 @@ static const char usage[] =
     "  --seed S        initialization, shuffling and augmentation (default 1)\n"
     "  --threads T     BLAS threads (default: all cores); results are\n"
     "                  reproducible for the same seed and thread count\n"
-    "  --width1 C, --width2 C, --hidden H   layer sizes (default 32, 64, 128)\n"
+    "  --width1 C, --width2 C, --hidden H   layer sizes (default 24, 48, 128)\n"
     "  --limit N       train on the first N images only (quick runs)\n"
     "  --no-augment    no random shifts (up to 2 pixels) and flips\n"
     "  --labels FILE   class names, one per line (default: the Fashion-MNIST\n"
