@@ -140,10 +140,10 @@ static void write_node(cnv_pbw *w, const cnv_model *m, const cnv_node *n)
     cnv_pbw_end(w, nd);
 }
 
-/* Plans a session with every unknown input dim set to small (alt = 0) or
- * larger (alt = 1) sizes and reads each output's shape; ndim -1 where it
- * cannot. */
-static int plan_outputs(const cnv_model *m, cnv_shape *in, int alt, cnv_shape *out)
+/* Plans a session with every unknown input dim set (batch 1 or 2, other
+ * sizes `size` or twice that, by alt) and reads each output's shape;
+ * ndim -1 where it cannot. Returns 0 when planning fails. */
+static int plan_outputs(const cnv_model *m, cnv_shape *in, int alt, int64_t size, cnv_shape *out)
 {
     cnv_session *s = NULL;
     int ok = 0;
@@ -151,7 +151,7 @@ static int plan_outputs(const cnv_model *m, cnv_shape *in, int alt, cnv_shape *o
         in[i] = m->tensors[m->inputs[i]].shape;
         for (int k = 0; k < in[i].ndim; k++)
             if (in[i].dims[k] < 0)
-                in[i].dims[k] = k == 0 ? 1 + alt : 64 << alt;
+                in[i].dims[k] = k == 0 ? 1 + alt : size * (1 + alt);
     }
     if (cnv_session_create(m, &s) == CNV_OK && cnv_session_plan_shapes(s, m->n_inputs, in) == CNV_OK) {
         ok = 1;
@@ -174,8 +174,13 @@ static void output_shapes(const cnv_model *m, cnv_shape *out)
     size_t n = m->n_inputs ? (size_t)m->n_inputs : 1;
     cnv_shape *in = cnv_calloc(n, sizeof *in);
     cnv_shape *alt = cnv_calloc((size_t)m->n_outputs, sizeof *alt);
-    if (in && alt && plan_outputs(m, in, 0, out)) {
-        int ok2 = plan_outputs(m, in, 1, alt);
+    /* Small sizes first; a deep net that needs more gets ImageNet's. */
+    int64_t size = 64;
+    int ok = in && alt && plan_outputs(m, in, 0, size, out);
+    if (in && alt && !ok)
+        ok = plan_outputs(m, in, 0, size = 224, out);
+    if (ok) {
+        int ok2 = plan_outputs(m, in, 1, size, alt);
         for (int i = 0; i < m->n_outputs; i++) {
             if (out[i].ndim < 0)
                 continue;

@@ -366,6 +366,32 @@ static void onnx_checker(void **state)
     assert_non_null(strstr(out, "output y ['N', 3]"));
     assert_non_null(strstr(out, "output logits ['N', 3]"));
     cnv_model_free(m);
+
+    /* Unknown spatial sizes: the conv output's H and W follow the input
+     * (written unnamed, read back as 0 here), the pooled output's do not. */
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    cnv_shape xs = tu_shape(4, -1, 1, -1, -1), ws = tu_shape(4, 4, 1, 3, 3);
+    float w[36] = {0};
+    CHECK(cnv_model_add_input(m, "x", &xs));
+    CHECK(cnv_model_add_const(m, "w", CNV_FLOAT32, &ws, w));
+    CHECK(cnv_model_add_node(m, "Conv", "conv", 2, (const char *[]){"x", "w"}, 1,
+                             (const char *[]){"c"}, 0, NULL));
+    CHECK(cnv_model_add_node(m, "GlobalAveragePool", "gap", 1, (const char *[]){"c"}, 1,
+                             (const char *[]){"g"}, 0, NULL));
+    CHECK(cnv_model_add_output(m, "g"));
+    CHECK(cnv_model_add_output(m, "c"));
+    CHECK(cnv_model_save_onnx(m, path));
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    rc = pclose(p);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "input ['N', 1, 'H', 'W']"));
+    assert_non_null(strstr(out, "output g ['N', 4, 1, 1]"));
+    assert_non_null(strstr(out, "output c ['N', 4, 0, 0]"));
+    cnv_model_free(m);
 }
 
 int main(void)
