@@ -829,7 +829,12 @@ CNV_API cnv_status cnv_saliency(cnv_session *s, const cnv_model *m,
  *     layer and backward from it,
  *   I += (lr / 255 / std_k) * g / mean|g| - decay * I   (lr in gray levels:
  *     the mean change of a pixel per step, whatever the model's std),
- *   roll back, clamp (when clamp), blur every blur_every steps. */
+ *   roll back, clamp (when clamp), blur every blur_every steps.
+ * When the layer is a Relu's output and pre_relu is on, the ascent follows
+ * the Relu's input instead (as feature visualizations commonly do, e.g.
+ * "mixed4a_pre_relu" in Olah et al. 2017): a channel that is 0 on the
+ * starting noise has a zero gradient and would never move. before and
+ * after always measure the layer itself. */
 typedef struct cnv_neuron_params {
     const char *layer;   /* the tensor (N x C x ... ; required) */
     int unit_y, unit_x;  /* -1, -1: the channel's mean (default); else the
@@ -841,6 +846,7 @@ typedef struct cnv_neuron_params {
     float blur_sigma;    /* pixels (default 0.5) */
     int jitter;          /* max roll in pixels (default 4) */
     int clamp;           /* clamp to valid pixels (default 1) */
+    int pre_relu;        /* ascend a Relu's input (default 1) */
     float init_std;      /* initial noise std, gray levels (default 10) */
     int height, width;   /* image size; 0: the model's declared size, or
                             its cnnviz.image_size metadata ("HxW") */
@@ -879,7 +885,8 @@ CNV_API int cnv_viz_layers(const cnv_model *m, int max, const char **names);
  * movie: each frame zooms the last one in by `zoom`, crops its center
  * back to height x width and takes frame_steps more steps. A step is:
  * roll by a random (dy, dx) in [-jitter, jitter]^2, g = d(objective)/dI,
- * I += (lr / 255 / std_k) * g / mean|g|, roll back, clamp. */
+ * I += (lr / 255 / std_k) * g / mean|g|, roll back, clamp. pre_relu as
+ * for cnv_neuron (the progress objective is the layer's own mean). */
 typedef struct cnv_dream_params {
     const char *layer;   /* the tensor (required) */
     int channel;         /* -1: the whole layer (default); else one channel */
@@ -897,6 +904,7 @@ typedef struct cnv_dream_params {
     float lr;            /* mean step, gray levels (default 1.5) */
     int jitter;          /* max roll in pixels (default 16) */
     int clamp;           /* clamp to valid pixels (default 1) */
+    int pre_relu;        /* ascend a Relu's input (default 1) */
     float init_std;      /* start noise std, gray levels (default 20) */
     const float *init;   /* start photo, c x height x width normalized,
                             instead of noise (borrowed; default NULL) */

@@ -21,6 +21,7 @@ static const char usage[] =
     "  --classes A,B,...  several classes in one batched run\n"
     "  -o OUT.png         output (several classes: OUT_<class>.png)\n"
     "  --grid SHEET.png   labeled contact sheet of all classes\n"
+    "  --tile PX          sheet and animation tiles PX wide (default: full size)\n"
     "  --iters N          gradient steps (default 300)\n"
     "  --lr F             step length (default 25; along g/||g||)\n"
     "  --raw-step         step lr*g instead of lr*g/||g||\n"
@@ -41,6 +42,7 @@ typedef struct run_ctx {
     const cli_model *cm;
     int quiet, n;
     const int *classes;
+    int tile; /* sheet and animation tile size in pixels; 0: as computed */
     cnv_gif_writer *gif;
     char **labels;
     cnv_status gif_st;
@@ -55,7 +57,8 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     return 0;
 }
 
-/* The n images as 8-bit tiles, and as a labeled sheet when n > 1. */
+/* The n images as 8-bit tiles (full size), and as a labeled sheet of
+ * thumbnails (r->tile pixels wide, or full size). */
 static cnv_status make_sheet(const run_ctx *r, const float *images, int h, int w, cnv_image *tiles,
                              cnv_image *sheet, char *err, size_t errlen)
 {
@@ -64,13 +67,25 @@ static cnv_status make_sheet(const run_ctx *r, const float *images, int h, int w
     for (int i = 0; i < r->n && st == CNV_OK; i++)
         st = cnv_tensor_to_image(images + i * item, r->cm->channels, h, w, r->cm->mean,
                                  r->cm->std, &tiles[i], err, errlen);
-    if (st == CNV_OK) {
-        int cols = r->n <= 4 ? r->n : r->n <= 9 ? 3 : r->n <= 16 ? 4 : 5;
-        if (r->n <= 4 && r->n > 3)
-            cols = 2;
-        st = cnv_image_grid(tiles, r->n, cols, (const char *const *)r->labels, 4, sheet, err,
-                            errlen);
+    cnv_image *small = NULL;
+    if (st == CNV_OK && r->tile > 0) {
+        /* thumbnails: the tiles themselves stay full size for the files */
+        small = calloc((size_t)r->n, sizeof *small);
+        if (!small)
+            return CNV_ERR_NOMEM;
+        for (int i = 0; i < r->n && st == CNV_OK; i++) {
+            int tw = r->tile, th = (int)((long)r->tile * h / w);
+            st = cnv_image_resize(&tiles[i], tw, th > 0 ? th : 1, &small[i], err, errlen);
+        }
     }
+    if (st == CNV_OK) {
+        int cols = r->n <= 3 ? r->n : r->n == 4 ? 2 : r->n <= 9 ? 3 : r->n <= 16 ? 4 : 5;
+        st = cnv_image_grid(small ? small : tiles, r->n, cols, (const char *const *)r->labels, 4,
+                            sheet, err, errlen);
+    }
+    for (int i = 0; small && i < r->n; i++)
+        cnv_image_free(&small[i]);
+    free(small);
     return st;
 }
 
@@ -89,7 +104,7 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
         return r->gif_st = CNV_ERR_NOMEM, 1;
     cnv_status st = make_sheet(r, images, h, w, tiles, &sheet, err, sizeof err);
     if (st == CNV_OK)
-        st = cnv_gif_writer_add_frame(r->gif, r->n > 1 ? &sheet : &tiles[0]);
+        st = cnv_gif_writer_add_frame(r->gif, &sheet);
     for (int i = 0; i < r->n; i++)
         cnv_image_free(&tiles[i]);
     free(tiles);
@@ -157,7 +172,7 @@ int cmd_classmodel(int argc, char **argv)
     cli_model_opts mo = {0};
     cnv_classmodel_params p = cnv_classmodel_params_default();
     const char *cls_text = NULL, *classes_text = NULL, *out = NULL, *grid = NULL, *gif = NULL;
-    int json = 0, quiet = 0, gif_every = 10;
+    int json = 0, quiet = 0, gif_every = 10, tile = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
         if (r < 0)
@@ -205,6 +220,8 @@ int cmd_classmodel(int argc, char **argv)
             bad = cli_parse_int(v, &p.jitter) || p.jitter < 0;
         else if (!strcmp(a, "--init-std"))
             bad = cli_parse_float(v, &p.init_std) || p.init_std < 0;
+        else if (!strcmp(a, "--tile"))
+            bad = cli_parse_int(v, &tile) || tile < 8 || tile > 4096;
         else if (!strcmp(a, "--gif-every"))
             bad = cli_parse_int(v, &gif_every) || gif_every < 1;
         else if (!strcmp(a, "--seed")) {
@@ -244,7 +261,7 @@ int cmd_classmodel(int argc, char **argv)
     cnv_image *tiles = calloc((size_t)n, sizeof *tiles);
     cnv_image sheet = {0};
     cnv_session *s = NULL;
-    run_ctx rx = {&cm, quiet || !isatty(2), n, classes, NULL, labels, CNV_OK};
+    run_ctx rx = {&cm, quiet || !isatty(2), n, classes, tile, NULL, labels, CNV_OK};
     char err[512];
     if (!images || !probs || !scores || !labels || !paths || !top || !ptop || !tiles) {
         rc = cli_error("out of memory");
@@ -259,7 +276,7 @@ int cmd_classmodel(int argc, char **argv)
         }
         /* the label's first name is enough on a sheet */
         char *comma = strchr(labels[i], ',');
-        if (comma && n > 1)
+        if (comma)
             *comma = 0;
     }
     cnv_status st = cnv_session_create(cm.model, &s);
@@ -274,8 +291,7 @@ int cmd_classmodel(int argc, char **argv)
             rc = cli_error("%s", err);
             goto done;
         }
-        const cnv_image *f = n > 1 ? &sheet : &tiles[0];
-        st = cnv_gif_writer_open(gif, f->width, f->height, 10, 1, &rx.gif);
+        st = cnv_gif_writer_open(gif, sheet.width, sheet.height, 10, 1, &rx.gif);
         for (int i = 0; i < n; i++)
             cnv_image_free(&tiles[i]);
         cnv_image_free(&sheet);
@@ -313,7 +329,7 @@ int cmd_classmodel(int argc, char **argv)
             rc = cli_error("%s", err);
             goto done;
         }
-    if (grid && cnv_image_write_png(n > 1 ? &sheet : &tiles[0], grid, err, sizeof err) != CNV_OK) {
+    if (grid && cnv_image_write_png(&sheet, grid, err, sizeof err) != CNV_OK) {
         rc = cli_error("%s", err);
         goto done;
     }
