@@ -830,11 +830,12 @@ CNV_API cnv_status cnv_saliency(cnv_session *s, const cnv_model *m,
  *   I += (lr / 255 / std_k) * g / mean|g| - decay * I   (lr in gray levels:
  *     the mean change of a pixel per step, whatever the model's std),
  *   roll back, clamp (when clamp), blur every blur_every steps.
- * When the layer is a Relu's output and pre_relu is on, the ascent follows
- * the Relu's input instead (as feature visualizations commonly do, e.g.
- * "mixed4a_pre_relu" in Olah et al. 2017): a channel that is 0 on the
- * starting noise has a zero gradient and would never move. before and
- * after always measure the layer itself. */
+ * A channel that is 0 everywhere (often the case on the starting noise)
+ * has a zero gradient and would never move: when the layer is a Relu's
+ * output and pre_relu is on, such a step follows the gradient of the same
+ * objective on the Relu's input instead (the pre-activation, as feature
+ * visualizations often use, e.g. "mixed4a_pre_relu" in Olah et al. 2017),
+ * until the channel comes alive. */
 typedef struct cnv_neuron_params {
     const char *layer;   /* the tensor (N x C x ... ; required) */
     int unit_y, unit_x;  /* -1, -1: the channel's mean (default); else the
@@ -846,7 +847,7 @@ typedef struct cnv_neuron_params {
     float blur_sigma;    /* pixels (default 0.5) */
     int jitter;          /* max roll in pixels (default 4) */
     int clamp;           /* clamp to valid pixels (default 1) */
-    int pre_relu;        /* ascend a Relu's input (default 1) */
+    int pre_relu;        /* dead channels: the Relu's input (default 1) */
     float init_std;      /* initial noise std, gray levels (default 10) */
     int height, width;   /* image size; 0: the model's declared size, or
                             its cnnviz.image_size metadata ("HxW") */
@@ -904,7 +905,7 @@ typedef struct cnv_dream_params {
     float lr;            /* mean step, gray levels (default 1.5) */
     int jitter;          /* max roll in pixels (default 16) */
     int clamp;           /* clamp to valid pixels (default 1) */
-    int pre_relu;        /* ascend a Relu's input (default 1) */
+    int pre_relu;        /* dead channels: the Relu's input (default 1) */
     float init_std;      /* start noise std, gray levels (default 20) */
     const float *init;   /* start photo, c x height x width normalized,
                             instead of noise (borrowed; default NULL) */

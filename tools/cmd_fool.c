@@ -24,6 +24,8 @@ static const char usage[] =
     "  --lr F             L2 length of a step, normalized units (default 1)\n"
     "  --delta D.png      the last step, magnified (gray 128 = no change)\n"
     "  --summed S.png     the sum of all steps, magnified likewise\n"
+    "  --original O.png   the unchanged image as the network sees it (resized,\n"
+    "                     cropped), to compare\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
 
@@ -102,6 +104,7 @@ int cmd_fool(int argc, char **argv)
     cli_model_opts mo = {0};
     cnv_fool_params p = cnv_fool_params_default();
     const char *image = NULL, *target_text = NULL, *out = NULL, *delta = NULL, *summed = NULL;
+    const char *original = NULL;
     int json = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
@@ -132,6 +135,8 @@ int cmd_fool(int argc, char **argv)
             delta = v;
         else if (!strcmp(a, "--summed"))
             summed = v;
+        else if (!strcmp(a, "--original"))
+            original = v;
         else if (!strcmp(a, "--max-iters"))
             bad = cli_parse_int(v, &p.max_iters) || p.max_iters < 0;
         else if (!strcmp(a, "--lr"))
@@ -162,6 +167,10 @@ int cmd_fool(int argc, char **argv)
         goto done;
     }
     if (cli_load_input(&cm, image, h, w, x)) {
+        rc = 1;
+        goto done;
+    }
+    if (original && cli_save_input_png(&cm, x, h, w, original)) {
         rc = 1;
         goto done;
     }
@@ -234,6 +243,8 @@ int cmd_fool(int argc, char **argv)
         if (summed)
             printf(", \"summed\": "), cli_json_string(stdout, summed),
                 printf(", \"summed_gain\": %.4g", gain_sum);
+        if (original)
+            printf(", \"original\": "), cli_json_string(stdout, original);
         printf("}\n");
     } else {
         printf("before: %d (%s) p = %.4f\n", r.before_class, cli_label(&cm, r.before_class),
