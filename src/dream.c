@@ -22,6 +22,7 @@ cnv_dream_params cnv_dream_params_default(void)
     p.lr = 1.5f;
     p.jitter = 16;
     p.clamp = 1;
+    p.pre_relu = 1;
     p.init_std = 20.0f;
     return p;
 }
@@ -50,6 +51,7 @@ static cnv_status check_params(const cnv_dream_params *p, cnv_err *err)
 typedef struct dream_run {
     cnv_session *s;
     const char *layer;
+    const char *ascent; /* the layer, or its Relu's input (pre_relu) */
     const cnv_dream_params *p;
     const float *mean, *std;
     int c;
@@ -141,6 +143,15 @@ static cnv_status step(dream_run *r, float *img, int h, int w)
     float *g = cnv_session_input_grad(r->s);
     if (!g)
         return cnv_fail(r->err, CNV_ERR_STATE, "dream: layer '%s' does not depend on the input", r->layer);
+    /* The target off everywhere: follow the Relu's input this step (the
+     * forward values are still in place for a second backward). */
+    if (r->ascent != r->layer) {
+        size_t j = 0;
+        while (j < item && g[j] == 0.0f)
+            j++;
+        if (j == item && (st = cnv_session_backward(r->s, r->ascent, r->seed)) != CNV_OK)
+            return st;
+    }
     cnv_roll_chw(g, c, h, w, -dy, -dx, r->scratch);
     double abs_sum = 0.0;
     for (size_t j = 0; j < item; j++)
@@ -227,6 +238,12 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
     memset(&r, 0, sizeof r);
     r.s = s;
     r.layer = layer;
+    r.ascent = layer;
+    if (p.pre_relu) {
+        int t = cnv_model_find(m, layer), pn = m->tensors[t].producer;
+        if (pn >= 0 && !strcmp(m->nodes[pn].op_type, "Relu") && m->nodes[pn].n_in >= 1 && m->nodes[pn].in[0] >= 0)
+            r.ascent = m->tensors[m->nodes[pn].in[0]].name;
+    }
     r.p = &p;
     r.mean = mean;
     r.std = std;

@@ -142,6 +142,7 @@ cnv_neuron_params cnv_neuron_params_default(void)
     p.blur_sigma = 0.5f;
     p.jitter = 4;
     p.clamp = 1;
+    p.pre_relu = 1;
     p.init_std = 10.0f;
     p.frame_every = 10;
     return p;
@@ -167,6 +168,18 @@ static cnv_status check_params(const cnv_neuron_params *p, cnv_err *err)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: unit (%d, %d): give both or neither",
                         p->unit_y, p->unit_x);
     return CNV_OK;
+}
+
+/* The tensor the ascent seeds: the layer, or the input of the Relu that
+ * made it (same shape) when pre_relu is on. */
+static const char *ascent_tensor(const cnv_model *m, const char *layer, int pre_relu)
+{
+    int t = cnv_model_find(m, layer);
+    int p = t >= 0 ? m->tensors[t].producer : -1;
+    if (!pre_relu || p < 0 || strcmp(m->nodes[p].op_type, "Relu") || m->nodes[p].n_in < 1 ||
+        m->nodes[p].in[0] < 0)
+        return layer;
+    return m->tensors[m->nodes[p].in[0]].name;
 }
 
 /* The layer as n x C x P (P: spatial positions, 1 for a 2-D layer). */
@@ -204,6 +217,14 @@ static float objective(const float *act, const layer_geom *g, int i, int ch, lon
     for (size_t j = 0; j < g->P; j++)
         sum += p[j];
     return (float)(sum / (double)g->P);
+}
+
+static int all_zero(const float *g, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (g[j] != 0.0f)
+            return 0;
+    return 1;
 }
 
 /* x += step_k * g / mean|g| per channel k, after x *= 1 - decay. A zero or
@@ -257,6 +278,7 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
     char msg[256];
     if ((st = cnv_find_layer(m, p.layer, &layer, msg, sizeof msg)) != CNV_OK)
         return cnv_fail(err, st, "neuron: %s", msg);
+    const char *ascent = ascent_tensor(m, layer, p.pre_relu);
     int B = p.batch > 0 && p.batch < n ? p.batch : n;
     if ((st = cnv_session_set_relu_mode(s, CNV_RELU_GRAD)) != CNV_OK ||
         (st = cnv_session_plan(s, B, h, w)) != CNV_OK)
@@ -281,12 +303,12 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
     size_t nseed, nscratch = cnv_blur_scratch(h, w, p.blur_sigma);
     if (!cnv_mul_size((size_t)B * g.C, g.P, &nseed) || !nscratch)
         return cnv_fail(err, CNV_ERR_NOMEM, "neuron: sizes overflow");
-    float *seed = cnv_malloc(nseed * sizeof *seed);
+    float *seed = cnv_malloc(nseed * sizeof *seed), *seed2 = cnv_malloc(nseed * sizeof *seed2);
     float *scratch = cnv_malloc(nscratch * sizeof *scratch);
     int *dy = cnv_malloc((size_t)B * 2 * sizeof *dy), *dx = dy ? dy + B : NULL;
     cnv_rng *rng = cnv_malloc((size_t)B * sizeof *rng);
     float *in = cnv_session_input(s);
-    if (!seed || !scratch || !dy || !rng) {
+    if (!seed || !seed2 || !scratch || !dy || !rng) {
         st = cnv_fail(err, CNV_ERR_NOMEM, "neuron: out of memory for %d images of %dx%dx%d", B, c, h, w);
         goto done;
     }
@@ -350,10 +372,33 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
                 st = cnv_fail(err, CNV_ERR_STATE, "neuron: layer '%s' does not depend on the input", layer);
                 goto done;
             }
+            /* Items whose gradient is all zero (the target is off
+             * everywhere) wait for a second backward from the Relu's
+             * input; the forward values are still in place for it. */
+            int dead = 0;
+            memset(seed2, 0, nseed * sizeof *seed2);
             for (int i = 0; i < used; i++) {
                 float *gi = gr + (size_t)i * item;
+                if (ascent != layer && all_zero(gi, item)) {
+                    size_t off = (size_t)i * g.C * g.P;
+                    memcpy(seed2 + off, seed + off, (size_t)g.C * g.P * sizeof *seed2);
+                    dead++;
+                    continue;
+                }
                 cnv_roll_chw(gi, c, h, w, -dy[i], -dx[i], scratch);
                 ascend(img + (size_t)i * item, gi, c, plane, std, p.lr, p.decay);
+            }
+            if (dead) {
+                if ((st = cnv_session_backward(s, ascent, seed2)) != CNV_OK)
+                    goto done;
+                gr = cnv_session_input_grad(s);
+                for (int i = 0; i < used; i++) {
+                    if (seed2[(size_t)i * g.C * g.P + (size_t)channels[first + i] * g.P + (unit >= 0 ? (size_t)unit : 0)] == 0.0f)
+                        continue;
+                    float *gi = gr + (size_t)i * item;
+                    cnv_roll_chw(gi, c, h, w, -dy[i], -dx[i], scratch);
+                    ascend(img + (size_t)i * item, gi, c, plane, std, p.lr, p.decay);
+                }
             }
             if (p.clamp)
                 cnv_clamp_pixels(img, used, c, h, w, mean, std);
@@ -374,6 +419,7 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
     }
 done:
     cnv_free(seed);
+    cnv_free(seed2);
     cnv_free(scratch);
     cnv_free(dy);
     cnv_free(rng);

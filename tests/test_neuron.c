@@ -215,6 +215,44 @@ static void neuron_raises_activation(void **state)
     cnv_model_free(m);
 }
 
+/* A channel that is 0 on the starting noise: x (1x1x4x4) -> 1x1 conv
+ * (weight 1, bias -1.5) -> relu "r". With mean 0.5 and std 0.25 pixels
+ * lie in [-2, 2], the noise near 0 keeps r at 0 and its gradient at 0:
+ * ascending r itself never moves, ascending the Relu's input does. */
+static void dead_channel_pre_relu(void **state)
+{
+    (void)state;
+    cnv_model *m;
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    cnv_shape xs = tu_shape(4, -1, 1, 4, 4);
+    ok_model(m, cnv_model_add_input(m, "x", &xs));
+    const float w = 1.0f, b = -1.5f;
+    add_const(m, "w", tu_shape(4, 1, 1, 1, 1), &w);
+    add_const(m, "b", tu_shape(1, 1), &b);
+    node(m, "Conv", "conv", "x", "w", "b", "c", 0, NULL);
+    node(m, "Relu", "relu", "c", NULL, NULL, "r", 0, NULL);
+    ok_model(m, cnv_model_add_output(m, "r"));
+    cnv_session *s;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    const float mean[1] = {0.5f}, std[1] = {0.25f};
+    cnv_neuron_params p = cnv_neuron_params_default();
+    p.layer = "r";
+    p.iters = 100;
+    p.jitter = 0;
+    int ch = 0;
+    float img[16], before, after;
+    p.pre_relu = 0;
+    ok_s(s, cnv_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
+    printf("dead channel, ascending r: %g -> %g\n", before, after);
+    assert_true(before == 0.0f && after == 0.0f);
+    p.pre_relu = 1;
+    ok_s(s, cnv_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
+    printf("dead channel, ascending r's input: %g -> %g\n", before, after);
+    assert_true(before == 0.0f && after > 0.4f);
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
 static int cancel_at_3(void *user, int iter, int total, float objective, float prob)
 {
     (void)objective;
@@ -429,6 +467,7 @@ int main(void)
         cmocka_unit_test(find_layer),
         cmocka_unit_test(viz_layers),
         cmocka_unit_test(neuron_raises_activation),
+        cmocka_unit_test(dead_channel_pre_relu),
         cmocka_unit_test(neuron_errors),
         cmocka_unit_test(squeezenet_neurons),
         cmocka_unit_test(cli_neuron_and_layers),

@@ -37,6 +37,7 @@ static const char usage[] =
     "  --frame-steps N    ascent steps per frame after the first (default 5)\n"
     "  --lr F             mean pixel change per step, gray levels (default 1.5)\n"
     "  --jitter PX        random roll of up to PX pixels (default 16)\n"
+    "  --no-pre-relu      no fallback to the Relu's input for a dead channel\n"
     "  --seed S           random seed (default 0)\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
@@ -120,6 +121,8 @@ int cmd_dream(int argc, char **argv)
             quiet = 1;
         else if (!strcmp(a, "--random-channels"))
             random_channels = 1;
+        else if (!strcmp(a, "--no-pre-relu"))
+            p.pre_relu = 0;
         else if (!v)
             return cli_error("dream: %s needs a value (see --help)", a), 2;
         else if (i++, !strcmp(a, "-o") || !strcmp(a, "--output"))

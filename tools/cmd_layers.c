@@ -25,6 +25,9 @@ static const char usage[] =
     "                     at most 128)\n"
     "  --iters N          gradient steps (default 100)\n"
     "  --lr F             mean pixel change per step, gray levels (default 2)\n"
+    "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
+    "                     everywhere, as often on the starting noise) stays\n"
+    "                     zero; by default it follows the Relu's input\n"
     "  --seed S           random seed for channels and noise (default 0)\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
@@ -149,6 +152,8 @@ int cmd_layers(int argc, char **argv)
             json = 1;
         else if (!strcmp(a, "--quiet"))
             quiet = 1;
+        else if (!strcmp(a, "--no-pre-relu"))
+            p.pre_relu = 0;
         else if (!v)
             return cli_error("layers: %s needs a value (see --help)", a), 2;
         else if (i++, !strcmp(a, "-o") || !strcmp(a, "--output"))

@@ -28,6 +28,9 @@ static const char usage[] =
     "  --jitter PX        random roll of up to PX pixels (default 4)\n"
     "  --init-std F       std of the starting noise, gray levels (default 10)\n"
     "  --no-clamp         do not clamp to the valid pixel range\n"
+    "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
+    "                     everywhere, as often on the starting noise) stays\n"
+    "                     zero; by default it follows the Relu's input\n"
     "  --seed S           random seed (default 0)\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
@@ -81,6 +84,8 @@ int cmd_neuron(int argc, char **argv)
             quiet = 1;
         else if (!strcmp(a, "--no-clamp"))
             p.clamp = 0;
+        else if (!strcmp(a, "--no-pre-relu"))
+            p.pre_relu = 0;
         else if (!v)
             return cli_error("neuron: %s needs a value (see --help)", a), 2;
         else if (i++, !strcmp(a, "--layer"))
