@@ -424,6 +424,7 @@ typedef struct loader {
     cnv_err *e;
     const cnv_onnx_bind *binds;
     int n_binds;
+    int64_t opset; /* of the default domain; 0 when not imported */
 } loader;
 
 /* An attribute being read, with the storage it owns. */
@@ -691,6 +692,12 @@ static cnv_status read_node(loader *L, cnv_pb *r, size_t index)
         st = cnv_fail(L->e, CNV_ERR_UNSUPPORTED,
                       "%s is in operator domain '%s'; only the default ONNX domain is supported",
                       label, domain);
+        goto done;
+    }
+    if (L->opset == 0) {
+        st = cnv_fail(L->e, CNV_ERR_FORMAT,
+                      "%s is in the default ONNX domain, which the model does not import (no opset_import)",
+                      label);
         goto done;
     }
     if (ins.n > INT_MAX || outs.n > INT_MAX || attr_fields.n > INT_MAX) {
@@ -1010,6 +1017,7 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
     fields meta = {0};
     int rc = 0, has_ir = 0, has_graph = 0;
     int64_t opset = 0;
+    char other[64] = ""; /* a non-default domain imported, for messages */
     cnv_status st = CNV_OK;
 
     memset(&graph, 0, sizeof graph);
@@ -1049,6 +1057,9 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
                         break;
                     }
                     is_default = g.len == 0 || pb_string_is(&g, "ai.onnx");
+                    if (!is_default && !other[0])
+                        snprintf(other, sizeof other, "%.*s", (int)(g.len < 63 ? g.len : 63),
+                                 (const char *)g.data);
                 } else if (g.num == 2) {
                     if (cnv_pb_expect(&sub, &g, CNV_PB_VARINT, "opset version") != 0) {
                         rc = -1;
@@ -1083,10 +1094,14 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
         st = cnv_fail(L->e, CNV_ERR_FORMAT, "no ir_version: not an ONNX model");
     if (st == CNV_OK && !has_graph)
         st = cnv_fail(L->e, CNV_ERR_FORMAT, "the model has no graph");
-    if (st == CNV_OK && opset == 0)
+    /* A model of another domain's ops alone (training, ML) needs no
+     * default opset: read_node refuses its nodes as UNSUPPORTED, and a
+     * default-domain node without the import as malformed. */
+    if (st == CNV_OK && opset == 0 && !other[0])
         st = cnv_fail(L->e, CNV_ERR_FORMAT, "no opset_import for the default ONNX domain");
+    L->opset = opset;
     /* The opset first: node attributes are checked against it. */
-    if (st == CNV_OK)
+    if (st == CNV_OK && opset)
         st = cnv_model_set_opset(L->m, opset);
     for (size_t i = 0; st == CNV_OK && i < meta.n; i++)
         if ((st = cnv_pb_sub(&r, &meta.v[i], &sub) ? CNV_ERR_FORMAT : CNV_OK) == CNV_OK)
@@ -1102,7 +1117,7 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
 static cnv_status load_into(cnv_model *m, const void *data, size_t size,
                             const cnv_onnx_bind *binds, int n_binds)
 {
-    loader L = {m, &m->err, binds, n_binds};
+    loader L = {m, &m->err, binds, n_binds, 0};
     if (!data && size)
         return cnv_fail(L.e, CNV_ERR_INVALID_ARG, "NULL data");
     cnv_err_clear(L.e);

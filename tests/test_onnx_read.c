@@ -2,6 +2,7 @@
  * and on small models encoded here byte by byte: data types, Constant
  * nodes, every malformed length, count and dimension we could think of,
  * truncation at every offset, byte mutations, and allocation failures. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,8 +116,9 @@ static void g_init_f32(cnv_pbw *g, const char *name, int ndim, const int64_t *di
     cnv_pbw_end(g, t);
 }
 
-/* Wraps a graph into a ModelProto (IR 8, opset `opset`, none if 0). */
-static uint8_t *finish(cnv_pbw *g, int64_t opset, size_t *len)
+/* Wraps a graph into a ModelProto (IR 8, opset `opset` of `domain`, none
+ * if 0). */
+static uint8_t *finish_domain(cnv_pbw *g, const char *domain, int64_t opset, size_t *len)
 {
     cnv_pbw m = {0};
     cnv_pbw_int(&m, 1, 8);
@@ -124,7 +126,7 @@ static uint8_t *finish(cnv_pbw *g, int64_t opset, size_t *len)
     cnv_pbw_bytes(&m, 7, g->buf, g->len);
     if (opset) {
         size_t o = cnv_pbw_begin(&m, 8);
-        cnv_pbw_string(&m, 1, "");
+        cnv_pbw_string(&m, 1, domain);
         cnv_pbw_int(&m, 2, opset);
         cnv_pbw_end(&m, o);
     }
@@ -132,6 +134,11 @@ static uint8_t *finish(cnv_pbw *g, int64_t opset, size_t *len)
     cnv_pbw_free(g);
     *len = m.len;
     return m.buf;
+}
+
+static uint8_t *finish(cnv_pbw *g, int64_t opset, size_t *len)
+{
+    return finish_domain(g, "", opset, len);
 }
 
 /* x[1,3] + b[3] -> y, with b given by `write_b`. */
@@ -740,6 +747,26 @@ static void bad_graphs(void **state)
     buf = one_node("Relu", NULL, "x", 1, 0, &len);
     load_fails(buf, len, CNV_ERR_FORMAT, "opset", NULL, "missing opset");
     free(buf);
+    /* Only a foreign domain imported: its nodes are beyond us, a default
+     * domain node without its import is malformed. */
+    cnv_pbw g = {0};
+    const int64_t xd[2] = {1, 3};
+    size_t n = g_node_begin(&g, "Adagrad", "train", "x", "y");
+    cnv_pbw_string(&g, 7, "ai.onnx.preview.training");
+    cnv_pbw_end(&g, n);
+    g_input(&g, "x", 1, 2, xd);
+    g_output(&g, "y");
+    buf = finish_domain(&g, "ai.onnx.preview.training", 1, &len);
+    load_fails(buf, len, CNV_ERR_UNSUPPORTED, "'train'", "ai.onnx.preview.training", "foreign-only model");
+    free(buf);
+    n = g_node_begin(&g, "Relu", "r", "x", "y");
+    cnv_pbw_end(&g, n);
+    g_input(&g, "x", 1, 2, xd);
+    g_output(&g, "y");
+    buf = finish_domain(&g, "com.example", 1, &len);
+    load_fails(buf, len, CNV_ERR_FORMAT, "'r'", "opset_import", "default node, foreign opset");
+    free(buf);
+
     buf = one_node("Relu", NULL, "nowhere", 1, 13, &len);
     load_fails(buf, len, CNV_ERR_FORMAT, "'nowhere'", "'n1'", "dangling input");
     free(buf);
@@ -757,9 +784,7 @@ static void bad_graphs(void **state)
     free(buf);
 
     /* A graph output nobody produces. */
-    cnv_pbw g = {0};
-    const int64_t xd[2] = {1, 3};
-    size_t n = g_node_begin(&g, "Relu", "r", "x", "y");
+    n = g_node_begin(&g, "Relu", "r", "x", "y");
     cnv_pbw_end(&g, n);
     g_input(&g, "x", 1, 2, xd);
     g_output(&g, "z");
@@ -1021,6 +1046,43 @@ static void real_conv_model(void **state)
     cnv_model_free(m);
 }
 
+/* Every model of the ONNX node tests is valid: each must load or be
+ * refused as UNSUPPORTED, never as malformed (a reader bug) or worse. */
+static void all_node_models(void **state)
+{
+    (void)state;
+    DIR *d = opendir(NODE_DIR);
+    if (!d) {
+        printf("libonnx-testdata is not installed (%s): skipped\n", NODE_DIR);
+        skip();
+    }
+    struct dirent *ent;
+    int ok = 0, unsupported = 0, bad = 0;
+    while ((ent = readdir(d))) {
+        if (ent->d_name[0] == '.')
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s/model.onnx", NODE_DIR, ent->d_name);
+        if (access(path, R_OK) != 0)
+            continue;
+        cnv_model *m = NULL;
+        cnv_status st = cnv_model_load_onnx(path, &m);
+        if (st == CNV_OK) {
+            ok++;
+        } else if (st == CNV_ERR_UNSUPPORTED) {
+            unsupported++;
+        } else {
+            bad++;
+            printf("  %s: %s: %s\n", ent->d_name, cnv_status_string(st), cnv_model_errmsg(m));
+        }
+        cnv_model_free(m);
+    }
+    closedir(d);
+    printf("ONNX node test models: %d load, %d unsupported, %d refused otherwise\n", ok, unsupported, bad);
+    assert_int_equal(bad, 0);
+    assert_true(ok > 50);
+}
+
 static void files(void **state)
 {
     (void)state;
@@ -1072,6 +1134,7 @@ int main(void)
         cmocka_unit_test(truncation_and_mutation),
         cmocka_unit_test(allocation_failures),
         cmocka_unit_test(real_conv_model),
+        cmocka_unit_test(all_node_models),
         cmocka_unit_test(files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
