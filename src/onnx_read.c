@@ -1121,7 +1121,10 @@ static cnv_status load_into(cnv_model *m, const void *data, size_t size,
     if (!data && size)
         return cnv_fail(L.e, CNV_ERR_INVALID_ARG, "NULL data");
     cnv_err_clear(L.e);
-    return read_model(&L, data ? data : "", size);
+    cnv_status st = read_model(&L, data ? data : "", size);
+    /* The builder calls every argument error INVALID_ARG (a name defined
+     * twice, an opset out of range); coming from a file it is malformed. */
+    return st == CNV_ERR_INVALID_ARG ? CNV_ERR_FORMAT : st;
 }
 
 cnv_status cnv_onnx_load(const void *data, size_t size, const cnv_onnx_bind *binds,

@@ -816,6 +816,20 @@ static void bad_graphs(void **state)
     load_fails(buf, len, CNV_ERR_UNSUPPORTED, "'x'", "rank 9", "rank 9 input");
     free(buf);
 
+    /* Two initializers of one name: the builder's argument error becomes
+     * a malformed file. */
+    const int64_t bd[1] = {3};
+    const float bv[3] = {1, 2, 3};
+    n = g_node_begin(&g, "Add", "add", "x,b", "y");
+    cnv_pbw_end(&g, n);
+    g_init_f32(&g, "b", 1, bd, bv, 3);
+    g_init_f32(&g, "b", 1, bd, bv, 3);
+    g_input(&g, "x", 1, 2, xd);
+    g_output(&g, "y");
+    buf = finish(&g, 13, &len);
+    load_fails(buf, len, CNV_ERR_FORMAT, "'b'", "exists already", "duplicate initializer");
+    free(buf);
+
     /* Not a model at all: an empty buffer, one byte, text, no graph. */
     load_fails((const uint8_t *)"", 0, CNV_ERR_FORMAT, "empty", NULL, "empty buffer");
     load_fails((const uint8_t *)"\x08", 1, CNV_ERR_FORMAT, NULL, NULL, "one byte");
