@@ -98,3 +98,29 @@ clean:
 	rm -rf build lib/*.a lib/*.so bin cnnviz.pc
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# libFuzzer harnesses (fuzz/*.c, see fuzz/README.md): the library compiled
+# with coverage, ASan and UBSan into build/fuzz; needs clang.
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS))
+FUZZ_OBJ := $(LIB_SRC:src/%.c=build/fuzz/src/%.o)
+FUZZ_BIN := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+fuzz: $(FUZZ_BIN)
+build/fuzz/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+build/fuzz/libcnnviz.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+build/fuzz/stb_impl.o: fuzz/stb_impl.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -w -c $< -o $@
+build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h build/fuzz/libcnnviz.a build/fuzz/stb_impl.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/stb_impl.o \
+	    build/fuzz/libcnnviz.a $(LDLIBS)
+
+# Retrains the shipped model weights/fashion_mnist.onnx from the
+# dataset-fashion-mnist package (docs/TRAINING.md: time and accuracy).
+weights: bin/cnnviz
+	@mkdir -p weights
+	bin/cnnviz train --data /usr/share/datasets/fashion-mnist --seed 1 -o weights/fashion_mnist.onnx
