@@ -22,10 +22,13 @@ static const char usage[] =
     "  -o FOOLED.png      the fooling image\n"
     "  --max-iters N      give up after N steps (default 100)\n"
     "  --lr F             L2 length of a step, normalized units (default 1)\n"
-    "  --delta D.png      the last step, magnified (gray 128 = no change)\n"
+    "  --delta D.png      the last step, magnified (gray 128 = no change; the\n"
+    "                     99th percentile of magnitudes reaches 0 or 255)\n"
     "  --summed S.png     the sum of all steps, magnified likewise\n"
     "  --original O.png   the unchanged image as the network sees it (resized,\n"
     "                     cropped), to compare\n"
+    "  --sheet SHEET.png  original, fooled, last step and all steps side by side\n"
+    "  --tile PX          sheet tiles PX wide (default: full size)\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
 
@@ -38,35 +41,78 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* A signed change (normalized units) as an image: each channel in gray
- * levels, scaled so the largest magnitude reaches 0 or 255 around 128.
- * Returns the magnification (gray levels shown per gray level changed). */
-static double save_delta(const cli_model *cm, const float *d, int h, int w, const char *path)
+ * levels, magnified around 128 so that the 99th percentile of magnitudes
+ * reaches 0 or 255 (the largest few clip: scaling by the maximum would
+ * leave all but a handful of pixels flat gray). *gain is the
+ * magnification (gray levels shown per gray level changed). */
+static int delta_image(const cli_model *cm, const float *d, int h, int w, cnv_image *img,
+                       double *gain)
 {
     int c = cm->channels;
-    size_t plane = (size_t)h * w;
-    double mx = 0.0;
+    size_t plane = (size_t)h * w, n = plane * (size_t)c;
+    double *mag = malloc(n * sizeof *mag);
+    if (!mag)
+        return cli_error("out of memory");
+    for (int k = 0; k < c; k++)
+        for (size_t j = 0; j < plane; j++)
+            mag[k * plane + j] = fabs((double)d[k * plane + j] * cm->std[k] * 255.0);
+    qsort(mag, n, sizeof *mag, cmp_double);
+    double ref = mag[(size_t)(0.99 * (double)(n - 1))];
+    if (!(ref > 0.0))
+        ref = mag[n - 1];
+    free(mag);
+    *gain = ref > 0.0 ? 127.0 / ref : 1.0;
+    char err[256];
+    if (cnv_image_create(w, h, c, img, err, sizeof err) != CNV_OK)
+        return cli_error("%s", err);
     for (int k = 0; k < c; k++)
         for (size_t j = 0; j < plane; j++) {
-            double v = fabs((double)d[k * plane + j] * cm->std[k] * 255.0);
-            if (v > mx)
-                mx = v;
+            double v = 128.0 + *gain * (double)d[k * plane + j] * cm->std[k] * 255.0;
+            img->data[j * c + k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : lrint(v));
         }
-    double gain = mx > 0.0 ? 127.0 / mx : 1.0;
-    cnv_image img = {w, h, c, malloc(plane * (size_t)c)};
-    if (!img.data)
-        return cli_error("out of memory"), -1.0;
-    for (int k = 0; k < c; k++)
-        for (size_t j = 0; j < plane; j++) {
-            double v = 128.0 + gain * (double)d[k * plane + j] * cm->std[k] * 255.0;
-            img.data[j * c + k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : lrint(v));
-        }
+    return 0;
+}
+
+static int write_png(const cnv_image *img, const char *path)
+{
     char err[512];
-    cnv_status st = cnv_image_write_png(&img, path, err, sizeof err);
-    free(img.data);
-    if (st != CNV_OK)
-        return cli_error("%s", err), -1.0;
-    return gain;
+    return cnv_image_write_png(img, path, err, sizeof err) == CNV_OK ? 0 : cli_error("%s", err);
+}
+
+/* original | fooled | last step | all steps, labeled, tiles `tile` wide. */
+static int write_sheet(const cli_model *cm, const float *x, const float *fooled,
+                       const cnv_image *dl, const cnv_image *ds, int h, int w, int tile,
+                       const char *const labels[4], const char *path)
+{
+    char err[512];
+    cnv_image t[4] = {{0}}, small[4] = {{0}}, sheet = {0};
+    cnv_status st = cnv_tensor_to_image(x, cm->channels, h, w, cm->mean, cm->std, &t[0], err,
+                                        sizeof err);
+    if (st == CNV_OK)
+        st = cnv_tensor_to_image(fooled, cm->channels, h, w, cm->mean, cm->std, &t[1], err,
+                                 sizeof err);
+    const cnv_image *src[4] = {&t[0], &t[1], dl, ds};
+    int th = tile > 0 ? (int)((long)tile * h / w) : h;
+    for (int i = 0; i < 4 && st == CNV_OK; i++)
+        st = tile > 0 ? cnv_image_resize(src[i], tile, th > 0 ? th : 1, &small[i], err, sizeof err)
+                      : cnv_image_convert(src[i], src[i]->channels, &small[i], err, sizeof err);
+    if (st == CNV_OK)
+        st = cnv_image_grid(small, 4, 4, labels, 4, &sheet, err, sizeof err);
+    if (st == CNV_OK)
+        st = cnv_image_write_png(&sheet, path, err, sizeof err);
+    for (int i = 0; i < 4; i++) {
+        cnv_image_free(&t[i]);
+        cnv_image_free(&small[i]);
+    }
+    cnv_image_free(&sheet);
+    return st == CNV_OK ? 0 : cli_error("%s", err);
 }
 
 static double now(void)
@@ -99,12 +145,25 @@ static int top1(cnv_session *s, const char *out, int *cls, float *prob, float *p
     return 0;
 }
 
+/* A label's first comma-separated name (in one of two static buffers). */
+static const char *short_label(const cli_model *cm, int k, int slot)
+{
+    static char buf[2][64];
+    snprintf(buf[slot], sizeof buf[slot], "%s", cli_label(cm, k));
+    char *comma = strchr(buf[slot], ',');
+    if (comma)
+        *comma = 0;
+    return buf[slot];
+}
+
 int cmd_fool(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_fool_params p = cnv_fool_params_default();
     const char *image = NULL, *target_text = NULL, *out = NULL, *delta = NULL, *summed = NULL;
-    const char *original = NULL;
+    const char *original = NULL, *sheet = NULL;
+    int tile = 0;
+    cnv_image dl_img = {0}, ds_img = {0};
     int json = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
@@ -137,6 +196,10 @@ int cmd_fool(int argc, char **argv)
             summed = v;
         else if (!strcmp(a, "--original"))
             original = v;
+        else if (!strcmp(a, "--sheet"))
+            sheet = v;
+        else if (!strcmp(a, "--tile"))
+            bad = cli_parse_int(v, &tile) || tile < 8 || tile > 4096;
         else if (!strcmp(a, "--max-iters"))
             bad = cli_parse_int(v, &p.max_iters) || p.max_iters < 0;
         else if (!strcmp(a, "--lr"))
@@ -155,14 +218,14 @@ int cmd_fool(int argc, char **argv)
     int target, rc = 0, h = cm.height, w = cm.width;
     size_t item = (size_t)cm.channels * h * w;
     float *x = malloc(item * sizeof *x), *fooled = malloc(item * sizeof *fooled);
-    float *last = delta ? malloc(item * sizeof *last) : NULL;
-    float *sum = summed ? malloc(item * sizeof *sum) : NULL;
+    float *last = delta || sheet ? malloc(item * sizeof *last) : NULL;
+    float *sum = summed || sheet ? malloc(item * sizeof *sum) : NULL;
     cnv_session *s = NULL;
     if (cli_class_lookup(&cm, target_text, &target)) {
         rc = 1;
         goto done;
     }
-    if (!x || !fooled || (delta && !last) || (summed && !sum)) {
+    if (!x || !fooled || ((delta || sheet) && !last) || ((summed || sheet) && !sum)) {
         rc = cli_error("out of memory");
         goto done;
     }
@@ -197,11 +260,13 @@ int cmd_fool(int argc, char **argv)
         goto done;
     }
     double gain_last = 0.0, gain_sum = 0.0;
-    if (delta && (gain_last = save_delta(&cm, last, h, w, delta)) < 0) {
+    if ((delta || sheet) &&
+        (delta_image(&cm, last, h, w, &dl_img, &gain_last) || (delta && write_png(&dl_img, delta)))) {
         rc = 1;
         goto done;
     }
-    if (summed && (gain_sum = save_delta(&cm, sum, h, w, summed)) < 0) {
+    if ((summed || sheet) &&
+        (delta_image(&cm, sum, h, w, &ds_img, &gain_sum) || (summed && write_png(&ds_img, summed)))) {
         rc = 1;
         goto done;
     }
@@ -218,6 +283,19 @@ int cmd_fool(int argc, char **argv)
         goto done;
     }
     int ok = saved_cls == target;
+    if (sheet) {
+        char l0[96], l1[96], l2[64], l3[64];
+        snprintf(l0, sizeof l0, "%s %.0f%%", short_label(&cm, r.before_class, 0),
+                 100.0 * r.before_prob);
+        snprintf(l1, sizeof l1, "%s %.0f%%", short_label(&cm, saved_cls, 1), 100.0 * saved_p);
+        snprintf(l2, sizeof l2, "last step x%.0f", gain_last);
+        snprintf(l3, sizeof l3, "%d steps x%.1f", r.iters, gain_sum);
+        const char *labels[4] = {l0, l1, l2, l3};
+        if (write_sheet(&cm, x, fooled, &dl_img, &ds_img, h, w, tile, labels, sheet)) {
+            rc = 1;
+            goto done;
+        }
+    }
     if (json) {
         printf("{\"model\": ");
         cli_json_string(stdout, cm.path);
@@ -245,6 +323,8 @@ int cmd_fool(int argc, char **argv)
                 printf(", \"summed_gain\": %.4g", gain_sum);
         if (original)
             printf(", \"original\": "), cli_json_string(stdout, original);
+        if (sheet)
+            printf(", \"sheet\": "), cli_json_string(stdout, sheet);
         printf("}\n");
     } else {
         printf("before: %d (%s) p = %.4f\n", r.before_class, cli_label(&cm, r.before_class),
@@ -260,12 +340,16 @@ int cmd_fool(int argc, char **argv)
             printf("last step: %s (x%.0f)\n", delta, gain_last);
         if (summed)
             printf("all steps: %s (x%.1f)\n", summed, gain_sum);
+        if (sheet)
+            printf("sheet: %s\n", sheet);
     }
     if (!ok)
         rc = cli_error("fool: the saved image is classified as %d (%s), not the target %d after "
                        "%d steps (try --max-iters or --lr)",
                        saved_cls, cli_label(&cm, saved_cls), target, r.iters);
 done:
+    cnv_image_free(&dl_img);
+    cnv_image_free(&ds_img);
     cnv_session_free(s);
     free(x);
     free(fooled);
