@@ -588,10 +588,12 @@ typedef int (*cnv_train_progress_fn)(const cnv_train_epoch *e, void *user);
  * first 2% of the steps, then decays to 0 along a cosine. Each epoch
  * visits the images in a new random order, in full batches only (the
  * remainder of the shuffled order waits for the next epoch). Inputs are
- * pixel/255 normalized with mean and std. Deterministic for a given seed
- * and thread count. */
+ * pixel/255 normalized with mean and std. Each batch is split between
+ * `workers` threads, each running its share on a session of its own (the
+ * gradients are summed in a fixed order; BLAS runs single-threaded
+ * meanwhile). The weights depend only on the seed, the worker count and
+ * the BLAS build: the same values give bit-identical weights. */
 typedef struct cnv_train_params {
-    const char *input;  /* the model's image input (default "image") */
     const char *logits; /* the tensor the loss reads (default "logits") */
     int epochs, batch;
     float lr, momentum, weight_decay;
@@ -601,12 +603,13 @@ typedef struct cnv_train_params {
     int max_train;       /* use only the first N training images; 0: all */
     int max_test;        /* evaluate on the first N test images; 0: all */
     uint64_t seed;
+    int workers;         /* threads sharing each batch (0 or 1: none) */
     cnv_train_progress_fn progress; /* may be NULL */
     void *user;
 } cnv_train_params;
 /* 10 epochs of batch 64, lr 0.05, momentum 0.9, weight decay 5e-4, mean
  * 0.2860 / std 0.3530 (Fashion-MNIST), shifts of up to 2 pixels and flips,
- * seed 1. */
+ * seed 1, one worker. */
 CNV_API cnv_train_params cnv_train_default_params(void);
 
 /* Trains m's float parameters in place on train (test may be NULL: then no

@@ -1,10 +1,14 @@
 /* Training with the engine's own backward: the small VGG-style model
  * builder, softmax cross-entropy on the logits (outside the graph), mini-
- * batch SGD with momentum, and evaluation (accuracy, confusion matrix). */
+ * batch SGD with momentum over data-parallel shards (one session and thread
+ * each), and evaluation (accuracy, confusion matrix). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <cblas.h>
+#include <pthread.h>
 
 #include "graph.h"
 
@@ -232,10 +236,12 @@ cnv_status cnv_model_build_vgg(cnv_model *m, const cnv_vgg_params *p)
 /* ----------------------------------------------------------------- loss */
 
 /* Softmax cross-entropy of logits (b,k) against labels (b); writes
- * dlogits (b,k) = (softmax - onehot) / b. Sums in double: the mean of a few
- * hundred losses must not depend on float rounding of the sum. */
-static void softmax_xent(const float *logits, const uint8_t *labels, int b, int k, float *dlogits,
-                         double *loss, int *correct)
+ * dlogits (b,k) = (softmax - onehot) / denom, denom being the whole
+ * batch's size when this is one shard of it. Returns the summed loss in
+ * double: a mean over hundreds of images must not depend on float
+ * rounding. */
+static void softmax_xent(const float *logits, const uint8_t *labels, int b, int k, int denom,
+                         float *dlogits, double *loss_sum, int *correct)
 {
     double total = 0;
     int right = 0;
@@ -254,32 +260,29 @@ static void softmax_xent(const float *logits, const uint8_t *labels, int b, int 
         right += best == labels[i];
         for (int j = 0; j < k; j++) {
             double pj = exp((double)z[j] - lse);
-            dz[j] = (float)((pj - (j == labels[i])) / b);
+            dz[j] = (float)((pj - (j == labels[i])) / denom);
         }
     }
-    if (loss)
-        *loss = total / b;
-    if (correct)
-        *correct = right;
+    *loss_sum = total;
+    *correct = right;
 }
 
-/* Copies a failing session's message into the model's. */
-static cnv_status from_session(cnv_model *m, cnv_session *s, cnv_status st)
+/* Copies a failing session's message into e. */
+static cnv_status from_session(cnv_err *e, cnv_session *s, cnv_status st)
 {
-    return cnv_fail(&m->err, st, "%s", cnv_session_errmsg(s));
+    return cnv_fail(e, st, "%s", cnv_session_errmsg(s));
 }
 
 /* The planned logits tensor, checked to be (b, k). */
-static cnv_status logits_of(cnv_model *m, cnv_session *s, const char *name, int *b, int *k,
-                            float **data)
+static cnv_status logits_of(cnv_err *e, cnv_session *s, const char *name, int *b, int *k, float **data)
 {
     cnv_shape sh;
     cnv_status st = cnv_session_tensor(s, name, data, &sh);
     if (st != CNV_OK)
-        return from_session(m, s, st);
+        return from_session(e, s, st);
     if (sh.ndim != 2 || sh.dims[0] < 1 || sh.dims[1] < 1) {
         char buf[128];
-        return cnv_fail(&m->err, CNV_ERR_SHAPE, "'%s' has shape %s, expected batch x classes", name,
+        return cnv_fail(e, CNV_ERR_SHAPE, "'%s' has shape %s, expected batch x classes", name,
                         cnv_shape_str(&sh, buf, sizeof buf));
     }
     *b = (int)sh.dims[0];
@@ -287,23 +290,24 @@ static cnv_status logits_of(cnv_model *m, cnv_session *s, const char *name, int 
     return CNV_OK;
 }
 
-/* Forward, loss, backward, with dlogits (b*k floats) from the caller. */
-static cnv_status loss_backward(cnv_model *m, cnv_session *s, const char *logits, const uint8_t *labels,
-                                int b, int k, float *dlogits, double *loss, int *correct)
+/* Forward, loss, backward on the b images planned in s, with dlogits
+ * (b*k floats) from the caller. Writes only e and s: shards run it in
+ * parallel. */
+static cnv_status loss_backward(cnv_err *e, cnv_session *s, const char *logits, const uint8_t *labels, int b,
+                                int k, int denom, float *dlogits, double *loss_sum, int *correct)
 {
     cnv_status st = cnv_session_forward(s);
     if (st != CNV_OK)
-        return from_session(m, s, st);
+        return from_session(e, s, st);
     float *z;
     int zb, zk;
-    if ((st = logits_of(m, s, logits, &zb, &zk, &z)) != CNV_OK)
+    if ((st = logits_of(e, s, logits, &zb, &zk, &z)) != CNV_OK)
         return st;
     if (zb != b || zk != k)
-        return cnv_fail(&m->err, CNV_ERR_SHAPE, "'%s' is %dx%d, the plan said %dx%d", logits, zb, zk, b,
-                        k);
-    softmax_xent(z, labels, b, k, dlogits, loss, correct);
+        return cnv_fail(e, CNV_ERR_SHAPE, "'%s' is %dx%d, the plan said %dx%d", logits, zb, zk, b, k);
+    softmax_xent(z, labels, b, k, denom, dlogits, loss_sum, correct);
     st = cnv_session_backward(s, logits, dlogits);
-    return st == CNV_OK ? CNV_OK : from_session(m, s, st);
+    return st == CNV_OK ? CNV_OK : from_session(e, s, st);
 }
 
 cnv_status cnv_train_loss_backward(cnv_model *m, cnv_session *s, const char *logits, const uint8_t *labels,
@@ -319,18 +323,24 @@ cnv_status cnv_train_loss_backward(cnv_model *m, cnv_session *s, const char *log
      * against it first, so a bad label leaves no half-done step. */
     float *z;
     int b, k;
-    cnv_status st = logits_of(m, s, logits, &b, &k, &z);
+    cnv_status st = logits_of(&m->err, s, logits, &b, &k, &z);
     if (st != CNV_OK)
         return st;
     for (int i = 0; i < b; i++)
         if (labels[i] >= k)
-            return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "label %d of image %d is not below the %d classes of '%s'",
-                            labels[i], i, k, logits);
+            return cnv_fail(&m->err, CNV_ERR_INVALID_ARG,
+                            "label %d of image %d is not below the %d classes of '%s'", labels[i], i, k, logits);
     float *dz = cnv_calloc((size_t)b * (size_t)k, sizeof *dz);
     if (!dz)
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory for the gradient of '%s'", logits);
-    st = loss_backward(m, s, logits, labels, b, k, dz, loss, correct);
+    double sum;
+    int right;
+    st = loss_backward(&m->err, s, logits, labels, b, k, b, dz, &sum, &right);
     cnv_free(dz);
+    if (st == CNV_OK && loss)
+        *loss = sum / b;
+    if (st == CNV_OK && correct)
+        *correct = right;
     return st;
 }
 
@@ -397,45 +407,45 @@ static cnv_status check_fit(cnv_model *m, const cnv_dataset *d, const char *what
     if (in->ndim != 4 || in->dims[1] != c || (in->dims[2] != -1 && in->dims[2] != h) ||
         (in->dims[3] != -1 && in->dims[3] != w)) {
         char buf[128];
-        return cnv_fail(&m->err, CNV_ERR_SHAPE, "the %s images are %dx%dx%d, the model's input is %s", what,
-                        c, h, w, cnv_shape_str(in, buf, sizeof buf));
+        return cnv_fail(&m->err, CNV_ERR_SHAPE, "the %s images are %dx%dx%d, the model's input is %s", what, c,
+                        h, w, cnv_shape_str(in, buf, sizeof buf));
     }
     return CNV_OK;
 }
 
-/* Runs the planned session (batch b) over the first n images of d;
+/* Runs the planned session (batch b) over images [start, end) of d;
  * counts correct predictions and fills confusion (classes x classes) when
- * given. The last partial batch is padded with image 0 and its extra
- * outputs ignored, so the plan never changes. */
-static cnv_status eval_planned(cnv_model *m, cnv_session *s, const char *logits, const cnv_dataset *d,
-                               int n, int b, float mean, float std, int *idx, int64_t *correct,
+ * given. A last partial batch is padded with image `start` and its extra
+ * outputs ignored, so the plan never changes. idx has b entries. */
+static cnv_status eval_planned(cnv_err *e, cnv_session *s, const char *logits, const cnv_dataset *d, int start,
+                               int end, int b, float mean, float std, int *idx, int64_t *correct,
                                int64_t *confusion, int classes)
 {
     const uint8_t *labels = cnv_dataset_labels(d);
     float *x = cnv_session_input(s);
     int64_t right = 0;
-    for (int start = 0; start < n; start += b) {
-        int len = n - start < b ? n - start : b;
+    for (int at = start; at < end; at += b) {
+        int len = end - at < b ? end - at : b;
         for (int i = 0; i < b; i++)
-            idx[i] = i < len ? start + i : 0;
+            idx[i] = i < len ? at + i : start;
         fill_batch(x, d, idx, b, mean, std, NULL, 0, 0);
         cnv_status st = cnv_session_forward_to(s, logits);
         if (st != CNV_OK)
-            return from_session(m, s, st);
+            return from_session(e, s, st);
         float *z;
         int zb, k;
-        if ((st = logits_of(m, s, logits, &zb, &k, &z)) != CNV_OK)
+        if ((st = logits_of(e, s, logits, &zb, &k, &z)) != CNV_OK)
             return st;
         if (zb != b || (confusion && k > classes))
-            return cnv_fail(&m->err, CNV_ERR_SHAPE, "'%s' is %dx%d for a batch of %d and %d classes", logits,
-                            zb, k, b, classes);
+            return cnv_fail(e, CNV_ERR_SHAPE, "'%s' is %dx%d for a batch of %d and %d classes", logits, zb, k, b,
+                            classes);
         for (int i = 0; i < len; i++) {
             const float *zi = z + (size_t)i * k;
             int best = 0;
             for (int j = 1; j < k; j++)
                 if (zi[j] > zi[best])
                     best = j;
-            int truth = labels[start + i];
+            int truth = labels[at + i];
             right += best == truth;
             if (confusion)
                 confusion[(size_t)truth * classes + best]++;
@@ -445,8 +455,8 @@ static cnv_status eval_planned(cnv_model *m, cnv_session *s, const char *logits,
     return CNV_OK;
 }
 
-cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d, const char *logits, int batch, float mean,
-                        float std, double *accuracy, int64_t *confusion, int classes)
+cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d, const char *logits, int batch, float mean, float std,
+                        double *accuracy, int64_t *confusion, int classes)
 {
     if (!m)
         return CNV_ERR_INVALID_ARG;
@@ -454,7 +464,7 @@ cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d, const char *logits, 
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "no dataset given");
     if (!logits)
         logits = "logits";
-    if (batch < 1 || !(std > 0) || !isfinite(mean))
+    if (batch < 1 || !(std > 0) || !isfinite(mean) || !isfinite(std))
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "batch %d, mean %g, std %g: batch and std must be > 0",
                         batch, mean, std);
     if (confusion && (classes < cnv_dataset_classes(d) || classes > 65536))
@@ -478,12 +488,12 @@ cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d, const char *logits, 
     }
     st = cnv_session_plan(s, batch, h, w);
     if (st != CNV_OK)
-        st = from_session(m, s, st);
+        st = from_session(&m->err, s, st);
     if (confusion && st == CNV_OK)
         memset(confusion, 0, (size_t)classes * (size_t)classes * sizeof *confusion);
     int64_t right = 0;
     if (st == CNV_OK)
-        st = eval_planned(m, s, logits, d, n, batch, mean, std, idx, &right, confusion, classes);
+        st = eval_planned(&m->err, s, logits, d, 0, n, batch, mean, std, idx, &right, confusion, classes);
     if (st == CNV_OK && accuracy)
         *accuracy = (double)right / n;
     cnv_session_free(s);
@@ -497,7 +507,6 @@ cnv_train_params cnv_train_default_params(void)
 {
     cnv_train_params p;
     memset(&p, 0, sizeof p);
-    p.input = "image";
     p.logits = "logits";
     p.epochs = 10;
     p.batch = 64;
@@ -509,37 +518,65 @@ cnv_train_params cnv_train_default_params(void)
     p.augment = CNV_AUG_SHIFT | CNV_AUG_FLIP;
     p.max_shift = 2;
     p.seed = 1;
+    p.workers = 1;
     return p;
 }
 
-/* One trainable tensor: its values (in the model), gradient (in the
- * session) and momentum. */
+#define MAX_WORKERS 64
+
+/* One trainable tensor: its values (in the model), its gradient in each
+ * shard's session, and its momentum. */
 typedef struct train_param {
-    float *w, *g, *v;
+    float *w, *v;
+    float *g[MAX_WORKERS]; /* NULL when it gets no gradient */
     int64_t count;
     int decay; /* weights decay, biases (1-D) do not */
 } train_param;
 
+/* A slice of every batch, with its own session, run by its own thread:
+ * images [start, start + len) of the batch; in the test pass, test images
+ * [eval_start, eval_end). Writes only its own fields. */
+typedef struct shard {
+    cnv_session *s;
+    int start, len, denom, k;
+    const char *logits;
+    const uint8_t *labels;
+    float *dlogits;
+    double loss_sum;
+    int correct;
+    /* test pass */
+    const cnv_dataset *test;
+    int eval_start, eval_end;
+    float mean, std;
+    int *idx;
+    int64_t eval_correct;
+    int evaluating;
+    cnv_status st;
+    cnv_err err;
+} shard;
+
 typedef struct trainer {
     cnv_model *m;
     const cnv_train_params *p;
-    cnv_session *s;
+    int n_shards;
+    shard shards[MAX_WORKERS];
     int n_params;
     train_param *params;
     float *velocity; /* every param's momentum, back to back */
-    float *dlogits;
-    int *order, *idx;
+    int *order;
     uint8_t *labels;
 } trainer;
 
 static void trainer_free(trainer *t)
 {
-    cnv_session_free(t->s);
+    for (int i = 0; i < t->n_shards; i++) {
+        cnv_session_free(t->shards[i].s);
+        cnv_free(t->shards[i].dlogits);
+        cnv_free(t->shards[i].idx);
+    }
     cnv_free(t->params);
     cnv_free(t->velocity);
-    cnv_free(t->dlogits);
     cnv_free(t->order);
-    cnv_free(t->idx);
     cnv_free(t->labels);
 }
 
@@ -548,26 +585,41 @@ static cnv_status check_params(cnv_model *m, const cnv_train_params *p)
     if (p->epochs < 1 || p->batch < 1 || p->batch > 65536 || !(p->lr > 0) || !isfinite(p->lr) ||
         !(p->momentum >= 0 && p->momentum < 1) || !(p->weight_decay >= 0) || !isfinite(p->weight_decay) ||
         !(p->std > 0) || !isfinite(p->std) || !isfinite(p->mean) || p->max_shift < 0 || p->max_shift > 1024 ||
-        p->max_train < 0 || p->max_test < 0 || (p->augment & ~(CNV_AUG_SHIFT | CNV_AUG_FLIP)))
+        p->max_train < 0 || p->max_test < 0 || p->workers < 0 || p->workers > MAX_WORKERS ||
+        (p->augment & ~(CNV_AUG_SHIFT | CNV_AUG_FLIP)))
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG,
                         "training parameters out of range: epochs %d, batch %d, lr %g, momentum %g, weight decay "
-                        "%g, std %g, max_shift %d, augment 0x%x",
+                        "%g, std %g, max_shift %d, workers %d (at most %d), augment 0x%x",
                         p->epochs, p->batch, p->lr, p->momentum, p->weight_decay, p->std, p->max_shift,
-                        (unsigned)p->augment);
+                        p->workers, MAX_WORKERS, (unsigned)p->augment);
     return CNV_OK;
 }
 
-/* Plans the session for batch b with parameter gradients and gathers the
- * parameters, their gradients and momentum buffers. */
+/* Splits the batch of b images into the shards, plans a session with
+ * parameter gradients for each, and gathers the parameters, their
+ * gradients and momentum buffers. */
 static cnv_status trainer_init(trainer *t, int b, int h, int w, int k)
 {
     cnv_model *m = t->m;
-    cnv_status st = cnv_session_create(m, &t->s);
-    if (st != CNV_OK)
-        return cnv_fail(&m->err, st, "cannot create a session");
-    cnv_session_set_param_grads(t->s, 1);
-    if ((st = cnv_session_plan(t->s, b, h, w)) != CNV_OK)
-        return from_session(m, t->s, st);
+    cnv_status st;
+    for (int i = 0, at = 0; i < t->n_shards; i++) {
+        shard *sh = &t->shards[i];
+        sh->start = at;
+        sh->len = b / t->n_shards + (i < b % t->n_shards);
+        at += sh->len;
+        sh->denom = b;
+        sh->k = k;
+        sh->logits = t->p->logits ? t->p->logits : "logits";
+        if ((st = cnv_session_create(m, &sh->s)) != CNV_OK)
+            return cnv_fail(&m->err, st, "cannot create a session");
+        cnv_session_set_param_grads(sh->s, 1);
+        if ((st = cnv_session_plan(sh->s, sh->len, h, w)) != CNV_OK)
+            return from_session(&m->err, sh->s, st);
+        sh->dlogits = cnv_calloc((size_t)sh->len * (size_t)k, sizeof(float));
+        sh->idx = cnv_calloc((size_t)sh->len, sizeof(int));
+        if (!sh->dlogits || !sh->idx)
+            return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory for the loss gradient");
+    }
     t->n_params = cnv_model_param_count(m);
     if (t->n_params < 1)
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "the model has no float parameters to train");
@@ -585,16 +637,15 @@ static cnv_status trainer_init(trainer *t, int b, int h, int w, int k)
         tp->decay = sh.ndim > 1;
         /* A constant no node reads, or one behind a non-differentiable
          * op, has no gradient: it stays as it is. */
-        if (cnv_session_grad(t->s, name, &tp->g) != CNV_OK)
-            tp->g = NULL;
+        for (int j = 0; j < t->n_shards; j++)
+            if (cnv_session_grad(t->shards[j].s, name, &tp->g[j]) != CNV_OK)
+                tp->g[0] = NULL;
         if (tp->count < 0 || !cnv_add_size(total, (size_t)tp->count, &total))
             return cnv_fail(&m->err, CNV_ERR_NOMEM, "the parameters are too large");
     }
     t->velocity = cnv_calloc(total, sizeof(float));
-    t->dlogits = cnv_calloc((size_t)b * (size_t)k, sizeof(float));
-    t->idx = cnv_calloc((size_t)b, sizeof(int));
     t->labels = cnv_calloc((size_t)b, 1);
-    if (!t->velocity || !t->dlogits || !t->idx || !t->labels)
+    if (!t->velocity || !t->labels)
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory for the optimizer state");
     float *v = t->velocity;
     for (int i = 0; i < t->n_params; i++) {
@@ -604,17 +655,23 @@ static cnv_status trainer_init(trainer *t, int b, int h, int w, int k)
     return CNV_OK;
 }
 
-/* One SGD step: g += wd * w (weights), v = mu * v + g, w -= lr * v. */
+/* One SGD step: g = sum of the shards' gradients (in shard order, so the
+ * result depends on the shard count only) + wd * w for weights;
+ * v = mu * v + g; w -= lr * v. */
 static void sgd_step(trainer *t, float lr)
 {
     float mu = t->p->momentum, wd = t->p->weight_decay;
+    int ns = t->n_shards;
     for (int i = 0; i < t->n_params; i++) {
         train_param *tp = &t->params[i];
-        if (!tp->g)
+        if (!tp->g[0])
             continue;
         float d = tp->decay ? wd : 0.0f;
         for (int64_t j = 0; j < tp->count; j++) {
-            float g = tp->g[j] + d * tp->w[j];
+            float g = tp->g[0][j];
+            for (int k = 1; k < ns; k++)
+                g += tp->g[k][j];
+            g += d * tp->w[j];
             tp->v[j] = mu * tp->v[j] + g;
             tp->w[j] -= lr * tp->v[j];
         }
@@ -631,6 +688,67 @@ static float lr_at(float lr, int64_t i, int64_t n)
         return lr * (float)(i + 1) / (float)warm;
     double f = (double)(i - warm) / (double)(n - warm > 0 ? n - warm : 1);
     return (float)(lr * 0.5 * (1.0 + cos(3.141592653589793 * f)));
+}
+
+/* A shard's work for one step (training) or for the test pass. */
+static void *shard_run(void *arg)
+{
+    shard *sh = arg;
+    if (sh->evaluating)
+        sh->st = eval_planned(&sh->err, sh->s, sh->logits, sh->test, sh->eval_start, sh->eval_end, sh->len,
+                              sh->mean, sh->std, sh->idx, &sh->eval_correct, NULL, 0);
+    else
+        sh->st = loss_backward(&sh->err, sh->s, sh->logits, sh->labels, sh->len, sh->k, sh->denom, sh->dlogits,
+                               &sh->loss_sum, &sh->correct);
+    return NULL;
+}
+
+/* Runs every shard: the first on this thread, the others on their own,
+ * each with a session of its own; the model is only read. The first
+ * failure, in shard order, is copied into the model's message. */
+static cnv_status run_shards(trainer *t)
+{
+    pthread_t tid[MAX_WORKERS];
+    int started[MAX_WORKERS] = {0};
+    for (int i = 1; i < t->n_shards; i++)
+        started[i] = pthread_create(&tid[i], NULL, shard_run, &t->shards[i]) == 0;
+    shard_run(&t->shards[0]);
+    for (int i = 1; i < t->n_shards; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            shard_run(&t->shards[i]); /* no thread to be had: run it here */
+    }
+    for (int i = 0; i < t->n_shards; i++)
+        if (t->shards[i].st != CNV_OK)
+            return cnv_fail(&t->m->err, t->shards[i].st, "%s", t->shards[i].err.msg);
+    return CNV_OK;
+}
+
+/* Accuracy on the first n images of the test set, split between the
+ * shards in contiguous ranges. */
+static cnv_status test_pass(trainer *t, const cnv_dataset *test, int n, double *acc)
+{
+    for (int i = 0, at = 0; i < t->n_shards; i++) {
+        shard *sh = &t->shards[i];
+        int len = n / t->n_shards + (i < n % t->n_shards);
+        sh->evaluating = 1;
+        sh->test = test;
+        sh->eval_start = at;
+        sh->eval_end = at + len;
+        sh->mean = t->p->mean;
+        sh->std = t->p->std;
+        sh->eval_correct = 0;
+        at += len;
+    }
+    cnv_status st = run_shards(t);
+    int64_t right = 0;
+    for (int i = 0; i < t->n_shards; i++) {
+        t->shards[i].evaluating = 0;
+        right += t->shards[i].eval_correct;
+    }
+    *acc = (double)right / n;
+    return st;
 }
 
 cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *test, const cnv_train_params *p)
@@ -661,21 +779,26 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
     memset(&t, 0, sizeof t);
     t.m = m;
     t.p = p;
+    t.n_shards = p->workers < 1 ? 1 : p->workers;
+    if (t.n_shards > b)
+        t.n_shards = b;
+    if (n_test > 0 && t.n_shards > n_test)
+        t.n_shards = n_test;
     t.order = cnv_calloc((size_t)n, sizeof(int));
     if (!t.order)
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
-    /* The logits' width is only known once planned: plan, read it, then
-     * size the loss buffer. */
+    /* The logits' width is only known once planned: plan one image, read
+     * it, then size the loss buffers. */
     int k = 0;
     {
         cnv_session *probe = NULL;
         st = cnv_session_create(m, &probe);
         if (st == CNV_OK && (st = cnv_session_plan(probe, 1, h, w)) != CNV_OK)
-            st = from_session(m, probe, st);
+            st = from_session(&m->err, probe, st);
         float *z;
         int zb;
         if (st == CNV_OK)
-            st = logits_of(m, probe, logits, &zb, &k, &z);
+            st = logits_of(&m->err, probe, logits, &zb, &k, &z);
         cnv_session_free(probe);
     }
     if (st == CNV_OK && k < cnv_dataset_classes(train))
@@ -687,12 +810,16 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
         trainer_free(&t);
         return st;
     }
+    /* Shards already use the cores; BLAS threads on top would only fight
+     * them for the same cores. */
+    int blas_threads = openblas_get_num_threads();
+    if (t.n_shards > 1)
+        openblas_set_num_threads(1);
 
     rng r = {p->seed ^ 0x5DEECE66Dull};
     for (int i = 0; i < n; i++)
         t.order[i] = i;
     const uint8_t *labels = cnv_dataset_labels(train);
-    float *x = cnv_session_input(t.s);
     int64_t total_steps = (int64_t)steps * p->epochs, step = 0;
     int shift = p->augment & CNV_AUG_SHIFT ? p->max_shift : 0, flip = (p->augment & CNV_AUG_FLIP) != 0;
     double t0 = now_seconds();
@@ -708,19 +835,30 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
             const int *idx = t.order + (size_t)sb * b;
             for (int i = 0; i < b; i++)
                 t.labels[i] = labels[idx[i]];
-            fill_batch(x, train, idx, b, p->mean, p->std, shift || flip ? &r : NULL, shift, flip);
-            double loss;
-            int correct;
-            st = loss_backward(m, t.s, logits, t.labels, b, k, t.dlogits, &loss, &correct);
-            if (st == CNV_OK && !isfinite(loss))
+            /* Filled in shard order from one generator: the augmentation
+             * does not depend on the shard count. */
+            for (int i = 0; i < t.n_shards; i++) {
+                shard *sh = &t.shards[i];
+                sh->labels = t.labels + sh->start;
+                fill_batch(cnv_session_input(sh->s), train, idx + sh->start, sh->len, p->mean, p->std,
+                           shift || flip ? &r : NULL, shift, flip);
+            }
+            if ((st = run_shards(&t)) != CNV_OK)
+                break;
+            double loss = 0;
+            for (int i = 0; i < t.n_shards; i++) {
+                loss += t.shards[i].loss_sum;
+                right += t.shards[i].correct;
+            }
+            loss /= b;
+            if (!isfinite(loss)) {
                 st = cnv_fail(&m->err, CNV_ERR_STATE,
                               "the loss diverged (%g) at epoch %d, step %d: lower the learning rate", loss, e + 1,
                               sb + 1);
-            if (st != CNV_OK)
                 break;
+            }
             sgd_step(&t, lr_at(p->lr, step, total_steps));
             loss_sum += loss;
-            right += correct;
         }
         if (st != CNV_OK)
             break;
@@ -733,20 +871,16 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
         ep.train_acc = (double)right / ((double)steps * b);
         ep.images_per_s = (double)steps * b / (train_end - te > 1e-9 ? train_end - te : 1e-9);
         ep.test_acc = -1;
-        if (n_test > 0) {
-            int64_t ok = 0;
-            st = eval_planned(m, t.s, logits, test, n_test, b, p->mean, p->std, t.idx, &ok, NULL, 0);
-            if (st != CNV_OK)
-                break;
-            ep.test_acc = (double)ok / n_test;
-        }
+        if (n_test > 0 && (st = test_pass(&t, test, n_test, &ep.test_acc)) != CNV_OK)
+            break;
         double end = now_seconds();
         ep.seconds = end - te;
         ep.total_seconds = end - t0;
         if (p->progress && p->progress(&ep, p->user))
-            st = cnv_fail(&m->err, CNV_ERR_CANCELLED, "training cancelled after epoch %d of %d", e + 1,
-                          p->epochs);
+            st = cnv_fail(&m->err, CNV_ERR_CANCELLED, "training cancelled after epoch %d of %d", e + 1, p->epochs);
     }
+    if (t.n_shards > 1)
+        openblas_set_num_threads(blas_threads);
     trainer_free(&t);
     return st;
 }

@@ -23,8 +23,9 @@ static const char usage[] =
     "  --lr F          peak learning rate (default 0.05); SGD, momentum 0.9,\n"
     "                  weight decay 5e-4, warm-up then cosine decay\n"
     "  --seed S        initialization, shuffling and augmentation (default 1)\n"
-    "  --threads T     BLAS threads (default: all cores); results are\n"
-    "                  reproducible for the same seed and thread count\n"
+    "  --threads T     threads sharing each batch (default: all cores, at\n"
+    "                  most 64); the same seed and thread count give the\n"
+    "                  same weights\n"
     "  --width1 C, --width2 C, --hidden H   layer sizes (default 24, 48, 128)\n"
     "  --limit N       train on the first N images only (quick runs)\n"
     "  --no-augment    no random shifts (up to 2 pixels) and flips\n"
@@ -134,7 +135,7 @@ int cmd_train(int argc, char **argv)
         else if (!strcmp(a, "--batch"))
             bad = opt_int(a, argv[++i], 1, &p.batch);
         else if (!strcmp(a, "--threads"))
-            bad = opt_int(a, argv[++i], 1, &threads);
+            bad = opt_int(a, argv[++i], 1, &threads) || (threads > 64 && cli_error("train: at most 64 threads"));
         else if (!strcmp(a, "--limit"))
             bad = opt_int(a, argv[++i], 1, &limit);
         else if (!strcmp(a, "--width1"))
@@ -168,6 +169,12 @@ int cmd_train(int argc, char **argv)
         return 2;
     }
     p.max_train = limit;
+    if (!threads) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+    }
+    /* the batch is split between the threads; evaluation uses BLAS threads */
+    p.workers = threads;
     cnv_set_threads(threads);
 
     int rc = 1;
