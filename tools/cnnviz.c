@@ -19,6 +19,7 @@ extern int cmd_layers(int argc, char **argv);
 extern int cmd_dream(int argc, char **argv);
 extern int cmd_train(int argc, char **argv);
 extern int cmd_evaluate(int argc, char **argv);
+extern int cmd_sample(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -35,6 +36,7 @@ static const cli_command g_commands[] = {
     {"dream", "deep dream over octaves and a zooming movie (PNG frames, GIF)", cmd_dream},
     {"train", "train the small VGG-style classifier on an MNIST-format dataset", cmd_train},
     {"evaluate", "accuracy and confusion matrix on an MNIST-format test set", cmd_evaluate},
+    {"sample", "save an image of an MNIST-format dataset as PNG", cmd_sample},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };
