@@ -127,3 +127,14 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h fuzz/fuzz_run.h build/fuzz/l
 weights: bin/cnnviz
 	@mkdir -p weights
 	bin/cnnviz train --data /usr/share/datasets/fashion-mnist --seed 1 -o weights/fashion_mnist.onnx
+
+# The main job on the default model, into out/: class models of all ten
+# Fashion-MNIST classes as one labeled sheet, a saliency overlay and a
+# fooling example on a test image from Debian's dataset.
+demo: all
+	@mkdir -p out
+	bin/cnnviz classmodel --classes 0,1,2,3,4,5,6,7,8,9 --grid out/classmodels.png --tile 112 --quiet
+	bin/cnnviz sample --index 0 -o out/ankle_boot.png
+	bin/cnnviz saliency out/ankle_boot.png -o out/saliency.png --overlay out/saliency_overlay.png
+	bin/cnnviz fool out/ankle_boot.png --target Sneaker -o out/fooled.png --sheet out/fooling.png --tile 112 --quiet
+	@echo "demo pictures are in out/"
