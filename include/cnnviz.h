@@ -668,13 +668,17 @@ typedef int (*cnv_frame_fn)(void *user, int iter, const float *images, int n,
  *   blur_every steps blur with a Gaussian of blur_sigma pixels. */
 typedef struct cnv_classmodel_params {
     int iters;           /* gradient steps (default 300) */
-    float lr;            /* step size (default 25, normalized units) */
+    float lr;            /* step size, normalized units; 0: automatic,
+                            25 at 3x224x224 and 25*sqrt(c*h*w/150528) at
+                            other sizes, the same step per value (default) */
     int normalize_grad;  /* 1: step along g / ||g||_2 (default 1) */
     float l2;            /* weight of ||I||^2 (default 1e-3) */
     float l1;            /* weight of ||I||_1 (default 0) */
     int blur_every;      /* blur every N steps; 0: never (default 10) */
     float blur_sigma;    /* pixels (default 0.5) */
-    int jitter;          /* max roll in pixels; 0: none (default 16) */
+    int jitter;          /* max roll in pixels; 0: none; -1: automatic,
+                            16 at 224 and round(16*min(h,w)/224), at least
+                            1, at other sizes (default) */
     int clamp;           /* clamp to the valid pixel range (default 1) */
     float init_std;      /* std of the initial noise, normalized (default 1) */
     int height, width;   /* image size; 0: the model's declared size, or
@@ -689,6 +693,10 @@ typedef struct cnv_classmodel_params {
     void *user;               /* passed to progress and frame */
 } cnv_classmodel_params;
 CNV_API cnv_classmodel_params cnv_classmodel_params_default(void);
+/* Replaces the automatic lr and jitter of p by the values cnv_classmodel
+ * uses for c x h x w images (for reports). */
+CNV_API void cnv_classmodel_params_resolve(cnv_classmodel_params *p, int c,
+                                           int h, int w);
 
 /* Makes n class models in one batched run: images (n x c x h x w, caller-
  * allocated, h and w from p or the model) receives the class model of

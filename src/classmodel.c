@@ -11,18 +11,33 @@ cnv_classmodel_params cnv_classmodel_params_default(void)
     cnv_classmodel_params p;
     memset(&p, 0, sizeof p);
     p.iters = 300;
-    p.lr = 25.0f;
+    p.lr = 0.0f;     /* automatic */
     p.normalize_grad = 1;
     p.l2 = 1e-3f;
     p.l1 = 0.0f;
     p.blur_every = 10;
     p.blur_sigma = 0.5f;
-    p.jitter = 16;
+    p.jitter = -1;   /* automatic */
     p.clamp = 1;
     p.init_std = 1.0f;
     p.seed = 0;
     p.frame_every = 10;
     return p;
+}
+
+void cnv_classmodel_params_resolve(cnv_classmodel_params *p, int c, int h, int w)
+{
+    if (!p || c <= 0 || h <= 0 || w <= 0)
+        return;
+    /* The defaults were tuned on 224x224 RGB (CS231n's 25 and 16); scaled so
+     * that each value moves as much per step, and the roll covers the same
+     * fraction of the image, at any size. */
+    if (p->lr == 0.0f)
+        p->lr = (float)(25.0 * sqrt((double)c * h * w / (3.0 * 224 * 224)));
+    if (p->jitter < 0) {
+        int j = (int)lround(16.0 * (h < w ? h : w) / 224.0);
+        p->jitter = j < 1 ? 1 : j;
+    }
 }
 
 static cnv_status check_params(const cnv_classmodel_params *p, cnv_err *err)
@@ -36,7 +51,7 @@ static cnv_status check_params(const cnv_classmodel_params *p, cnv_err *err)
                         "all but lr >= 0)",
                         (double)p->lr, (double)p->l2, (double)p->l1, (double)p->blur_sigma,
                         (double)p->init_std);
-    if (p->blur_every < 0 || p->jitter < 0 || p->frame_every < 0 || p->height < 0 || p->width < 0)
+    if (p->blur_every < 0 || p->jitter < -1 || p->frame_every < 0 || p->height < 0 || p->width < 0)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "classmodel: blur_every %d, jitter %d, frame_every %d, size %dx%d "
                         "(none negative)",
@@ -69,6 +84,7 @@ cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean,
     if (h <= 0 || w <= 0)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "classmodel: the model leaves the image size open; set height and width");
+    cnv_classmodel_params_resolve(&p, c, h, w);
     for (int k = 0; k < c; k++)
         if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
             return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: std[%d] is %g", k,

@@ -202,6 +202,31 @@ static void seeds_and_rng(void **state)
     assert_true(cnv_rng_next(&c1) != cnv_rng_next(&c2));
 }
 
+/* The automatic lr and jitter: CS231n's 25 and 16 at 3x224x224, the same
+ * step per value and the same fraction of the image elsewhere. */
+static void auto_params(void **state)
+{
+    (void)state;
+    cnv_classmodel_params p = cnv_classmodel_params_default();
+    assert_true(p.lr == 0.0f && p.jitter == -1);
+    cnv_classmodel_params q = p;
+    cnv_classmodel_params_resolve(&q, 3, 224, 224);
+    assert_true(fabsf(q.lr - 25.0f) < 1e-5f);
+    assert_int_equal(q.jitter, 16);
+    q = p;
+    cnv_classmodel_params_resolve(&q, 1, 28, 28);
+    assert_true(fabs(q.lr - 25.0 * 28.0 / sqrt(3.0 * 224 * 224)) < 1e-5);
+    assert_int_equal(q.jitter, 2);
+    q = p;
+    cnv_classmodel_params_resolve(&q, 3, 8, 300);
+    assert_int_equal(q.jitter, 1); /* at least 1 */
+    q = p;
+    q.lr = 3.0f;
+    q.jitter = 0;
+    cnv_classmodel_params_resolve(&q, 3, 224, 224);
+    assert_true(q.lr == 3.0f && q.jitter == 0); /* explicit values stay */
+}
+
 /* ---------------------------------------------------- a linear model */
 
 /* x (N x 1 x 4 x 4) -> Flatten -> Gemm(transB) with W (K x 16), b: the
@@ -553,6 +578,7 @@ int main(void)
         cmocka_unit_test(blur_exact),
         cmocka_unit_test(clamp_quantize),
         cmocka_unit_test(seeds_and_rng),
+        cmocka_unit_test(auto_params),
         cmocka_unit_test(decay_math),
         cmocka_unit_test(determinism_cancel_frames),
         cmocka_unit_test(errors),

@@ -23,13 +23,15 @@ static const char usage[] =
     "  --grid SHEET.png   labeled contact sheet of all classes\n"
     "  --tile PX          sheet and animation tiles PX wide (default: full size)\n"
     "  --iters N          gradient steps (default 300)\n"
-    "  --lr F             step length (default 25; along g/||g||)\n"
+    "  --lr F             step length along g/||g|| (default 25 at 3x224x224,\n"
+    "                     scaled by sqrt(values/150528) at other sizes)\n"
     "  --raw-step         step lr*g instead of lr*g/||g||\n"
     "  --l2 F             L2 decay weight, lambda*||I||^2 (default 1e-3)\n"
     "  --l1 F             L1 decay weight, lambda*||I||_1 (default 0)\n"
     "  --blur-every N     blur every N steps, 0 never (default 10)\n"
     "  --blur-sigma F     blur radius in pixels (default 0.5)\n"
-    "  --jitter PX        random roll of up to PX pixels (default 16)\n"
+    "  --jitter PX        random roll of up to PX pixels (default 16 at 224,\n"
+    "                     in proportion at other sizes, at least 1)\n"
     "  --no-clamp         do not clamp to the valid pixel range\n"
     "  --init-std F       std of the starting noise, normalized (default 1)\n"
     "  --seed S           random seed (default 0)\n"
@@ -252,6 +254,7 @@ int cmd_classmodel(int argc, char **argv)
     int h = cm.height, w = cm.width, c = cm.channels;
     p.height = h;
     p.width = w;
+    cnv_classmodel_params_resolve(&p, c, h, w); /* to report what runs */
     size_t item = (size_t)c * h * w;
     float *images = malloc((size_t)n * item * sizeof *images);
     float *probs = malloc((size_t)n * sizeof *probs), *scores = malloc((size_t)n * sizeof *scores);
