@@ -3,6 +3,9 @@
  * logits and gradients must be bit-identical to a single-threaded run of
  * the same inputs. Also the free(NULL) contract of every handle type. */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +168,42 @@ static void test_shared_model_blas_default(void **state)
     cnv_set_threads(0);
 }
 
+/* fork() after OpenBLAS's thread pool has run: Debian's pthread build
+ * shuts the pool down in a pthread_atfork handler, so the child can run
+ * GEMM again (an OpenMP build would hang here). The child gives up after
+ * 60 s through alarm(), so a hang fails the test instead of the suite. */
+static void test_fork_after_blas_threads(void **state)
+{
+    (void)state;
+    cnv_set_threads(0);
+    g_model = build_model();
+    cnv_session *s = new_session();
+    assert_non_null(s);
+    result before, r;
+    assert_int_equal(run_once(s, 1, &before), 0);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(60);
+        int bad = run_once(s, 1, &r) || memcmp(&r, &before, sizeof r) != 0;
+        _exit(bad ? 1 : 0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    printf("  child after fork: %s\n",
+           WIFEXITED(status) ? (WEXITSTATUS(status) ? "different results" : "same results")
+                             : "killed (hung?)");
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* And the parent's pool still works. */
+    assert_int_equal(run_once(s, 1, &r), 0);
+    assert_memory_equal(&r, &before, sizeof r);
+    cnv_session_free(s);
+    cnv_model_free(g_model);
+    g_model = NULL;
+}
+
 /* Every _free accepts NULL (and a zeroed image); a double free is NOT
  * safe and is not tested (see docs/SECURITY.md). */
 static void test_free_null(void **state)
@@ -200,6 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_model_blas_1),
         cmocka_unit_test(test_shared_model_blas_default),
+        cmocka_unit_test(test_fork_after_blas_threads),
         cmocka_unit_test(test_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
