@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -481,6 +482,98 @@ static void errors(void **state)
     cnv_model_free(m);
 }
 
+/* ------------------------------------------------------ the program */
+
+static int run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0)
+        len += k;
+    buf[len] = '\0';
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `cnnviz classmodel` on the linear model (ending in Softmax) saved as
+ * ONNX: exit codes, every output file, and the JSON's re-classification of
+ * the saved files (a probability above 0.6 of 3 classes shows that the
+ * Softmax output was not put through softmax a second time). */
+static void cli(void **state)
+{
+    (void)state;
+    if (access("bin/cnnviz", X_OK)) {
+        printf("skipping: bin/cnnviz is not built (make test builds it)\n");
+        skip();
+    }
+    cnv_model *m = linear_model(NULL, 1);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.mean", "0.5"), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.std", "0.25"), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.image_size", "4x4"), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.labels", "zero\none\ntwo"), CNV_OK);
+    char dir[] = "/tmp/cnv_cmcli_XXXXXX", model[128], cmd[1024], path[160], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(model, sizeof model, "%s/lin.onnx", dir);
+    assert_int_equal(cnv_model_save_onnx(m, model), CNV_OK);
+    char *out;
+    snprintf(cmd, sizeof cmd,
+             "bin/cnnviz classmodel -m %s --classes 0,two -o %s/c.png --grid %s/g.png "
+             "--gif %s/a.gif --gif-every 10 --iters 30 --json --quiet",
+             model, dir, dir, dir);
+    int rc = run(cmd, &out);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    /* resolved automatic values: 25 * sqrt(16 / 150528), jitter at least 1 */
+    assert_non_null(strstr(out, "\"lr\": 0.257"));
+    assert_non_null(strstr(out, "\"jitter\": 1,"));
+    const char *p1 = strstr(out, "\"class\": 0, \"label\": \"zero\"");
+    const char *p2 = strstr(out, "\"class\": 2, \"label\": \"two\"");
+    assert_true(p1 && p2);
+    float pr;
+    const char *t = strstr(p1, "\"top1\": {\"class\": 0, \"label\": \"zero\", \"probability\": ");
+    assert_non_null(t);
+    pr = strtof(strstr(t, "\"probability\": ") + 15, NULL);
+    printf("top-1 probability of the saved class-0 image: %.4f\n", (double)pr);
+    assert_true(pr > 0.6f);
+    assert_non_null(strstr(p2, "\"recognized\": true"));
+    free(out);
+    const char *files[] = {"c_0.png", "c_2.png", "g.png", "a.gif"};
+    for (int i = 0; i < 4; i++) {
+        cnv_image im = {0};
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        assert_int_equal(cnv_image_load(path, &im, err, sizeof err), CNV_OK);
+        if (i < 2)
+            assert_true(im.width == 4 && im.height == 4 && im.channels == 1);
+        cnv_image_free(&im);
+        remove(path);
+    }
+    snprintf(cmd, sizeof cmd,
+             "bin/cnnviz classmodel -m %s --class 1 --classes 1,2 -o %s/x.png 2>/dev/null", model,
+             dir);
+    assert_int_equal(run(cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "bin/cnnviz classmodel -m %s --class 1 2>/dev/null", model);
+    assert_int_equal(run(cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "bin/cnnviz classmodel -m %s --class three -o %s/x.png 2>/dev/null",
+             model, dir);
+    assert_int_equal(run(cmd, NULL), 1);
+    snprintf(cmd, sizeof cmd,
+             "bin/cnnviz classmodel -m %s --class 1 -o %s/x.png --iters -3 2>/dev/null", model, dir);
+    assert_int_equal(run(cmd, NULL), 2);
+    assert_int_equal(run("bin/cnnviz classmodel --help", &out), 0);
+    assert_non_null(strstr(out, "usage: cnnviz classmodel"));
+    free(out);
+    remove(model);
+    rmdir(dir);
+    cnv_model_free(m);
+}
+
 /* ------------------------------------------------------- SqueezeNet */
 
 static double now(void)
@@ -582,6 +675,7 @@ int main(void)
         cmocka_unit_test(decay_math),
         cmocka_unit_test(determinism_cancel_frames),
         cmocka_unit_test(errors),
+        cmocka_unit_test(cli),
         cmocka_unit_test(squeezenet_class_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

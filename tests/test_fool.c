@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,7 +99,8 @@ static void linear_fool(void **state)
     p.lr = 0.05f;
     cnv_fool_result r;
     assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, last, sum, &r), CNV_OK);
-    printf("linear: fooled %d after %d steps, class %d (p %.3f) -> %d (p %.3f), linf %g, mean %.3f\n",
+    printf("linear: fooled %d after %d steps, class %d (p %.3f) -> %d (p %.3f), linf %g, "
+           "mean %.3f\n",
            r.fooled, r.iters, r.before_class, (double)r.before_prob, r.after_class,
            (double)r.after_prob, (double)r.linf, (double)r.mean_abs);
     assert_int_equal(r.fooled, 1);
@@ -261,6 +263,121 @@ static void cancel_and_errors(void **state)
     cnv_model_free(m);
 }
 
+/* ------------------------------------------------------ the program */
+
+/* Runs a shell command; returns its exit status, stdout in *out (owned). */
+static int run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0)
+        len += k;
+    buf[len] = '\0';
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `cnnviz fool` on the linear model saved as ONNX with the metadata
+ * convention: the exit codes, the JSON, every output file, and the saved
+ * image classified as the target by the library. */
+static void cli(void **state)
+{
+    (void)state;
+    if (access("bin/cnnviz", X_OK)) {
+        printf("skipping: bin/cnnviz is not built (make test builds it)\n");
+        skip();
+    }
+    float W[K * D], b[K], x[D];
+    uint8_t bytes[D];
+    setup(W, b, x, bytes, 2.0);
+    cnv_model *m = linear_model(W, b);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.mean", "0.5"), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.std", "0.25"), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.image_size", "4x4"), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.labels", "zero\none\ntwo"), CNV_OK);
+    char dir[] = "/tmp/cnv_foolcli_XXXXXX", model[128], img[128], cmd[1024], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(model, sizeof model, "%s/lin.onnx", dir);
+    snprintf(img, sizeof img, "%s/in.png", dir);
+    assert_int_equal(cnv_model_save_onnx(m, model), CNV_OK);
+    cnv_image in = {4, 4, 1, bytes};
+    assert_int_equal(cnv_image_write_png(&in, img, err, sizeof err), CNV_OK);
+
+    char *out;
+    snprintf(cmd, sizeof cmd,
+             "bin/cnnviz fool -m %s %s --target two -o %s/f.png --delta %s/d.png --summed %s/s.png "
+             "--original %s/o.png --sheet %s/sheet.png --json --quiet",
+             model, img, dir, dir, dir, dir, dir);
+    int rc = run(cmd, &out);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "\"fooled\": true"));
+    assert_non_null(strstr(out, "\"before\": {\"class\": 0, \"label\": \"zero\""));
+    assert_non_null(strstr(out, "\"after\": {\"class\": 2, \"label\": \"two\""));
+    free(out);
+    const char *files[] = {"f", "d", "s", "o", "sheet"};
+    for (int i = 0; i < 5; i++) {
+        char path[160];
+        cnv_image im = {0};
+        snprintf(path, sizeof path, "%s/%s.png", dir, files[i]);
+        assert_int_equal(cnv_image_load(path, &im, err, sizeof err), CNV_OK);
+        if (i < 4)
+            assert_true(im.width == 4 && im.height == 4 && im.channels == 1);
+        if (i == 3) /* the original as the network sees it: the same bytes */
+            assert_memory_equal(im.data, bytes, D);
+        if (i == 0) {
+            cnv_session *s;
+            cnv_preprocess pp;
+            cnv_preprocess_init(&pp, 1, 4, 4);
+            pp.mean[0] = MEAN;
+            pp.std[0] = STD;
+            assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+            assert_int_equal(cnv_session_plan(s, 1, 4, 4), CNV_OK);
+            assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), err, sizeof err),
+                             CNV_OK);
+            assert_int_equal(cnv_session_forward(s), CNV_OK);
+            float *z;
+            assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+            assert_int_equal(cnv_argmax(z, K), 2);
+            cnv_session_free(s);
+        }
+        cnv_image_free(&im);
+        remove(path);
+    }
+
+    /* not reached in 0 steps: exit 1, the image still written */
+    snprintf(cmd, sizeof cmd,
+             "bin/cnnviz fool -m %s %s --target 2 -o %s/f.png --max-iters 0 --quiet 2>/dev/null",
+             model, img, dir);
+    assert_int_equal(run(cmd, NULL), 1);
+    snprintf(cmd, sizeof cmd, "%s/f.png", dir);
+    assert_int_equal(access(cmd, R_OK), 0);
+    remove(cmd);
+    /* usage errors exit 2, others 1, --help 0 on stdout */
+    snprintf(cmd, sizeof cmd, "bin/cnnviz fool -m %s %s --target 2 2>/dev/null", model, img);
+    assert_int_equal(run(cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "bin/cnnviz fool -m %s %s --target 2 -o %s/x.png --bogus 2>/dev/null",
+             model, img, dir);
+    assert_int_equal(run(cmd, NULL), 2);
+    snprintf(cmd, sizeof cmd, "bin/cnnviz fool -m %s %s --target seven -o %s/x.png 2>/dev/null",
+             model, img, dir);
+    assert_int_equal(run(cmd, NULL), 1);
+    assert_int_equal(run("bin/cnnviz fool --help", &out), 0);
+    assert_non_null(strstr(out, "usage: cnnviz fool"));
+    free(out);
+    remove(model);
+    remove(img);
+    rmdir(dir);
+    cnv_model_free(m);
+}
+
 /* ------------------------------------------------------- SqueezeNet */
 
 static double now(void)
@@ -322,8 +439,8 @@ static void squeezenet_fool(void **state)
             /* save, read back, classify */
             cnv_image out = {0}, back = {0};
             snprintf(path, sizeof path, "%s/%s_%d.png", dir, photos[i], targets[t]);
-            assert_int_equal(cnv_tensor_to_image(fooled, 3, 224, 224, mean, std, &out, err, sizeof err),
-                             CNV_OK);
+            assert_int_equal(
+                cnv_tensor_to_image(fooled, 3, 224, 224, mean, std, &out, err, sizeof err), CNV_OK);
             assert_int_equal(cnv_image_write_png(&out, path, err, sizeof err), CNV_OK);
             assert_int_equal(cnv_image_load(path, &back, err, sizeof err), CNV_OK);
             assert_int_equal(cnv_session_plan(s, 1, 224, 224), CNV_OK);
@@ -362,6 +479,7 @@ int main(void)
         cmocka_unit_test(linear_fool),
         cmocka_unit_test(rounding_is_rechecked),
         cmocka_unit_test(cancel_and_errors),
+        cmocka_unit_test(cli),
         cmocka_unit_test(squeezenet_fool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

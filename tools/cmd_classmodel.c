@@ -115,6 +115,18 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
     return st != CNV_OK;
 }
 
+/* Whether the model's output tensor is already a softmax (then it holds
+ * probabilities, and applying softmax again would flatten them). */
+static int output_is_softmax(const cli_model *cm)
+{
+    for (int i = cnv_model_node_count(cm->model) - 1; i >= 0; i--) {
+        const char *o = cnv_model_node_output(cm->model, i);
+        if (o && !strcmp(o, cm->output))
+            return !strcmp(cnv_model_node_op(cm->model, i), "Softmax");
+    }
+    return 0;
+}
+
 /* "a,b,c" of class indices or names. */
 static int parse_classes(const cli_model *cm, const char *text, int **out, int *n)
 {
@@ -367,7 +379,8 @@ int cmd_classmodel(int argc, char **argv)
     int K = (int)(cnv_shape_count(&ysh) / n);
     for (int i = 0; i < n; i++) {
         float *row = sc + (size_t)i * K;
-        cli_softmax(row, row, K);
+        if (!output_is_softmax(&cm))
+            cli_softmax(row, row, K);
         top[i] = 0;
         for (int k = 1; k < K; k++)
             if (row[k] > row[top[i]])

@@ -122,9 +122,23 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Top-1 of the session's planned single image. */
-static int top1(cnv_session *s, const char *out, int *cls, float *prob, float *ptarget, int target)
+/* Whether the model's output tensor is already a softmax (then it holds
+ * probabilities, and applying softmax again would flatten them). */
+static int output_is_softmax(const cli_model *cm)
 {
+    for (int i = cnv_model_node_count(cm->model) - 1; i >= 0; i--) {
+        const char *o = cnv_model_node_output(cm->model, i);
+        if (o && !strcmp(o, cm->output))
+            return !strcmp(cnv_model_node_op(cm->model, i), "Softmax");
+    }
+    return 0;
+}
+
+/* Top-1 of the session's planned single image. */
+static int top1(cnv_session *s, const cli_model *cm, int *cls, float *prob, float *ptarget,
+                int target)
+{
+    const char *out = cm->output;
     float *sc;
     cnv_shape sh;
     if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, out, &sc, &sh) != CNV_OK)
@@ -133,7 +147,10 @@ static int top1(cnv_session *s, const char *out, int *cls, float *prob, float *p
     float *p = malloc((size_t)K * sizeof *p);
     if (!p)
         return cli_error("out of memory");
-    cli_softmax(sc, p, K);
+    if (output_is_softmax(cm))
+        memcpy(p, sc, (size_t)K * sizeof *p);
+    else
+        cli_softmax(sc, p, K);
     int b = 0;
     for (int k = 1; k < K; k++)
         if (p[k] > p[b])
@@ -261,12 +278,14 @@ int cmd_fool(int argc, char **argv)
     }
     double gain_last = 0.0, gain_sum = 0.0;
     if ((delta || sheet) &&
-        (delta_image(&cm, last, h, w, &dl_img, &gain_last) || (delta && write_png(&dl_img, delta)))) {
+        (delta_image(&cm, last, h, w, &dl_img, &gain_last) ||
+         (delta && write_png(&dl_img, delta)))) {
         rc = 1;
         goto done;
     }
     if ((summed || sheet) &&
-        (delta_image(&cm, sum, h, w, &ds_img, &gain_sum) || (summed && write_png(&ds_img, summed)))) {
+        (delta_image(&cm, sum, h, w, &ds_img, &gain_sum) ||
+         (summed && write_png(&ds_img, summed)))) {
         rc = 1;
         goto done;
     }
@@ -278,7 +297,7 @@ int cmd_fool(int argc, char **argv)
         goto done;
     }
     if (cli_load_input(&cm, out, h, w, cnv_session_input(s)) ||
-        top1(s, cm.output, &saved_cls, &saved_p, &saved_pt, target)) {
+        top1(s, &cm, &saved_cls, &saved_p, &saved_pt, target)) {
         rc = 1;
         goto done;
     }
@@ -305,7 +324,8 @@ int cmd_fool(int argc, char **argv)
         cli_json_string(stdout, out);
         printf(", \"target\": {\"class\": %d, \"label\": ", target);
         cli_json_string(stdout, cli_label(&cm, target));
-        printf("}, \"fooled\": %s, \"iters\": %d, \"lr\": %g, \"seconds\": %.3f", ok ? "true" : "false",
+        printf("}, \"fooled\": %s, \"iters\": %d, \"lr\": %g, \"seconds\": %.3f",
+               ok ? "true" : "false",
                r.iters, (double)p.lr, secs);
         printf(", \"before\": {\"class\": %d, \"label\": ", r.before_class);
         cli_json_string(stdout, cli_label(&cm, r.before_class));
