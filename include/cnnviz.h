@@ -264,6 +264,14 @@ CNV_API cnv_status cnv_session_grad(cnv_session *s, const char *name,
 /* The first graph input's gradient, or NULL. */
 CNV_API float *cnv_session_input_grad(cnv_session *s);
 
+/* Per-node timing for profiling (cnnviz bench --profile). When on (it
+ * takes effect at the next plan, which zeroes the totals), forward and
+ * backward add each node's wall time to its totals, read with
+ * cnv_session_node_time (node as in cnv_model_node_op; seconds). */
+CNV_API cnv_status cnv_session_set_profiling(cnv_session *s, int on);
+CNV_API cnv_status cnv_session_node_time(const cnv_session *s, int node,
+                                         double *forward_s, double *backward_s);
+
 /* ---- ONNX files ---- */
 
 /* Loads an ONNX model (ModelProto) with the library's own protobuf decoder.

@@ -81,7 +81,19 @@ static cnv_status concat_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_si
     return CNV_OK;
 }
 
-/* in[k] is (outer, len_k, inner), y is (outer, sum len_k, inner). */
+int cnv_concat_view(const cnv_op_ctx *c, int k, int64_t *offset)
+{
+    const concat_geom *g = (const concat_geom *)c->geom;
+    if (g->outer != 1)
+        return 0;
+    *offset = 0;
+    for (int q = 0; q < k; q++)
+        *offset += c->in[q]->shape.dims[g->axis] * g->inner;
+    return 1;
+}
+
+/* in[k] is (outer, len_k, inner), y is (outer, sum len_k, inner). An input
+ * the planner placed inside y (cnv_concat_view) is already there. */
 static void concat_forward(cnv_op_ctx *c)
 {
     const concat_geom *g = (const concat_geom *)c->geom;
@@ -91,7 +103,7 @@ static void concat_forward(cnv_op_ctx *c)
         int64_t chunk = c->in[k]->shape.dims[g->axis] * g->inner;
         const float *x = c->in[k]->data;
         for (int64_t o = 0; o < g->outer; o++)
-            if (chunk)
+            if (chunk && x + o * chunk != y + o * g->out_len * g->inner + off)
                 memcpy(y + o * g->out_len * g->inner + off, x + o * chunk,
                        (size_t)chunk * sizeof(float));
         off += chunk;
@@ -106,18 +118,16 @@ static void concat_backward(cnv_op_ctx *c)
     for (int k = 0; k < c->node->n_in; k++) {
         int64_t chunk = c->in[k]->shape.dims[g->axis] * g->inner;
         float *dx = c->in[k]->grad;
-        for (int64_t o = 0; dx && o < g->outer; o++) {
-            const float *src = dy + o * g->out_len * g->inner + off;
-            float *dst = dx + o * chunk;
-            for (int64_t i = 0; i < chunk; i++)
-                dst[i] += src[i];
-        }
+        for (int64_t o = 0; dx && o < g->outer; o++)
+            cnv_grad_pass(dy + o * g->out_len * g->inner + off, dx + o * chunk, chunk,
+                          cnv_grad_store(c, k));
         off += chunk;
     }
 }
 
 const cnv_op cnv_op_concat = {
     .type = "Concat", .min_in = 1, .max_in = 1 << 20, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE,
     .params_size = sizeof(concat_params), .parse = concat_parse, .plan = concat_plan,
     .forward = concat_forward, .backward = concat_backward,
 };

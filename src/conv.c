@@ -123,6 +123,9 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     const conv_params *p = c->params;
     const cnv_val *x = c->in[0], *w = c->in[1], *b = c->node->n_in > 2 ? c->in[2] : NULL;
     char sx[96], sw[96], sb[96];
+    cnv_status fst = cnv_need_float_inputs(c, e);
+    if (fst != CNV_OK)
+        return fst;
     cnv_shape_str(&x->shape, sx, sizeof sx);
     cnv_shape_str(&w->shape, sw, sizeof sw);
 
@@ -220,7 +223,35 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     return CNV_OK;
 }
 
-/* y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M) */
+/* One output row of p values: y += b, and r = max(y, 0) for a fused Relu
+ * (NULL if none), in one pass. Blocks of 8 keep it branch-free SIMD (see
+ * elementwise.c). */
+static void epilogue(float *restrict y, float *restrict r, float b, int64_t p)
+{
+    int64_t i = 0;
+    if (r) {
+        for (; i + 8 <= p; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float v = y[i + j] + b;
+                y[i + j] = v;
+                r[i + j] = v < 0.0f ? 0.0f : v;
+            }
+        for (; i < p; i++) {
+            float v = y[i] + b;
+            y[i] = v;
+            r[i] = v < 0.0f ? 0.0f : v;
+        }
+    } else {
+        for (; i + 8 <= p; i += 8)
+            for (int j = 0; j < 8; j++)
+                y[i + j] += b;
+        for (; i < p; i++)
+            y[i] += b;
+    }
+}
+
+/* y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M), and
+ * relu(y) into the fused Relu's output when the planner fused one. */
 static void conv_forward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
@@ -243,14 +274,14 @@ static void conv_forward(cnv_op_ctx *c)
                         y + (n * g->m + gr * g->mg) * g->p, P);
         }
     }
-    if (bv) {
-        for (int64_t n = 0; n < g->n; n++)
-            for (int64_t m = 0; m < g->m; m++) {
-                float *yr = y + (n * g->m + m) * g->p, bm = bv->data[m];
-                for (int64_t i = 0; i < g->p; i++)
-                    yr[i] += bm;
-            }
-    }
+    if (!bv && !c->fused_relu)
+        return;
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t m = 0; m < g->m; m++) {
+            int64_t off = (n * g->m + m) * g->p;
+            epilogue(y + off, c->fused_relu ? c->fused_relu->data + off : NULL,
+                     bv ? bv->data[m] : 0.0f, g->p);
+        }
 }
 
 /* dx += conv^T(dy, w); dw += dy * im2col(x)^T; db += sum of dy over N,OH,OW */
@@ -271,7 +302,7 @@ static void conv_backward(cnv_op_ctx *c)
                 for (int64_t i = 0; i < g->p; i++)
                     s += r[i];
             }
-            bv->grad[m] += (float)s;
+            bv->grad[m] = (float)s + (cnv_grad_store(c, 2) ? 0.0f : bv->grad[m]);
         }
     }
     if (!dx && !dw)
@@ -287,18 +318,22 @@ static void conv_backward(cnv_op_ctx *c)
                     cnv_im2col(&g->ig, xg, c->work);
                     col = c->work;
                 }
+                /* with grad_store the first image's product overwrites */
+                float beta = cnv_grad_store(c, 1) && n == 0 ? 0.0f : 1.0f;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mg, K, P, 1.0f,
-                            dyg, P, col, P, 1.0f, dw + gr * g->mg * g->k, K);
+                            dyg, P, col, P, beta, dw + gr * g->mg * g->k, K);
             }
             if (dx) {
                 float *dxg = dx + (n * g->c + gr * cg) * HW;
                 if (g->pointwise) {
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f,
-                                wg, K, dyg, P, 1.0f, dxg, P);
+                                wg, K, dyg, P, cnv_grad_store(c, 0) ? 0.0f : 1.0f, dxg, P);
                 } else {
                     /* the column buffer is free again: dw above is done with it */
                     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f,
                                 wg, K, dyg, P, 0.0f, c->work, P);
+                    if (cnv_grad_store(c, 0))
+                        memset(dxg, 0, (size_t)(cg * HW) * sizeof *dxg);
                     cnv_col2im(&g->ig, c->work, dxg);
                 }
             }
@@ -309,6 +344,7 @@ static void conv_backward(cnv_op_ctx *c)
 const cnv_op cnv_op_conv = {
     .type = "Conv",
     .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE,
     .params_size = sizeof(conv_params),
     .parse = conv_parse,
     .plan = conv_plan,

@@ -96,14 +96,55 @@ typedef struct cnv_op_ctx {
     void *state;         /* state_size bytes from plan; 64-byte aligned */
     float *work;         /* shared scratch of at least work_size bytes */
     const cnv_run_opts *opts;
+    /* Backward only, one entry per input: 1 when in[k]->grad holds garbage
+     * that backward must overwrite (=) instead of adding to. The executor
+     * sets entries only for ops flagged CNV_OP_GRAD_STORE (it zeroes the
+     * gradient itself for the others), and only for the first node that
+     * writes that gradient in this backward pass. May be NULL: read it
+     * with cnv_grad_store. */
+    const unsigned char *grad_store;
+    /* Conv only: a Relu that was fused into this node (its only consumer).
+     * Forward also writes max(out[0], 0) into fused_relu->data; the Relu
+     * node itself then does nothing in forward. NULL when not fused. */
+    cnv_val *fused_relu;
     /* Plan-time geometry (output sizes, resolved pads, ...) that forward and
      * backward read; an op casts it to its own struct. */
     _Alignas(16) unsigned char geom[CNV_GEOM_SIZE];
 } cnv_op_ctx;
 
+/* Whether backward must overwrite in[k]->grad (see grad_store; a context
+ * built without one, as op tests do, always accumulates). */
+static inline int cnv_grad_store(const cnv_op_ctx *c, int k)
+{
+    return c->grad_store && c->grad_store[k];
+}
+
+/* For an op's plan: fails unless every present input is a float tensor
+ * (an INT64 constant has no float data for forward to read). */
+static inline cnv_status cnv_need_float_inputs(const cnv_op_ctx *c, cnv_err *e)
+{
+    for (int k = 0; k < c->node->n_in; k++)
+        if (c->in[k] && c->in[k]->i64)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input %d is an INT64 tensor, a float one is needed",
+                            k);
+    return CNV_OK;
+}
+
+/* cnv_op.flags: what the executor may do around an op. */
+enum {
+    /* backward honours cnv_op_ctx.grad_store */
+    CNV_OP_GRAD_STORE = 1,
+    /* out[0] has in[0]'s element count and backward maps out[0]->grad to
+     * in[0]->grad element by element (other inputs take no gradient):
+     * with grad_store set it may run in place (in[0]->grad ==
+     * out[0]->grad), so the planner may give both one buffer */
+    CNV_OP_GRAD_INPLACE = 2,
+};
+
 struct cnv_op {
     const char *type; /* ONNX op_type */
     int min_in, max_in, min_out, max_out;
+    unsigned flags;   /* CNV_OP_* */
     size_t params_size;
     /* Reads and checks the node's attributes into params (zeroed). May be
      * NULL when the op has no attributes. Runs once, when the node is
@@ -123,6 +164,18 @@ struct cnv_op {
      * with nothing differentiable (then no input may need a gradient). */
     void (*backward)(cnv_op_ctx *c);
 };
+
+/* Element-wise helpers (elementwise.c), shared by ops and the executor. */
+void cnv_relu(const float *restrict x, float *restrict y, int64_t n);
+/* dst += src */
+void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n);
+/* dx += dy, or dx = dy when store (nothing when dx == dy) */
+void cnv_grad_pass(const float *dy, float *dx, int64_t n, int store);
+
+/* Concat (concat.c): 1 when input k of a planned Concat is one contiguous
+ * slice of its output, starting *offset elements in, so the planner may
+ * place the input there. */
+int cnv_concat_view(const cnv_op_ctx *c, int k, int64_t *offset);
 
 /* The registry: the op for an ONNX op_type, or NULL. */
 const cnv_op *cnv_op_find(const char *type);

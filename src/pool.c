@@ -23,7 +23,12 @@ typedef struct pool_geom {
     int64_t kh, kw, sh, sw;
     int64_t pt, pl, pb, pr;         /* pads top, left, bottom, right */
     int count_include_pad;
+    /* MaxPool, kh*kw <= MAX_TAPS: offset of window element k (row-major)
+     * from the window's first, so the winner's index needs no division */
+    int32_t tap[32];
+    int taps; /* 1 when tap[] is filled */
 } pool_geom;
+#define MAX_TAPS 32
 _Static_assert(sizeof(pool_geom) <= CNV_GEOM_SIZE, "pool_geom fits geom");
 
 /* Attribute values beyond this are rejected so index arithmetic in int64
@@ -244,6 +249,10 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     cnv_status st = pool_plan_common(c, e);
     if (st != CNV_OK)
         return st;
+    pool_geom *g = (pool_geom *)c->geom;
+    g->taps = g->kh * g->kw <= MAX_TAPS && g->kh * g->w < INT32_MAX;
+    for (int64_t k = 0; g->taps && k < g->kh * g->kw; k++)
+        g->tap[k] = (int32_t)((k / g->kw) * g->w + k % g->kw);
     /* one int32 argmax per output element, kept from forward for backward */
     if (!cnv_mul_size((size_t)cnv_shape_count(&c->out[0]->shape), sizeof(int32_t), state_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "state too large");
@@ -251,38 +260,119 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     return CNV_OK;
 }
 
+/* The first maximum of a window wholly inside the plane, of kh x kw <=
+ * MAX_TAPS elements starting at xp[i0], NaN-free: its value is found with
+ * compare-and-select (a max instruction) and its position as the lowest
+ * set bit of a mask of the elements equal to it, so no branch depends on
+ * the data (branches on which element wins mispredict on real
+ * activations). Returns -1 when the window holds a NaN: the caller then
+ * takes the general path, which lets the first NaN win. */
+static inline int64_t max_window(const float *xp, int64_t i0, int64_t kh, int64_t kw, int64_t w,
+                                 const int32_t *tap)
+{
+    float b = xp[i0];
+    int nan = 0;
+    for (int64_t ki = 0; ki < kh; ki++)
+        for (int64_t kj = 0; kj < kw; kj++) {
+            float v = xp[i0 + ki * w + kj];
+            b = v > b ? v : b;
+            nan |= v != v;
+        }
+    if (nan)
+        return -1;
+    uint32_t mask = 0;
+    int bit = 0;
+    for (int64_t ki = 0; ki < kh; ki++)
+        for (int64_t kj = 0; kj < kw; kj++, bit++)
+            mask |= (uint32_t)(xp[i0 + ki * w + kj] == b) << bit;
+    return i0 + tap[__builtin_ctz(mask)]; /* mask != 0: b is one of the elements */
+}
+
+/* The range [*lo, *hi) of outputs along one axis whose window lies wholly
+ * inside the input. */
+static void inner_range(int64_t n_out, int64_t s, int64_t p, int64_t k, int64_t len,
+                        int64_t *lo, int64_t *hi)
+{
+    int64_t a = (p + s - 1) / s, b = len + p - k < 0 ? 0 : (len + p - k) / s + 1;
+    if (b > n_out)
+        b = n_out;
+    if (a > b)
+        a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* The first maximum of the window at (oh, ow), clipped to the plane, in
+ * row-major order, a NaN winning over numbers: the general path. Returns
+ * its index in the plane, or -1 for a window without input elements. */
+static int64_t max_window_general(const pool_geom *g, const float *xp, int64_t oh, int64_t ow)
+{
+    int64_t h0, h1, w0, w1, bi = -1;
+    float best = 0.0f;
+    window(oh, g->sh, g->pt, g->kh, g->h, &h0, &h1);
+    window(ow, g->sw, g->pl, g->kw, g->w, &w0, &w1);
+    for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t iw = w0; iw < w1; iw++) {
+            float v = xp[ih * g->w + iw];
+            if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
+                best = v;
+                bi = ih * g->w + iw;
+            }
+        }
+    return bi;
+}
+
+/* Outputs [lo, hi) of row oh, whose windows lie wholly inside the plane.
+ * Inlined with constant kh and kw for the common kernels, so the window
+ * loops unroll. */
+static inline void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64_t lo,
+                                 int64_t hi, int64_t kh, int64_t kw, float *y, int32_t *arg,
+                                 int64_t base)
+{
+    int64_t row0 = (oh * g->sh - g->pt) * g->w - g->pl;
+    for (int64_t ow = lo; ow < hi; ow++) {
+        int64_t bi = max_window(xp, row0 + ow * g->sw, kh, kw, g->w, g->tap);
+        if (bi < 0)
+            bi = max_window_general(g, xp, oh, ow);
+        y[ow] = xp[bi];
+        arg[ow] = (int32_t)(base + bi);
+    }
+}
+
 /* x is (NC,h,w), y is (NC,oh,ow); arg[o] is the flat index into x of the
  * element y[o] was taken from: the first maximum of the window in row-major
  * order, except that a NaN wins over numbers (the first NaN, so NaN
  * propagates as in PyTorch). An all-NaN or all -inf window thus stores its
  * first in-bounds element. A window without input elements (rejected by
- * plan) would give y = 0 and arg = -1. */
+ * plan) would give y = 0 and arg = -1. Windows wholly inside the input
+ * (all but a border) take the branch-free max_window. */
 static void maxpool_forward(cnv_op_ctx *c)
 {
     const pool_geom *g = (const pool_geom *)c->geom;
     const float *x = c->in[0]->data;
-    float *y = c->out[0]->data;
-    int32_t *arg = c->state;
-    int64_t plane = g->h * g->w, o = 0;
+    int64_t plane = g->h * g->w, iw_lo, iw_hi, ih_lo, ih_hi;
+    inner_range(g->ow, g->sw, g->pl, g->kw, g->w, &iw_lo, &iw_hi);
+    inner_range(g->oh, g->sh, g->pt, g->kh, g->h, &ih_lo, &ih_hi);
     for (int64_t nc = 0; nc < g->nc; nc++) {
         const float *xp = x + nc * plane;
         for (int64_t oh = 0; oh < g->oh; oh++) {
-            int64_t h0, h1;
-            window(oh, g->sh, g->pt, g->kh, g->h, &h0, &h1);
-            for (int64_t ow = 0; ow < g->ow; ow++, o++) {
-                int64_t w0, w1, bi = -1;
-                window(ow, g->sw, g->pl, g->kw, g->w, &w0, &w1);
-                float best = 0.0f;
-                for (int64_t ih = h0; ih < h1; ih++)
-                    for (int64_t iw = w0; iw < w1; iw++) {
-                        float v = xp[ih * g->w + iw];
-                        if (bi < 0 || v > best || (isnan(v) && !isnan(best))) {
-                            best = v;
-                            bi = ih * g->w + iw;
-                        }
-                    }
-                y[o] = bi < 0 ? 0.0f : best;
-                arg[o] = bi < 0 ? -1 : (int32_t)(nc * plane + bi);
+            float *y = c->out[0]->data + (nc * g->oh + oh) * g->ow;
+            int32_t *arg = (int32_t *)c->state + (nc * g->oh + oh) * g->ow;
+            /* outputs [lo, hi) of this row have their window in bounds */
+            int fast = oh >= ih_lo && oh < ih_hi && g->taps;
+            int64_t lo = fast ? iw_lo : g->ow, hi = fast ? iw_hi : g->ow;
+            if (g->kh == 3 && g->kw == 3)
+                max_row_inner(g, xp, oh, lo, hi, 3, 3, y, arg, nc * plane);
+            else if (g->kh == 2 && g->kw == 2)
+                max_row_inner(g, xp, oh, lo, hi, 2, 2, y, arg, nc * plane);
+            else
+                max_row_inner(g, xp, oh, lo, hi, g->kh, g->kw, y, arg, nc * plane);
+            for (int64_t ow = 0; ow < g->ow; ow++) {
+                if (ow >= lo && ow < hi)
+                    continue; /* done above */
+                int64_t bi = max_window_general(g, xp, oh, ow);
+                y[ow] = bi < 0 ? 0.0f : xp[bi];
+                arg[ow] = bi < 0 ? -1 : (int32_t)(nc * plane + bi);
             }
         }
     }
@@ -442,14 +532,19 @@ static void gap_backward(cnv_op_ctx *c)
     const gap_geom *g = (const gap_geom *)c->geom;
     const float *dy = c->out[0]->grad;
     for (int64_t i = 0; i < g->nc; i++) {
-        float v = dy[i] / (float)g->plane;
-        for (int64_t j = 0; j < g->plane; j++)
-            dx[i * g->plane + j] += v;
+        float v = dy[i] / (float)g->plane, *d = dx + i * g->plane;
+        if (cnv_grad_store(c, 0))
+            for (int64_t j = 0; j < g->plane; j++)
+                d[j] = v;
+        else
+            for (int64_t j = 0; j < g->plane; j++)
+                d[j] += v;
     }
 }
 
 const cnv_op cnv_op_globalaveragepool = {
     .type = "GlobalAveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE,
     .params_size = 0, .parse = NULL, .plan = gap_plan,
     .forward = gap_forward, .backward = gap_backward,
 };

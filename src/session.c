@@ -2,6 +2,7 @@
  * one arena, one shared workspace), then runs forward and backward with no
  * allocation. */
 #include <string.h>
+#include <time.h>
 
 #include <cblas.h>
 
@@ -27,6 +28,11 @@ struct cnv_session {
     unsigned char *nmark;    /* per node: likewise */
     unsigned char *valid;    /* per tensor: computed by the last forward */
     unsigned char *has_grad; /* per tensor: the plan gave it a gradient buffer */
+    unsigned char *gready;   /* per tensor: its gradient was written in this backward */
+    unsigned char *store;    /* per node input (laid out like io): cnv_op_ctx.grad_store */
+    unsigned char *fused;    /* per node: a Relu whose forward a Conv does */
+    double *prof;            /* per node: forward and backward seconds; NULL when off */
+    int profiling;           /* asked for */
 };
 
 void cnv_set_threads(int n)
@@ -61,6 +67,12 @@ static void drop_plan(cnv_session *s)
     cnv_free(s->nmark);
     cnv_free(s->valid);
     cnv_free(s->has_grad);
+    cnv_free(s->gready);
+    cnv_free(s->store);
+    cnv_free(s->fused);
+    cnv_free(s->prof);
+    s->gready = s->store = s->fused = NULL;
+    s->prof = NULL;
     s->in_shapes = NULL;
     s->vals = NULL;
     s->io = NULL;
@@ -128,6 +140,10 @@ static cnv_status check_input_shapes(cnv_session *s, int n, const cnv_shape *sha
         const cnv_tensor_def *t = &m->tensors[m->inputs[i]];
         const cnv_shape *g = &shapes[i];
         char want[128], got[128];
+        for (int d = 0; g->ndim == t->shape.ndim && d < g->ndim; d++)
+            if (g->dims[d] == 0)
+                return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED,
+                                "input '%s': dimension %d is 0; empty tensors are not supported", t->name, d);
         int ok = g->ndim == t->shape.ndim;
         for (int d = 0; ok && d < g->ndim; d++)
             ok = g->dims[d] >= 1 && (t->shape.dims[d] == -1 || t->shape.dims[d] == g->dims[d]);
@@ -162,6 +178,55 @@ static void mark_grads(cnv_session *s)
     }
 }
 
+/* Conv followed by Relu: the Conv's epilogue writes the Relu's output too
+ * (one pass over the output instead of two), and the Relu node does
+ * nothing in forward. Both tensors keep their own values, so every
+ * activation stays readable. */
+static void plan_fusion(cnv_session *s)
+{
+    const cnv_model *m = s->m;
+    for (int j = 0; j < m->n_nodes; j++) {
+        const cnv_node *r = &m->nodes[j];
+        if (strcmp(r->op_type, "Relu") != 0 || r->in[0] < 0)
+            continue;
+        int i = m->tensors[r->in[0]].producer;
+        if (i < 0 || strcmp(m->nodes[i].op_type, "Conv") != 0 || s->ctx[i].fused_relu)
+            continue;
+        s->ctx[i].fused_relu = &s->vals[r->out[0]];
+        s->fused[j] = 1;
+    }
+}
+
+/* Concat inputs that can live inside the Concat's output: view[t] is the
+ * output tensor (else -1) and view_off[t] the element offset. The Concat
+ * then copies nothing in forward. When the Concat is the input's only
+ * consumer, its gradient is the same slice of the output's gradient, so
+ * gview[t] shares that too and backward copies nothing either. */
+static void plan_concat_views(cnv_session *s, const int *uses, int *view, int64_t *view_off,
+                              unsigned char *gview)
+{
+    const cnv_model *m = s->m;
+    for (int t = 0; t < m->n_tensors; t++)
+        view[t] = -1;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const cnv_node *n = &m->nodes[i];
+        if (strcmp(n->op_type, "Concat") != 0)
+            continue;
+        for (int k = 0; k < n->n_in; k++) {
+            int t = n->in[k], once = 1;
+            int64_t off;
+            for (int q = 0; q < n->n_in; q++)
+                once &= q == k || n->in[q] != t;
+            if (t < 0 || !once || t == n->out[0] || m->tensors[t].kind != CNV_T_ACT || view[t] >= 0 ||
+                !cnv_concat_view(&s->ctx[i], k, &off))
+                continue;
+            view[t] = n->out[0];
+            view_off[t] = off;
+            gview[t] = uses[t] == 1 && s->has_grad[t] && s->has_grad[n->out[0]];
+        }
+    }
+}
+
 static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
 {
     const cnv_model *m = s->m;
@@ -181,12 +246,19 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     s->nmark = cnv_calloc(nn + 1, 1);
     s->valid = cnv_calloc(nt + 1, 1);
     s->has_grad = cnv_calloc(nt + 1, 1);
+    s->gready = cnv_calloc(nt + 1, 1);
+    s->store = cnv_calloc(nio + 1, 1);
+    s->fused = cnv_calloc(nn + 1, 1);
+    s->prof = s->profiling ? cnv_calloc(2 * nn + 1, sizeof *s->prof) : NULL;
     size_t *state_size = cnv_calloc(nn + 1, sizeof *state_size);
+    int *uses = cnv_calloc(nt + 1, sizeof *uses), *view = cnv_calloc(nt + 1, sizeof *view);
+    int64_t *view_off = cnv_calloc(nt + 1, sizeof *view_off);
+    unsigned char *gview = cnv_calloc(nt + 1, 1);
     if (!s->in_shapes || !s->vals || !s->io || !s->ctx || !s->tmark || !s->nmark || !s->valid ||
-        !s->has_grad || !state_size) {
-        cnv_free(state_size);
-        drop_plan(s);
-        return cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory planning");
+        !s->has_grad || !s->gready || !s->store || !s->fused || (s->profiling && !s->prof) ||
+        !state_size || !uses || !view || !view_off || !gview) {
+        st = cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory planning");
+        goto fail;
     }
     memcpy(s->in_shapes, shapes, (size_t)n_in * sizeof *shapes);
 
@@ -216,50 +288,57 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
         c->params = n->params;
         c->opts = &s->opts;
         c->in = s->io + io_used;
+        c->grad_store = s->store + io_used;
         io_used += (size_t)n->n_in;
         c->out = s->io + io_used;
         io_used += (size_t)n->n_out;
-        for (int k = 0; k < n->n_in; k++)
+        for (int k = 0; k < n->n_in; k++) {
             c->in[k] = n->in[k] >= 0 ? &s->vals[n->in[k]] : NULL;
+            if (n->in[k] >= 0)
+                uses[n->in[k]]++;
+        }
         for (int k = 0; k < n->n_out; k++)
             c->out[k] = &s->vals[n->out[k]];
         for (int k = 0; k < n->n_in; k++) {
             const cnv_tensor_def *d = n->in[k] >= 0 ? &m->tensors[n->in[k]] : NULL;
-            if (d && d->kind == CNV_T_ACT && d->dtype != CNV_FLOAT32)
-                return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED, "node '%s': input '%s' is not float",
-                                n->name, d->name);
+            if (d && d->kind == CNV_T_ACT && d->dtype != CNV_FLOAT32) {
+                st = cnv_fail(&s->err, CNV_ERR_UNSUPPORTED, "node '%s': input '%s' is not float",
+                              n->name, d->name);
+                goto fail;
+            }
         }
         size_t work = 0;
         cnv_err e;
         cnv_err_clear(&e);
         st = n->op->plan(c, &state_size[i], &work, &e);
         if (st != CNV_OK) {
-            cnv_free(state_size);
-            drop_plan(s);
-            return cnv_fail(&s->err, st, "node '%s' (%s): %s", n->name, n->op_type, e.msg);
+            st = cnv_fail(&s->err, st, "node '%s' (%s): %s", n->name, n->op_type, e.msg);
+            goto fail;
         }
         for (int k = 0; k < n->n_out; k++) {
             cnv_val *v = c->out[k];
             v->count = cnv_shape_count(&v->shape);
             if (v->count < 0 || v->count > CNV_MAX_ELEMS) {
                 char buf[128];
-                cnv_free(state_size);
-                drop_plan(s);
-                return cnv_fail(&s->err, CNV_ERR_SHAPE, "node '%s' (%s): output '%s' of shape %s is too large",
-                                n->name, n->op_type, m->tensors[n->out[k]].name,
-                                cnv_shape_str(&v->shape, buf, sizeof buf));
+                st = cnv_fail(&s->err, CNV_ERR_SHAPE, "node '%s' (%s): output '%s' of shape %s is too large",
+                              n->name, n->op_type, m->tensors[n->out[k]].name,
+                              cnv_shape_str(&v->shape, buf, sizeof buf));
+                goto fail;
             }
         }
         if (work > work_max)
             work_max = work;
     }
-    /* One arena: values of inputs and activations, then every gradient. */
+    /* One arena: values of inputs and activations, then every gradient,
+     * except what lives inside a Concat's output. */
     s->planned_param_grads = s->param_grads;
     mark_grads(s);
+    plan_fusion(s);
+    plan_concat_views(s, uses, view, view_off, gview);
     size_t total = 0, bytes;
     for (size_t t = 0; t < nt; t++) {
-        int own_value = m->tensors[t].kind != CNV_T_CONST;
-        int copies = own_value + s->has_grad[t];
+        int own_value = m->tensors[t].kind != CNV_T_CONST && view[t] < 0;
+        int copies = own_value + (s->has_grad[t] && !gview[t]);
         for (int c = 0; c < copies; c++)
             if (!cnv_mul_size((size_t)s->vals[t].count, sizeof(float), &bytes) || !round_up(bytes, &bytes) ||
                 !cnv_add_size(total, bytes, &total))
@@ -276,23 +355,36 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     s->state_arena = cnv_malloc(state_total);
     s->work_raw = cnv_malloc(work_max);
     if (!s->arena || !s->state_arena || !s->work_raw) {
-        cnv_free(state_size);
-        drop_plan(s);
-        return cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory: the plan needs %zu bytes of tensors, %zu of state and %zu of workspace",
-                        total, state_total, work_max);
+        st = cnv_fail(&s->err, CNV_ERR_NOMEM,
+                      "out of memory: the plan needs %zu bytes of tensors, %zu of state and %zu of workspace",
+                      total, state_total, work_max);
+        goto fail;
     }
     memset(s->arena, 0, total);
     memset(s->state_arena, 0, state_total);
     unsigned char *p = align_up(s->arena);
     for (size_t t = 0; t < nt; t++) {
         round_up((size_t)s->vals[t].count * sizeof(float), &bytes);
-        if (m->tensors[t].kind != CNV_T_CONST) {
+        if (m->tensors[t].kind != CNV_T_CONST && view[t] < 0) {
             s->vals[t].data = (float *)p;
             p += bytes;
         }
-        if (s->has_grad[t]) {
+        if (s->has_grad[t] && !gview[t]) {
             s->vals[t].grad = (float *)p;
             p += bytes;
+        }
+    }
+    /* A Concat's output may itself live in a later Concat's output: going
+     * backwards places the outer one first. */
+    for (int i = m->n_nodes - 1; i >= 0; i--) {
+        const cnv_node *n = &m->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            int t = n->in[k];
+            if (t < 0 || view[t] != n->out[0])
+                continue;
+            s->vals[t].data = s->vals[view[t]].data + view_off[t];
+            if (gview[t])
+                s->vals[t].grad = s->vals[view[t]].grad + view_off[t];
         }
     }
     p = align_up(s->state_arena);
@@ -304,13 +396,23 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
         p += bytes;
     }
     cnv_free(state_size);
+    cnv_free(uses);
+    cnv_free(view);
+    cnv_free(view_off);
+    cnv_free(gview);
     s->planned = 1;
     return CNV_OK;
 
 too_big:
+    st = cnv_fail(&s->err, CNV_ERR_NOMEM, "the plan for these input shapes does not fit in memory");
+fail:
     cnv_free(state_size);
+    cnv_free(uses);
+    cnv_free(view);
+    cnv_free(view_off);
+    cnv_free(gview);
     drop_plan(s);
-    return cnv_fail(&s->err, CNV_ERR_NOMEM, "the plan for these input shapes does not fit in memory");
+    return st;
 }
 
 cnv_status cnv_session_plan_shapes(cnv_session *s, int n_inputs, const cnv_shape *shapes)
@@ -319,7 +421,8 @@ cnv_status cnv_session_plan_shapes(cnv_session *s, int n_inputs, const cnv_shape
         return CNV_ERR_INVALID_ARG;
     if (n_inputs < 0 || (n_inputs && !shapes))
         return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "no input shapes given");
-    if (s->planned && n_inputs == s->m->n_inputs && s->planned_param_grads == s->param_grads) {
+    if (s->planned && n_inputs == s->m->n_inputs && s->planned_param_grads == s->param_grads &&
+        !s->prof == !s->profiling) {
         int same = 1;
         for (int i = 0; same && i < n_inputs; i++)
             same = cnv_shape_equal(&s->in_shapes[i], &shapes[i]);
@@ -388,17 +491,35 @@ float *cnv_session_input(cnv_session *s)
     return s && s->planned && s->m->n_inputs > 0 ? s->vals[s->m->inputs[0]].data : NULL;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runs node i forward (a fused Relu's work was done by its Conv). */
+static void run_forward(cnv_session *s, int i)
+{
+    const cnv_node *n = &s->m->nodes[i];
+    double t0 = s->prof ? now_s() : 0.0;
+    if (!s->fused[i])
+        n->op->forward(&s->ctx[i]);
+    if (s->prof)
+        s->prof[2 * i] += now_s() - t0;
+    for (int k = 0; k < n->n_out; k++)
+        s->valid[n->out[k]] = 1;
+    if (s->ctx[i].fused_relu)
+        s->valid[s->ctx[i].fused_relu - s->vals] = 1;
+}
+
 cnv_status cnv_session_forward(cnv_session *s)
 {
     cnv_status st = need_plan(s);
     if (st != CNV_OK)
         return st;
-    const cnv_model *m = s->m;
-    for (int i = 0; i < m->n_nodes; i++) {
-        m->nodes[i].op->forward(&s->ctx[i]);
-        for (int k = 0; k < m->nodes[i].n_out; k++)
-            s->valid[m->nodes[i].out[k]] = 1;
-    }
+    for (int i = 0; i < s->m->n_nodes; i++)
+        run_forward(s, i);
     return CNV_OK;
 }
 
@@ -434,13 +555,9 @@ cnv_status cnv_session_forward_to(cnv_session *s, const char *name)
     const cnv_model *m = s->m;
     mark_ancestors(s, t);
     memset(s->valid, 0, (size_t)m->n_tensors);
-    for (int i = 0; i < m->n_nodes; i++) {
-        if (!s->nmark[i])
-            continue;
-        m->nodes[i].op->forward(&s->ctx[i]);
-        for (int k = 0; k < m->nodes[i].n_out; k++)
-            s->valid[m->nodes[i].out[k]] = 1;
-    }
+    for (int i = 0; i < m->n_nodes; i++)
+        if (s->nmark[i])
+            run_forward(s, i);
     return CNV_OK;
 }
 
@@ -460,19 +577,54 @@ cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *s
         return cnv_fail(&s->err, CNV_ERR_STATE,
                         "backward from '%s': it was not computed by the last forward", name);
 
-    /* Every gradient is zeroed, then the seed placed and the nodes that lie
-     * between a gradient-carrying input and t run backward in reverse. */
+    mark_ancestors(s, t);
+    /* The gradients this pass writes: the seed's, and every gradient input
+     * of a node that runs. Each is overwritten by its first writer (the
+     * op stores instead of adding, or the buffer is zeroed just before),
+     * so nothing is cleared up front; the others are zeroed, as a tensor
+     * the seed does not depend on has a zero gradient. */
+    unsigned char *writes = s->tmark; /* free again after mark_ancestors */
+    memset(writes, 0, (size_t)m->n_tensors);
+    for (int i = 0; i < m->n_nodes; i++) {
+        const cnv_node *n = &m->nodes[i];
+        if (!s->nmark[i] || !s->has_grad[n->out[0]])
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                writes[n->in[k]] = 1;
+    }
+    writes[t] = 1;
     for (int k = 0; k < m->n_tensors; k++)
-        if (s->vals[k].grad)
+        if (s->vals[k].grad && !writes[k])
             memset(s->vals[k].grad, 0, (size_t)s->vals[k].count * sizeof(float));
+    memset(s->gready, 0, (size_t)m->n_tensors);
     if (!v->grad)
         return CNV_OK; /* t does not depend on anything differentiable */
     memcpy(v->grad, seed, (size_t)v->count * sizeof(float));
-    mark_ancestors(s, t);
+    s->gready[t] = 1;
     for (int i = m->n_nodes - 1; i >= 0; i--) {
-        if (!s->nmark[i] || !s->has_grad[m->nodes[i].out[0]])
+        const cnv_node *n = &m->nodes[i];
+        if (!s->nmark[i] || !s->has_grad[n->out[0]])
             continue;
-        m->nodes[i].op->backward(&s->ctx[i]);
+        cnv_op_ctx *c = &s->ctx[i];
+        double t0 = s->prof ? now_s() : 0.0;
+        for (int k = 0; k < n->n_in; k++) {
+            int x = n->in[k], once = 1;
+            unsigned char *st_k = s->store + (c->in - s->io) + k;
+            *st_k = 0;
+            if (x < 0 || !c->in[k]->grad || s->gready[x])
+                continue;
+            for (int q = 0; q < n->n_in; q++)
+                once &= q == k || n->in[q] != x;
+            if ((n->op->flags & CNV_OP_GRAD_STORE) && once)
+                *st_k = 1;
+            else
+                memset(c->in[k]->grad, 0, (size_t)c->in[k]->count * sizeof(float));
+            s->gready[x] = 1;
+        }
+        n->op->backward(c);
+        if (s->prof)
+            s->prof[2 * i + 1] += now_s() - t0;
     }
     return CNV_OK;
 }
@@ -497,4 +649,23 @@ cnv_status cnv_session_grad(cnv_session *s, const char *name, float **grad)
 float *cnv_session_input_grad(cnv_session *s)
 {
     return s && s->planned && s->m->n_inputs > 0 ? s->vals[s->m->inputs[0]].grad : NULL;
+}
+
+cnv_status cnv_session_set_profiling(cnv_session *s, int on)
+{
+    if (!s)
+        return CNV_ERR_INVALID_ARG;
+    s->profiling = on != 0;
+    return CNV_OK;
+}
+
+cnv_status cnv_session_node_time(const cnv_session *s, int node, double *forward_s, double *backward_s)
+{
+    if (!s || !s->prof || node < 0 || node >= s->m->n_nodes)
+        return CNV_ERR_INVALID_ARG;
+    if (forward_s)
+        *forward_s = s->prof[2 * node];
+    if (backward_s)
+        *backward_s = s->prof[2 * node + 1];
+    return CNV_OK;
 }

@@ -9,10 +9,14 @@
 
 static const char usage[] =
     "usage: cnnviz bench [-m MODEL] [--size HxW] [--batch N] [--threads T] [--iters N] [--json]\n"
+    "                    [--profile]\n"
     "Times one forward pass and one forward + backward to the input (the\n"
     "gradient of one class score per image, parameters frozen): median,\n"
     "min and max milliseconds over N iterations (default 30) after 3 warm-up\n"
-    "runs, the achieved GFLOP/s, and the process's peak resident memory.\n";
+    "runs, the achieved GFLOP/s, and the process's peak resident memory.\n"
+    "--profile then runs N more iterations timing every node, and prints\n"
+    "the time per op type and the slowest nodes (forward and backward ms\n"
+    "per iteration).\n";
 
 static double now_ms(void)
 {
@@ -59,10 +63,81 @@ static double forward_flops(cnv_session *s, const cnv_model *m)
     return total;
 }
 
+/* Per-node times summed by op type, then the slowest nodes. */
+static void print_profile(cnv_session *s, const cnv_model *m, const char *output, const float *seed,
+                          int iters)
+{
+    cnv_session_set_profiling(s, 1);
+    cnv_shape in;
+    if (cnv_session_tensor(s, cnv_model_input_name(m, 0), NULL, &in) != CNV_OK ||
+        cnv_session_plan_shapes(s, 1, &in) != CNV_OK) {
+        cli_error("--profile: %s", cnv_session_errmsg(s));
+        return;
+    }
+    for (int k = 0; k < iters; k++) {
+        cnv_session_forward(s);
+        cnv_session_backward(s, output, seed);
+    }
+    int n = cnv_model_node_count(m);
+    double tot_f = 0.0, tot_b = 0.0;
+    enum { MAX_TYPES = 64 };
+    const char *types[MAX_TYPES];
+    double tf[MAX_TYPES] = {0}, tb[MAX_TYPES] = {0};
+    int nt = 0, *order = malloc((size_t)n * sizeof *order);
+    double *per = malloc((size_t)n * sizeof *per);
+    if (!order || !per) {
+        free(order), free(per);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        double f = 0.0, b = 0.0;
+        cnv_session_node_time(s, i, &f, &b);
+        f *= 1e3 / iters, b *= 1e3 / iters;
+        tot_f += f, tot_b += b;
+        per[i] = f + b;
+        order[i] = i;
+        const char *op = cnv_model_node_op(m, i);
+        int t = 0;
+        while (t < nt && strcmp(types[t], op))
+            t++;
+        if (t == nt && nt < MAX_TYPES)
+            types[nt++] = op;
+        if (t < nt)
+            tf[t] += f, tb[t] += b;
+    }
+    printf("profile over %d iterations (ms per iteration; the timer adds a little per node):\n", iters);
+    printf("  %-20s %9s %9s %9s %6s\n", "op", "forward", "backward", "total", "share");
+    for (int t = 0; t < nt; t++)
+        printf("  %-20s %9.3f %9.3f %9.3f %5.1f%%\n", types[t], tf[t], tb[t], tf[t] + tb[t],
+               100.0 * (tf[t] + tb[t]) / (tot_f + tot_b));
+    printf("  %-20s %9.3f %9.3f %9.3f\n", "all nodes", tot_f, tot_b, tot_f + tot_b);
+    for (int i = 1; i < n; i++) /* insertion sort, slowest first */
+        for (int j = i; j > 0 && per[order[j]] > per[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    printf("  slowest nodes:\n");
+    for (int k = 0; k < n && k < 12; k++) {
+        int i = order[k];
+        double f = 0.0, b = 0.0;
+        cnv_session_node_time(s, i, &f, &b);
+        cnv_shape y;
+        char buf[64] = "?";
+        if (cnv_session_tensor(s, cnv_model_node_output(m, i), NULL, &y) == CNV_OK)
+            for (int d = 0, len = 0; d < y.ndim && len < (int)sizeof buf - 24; d++)
+                len += snprintf(buf + len, sizeof buf - (size_t)len, d ? "x%lld" : "%lld",
+                                (long long)y.dims[d]);
+        printf("  %3d %-12s %-18s %8.3f %8.3f  %s\n", i, cnv_model_node_op(m, i), buf, f * 1e3 / iters,
+               b * 1e3 / iters, cnv_model_node_name(m, i));
+    }
+    free(order), free(per);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     cli_model_opts mo = {0};
-    int json = 0, batch = 1, threads = 0, iters = 30;
+    int json = 0, batch = 1, threads = 0, iters = 30, profile = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
         if (r < 0)
@@ -78,6 +153,8 @@ int cmd_bench(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--json"))
             json = 1;
+        else if (!strcmp(argv[i], "--profile"))
+            profile = 1;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("%s\n%s", usage, cli_model_help);
             return 0;
@@ -163,6 +240,8 @@ int cmd_bench(int argc, char **argv)
         printf("  forward + input grad median %7.3f ms  (min %.3f, max %.3f)\n", fb.median, fb.min, fb.max);
         printf("  %.3f GFLOP per forward pass; peak RSS %.1f MB\n", gflop, rss_mb);
     }
+    if (profile)
+        print_profile(s, cm.model, cm.output, seed, iters);
     free(seed), free(tf), free(tb);
     cnv_session_free(s);
     cli_model_close(&cm);
