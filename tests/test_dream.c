@@ -421,6 +421,22 @@ static void cli_dream(void **state)
     printf("%s", json);
     assert_non_null(strstr(json, "\"frames\": 4"));
     assert_non_null(strstr(json, "\"channels\": ["));
+    /* --upscale 2: frames of 48 x 40, in 2 x 2 blocks of the frames above */
+    snprintf(cmd, sizeof cmd, CNNVIZ " dream -m %s %s --upscale 2 -o %s/f3 --quiet", model, opts, dir);
+    assert_int_equal(sh(cmd), 0);
+    snprintf(a, sizeof a, "%s/f3", dir);
+    check_frames(a, 4, 40, 48);
+    cnv_image small = {0}, big = {0};
+    snprintf(a, sizeof a, "%s/f0/frame_0003.png", dir);
+    snprintf(b, sizeof b, "%s/f3/frame_0003.png", dir);
+    if (cnv_image_load(a, &small, err, sizeof err) != CNV_OK || cnv_image_load(b, &big, err, sizeof err) != CNV_OK)
+        fail_msg("%s", err);
+    for (int y = 0; y < 40; y++)
+        for (int x = 0; x < 48; x++)
+            for (int k = 0; k < 3; k++)
+                assert_int_equal(big.data[(y * 48 + x) * 3 + k], small.data[((y / 2) * 24 + x / 2) * 3 + k]);
+    cnv_image_free(&small);
+    cnv_image_free(&big);
     /* errors */
     snprintf(cmd, sizeof cmd, CNNVIZ " dream -m %s --layer nonesuch -o %s/e 2>/dev/null", model, dir);
     assert_int_equal(sh(cmd), 1);

@@ -706,6 +706,52 @@ static void cli_saliency_vs_eval(void **state)
     free(ref);
 }
 
+/* The default model (weights/fashion_mnist.onnx, when present): a sheet
+ * of all four methods, one of a single method, and the option rules. */
+static void cli_default_model_sheets(void **state)
+{
+    (void)state;
+    if (access(CNNVIZ, X_OK) || access("weights/fashion_mnist.onnx", R_OK)) {
+        printf("skipping: " CNNVIZ " or weights/fashion_mnist.onnx is missing\n");
+        skip();
+    }
+    char dir[] = "/tmp/cnv_saliency_fm_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], cmd[1024], err[256];
+    /* a 28 x 28 gray picture: a bright rectangle on black */
+    cnv_image img = {0};
+    assert_int_equal(cnv_image_create(28, 28, 1, &img, err, sizeof err), CNV_OK);
+    for (int y = 6; y < 22; y++)
+        for (int x = 9; x < 19; x++)
+            img.data[y * 28 + x] = 200;
+    snprintf(path, sizeof path, "%s/in.png", dir);
+    assert_int_equal(cnv_image_write_png(&img, path, err, sizeof err), CNV_OK);
+    cnv_image_free(&img);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s --method all --samples 5 --sheet %s/all.png --quiet", path, dir);
+    assert_int_equal(sh(cmd), 0);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s --method gradcam --sheet %s/one.png --json > /dev/null", path,
+             dir);
+    assert_int_equal(sh(cmd), 0);
+    cnv_image a = {0}, b = {0};
+    char p1[300], p2[300];
+    snprintf(p1, sizeof p1, "%s/all.png", dir);
+    snprintf(p2, sizeof p2, "%s/one.png", dir);
+    if (cnv_image_load(p1, &a, err, sizeof err) != CNV_OK || cnv_image_load(p2, &b, err, sizeof err) != CNV_OK)
+        fail_msg("%s", err);
+    printf("sheets: all methods %dx%d, one method %dx%d\n", a.width, a.height, b.width, b.height);
+    /* 28-pixel tiles are enlarged to at least 64: 5 x 2 and 3 x 1 cells */
+    assert_true(a.width >= 5 * 64 && a.height >= 2 * 64 && b.width >= 3 * 64 && b.height >= 64);
+    assert_true(a.width > b.width && a.height > b.height);
+    cnv_image_free(&a);
+    cnv_image_free(&b);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s --method all -o %s/x.png 2>/dev/null", path, dir);
+    assert_int_equal(sh(cmd), 2);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s --layer relu4 -o %s/x.png 2>/dev/null", path, dir);
+    assert_int_equal(sh(cmd), 2);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    sh(cmd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -719,6 +765,7 @@ int main(void)
         cmocka_unit_test(errors),
         cmocka_unit_test(squeezenet_grad_and_gradcam),
         cmocka_unit_test(cli_saliency_vs_eval),
+        cmocka_unit_test(cli_default_model_sheets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,8 @@ static const char usage[] =
     "  -o FRAMES_DIR      output directory\n"
     "  --gif OUT.gif      also one animated GIF of the frames\n"
     "  --gif-delay CS     time per GIF frame in 1/100 s (default 8)\n"
+    "  --upscale K        write frames and GIF K times larger (pixel blocks), for\n"
+    "                     small models (default 1)\n"
     "  --layer NAME       the layer (default: of the layers 'cnnviz layers'\n"
     "                     would list with --max-layers 0, the one at 60% of\n"
     "                     the depth)\n"
@@ -46,9 +48,29 @@ typedef struct dream_ctx {
     const cli_model *cm;
     const char *dir;
     cnv_gif_writer *gif;
-    int written, failed, progress;
+    int written, failed, progress, upscale;
     char err[512];
 } dream_ctx;
+
+/* img enlarged k times, each pixel a k x k block (small models' 28-pixel
+ * frames are too small to look at). */
+static cnv_status upscale(cnv_image *img, int k, char *err, size_t errlen)
+{
+    if (k <= 1)
+        return CNV_OK;
+    cnv_image big = {0};
+    cnv_status st = cnv_image_create(img->width * k, img->height * k, img->channels, &big, err, errlen);
+    if (st != CNV_OK)
+        return st;
+    int c = img->channels;
+    for (int y = 0; y < big.height; y++)
+        for (int x = 0; x < big.width; x++)
+            memcpy(big.data + ((size_t)y * big.width + x) * c,
+                   img->data + ((size_t)(y / k) * img->width + x / k) * c, (size_t)c);
+    cnv_image_free(img);
+    *img = big;
+    return CNV_OK;
+}
 
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
@@ -72,6 +94,8 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
     if (path) {
         snprintf(path, len, "%s/frame_%04d.png", d->dir, iter);
         st = cnv_tensor_to_image(images, c, h, w, d->cm->mean, d->cm->std, &img, d->err, sizeof d->err);
+        if (st == CNV_OK)
+            st = upscale(&img, d->upscale, d->err, sizeof d->err);
         if (st == CNV_OK)
             st = cnv_image_write_png(&img, path, d->err, sizeof d->err);
         if (st == CNV_OK && d->gif && (st = cnv_gif_writer_add_frame(d->gif, &img)) != CNV_OK)
@@ -103,7 +127,7 @@ int cmd_dream(int argc, char **argv)
     cli_model_opts mo = {0};
     cnv_dream_params p = cnv_dream_params_default();
     const char *dir = NULL, *gif = NULL, *layer_text = NULL, *start_image = NULL;
-    int json = 0, quiet = 0, random_channels = 0, every = 20, delay = 8;
+    int json = 0, quiet = 0, random_channels = 0, every = 20, delay = 8, up = 1;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
         if (r < 0)
@@ -131,6 +155,8 @@ int cmd_dream(int argc, char **argv)
             gif = v;
         else if (!strcmp(a, "--gif-delay"))
             bad = cli_parse_int(v, &delay) || delay < 0 || delay > 65535;
+        else if (!strcmp(a, "--upscale"))
+            bad = cli_parse_int(v, &up) || up < 1 || up > 16;
         else if (!strcmp(a, "--layer"))
             layer_text = v;
         else if (!strcmp(a, "--channel"))
@@ -203,7 +229,7 @@ int cmd_dream(int argc, char **argv)
     float *init = NULL, *last = NULL;
     int *chans = NULL;
     cnv_session *s = NULL;
-    dream_ctx d = {&cm, dir, NULL, 0, 0, !quiet && isatty(2), ""};
+    dream_ctx d = {&cm, dir, NULL, 0, 0, !quiet && isatty(2), up, ""};
     if (!rc && start_image) {
         if (!(init = malloc((size_t)c * h * w * sizeof *init)))
             rc = cli_error("out of memory");
@@ -216,7 +242,7 @@ int cmd_dream(int argc, char **argv)
         rc = cli_error("out of memory");
     if (!rc)
         rc = make_dir(dir);
-    if (!rc && gif && cnv_gif_writer_open(gif, w, h, delay, 1, &d.gif) != CNV_OK)
+    if (!rc && gif && cnv_gif_writer_open(gif, w * up, h * up, delay, 1, &d.gif) != CNV_OK)
         rc = cli_error("%s", d.gif ? cnv_gif_writer_errmsg(d.gif) : "out of memory");
     if (!rc && cnv_session_create(cm.model, &s) != CNV_OK)
         rc = cli_error("out of memory");

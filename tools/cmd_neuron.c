@@ -31,9 +31,31 @@ static const char usage[] =
     "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
     "                     everywhere, as often on the starting noise) stays\n"
     "                     zero; by default it follows the Relu's input\n"
+    "  --upscale K        write the image K times larger (pixel blocks), for\n"
+    "                     small models (default 1)\n"
     "  --seed S           random seed (default 0)\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
+
+/* img enlarged k times, each pixel a k x k block (small models' 28-pixel
+ * frames are too small to look at). */
+static cnv_status upscale(cnv_image *img, int k, char *err, size_t errlen)
+{
+    if (k <= 1)
+        return CNV_OK;
+    cnv_image big = {0};
+    cnv_status st = cnv_image_create(img->width * k, img->height * k, img->channels, &big, err, errlen);
+    if (st != CNV_OK)
+        return st;
+    int c = img->channels;
+    for (int y = 0; y < big.height; y++)
+        for (int x = 0; x < big.width; x++)
+            memcpy(big.data + ((size_t)y * big.width + x) * c,
+                   img->data + ((size_t)(y / k) * img->width + x / k) * c, (size_t)c);
+    cnv_image_free(img);
+    *img = big;
+    return CNV_OK;
+}
 
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
@@ -66,7 +88,7 @@ int cmd_neuron(int argc, char **argv)
     cli_model_opts mo = {0};
     cnv_neuron_params p = cnv_neuron_params_default();
     const char *out = NULL;
-    int json = 0, quiet = 0, channel = -1;
+    int json = 0, quiet = 0, channel = -1, up = 1;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
         if (r < 0)
@@ -90,6 +112,8 @@ int cmd_neuron(int argc, char **argv)
             return cli_error("neuron: %s needs a value (see --help)", a), 2;
         else if (i++, !strcmp(a, "--layer"))
             p.layer = v;
+        else if (!strcmp(a, "--upscale"))
+            bad = cli_parse_int(v, &up) || up < 1 || up > 16;
         else if (!strcmp(a, "--channel"))
             bad = cli_parse_int(v, &channel) || channel < 0;
         else if (!strcmp(a, "--unit"))
@@ -150,8 +174,13 @@ int cmd_neuron(int argc, char **argv)
         if (cnv_neuron(s, cm.model, cm.mean, cm.std, 1, &channel, &p, img, &before, &after) != CNV_OK)
             rc = cli_error("%s", cnv_session_errmsg(s));
     }
-    if (!rc)
-        rc = cli_save_input_png(&cm, img, h, w, out);
+    if (!rc) {
+        cnv_image png = {0};
+        if (cnv_tensor_to_image(img, c, h, w, cm.mean, cm.std, &png, err, sizeof err) != CNV_OK ||
+            upscale(&png, up, err, sizeof err) != CNV_OK || cnv_image_write_png(&png, out, err, sizeof err) != CNV_OK)
+            rc = cli_error("%s", err);
+        cnv_image_free(&png);
+    }
     if (!rc && json) {
         printf("{\"layer\": ");
         cli_json_string(stdout, layer);

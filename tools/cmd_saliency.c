@@ -19,10 +19,13 @@ static const char usage[] =
     "  -o MAP.png         the normalized map, grayscale\n"
     "  --overlay OUT.png  heat colormap over the (preprocessed) photo\n"
     "  --alpha F          overlay opacity in [0,1] (default 0.5)\n"
+    "  --sheet OUT.png    a labeled sheet: the input, the map and the overlay\n"
+    "                     (small inputs are enlarged so the labels fit)\n"
     "  --method M         grad (|dS/dI| max over channels; Simonyan et al. 2014),\n"
     "                     smoothgrad (Smilkov et al. 2017), guided (guided\n"
     "                     backpropagation; Springenberg et al. 2015) or gradcam\n"
-    "                     (Selvaraju et al. 2017) (default grad)\n"
+    "                     (Selvaraju et al. 2017) (default grad); 'all' runs the\n"
+    "                     four into one --sheet (then only --sheet is written)\n"
     "  --layer NAME       gradcam: the conv layer (default: the last Conv/Relu\n"
     "                     output larger than 1x1); a tensor or node name, or a\n"
     "                     unique part of one\n"
@@ -113,7 +116,8 @@ int cmd_saliency(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_saliency_params p = cnv_saliency_params_default();
-    const char *image = NULL, *cls_text = NULL, *out = NULL, *overlay = NULL, *raw = NULL;
+    const char *image = NULL, *cls_text = NULL, *out = NULL, *overlay = NULL, *raw = NULL, *sheet = NULL;
+    int all = 0;
     float alpha = 0.5f, clip = 99.0f;
     int json = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
@@ -143,12 +147,17 @@ int cmd_saliency(int argc, char **argv)
             out = v;
         else if (!strcmp(a, "--overlay"))
             overlay = v;
+        else if (!strcmp(a, "--sheet"))
+            sheet = v;
         else if (!strcmp(a, "--raw-out"))
             raw = v;
         else if (!strcmp(a, "--layer"))
             p.layer = v;
+        else if (!strcmp(a, "--method") && !strcmp(v, "all"))
+            all = 1;
         else if (!strcmp(a, "--method")) {
             int m = cnv_saliency_method_parse(v);
+            all = 0;
             if (m < 0)
                 return cli_error("saliency: unknown method '%s' (grad, smoothgrad, guided, gradcam)", v), 2;
             p.method = (cnv_saliency_method)m;
@@ -175,9 +184,13 @@ int cmd_saliency(int argc, char **argv)
     }
     if (!image)
         return cli_error("saliency: no image given (see --help)"), 2;
-    if (!out && !overlay && !raw && !json)
-        return cli_error("saliency: give -o MAP.png, --overlay OUT.png, --raw-out S.f32 or --json"), 2;
-    if (p.layer && p.method != CNV_SALIENCY_GRADCAM)
+    if (!out && !overlay && !raw && !json && !sheet)
+        return cli_error("saliency: give -o MAP.png, --overlay OUT.png, --sheet OUT.png, --raw-out S.f32 or "
+                         "--json"),
+               2;
+    if (all && (out || overlay || raw || json || !sheet))
+        return cli_error("saliency: --method all writes only --sheet OUT.png"), 2;
+    if (p.layer && p.method != CNV_SALIENCY_GRADCAM && !all)
         return cli_error("saliency: --layer is for --method gradcam"), 2;
 
     cli_model cm;
@@ -200,12 +213,61 @@ int cmd_saliency(int argc, char **argv)
         rc = cli_load_input(&cm, image, h, w, x);
     if (!rc && cnv_session_create(cm.model, &s) != CNV_OK)
         rc = cli_error("out of memory");
-    if (!rc) {
-        if (!quiet && isatty(2) && p.method == CNV_SALIENCY_SMOOTHGRAD)
-            p.progress = on_progress;
-        if (cnv_saliency(s, cm.model, x, h, w, &p, map, &info) != CNV_OK)
+    if (!rc && (overlay || sheet) && cnv_tensor_to_image(x, c, h, w, cm.mean, cm.std, &photo, err, sizeof err))
+        rc = cli_error("%s", err);
+    /* the sheet: the input, then per method its map and overlay */
+    int n_methods = all ? 4 : 1, n_tiles = 0;
+    cnv_image tiles[10];
+    char *labels[10] = {0};
+    memset(tiles, 0, sizeof tiles);
+    for (int k = 0; k < n_methods && !rc; k++) {
+        if (all)
+            p.method = (cnv_saliency_method)k;
+        p.progress = !quiet && isatty(2) && p.method == CNV_SALIENCY_SMOOTHGRAD ? on_progress : NULL;
+        if (cnv_saliency(s, cm.model, x, h, w, &p, map, &info) != CNV_OK) {
             rc = cli_error("%s", cnv_session_errmsg(s));
+            break;
+        }
+        if (!sheet)
+            break;
+        if (k == 0) {
+            labels[0] = strdup(cli_label(&cm, info.class_index));
+            if (!labels[0] || cnv_image_convert(&photo, 3, &tiles[0], err, sizeof err) != CNV_OK) {
+                rc = cli_error("%s", labels[0] ? err : "out of memory");
+                break;
+            }
+            n_tiles = 1;
+        }
+        float *sh = clip_map(map, plane, clip);
+        cnv_image gray = {0};
+        int ov = all ? 1 + k : 2, gr = all ? 6 + k : 1;
+        if (!sh || cnv_map_overlay(&photo, sh, h, w, alpha, &tiles[ov], err, sizeof err) != CNV_OK ||
+            cnv_map_to_gray(sh, h, w, &gray, err, sizeof err) != CNV_OK ||
+            cnv_image_convert(&gray, 3, &tiles[gr], err, sizeof err) != CNV_OK)
+            rc = cli_error("%s", sh ? err : "out of memory");
+        free(sh);
+        cnv_image_free(&gray);
+        labels[ov] = strdup(cnv_saliency_method_name(p.method));
+        if (!all)
+            labels[gr] = strdup("map");
+        n_tiles = all ? 10 : 3;
     }
+    cnv_image sheet_img = {0};
+    if (!rc && sheet) {
+        /* --method all: row two holds the maps under their overlays, a
+         * white cell under the input */
+        if (all && cnv_image_create(tiles[0].width, tiles[0].height, 3, &tiles[5], err, sizeof err) == CNV_OK)
+            memset(tiles[5].data, 255, (size_t)tiles[5].width * tiles[5].height * 3);
+        if (cnv_image_grid(tiles, n_tiles, all ? 5 : 3, (const char *const *)labels, 4, &sheet_img, err,
+                           sizeof err) != CNV_OK ||
+            cnv_image_write_png(&sheet_img, sheet, err, sizeof err) != CNV_OK)
+            rc = cli_error("%s", err);
+    }
+    for (int k = 0; k < 10; k++) {
+        cnv_image_free(&tiles[k]);
+        free(labels[k]);
+    }
+    cnv_image_free(&sheet_img);
     float *shown = NULL;
     if (!rc && (out || overlay) && !(shown = clip_map(map, plane, clip)))
         rc = cli_error("out of memory");
@@ -216,8 +278,7 @@ int cmd_saliency(int argc, char **argv)
         cnv_image_free(&img);
     }
     if (!rc && overlay) {
-        if (cnv_tensor_to_image(x, c, h, w, cm.mean, cm.std, &photo, err, sizeof err) != CNV_OK ||
-            cnv_map_overlay(&photo, shown, h, w, alpha, &img, err, sizeof err) != CNV_OK ||
+        if (cnv_map_overlay(&photo, shown, h, w, alpha, &img, err, sizeof err) != CNV_OK ||
             cnv_image_write_png(&img, overlay, err, sizeof err) != CNV_OK)
             rc = cli_error("%s", err);
         cnv_image_free(&img);
@@ -257,14 +318,14 @@ int cmd_saliency(int argc, char **argv)
         if (p.method == CNV_SALIENCY_SMOOTHGRAD)
             printf(", \"samples\": %d, \"noise\": %g, \"seed\": %llu", p.samples, (double)p.noise,
                    (unsigned long long)p.seed);
-        const char *keys[3] = {"map", "overlay", "raw"}, *vals[3] = {out, overlay, raw};
-        for (int k = 0; k < 3; k++)
+        const char *keys[4] = {"map", "overlay", "raw", "sheet"}, *vals[4] = {out, overlay, raw, sheet};
+        for (int k = 0; k < 4; k++)
             if (vals[k]) {
                 printf(", \"%s\": ", keys[k]);
                 cli_json_string(stdout, vals[k]);
             }
         printf("}\n");
-    } else if (!rc && !quiet) {
+    } else if (!rc && !quiet && !all) {
         fprintf(stderr, "saliency (%s): class %d (%s), score %.4g, p %.4f%s%s\n",
                 cnv_saliency_method_name(p.method), info.class_index, cli_label(&cm, info.class_index),
                 (double)info.score, (double)info.prob, info.layer ? ", layer " : "",
