@@ -14,7 +14,8 @@ static const char usage[] =
     "activation of a layer (or of one channel), from noise or a photo, over\n"
     "octaves of growing size; then a movie in which every frame zooms into the\n"
     "last one and dreams a few steps more. Frames are written as\n"
-    "FRAMES_DIR/frame_0000.png, frame_0001.png, ... (the directory is created).\n"
+    "FRAMES_DIR/frame_0000.png, frame_0001.png, ... (the directory and its\n"
+    "parents are created as needed).\n"
     "\n"
     "options:\n"
     "  -o FRAMES_DIR      output directory\n"
@@ -111,15 +112,32 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
     return 0;
 }
 
+/* mkdir -p: the directory and any missing parents. */
 static int make_dir(const char *dir)
 {
+    if (!*dir)
+        return cli_error("dream: the output directory name is empty");
+    char *path = strdup(dir);
+    if (!path)
+        return cli_error("out of memory");
     struct stat sb;
-    if (mkdir(dir, 0777) == 0)
-        return 0;
-    if (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return 0;
-    return cli_error("cannot create directory '%s': %s", dir,
-                     errno == EEXIST ? "a file of that name exists" : strerror(errno));
+    int rc = 0;
+    for (char *p = path + 1;; p++) {
+        if (*p && *p != '/')
+            continue;
+        char keep = *p;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && !(errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+            rc = cli_error("cannot create directory '%s': %s", path,
+                           errno == EEXIST ? "a file of that name exists" : strerror(errno));
+            break;
+        }
+        *p = keep;
+        if (!keep)
+            break;
+    }
+    free(path);
+    return rc;
 }
 
 int cmd_dream(int argc, char **argv)
