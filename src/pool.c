@@ -250,42 +250,16 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     if (st != CNV_OK)
         return st;
     pool_geom *g = (pool_geom *)c->geom;
-    g->taps = g->kh * g->kw <= MAX_TAPS && g->kh * g->w < INT32_MAX;
+    /* the fast path: small windows and strides, as in most CNNs */
+    g->taps = g->kh * g->kw <= MAX_TAPS && g->sw <= 8 && g->kh * g->w < INT32_MAX;
     for (int64_t k = 0; g->taps && k < g->kh * g->kw; k++)
         g->tap[k] = (int32_t)((k / g->kw) * g->w + k % g->kw);
+    /* its phase runs: kh * sw runs of ow + kw floats at most */
+    *work_size = g->taps ? (size_t)(g->kh * g->sw * (g->ow + g->kw + 1)) * sizeof(float) : 0;
     /* one int32 argmax per output element, kept from forward for backward */
     if (!cnv_mul_size((size_t)cnv_shape_count(&c->out[0]->shape), sizeof(int32_t), state_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "state too large");
-    *work_size = 0;
     return CNV_OK;
-}
-
-/* The first maximum of a window wholly inside the plane, of kh x kw <=
- * MAX_TAPS elements starting at xp[i0], NaN-free: its value is found with
- * compare-and-select (a max instruction) and its position as the lowest
- * set bit of a mask of the elements equal to it, so no branch depends on
- * the data (branches on which element wins mispredict on real
- * activations). Returns -1 when the window holds a NaN: the caller then
- * takes the general path, which lets the first NaN win. */
-static inline int64_t max_window(const float *xp, int64_t i0, int64_t kh, int64_t kw, int64_t w,
-                                 const int32_t *tap)
-{
-    float b = xp[i0];
-    int nan = 0;
-    for (int64_t ki = 0; ki < kh; ki++)
-        for (int64_t kj = 0; kj < kw; kj++) {
-            float v = xp[i0 + ki * w + kj];
-            b = v > b ? v : b;
-            nan |= v != v;
-        }
-    if (nan)
-        return -1;
-    uint32_t mask = 0;
-    int bit = 0;
-    for (int64_t ki = 0; ki < kh; ki++)
-        for (int64_t kj = 0; kj < kw; kj++, bit++)
-            mask |= (uint32_t)(xp[i0 + ki * w + kj] == b) << bit;
-    return i0 + tap[__builtin_ctz(mask)]; /* mask != 0: b is one of the elements */
 }
 
 /* The range [*lo, *hi) of outputs along one axis whose window lies wholly
@@ -322,20 +296,78 @@ static int64_t max_window_general(const pool_geom *g, const float *xp, int64_t o
     return bi;
 }
 
-/* Outputs [lo, hi) of row oh, whose windows lie wholly inside the plane.
- * Inlined with constant kh and kw for the common kernels, so the window
- * loops unroll. */
-static inline void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64_t lo,
-                                 int64_t hi, int64_t kh, int64_t kw, float *y, int32_t *arg,
-                                 int64_t base)
+/* Eight outputs whose window elements t = 0..ntap-1 are src[t][0..7]: the
+ * value and position t of each first maximum (strict >), and whether the
+ * window holds a NaN. Written with masks so that the compiler keeps the
+ * eight in SIMD registers and no branch depends on the data (those
+ * mispredict on real activations). */
+static inline void max8(const float *const *src, int32_t ntap, float *restrict y,
+                        int32_t *restrict arg, int32_t *restrict nan_out)
 {
-    int64_t row0 = (oh * g->sh - g->pt) * g->w - g->pl;
-    for (int64_t ow = lo; ow < hi; ow++) {
-        int64_t bi = max_window(xp, row0 + ow * g->sw, kh, kw, g->w, g->tap);
-        if (bi < 0)
-            bi = max_window_general(g, xp, oh, ow);
-        y[ow] = xp[bi];
-        arg[ow] = (int32_t)(base + bi);
+    float b[8];
+    int32_t k[8], nan[8];
+    for (int j = 0; j < 8; j++) {
+        b[j] = src[0][j];
+        k[j] = 0;
+        nan[j] = -(int32_t)(b[j] != b[j]);
+    }
+    for (int32_t t = 1; t < ntap; t++) {
+        const float *s = src[t];
+        for (int j = 0; j < 8; j++) {
+            float v = s[j];
+            int32_t take = -(int32_t)(v > b[j]);
+            b[j] = v > b[j] ? v : b[j];
+            k[j] = (k[j] & ~take) | (t & take);
+            nan[j] |= -(int32_t)(v != v);
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        y[j] = b[j];
+        arg[j] = k[j];
+        nan_out[j] = nan[j];
+    }
+}
+
+/* Outputs [lo, hi) of row oh, whose windows lie wholly inside the plane.
+ * The window rows are first split by column phase (column mod stride)
+ * into contiguous runs in work, so that window element (ki, kj) of
+ * consecutive outputs is one contiguous run, and then max8 takes eight
+ * outputs at a time. A window holding a NaN is redone by the general
+ * path, where the first NaN wins. */
+static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64_t lo, int64_t hi,
+                          float *y, int32_t *arg, int64_t base, float *work)
+{
+    const int64_t n = hi - lo, sw = g->sw, run = n + (g->kw - 1) / sw + 1;
+    const int64_t start = (oh * g->sh - g->pt) * g->w + lo * sw - g->pl; /* window of output lo */
+    const float *src[MAX_TAPS];
+    for (int64_t ki = 0; ki < g->kh; ki++) {
+        const float *r = xp + start + ki * g->w;
+        float *ph = work + ki * sw * run;
+        for (int64_t p = 0; p < sw; p++)
+            for (int64_t i = 0; i < run && i * sw + p < (n - 1) * sw + g->kw; i++)
+                ph[p * run + i] = r[i * sw + p];
+        for (int64_t kj = 0; kj < g->kw; kj++)
+            src[ki * g->kw + kj] = ph + (kj % sw) * run + kj / sw;
+    }
+    const int32_t ntap = (int32_t)(g->kh * g->kw);
+    for (int64_t i0 = 0; n >= 8 && i0 < n; i0 += 8) {
+        int64_t i = i0 + 8 <= n ? i0 : n - 8; /* a last block overlaps the one before */
+        const float *s8[MAX_TAPS];
+        int32_t k[8], nan[8];
+        for (int32_t t = 0; t < ntap; t++)
+            s8[t] = src[t] + i;
+        max8(s8, ntap, y + lo + i, k, nan);
+        for (int j = 0; j < 8; j++) {
+            int64_t bi = nan[j] ? max_window_general(g, xp, oh, lo + i + j)
+                                : start + (i + j) * sw + g->tap[k[j]];
+            y[lo + i + j] = xp[bi];
+            arg[lo + i + j] = (int32_t)(base + bi);
+        }
+    }
+    for (int64_t i = n >= 8 ? n : 0; i < n; i++) { /* rows of fewer than 8 */
+        int64_t bi = max_window_general(g, xp, oh, lo + i);
+        y[lo + i] = xp[bi];
+        arg[lo + i] = (int32_t)(base + bi);
     }
 }
 
@@ -345,7 +377,7 @@ static inline void max_row_inner(const pool_geom *g, const float *xp, int64_t oh
  * propagates as in PyTorch). An all-NaN or all -inf window thus stores its
  * first in-bounds element. A window without input elements (rejected by
  * plan) would give y = 0 and arg = -1. Windows wholly inside the input
- * (all but a border) take the branch-free max_window. */
+ * (all but a border) take the branch-free max_row_inner. */
 static void maxpool_forward(cnv_op_ctx *c)
 {
     const pool_geom *g = (const pool_geom *)c->geom;
@@ -361,12 +393,8 @@ static void maxpool_forward(cnv_op_ctx *c)
             /* outputs [lo, hi) of this row have their window in bounds */
             int fast = oh >= ih_lo && oh < ih_hi && g->taps;
             int64_t lo = fast ? iw_lo : g->ow, hi = fast ? iw_hi : g->ow;
-            if (g->kh == 3 && g->kw == 3)
-                max_row_inner(g, xp, oh, lo, hi, 3, 3, y, arg, nc * plane);
-            else if (g->kh == 2 && g->kw == 2)
-                max_row_inner(g, xp, oh, lo, hi, 2, 2, y, arg, nc * plane);
-            else
-                max_row_inner(g, xp, oh, lo, hi, g->kh, g->kw, y, arg, nc * plane);
+            if (lo < hi)
+                max_row_inner(g, xp, oh, lo, hi, y, arg, nc * plane, c->work);
             for (int64_t ow = 0; ow < g->ow; ow++) {
                 if (ow >= lo && ow < hi)
                     continue; /* done above */
