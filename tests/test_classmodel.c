@@ -664,6 +664,73 @@ static void squeezenet_class_models(void **state)
     cnv_model_free(m);
 }
 
+/* The shipped Fashion-MNIST model with the default (automatic) parameters:
+ * every class's model, saved as PNG and read back, is that class. */
+static void fashion_class_models(void **state)
+{
+    (void)state;
+    const char *path = "weights/fashion_mnist.onnx";
+    if (access(path, R_OK)) {
+        printf("skipping: %s is absent (make weights trains it)\n", path);
+        skip();
+    }
+    cnv_model *m = NULL;
+    if (cnv_model_load_onnx(path, &m) != CNV_OK)
+        fail_msg("%s", cnv_model_errmsg(m));
+    float mean = 0.0f, sd = 1.0f;
+    assert_int_equal(sscanf(cnv_model_get_meta(m, "cnnviz.mean"), "%f", &mean), 1);
+    assert_int_equal(sscanf(cnv_model_get_meta(m, "cnnviz.std"), "%f", &sd), 1);
+    cnv_session *s;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    int cls[10];
+    for (int i = 0; i < 10; i++)
+        cls[i] = i;
+    enum { ITEM = 28 * 28 };
+    float img[10 * ITEM], prob[10];
+    double t0 = now();
+    if (cnv_classmodel(s, m, &mean, &sd, 10, cls, NULL, img, NULL, prob) != CNV_OK)
+        fail_msg("%s", cnv_session_errmsg(s));
+    double t1 = now();
+    char dir[] = "/tmp/cnv_cmfashion_XXXXXX", file[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    cnv_preprocess pp;
+    cnv_preprocess_init(&pp, 1, 28, 28);
+    pp.mean[0] = mean;
+    pp.std[0] = sd;
+    assert_int_equal(cnv_session_plan(s, 10, 28, 28), CNV_OK);
+    for (int i = 0; i < 10; i++) {
+        cnv_image im = {0}, back = {0};
+        snprintf(file, sizeof file, "%s/%d.png", dir, i);
+        assert_int_equal(
+            cnv_tensor_to_image(img + i * ITEM, 1, 28, 28, &mean, &sd, &im, err, sizeof err),
+            CNV_OK);
+        assert_int_equal(cnv_image_write_png(&im, file, err, sizeof err), CNV_OK);
+        assert_int_equal(cnv_image_load(file, &back, err, sizeof err), CNV_OK);
+        assert_int_equal(
+            cnv_image_to_tensor(&back, &pp, cnv_session_input(s) + i * ITEM, err, sizeof err),
+            CNV_OK);
+        cnv_image_free(&im);
+        cnv_image_free(&back);
+        remove(file);
+    }
+    rmdir(dir);
+    assert_int_equal(cnv_session_forward(s), CNV_OK);
+    float *z;
+    assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+    int ok = 1;
+    for (int i = 0; i < 10; i++) {
+        float pr[10];
+        cnv_softmax(z + i * 10, 10, pr);
+        int top = cnv_argmax(pr, 10);
+        printf("fashion class model %d: saved PNG top-1 %d p %.4f\n", i, top, (double)pr[top]);
+        ok &= top == i && pr[top] >= 0.9f;
+    }
+    printf("10 class models x 300 steps in %.1f s\n", t1 - t0);
+    assert_true(ok);
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +743,7 @@ int main(void)
         cmocka_unit_test(determinism_cancel_frames),
         cmocka_unit_test(errors),
         cmocka_unit_test(cli),
+        cmocka_unit_test(fashion_class_models),
         cmocka_unit_test(squeezenet_class_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

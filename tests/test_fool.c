@@ -473,6 +473,94 @@ static void squeezenet_fool(void **state)
     cnv_model_free(m);
 }
 
+/* The shipped Fashion-MNIST model on its first test images: each fooled
+ * into three other classes within 100 steps (default parameters), the
+ * saved PNG read back as the target. The change is larger than on
+ * SqueezeNet (a few gray levels: 784 values to spread it over), so only
+ * success is required here; docs/FOOLING.md gives the sizes. */
+static void fashion_fool(void **state)
+{
+    (void)state;
+    const char *path = "weights/fashion_mnist.onnx", *data = "/usr/share/datasets/fashion-mnist";
+    cnv_dataset *d = NULL;
+    if (access(path, R_OK) || cnv_mnist_load(data, "t10k", &d) != CNV_OK) {
+        printf("skipping: %s or the Fashion-MNIST test set in %s is absent\n", path, data);
+        cnv_dataset_free(d);
+        skip();
+    }
+    cnv_model *m = NULL;
+    if (cnv_model_load_onnx(path, &m) != CNV_OK)
+        fail_msg("%s", cnv_model_errmsg(m));
+    float mean = 0.0f, sd = 1.0f;
+    assert_int_equal(sscanf(cnv_model_get_meta(m, "cnnviz.mean"), "%f", &mean), 1);
+    assert_int_equal(sscanf(cnv_model_get_meta(m, "cnnviz.std"), "%f", &sd), 1);
+    cnv_session *s;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    enum { ITEM = 28 * 28 };
+    float x[ITEM], fooled[ITEM];
+    cnv_preprocess pp;
+    cnv_preprocess_init(&pp, 1, 28, 28);
+    pp.mean[0] = mean;
+    pp.std[0] = sd;
+    char err[256];
+    int ok = 1, n = 0;
+    double worst = 0.0;
+    for (int i = 0; i < 4; i++) {
+        const uint8_t *px = cnv_dataset_pixels(d) + (size_t)i * ITEM;
+        int label = cnv_dataset_labels(d)[i];
+        for (int j = 0; j < ITEM; j++)
+            x[j] = ((float)px[j] / 255.0f - mean) / sd;
+        for (int k = 1; k <= 3; k++) {
+            int target = (label + 3 * k) % 10;
+            cnv_fool_result r;
+            if (cnv_fool(s, m, &mean, &sd, x, 28, 28, target, NULL, fooled, NULL, NULL, &r) !=
+                CNV_OK)
+                fail_msg("%s", cnv_session_errmsg(s));
+            cnv_image im = {0};
+            assert_int_equal(cnv_tensor_to_image(fooled, 1, 28, 28, &mean, &sd, &im, err, sizeof err),
+                             CNV_OK);
+            assert_int_equal(cnv_session_plan(s, 1, 28, 28), CNV_OK);
+            assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), err, sizeof err),
+                             CNV_OK);
+            cnv_image_free(&im);
+            assert_int_equal(cnv_session_forward(s), CNV_OK);
+            float *z;
+            assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+            int top = cnv_argmax(z, 10);
+            printf("fashion t10k[%d] (label %d, top-1 %d) -> %d: %2d steps, saved top-1 %d, change "
+                   "max %2g mean %.2f\n",
+                   i, label, r.before_class, target, r.iters, top, (double)r.linf,
+                   (double)r.mean_abs);
+            ok &= r.fooled && top == target && r.iters <= 100;
+            worst = fmax(worst, r.mean_abs);
+            n++;
+        }
+    }
+    printf("%d Fashion-MNIST fooling images; mean change at most %.2f gray levels\n", n, worst);
+    assert_true(ok);
+    /* the program on a dataset image, default model */
+    if (!access("bin/cnnviz", X_OK)) {
+        char *out, dir[] = "/tmp/cnv_foolfm_XXXXXX", cmd[512];
+        assert_non_null(mkdtemp(dir));
+        snprintf(cmd, sizeof cmd,
+                 "bin/cnnviz fool --index 0 --target Sneaker -o %s/f.png --json --quiet", dir);
+        assert_int_equal(run(cmd, &out), 0);
+        printf("%s", out);
+        assert_non_null(strstr(out, "\"image\": \"t10k[0]\""));
+        assert_non_null(strstr(out, "\"before\": {\"class\": 9, \"label\": \"Ankle boot\""));
+        assert_non_null(strstr(out, "\"after\": {\"class\": 7, \"label\": \"Sneaker\""));
+        free(out);
+        snprintf(cmd, sizeof cmd, "%s/f.png", dir);
+        remove(cmd);
+        rmdir(dir);
+        snprintf(cmd, sizeof cmd, "bin/cnnviz fool --index 10000 --target 1 -o /tmp/x.png 2>/dev/null");
+        assert_int_equal(run(cmd, NULL), 1);
+    }
+    cnv_dataset_free(d);
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +568,7 @@ int main(void)
         cmocka_unit_test(rounding_is_rechecked),
         cmocka_unit_test(cancel_and_errors),
         cmocka_unit_test(cli),
+        cmocka_unit_test(fashion_fool),
         cmocka_unit_test(squeezenet_fool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

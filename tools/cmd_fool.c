@@ -11,6 +11,7 @@
 
 static const char usage[] =
     "usage: cnnviz fool [-m MODEL] IMAGE --target K|NAME -o FOOLED.png [options]\n"
+    "       cnnviz fool [-m MODEL] --index N [--data DIR] --target K|NAME -o FOOLED.png\n"
     "Changes IMAGE by small normalized gradient steps on the target's raw\n"
     "score until the network's top-1 class is the target, rounds it to 8 bits\n"
     "and checks again (going on if rounding undid it), saves it, and\n"
@@ -19,6 +20,9 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --target K|NAME    the class to reach (index or label)\n"
+    "  --index N          instead of IMAGE, test image N of an IDX dataset\n"
+    "  --data DIR         the dataset for --index (default\n"
+    "                     /usr/share/datasets/fashion-mnist; t10k split)\n"
     "  -o FOOLED.png      the fooling image\n"
     "  --max-iters N      give up after N steps (default 100)\n"
     "  --lr F             L2 length of a step, normalized units (default 1)\n"
@@ -162,6 +166,35 @@ static int top1(cnv_session *s, const cli_model *cm, int *cls, float *prob, floa
     return 0;
 }
 
+/* Test image `index` of the IDX dataset in dir, normalized into x. */
+static int load_dataset_image(const cli_model *cm, const char *dir, int index, int h, int w,
+                              float *x)
+{
+    cnv_dataset *d = NULL;
+    cnv_status st = cnv_mnist_load(dir, "t10k", &d);
+    if (st != CNV_OK) {
+        cli_error("%s", d ? cnv_dataset_errmsg(d) : cnv_status_string(st));
+        cnv_dataset_free(d);
+        return 1;
+    }
+    int c, dh, dw, rc = 0;
+    cnv_dataset_shape(d, &c, &dh, &dw);
+    if (index >= cnv_dataset_count(d))
+        rc = cli_error("--index %d: the dataset has %d test images", index, cnv_dataset_count(d));
+    else if (c != cm->channels || dh != h || dw != w)
+        rc = cli_error("the dataset's %dx%dx%d images do not fit the model's %dx%dx%d input", c, dh,
+                       dw, cm->channels, h, w);
+    else {
+        const uint8_t *px = cnv_dataset_pixels(d) + (size_t)index * c * h * w;
+        size_t plane = (size_t)h * w;
+        for (int k = 0; k < c; k++)
+            for (size_t j = 0; j < plane; j++)
+                x[k * plane + j] = ((float)px[k * plane + j] / 255.0f - cm->mean[k]) / cm->std[k];
+    }
+    cnv_dataset_free(d);
+    return rc;
+}
+
 /* A label's first comma-separated name (in one of two static buffers). */
 static const char *short_label(const cli_model *cm, int k, int slot)
 {
@@ -179,7 +212,8 @@ int cmd_fool(int argc, char **argv)
     cnv_fool_params p = cnv_fool_params_default();
     const char *image = NULL, *target_text = NULL, *out = NULL, *delta = NULL, *summed = NULL;
     const char *original = NULL, *sheet = NULL;
-    int tile = 0;
+    const char *data = "/usr/share/datasets/fashion-mnist";
+    int tile = 0, index = -1;
     cnv_image dl_img = {0}, ds_img = {0};
     int json = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
@@ -215,6 +249,10 @@ int cmd_fool(int argc, char **argv)
             original = v;
         else if (!strcmp(a, "--sheet"))
             sheet = v;
+        else if (!strcmp(a, "--data"))
+            data = v;
+        else if (!strcmp(a, "--index"))
+            bad = cli_parse_int(v, &index) || index < 0;
         else if (!strcmp(a, "--tile"))
             bad = cli_parse_int(v, &tile) || tile < 8 || tile > 4096;
         else if (!strcmp(a, "--max-iters"))
@@ -226,8 +264,12 @@ int cmd_fool(int argc, char **argv)
         if (bad)
             return cli_error("fool: bad value '%s' for %s", v, a), 2;
     }
-    if (!image || !target_text || !out)
-        return cli_error("fool: give IMAGE, --target K|NAME and -o FOOLED.png (see --help)"), 2;
+    if ((!image && index < 0) || !target_text || !out)
+        return cli_error("fool: give IMAGE (or --index N), --target K|NAME and -o FOOLED.png "
+                         "(see --help)"),
+               2;
+    if (image && index >= 0)
+        return cli_error("fool: give IMAGE or --index, not both"), 2;
 
     cli_model cm;
     if (cli_model_open(&mo, &cm))
@@ -246,7 +288,15 @@ int cmd_fool(int argc, char **argv)
         rc = cli_error("out of memory");
         goto done;
     }
-    if (cli_load_input(&cm, image, h, w, x)) {
+    char image_name[64];
+    if (index >= 0) {
+        if (load_dataset_image(&cm, data, index, h, w, x)) {
+            rc = 1;
+            goto done;
+        }
+        snprintf(image_name, sizeof image_name, "t10k[%d]", index);
+        image = image_name;
+    } else if (cli_load_input(&cm, image, h, w, x)) {
         rc = 1;
         goto done;
     }
