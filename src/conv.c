@@ -284,6 +284,47 @@ static void conv_forward(cnv_op_ctx *c)
         }
 }
 
+static int row_is_zero(const float *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (r[i] != 0.0f)
+            return 0;
+    return 1;
+}
+
+/* out (K,P) = w^T dy + beta out, for w (Mg,K) and dy (Mg,P). A row of dy
+ * that is all zero adds nothing, and a backward pass from one class score
+ * leaves all but one row zero in the last convolution of a classifier
+ * (SqueezeNet: 1 of 1000 channels), so when at least half the rows are
+ * zero the product runs over each run of non-zero rows alone. Skipping
+ * them changes nothing unless w holds an infinity or NaN (0 * inf). */
+static void wt_dy(int Mg, int K, int P, const float *w, const float *dy, float beta, float *out)
+{
+    int nz = 0;
+    for (int m = 0; m < Mg && 2 * nz <= Mg; m++)
+        nz += !row_is_zero(dy + (int64_t)m * P, P);
+    if (2 * nz > Mg) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f, w, K, dy, P, beta,
+                    out, P);
+        return;
+    }
+    for (int m = 0; m < Mg;) {
+        if (row_is_zero(dy + (int64_t)m * P, P)) {
+            m++;
+            continue;
+        }
+        int end = m + 1;
+        while (end < Mg && !row_is_zero(dy + (int64_t)end * P, P))
+            end++;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, end - m, 1.0f,
+                    w + (int64_t)m * K, K, dy + (int64_t)m * P, P, beta, out, P);
+        beta = 1.0f;
+        m = end;
+    }
+    if (beta == 0.0f) /* no row at all: the product is zero */
+        memset(out, 0, (size_t)K * (size_t)P * sizeof *out);
+}
+
 /* dx += conv^T(dy, w); dw += dy * im2col(x)^T; db += sum of dy over N,OH,OW */
 static void conv_backward(cnv_op_ctx *c)
 {
@@ -326,12 +367,10 @@ static void conv_backward(cnv_op_ctx *c)
             if (dx) {
                 float *dxg = dx + (n * g->c + gr * cg) * HW;
                 if (g->pointwise) {
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f,
-                                wg, K, dyg, P, cnv_grad_store(c, 0) ? 0.0f : 1.0f, dxg, P);
+                    wt_dy(Mg, K, P, wg, dyg, cnv_grad_store(c, 0) ? 0.0f : 1.0f, dxg);
                 } else {
                     /* the column buffer is free again: dw above is done with it */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f,
-                                wg, K, dyg, P, 0.0f, c->work, P);
+                    wt_dy(Mg, K, P, wg, dyg, 0.0f, c->work);
                     if (cnv_grad_store(c, 0))
                         memset(dxg, 0, (size_t)(cg * HW) * sizeof *dxg);
                     cnv_col2im(&g->ig, c->work, dxg);
