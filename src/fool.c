@@ -94,8 +94,7 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
      * comes from the last image classified (the rounding when rounding
      * undid the change, which steers the next steps to survive it). */
     memcpy(x, image, item * sizeof(float));
-    if (mean || std)
-        cnv_clamp_pixels(x, 1, c, h, w, mean, std);
+    cnv_clamp_pixels(x, 1, c, h, w, mean, std);
     for (int it = 0;; it++) {
         if (it > 0) {
             memcpy(in, x, item * sizeof(float));
