@@ -482,6 +482,68 @@ static void errors(void **state)
     cnv_model_free(m);
 }
 
+/* Every allocation of a run failing in turn (through the allocator hook):
+ * each failure is reported as CNV_ERR_NOMEM (or a plan error) with a
+ * message, never a crash; the sanitizer build checks nothing leaks. */
+static int fail_at, n_allocs;
+static void *failing_malloc(size_t n, void *user)
+{
+    (void)user;
+    return n_allocs++ == fail_at ? NULL : malloc(n);
+}
+static void plain_free(void *p, void *user)
+{
+    (void)user;
+    free(p);
+}
+
+static void allocation_failures(void **state)
+{
+    (void)state;
+    cnv_model *m = sn_build(1, 21);
+    const float mean[2] = {0.5f, 0.4f}, std[2] = {0.25f, 0.3f};
+    const int cls[2] = {4, 7};
+    float img[2 * 2 * 8 * 8], x[2 * 8 * 8], fooled[2 * 8 * 8], last[2 * 8 * 8];
+    cnv_classmodel_params p = cnv_classmodel_params_default();
+    p.iters = 3;
+    p.height = p.width = 8;
+    cnv_fool_params fp = cnv_fool_params_default();
+    fp.max_iters = 3;
+    tu_rng r;
+    tu_rng_init(&r, 2);
+    tu_fill(&r, x, 2 * 8 * 8, -1.0f, 1.0f);
+    cnv_allocator a = {failing_malloc, plain_free, NULL};
+    int failures = 0;
+    for (int which = 0; which < 2; which++) {
+        for (fail_at = 0;; fail_at++) {
+            cnv_session *s = NULL;
+            assert_int_equal(cnv_session_create(m, &s), CNV_OK); /* before the hook */
+            n_allocs = 0;
+            cnv_set_allocator(&a);
+            cnv_status st;
+            if (which == 0)
+                st = cnv_classmodel(s, m, mean, std, 2, cls, &p, img, NULL, NULL);
+            else {
+                cnv_fool_result res;
+                st = cnv_fool(s, m, mean, std, x, 8, 8, 3, &fp, fooled, last, NULL, &res);
+            }
+            cnv_set_allocator(NULL);
+            if (fail_at >= n_allocs) { /* nothing failed: the run is complete */
+                assert_int_equal(st, CNV_OK);
+                cnv_session_free(s);
+                break;
+            }
+            assert_int_not_equal(st, CNV_OK);
+            assert_true(cnv_session_errmsg(s)[0] != 0);
+            failures++;
+            cnv_session_free(s);
+        }
+    }
+    printf("allocation failures injected: %d, each reported\n", failures);
+    assert_true(failures > 4);
+    cnv_model_free(m);
+}
+
 /* ------------------------------------------------------ the program */
 
 static int run(const char *cmd, char **out)
@@ -742,6 +804,7 @@ int main(void)
         cmocka_unit_test(decay_math),
         cmocka_unit_test(determinism_cancel_frames),
         cmocka_unit_test(errors),
+        cmocka_unit_test(allocation_failures),
         cmocka_unit_test(cli),
         cmocka_unit_test(fashion_class_models),
         cmocka_unit_test(squeezenet_class_models),
