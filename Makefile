@@ -136,6 +136,6 @@ demo: all
 	@mkdir -p out
 	bin/cnnviz classmodel --classes 0,1,2,3,4,5,6,7,8,9 --grid out/classmodels.png --tile 112 --quiet
 	bin/cnnviz sample --index 0 -o out/ankle_boot.png
-	bin/cnnviz saliency out/ankle_boot.png -o out/saliency.png --overlay out/saliency_overlay.png
+	bin/cnnviz saliency out/ankle_boot.png --method all --sheet out/saliency.png
 	bin/cnnviz fool out/ankle_boot.png --target Sneaker -o out/fooled.png --sheet out/fooling.png --tile 112 --quiet
 	@echo "demo pictures are in out/"
