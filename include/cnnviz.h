@@ -688,6 +688,8 @@ typedef struct cnv_classmodel_params {
                             16 at 224 and round(16*min(h,w)/224), at least
                             1, at other sizes (default) */
     int clamp;           /* clamp to the valid pixel range (default 1) */
+    int softmax;         /* 1: ascend the softmax probability instead of
+                            the raw score, for comparison (default 0) */
     float init_std;      /* std of the initial noise, normalized (default 1) */
     int height, width;   /* image size; 0: the model's declared size, or
                             its cnnviz.image_size metadata ("HxW") */

@@ -143,8 +143,20 @@ cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean,
          * the image is the same step, since the decay terms are pointwise. */
         memcpy(in, images, total * sizeof(float));
         cnv_roll_nchw(in, n, c, h, w, dy, dx, scratch);
-        if ((st = cnv_session_forward_to(s, score)) != CNV_OK ||
-            (st = cnv_session_backward(s, score, seed)) != CNV_OK)
+        if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
+            goto done;
+        if (p.softmax) {
+            /* dp_c/dz_k = p_c (1[k == c] - p_k): the same backward, seeded
+             * with the softmax's Jacobian row instead of a one-hot */
+            for (int i = 0; i < n; i++) {
+                float *row = seed + (size_t)i * K;
+                cnv_softmax(sc + (size_t)i * K, K, prob);
+                float pc = prob[classes[i]];
+                for (int k = 0; k < K; k++)
+                    row[k] = pc * ((k == classes[i] ? 1.0f : 0.0f) - prob[k]);
+            }
+        }
+        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
             goto done;
         float *g = cnv_session_input_grad(s);
         if (!g) {

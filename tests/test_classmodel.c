@@ -318,6 +318,36 @@ static void decay_math(void **state)
     printf("L1 decay: max |x - stepwise reference| %.3g\n", worst);
     assert_true(worst < 1e-4);
 
+    /* the softmax objective: one step moves along p_c (W_c - sum_k p_k W_k) */
+    p.l1 = 0.0f;
+    p.softmax = 1;
+    p.iters = 1;
+    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
+    worst = 0.0;
+    const double bias[LK] = {0.1, -0.2, 0.3};
+    for (int i = 0; i < 2; i++) {
+        double z[LK], pk[LK], zs = 0.0, mx = -1e30;
+        for (int k = 0; k < LK; k++) {
+            z[k] = bias[k];
+            for (int j = 0; j < 16; j++)
+                z[k] += (double)W[k * 16 + j] * x0[i * 16 + j];
+            mx = fmax(mx, z[k]);
+        }
+        for (int k = 0; k < LK; k++)
+            zs += pk[k] = exp(z[k] - mx);
+        for (int k = 0; k < LK; k++)
+            pk[k] /= zs;
+        for (int j = 0; j < 16; j++) {
+            double gj = 0.0;
+            for (int k = 0; k < LK; k++)
+                gj += pk[cls[i]] * ((k == cls[i]) - pk[k]) * W[k * 16 + j];
+            worst = fmax(worst, fabs(x0[i * 16 + j] + p.lr * gj - x[i * 16 + j]));
+        }
+    }
+    printf("softmax objective: max |x - hand-computed step| %.3g\n", worst);
+    assert_true(worst < 1e-5);
+    p.softmax = 0;
+
     /* normalized step: each step moves each item by exactly lr in L2 */
     p.l1 = 0.0f;
     p.normalize_grad = 1;

@@ -26,6 +26,8 @@ static const char usage[] =
     "  --lr F             step length along g/||g|| (default 25 at 3x224x224,\n"
     "                     scaled by sqrt(values/150528) at other sizes)\n"
     "  --raw-step         step lr*g instead of lr*g/||g||\n"
+    "  --softmax          ascend the softmax probability instead of the raw\n"
+    "                     score (to compare; see docs/CLASS_MODELS.md)\n"
     "  --l2 F             L2 decay weight, lambda*||I||^2 (default 1e-3)\n"
     "  --l1 F             L1 decay weight, lambda*||I||_1 (default 0)\n"
     "  --blur-every N     blur every N steps, 0 never (default 10)\n"
@@ -206,6 +208,8 @@ int cmd_classmodel(int argc, char **argv)
             p.clamp = 0;
         else if (!strcmp(a, "--raw-step"))
             p.normalize_grad = 0;
+        else if (!strcmp(a, "--softmax"))
+            p.softmax = 1;
         else if (!v)
             return cli_error("classmodel: %s needs a value (see --help)", a), 2;
         else if (i++, !strcmp(a, "--class"))
@@ -392,9 +396,11 @@ int cmd_classmodel(int argc, char **argv)
         printf("{\"model\": ");
         cli_json_string(stdout, cm.path);
         printf(", \"iters\": %d, \"lr\": %g, \"l2\": %g, \"l1\": %g, \"blur_every\": %d, "
-               "\"blur_sigma\": %g, \"jitter\": %d, \"seed\": %llu, \"seconds\": %.3f",
+               "\"blur_sigma\": %g, \"jitter\": %d, \"softmax\": %s, \"seed\": %llu, "
+               "\"seconds\": %.3f",
                p.iters, (double)p.lr, (double)p.l2, (double)p.l1, p.blur_every,
-               (double)p.blur_sigma, p.jitter, (unsigned long long)p.seed, secs);
+               (double)p.blur_sigma, p.jitter, p.softmax ? "true" : "false",
+               (unsigned long long)p.seed, secs);
         if (grid)
             printf(", \"grid\": "), cli_json_string(stdout, grid);
         if (gif)
