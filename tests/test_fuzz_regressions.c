@@ -71,10 +71,12 @@ static void test_replay_image(void **state)
     assert_true(n > 0);
 }
 
-/* Found by fuzz_onnx (onnx/conv_int64_bias.onnx): a Conv whose bias
- * initializer is INT64 planned fine, and forward read the float data of an
- * int64 constant (NULL). The same through the builder API, and for the
- * weight and for another op. Planning must refuse them. */
+/* Found by fuzz_onnx (onnx/conv_int64_bias.onnx, conv_int64_weight.onnx):
+ * a Conv whose bias or weight initializer is INT64 planned fine, and
+ * forward read the float data of an int64 constant (NULL): a SIGSEGV in
+ * the release build. Fixed in d99ce19 (Conv/Gemm/BatchNorm plans refuse
+ * INT64 constants). The same through the builder API, for the weight and
+ * for other ops. Planning must refuse them. */
 static void int64_const_case(const char *op, int n_in, const char *const *ins, int bad,
                              const cnv_shape *shapes)
 {
