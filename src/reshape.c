@@ -35,6 +35,9 @@ static cnv_status flatten_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
     (void)state, (void)work;
     const flatten_params *p = c->params;
     const cnv_shape *x = &c->in[0]->shape;
+    cnv_status fst = cnv_need_float_inputs(c, e);
+    if (fst != CNV_OK)
+        return fst;
     int64_t axis = p->axis < 0 ? p->axis + x->ndim : p->axis;
     if (axis < 0 || axis > x->ndim)
         return cnv_fail(e, CNV_ERR_SHAPE, "axis %lld is out of range for rank %d", (long long)p->axis,
@@ -87,6 +90,8 @@ static cnv_status reshape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
     const cnv_shape *x = &c->in[0]->shape;
     const int64_t *want = p->shape;
     int64_t n = p->n_shape;
+    if (c->in[0]->i64) /* forward copies float data; an INT64 constant has none */
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input 0 is an INT64 tensor, a float one is needed");
     if (c->node->n_in >= 2) {
         const cnv_val *s = c->in[1];
         if (!s->is_const || !s->i64)
