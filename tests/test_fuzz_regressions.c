@@ -134,6 +134,67 @@ static void test_int64_constant_as_float_input(void **state)
     int64_const_case("BatchNormalization", 5, bn_in, 3, bn_sh);
 }
 
+/* The same question for every op whose data input is a float: an INT64
+ * constant there must be refused at plan (or build), never read as float
+ * in forward. The model has an unrelated graph input so it can plan. */
+static void test_int64_constant_into_every_op(void **state)
+{
+    (void)state;
+    static const int64_t k2[2] = {2, 2}, pads[8] = {0, 0, 1, 1, 0, 0, 1, 1};
+    cnv_attr kernel = tu_attr_ints("kernel_shape", 2, k2), axis = tu_attr_int("axis", 1);
+    static const struct {
+        const char *op;
+        int n_in;
+        int attr; /* 0 none, 1 kernel_shape, 2 axis */
+    } ops[] = {
+        {"Relu", 1, 0},   {"Identity", 1, 0},          {"Dropout", 1, 0},
+        {"Flatten", 1, 0}, {"Softmax", 1, 0},          {"GlobalAveragePool", 1, 0},
+        {"MaxPool", 1, 1}, {"AveragePool", 1, 1},      {"Concat", 2, 2},
+        {"Reshape", 2, 0}, {"Pad", 2, 0},
+    };
+    cnv_shape xs = tu_shape(2, 1, 3), cs = tu_shape(4, 1, 2, 4, 4), ps = tu_shape(1, 8),
+              rs = tu_shape(1, 2);
+    int64_t cdata[32] = {0}, rshape[2] = {1, 32};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        cnv_model *m = NULL;
+        assert_int_equal(cnv_model_create(&m), CNV_OK);
+        assert_int_equal(cnv_model_add_input(m, "x", &xs), CNV_OK);
+        assert_int_equal(cnv_model_add_const(m, "c", CNV_INT64, &cs, cdata), CNV_OK);
+        const char *ins[2] = {"c", "c"}, *out = "y";
+        if (!strcmp(ops[i].op, "Reshape")) {
+            assert_int_equal(cnv_model_add_const(m, "shape", CNV_INT64, &rs, rshape), CNV_OK);
+            ins[1] = "shape";
+        } else if (!strcmp(ops[i].op, "Pad")) {
+            assert_int_equal(cnv_model_add_const(m, "pads", CNV_INT64, &ps, pads), CNV_OK);
+            ins[1] = "pads";
+        }
+        const cnv_attr *a = ops[i].attr == 1 ? &kernel : ops[i].attr == 2 ? &axis : NULL;
+        cnv_status st = cnv_model_add_node(m, ops[i].op, "n", ops[i].n_in, ins, 1, &out, a ? 1 : 0, a);
+        if (st == CNV_OK)
+            st = cnv_model_add_output(m, "y");
+        if (st != CNV_OK) {
+            printf("  %-18s INT64 constant input: refused at build: %s\n", ops[i].op,
+                   cnv_model_errmsg(m));
+            cnv_model_free(m);
+            continue;
+        }
+        cnv_session *s = NULL;
+        assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+        st = cnv_session_plan_shapes(s, 1, &xs);
+        printf("  %-18s INT64 constant input: plan -> %s: %s\n", ops[i].op, cnv_status_string(st),
+               cnv_session_errmsg(s));
+        if (st == CNV_OK) {
+            /* Forward would read the int64 constant as float (NULL). */
+            print_error("%s planned with an INT64 data input\n", ops[i].op);
+            bad++;
+        }
+        cnv_session_free(s);
+        cnv_model_free(m);
+    }
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_replay_tensor_pb),
         cmocka_unit_test(test_replay_image),
         cmocka_unit_test(test_int64_constant_as_float_input),
+        cmocka_unit_test(test_int64_constant_into_every_op),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
