@@ -666,7 +666,7 @@ typedef int (*cnv_frame_fn)(void *user, int iter, const float *images, int n,
 /* Class model visualization (Simonyan, Vedaldi, Zisserman 2014, "Deep
  * Inside Convolutional Networks", section 2): the image I that maximizes
  * the raw class score S_c(I) - l2 * ||I||^2 - l1 * ||I||_1, found by
- * gradient ascent from small random noise, with the implicit
+ * gradient ascent from random noise, with the implicit
  * regularizers of Yosinski et al. 2015: random jitter, periodic blur and
  * clamping to valid pixels. Each step, per batch item:
  *   roll the image by a random (dy, dx) in [-jitter, jitter]^2,
@@ -720,8 +720,9 @@ CNV_API cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m,
                                   float *images, float *scores, float *probs);
 
 /* Fooling image (Szegedy et al. 2014, "Intriguing properties of neural
- * networks"): the smallest-effort change that makes the network call an
- * image `target`. Gradient ascent on the target's raw score from the real
+ * networks"): a small change that makes the network call an image
+ * `target` (not the smallest: the paper's box-constrained L-BFGS searches
+ * for that). Gradient ascent on the target's raw score from the real
  * image, I += lr * g / ||g||_2, clamped to the pixel range, until the
  * top-1 class is the target; the image is then rounded to 8 bits exactly
  * as cnv_tensor_to_image writes it and classified again, and the ascent
