@@ -223,45 +223,34 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     return CNV_OK;
 }
 
-/* One output row of p values: y += b, and r = max(y, 0) for a fused Relu
- * (NULL if none), in one pass. Blocks of 8 keep it branch-free SIMD (see
- * elementwise.c). */
-static void epilogue(float *restrict y, float *restrict r, float b, int64_t p)
+/* y[0..n) = v, in blocks of 8 so that it is vectorized (see elementwise.c) */
+static void fill(float *restrict y, float v, int64_t n)
 {
     int64_t i = 0;
-    if (r) {
-        for (; i + 8 <= p; i += 8)
-            for (int j = 0; j < 8; j++) {
-                float v = y[i + j] + b;
-                y[i + j] = v;
-                r[i + j] = v < 0.0f ? 0.0f : v;
-            }
-        for (; i < p; i++) {
-            float v = y[i] + b;
-            y[i] = v;
-            r[i] = v < 0.0f ? 0.0f : v;
-        }
-    } else {
-        for (; i + 8 <= p; i += 8)
-            for (int j = 0; j < 8; j++)
-                y[i + j] += b;
-        for (; i < p; i++)
-            y[i] += b;
-    }
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            y[i + j] = v;
+    for (; i < n; i++)
+        y[i] = v;
 }
 
 /* y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M), and
- * relu(y) into the fused Relu's output when the planner fused one. */
+ * relu(y) into the fused Relu's output when the planner fused one. The
+ * bias is written first and the GEMM adds to it (beta = 1): that replaces
+ * both the pass with which the BLAS clears C for beta = 0 and a pass
+ * adding the bias. Each image's ReLU runs while its output is in cache. */
 static void conv_forward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
     const float *x = c->in[0]->data, *w = c->in[1]->data;
     const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
-    float *y = c->out[0]->data;
-    const int64_t HW = g->ig.h * g->ig.w, cg = g->ig.c;
+    const int64_t HW = g->ig.h * g->ig.w, cg = g->ig.c, out_n = g->m * g->p;
     const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
 
     for (int64_t n = 0; n < g->n; n++) {
+        float *y = c->out[0]->data + n * out_n;
+        for (int64_t m = 0; bv && m < g->m; m++)
+            fill(y + m * g->p, bv->data[m], g->p);
         for (int64_t gr = 0; gr < g->group; gr++) {
             const float *xg = x + (n * g->c + gr * cg) * HW;
             const float *col = xg;
@@ -270,18 +259,11 @@ static void conv_forward(cnv_op_ctx *c)
                 col = c->work;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mg, P, K, 1.0f,
-                        w + gr * g->mg * g->k, K, col, P, 0.0f,
-                        y + (n * g->m + gr * g->mg) * g->p, P);
+                        w + gr * g->mg * g->k, K, col, P, bv ? 1.0f : 0.0f, y + gr * g->mg * g->p, P);
         }
+        if (c->fused_relu)
+            cnv_relu(y, c->fused_relu->data + n * out_n, out_n);
     }
-    if (!bv && !c->fused_relu)
-        return;
-    for (int64_t n = 0; n < g->n; n++)
-        for (int64_t m = 0; m < g->m; m++) {
-            int64_t off = (n * g->m + m) * g->p;
-            epilogue(y + off, c->fused_relu ? c->fused_relu->data + off : NULL,
-                     bv ? bv->data[m] : 0.0f, g->p);
-        }
 }
 
 static int row_is_zero(const float *r, int n)

@@ -13,10 +13,11 @@ static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cn
     return CNV_OK;
 }
 
-/* The loops below run over blocks of 8 with restrict pointers: in that
- * form GCC's -O2 vectorizer (its "very cheap" cost model, which will not
- * add run-time alias checks) turns them into SIMD compare-and-mask code
- * with no branch; a plain loop compiled to one branch per element, which
+/* The loops below run over blocks of 8 with restrict pointers, and load
+ * every operand unconditionally: in that form GCC's -O2 vectorizer (its
+ * "very cheap" cost model, which will not add run-time alias checks nor
+ * masked loads) turns them into SIMD compare-and-mask code with no
+ * branch; a plain loop compiled to one branch per element, which
  * mispredicts on the half of the activations that are negative. */
 
 // y = max(x, 0); NaN passes through, as in ONNX and PyTorch.
@@ -44,14 +45,44 @@ static void relu_mask(const float *restrict y, float *restrict g, int64_t n, int
     if (guided) {
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++)
-                g[i + j] = (y[i + j] > 0.0f && g[i + j] > 0.0f) ? g[i + j] : 0.0f;
+{
+                float d = g[i + j];
+                g[i + j] = (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+            }
     } else {
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++)
-                g[i + j] = y[i + j] > 0.0f ? g[i + j] : 0.0f;
+{
+                float d = g[i + j];
+                g[i + j] = y[i + j] > 0.0f ? d : 0.0f;
+            }
     }
     for (; i < n; i++)
         g[i] = (y[i] > 0.0f && (!guided || g[i] > 0.0f)) ? g[i] : 0.0f;
+}
+
+/* dx = dy where y > 0 (and, guided, dy > 0), else 0. */
+static void relu_mask_store(const float *restrict y, const float *restrict dy, float *restrict dx,
+                            int64_t n, int guided)
+{
+    int64_t i = 0;
+    if (guided) {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++)
+{
+                float d = dy[i + j];
+                dx[i + j] = (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+            }
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++)
+{
+                float d = dy[i + j];
+                dx[i + j] = y[i + j] > 0.0f ? d : 0.0f;
+            }
+    }
+    for (; i < n; i++)
+        dx[i] = (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
 }
 
 /* dx += dy where y > 0 (and, guided, dy > 0). */
@@ -62,11 +93,17 @@ static void relu_mask_add(const float *restrict y, const float *restrict dy, flo
     if (guided) {
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++)
-                dx[i + j] += (y[i + j] > 0.0f && dy[i + j] > 0.0f) ? dy[i + j] : 0.0f;
+{
+                float d = dy[i + j];
+                dx[i + j] += (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+            }
     } else {
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++)
-                dx[i + j] += y[i + j] > 0.0f ? dy[i + j] : 0.0f;
+{
+                float d = dy[i + j];
+                dx[i + j] += y[i + j] > 0.0f ? d : 0.0f;
+            }
     }
     for (; i < n; i++)
         dx[i] += (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
@@ -82,10 +119,10 @@ static void relu_backward(cnv_op_ctx *c)
     float *dx = c->in[0]->grad;
     int64_t n = c->out[0]->count;
     int guided = c->opts->relu_mode == CNV_RELU_GUIDED;
-    if (cnv_grad_store(c, 0)) {
-        if (dx != dy)
-            memcpy(dx, dy, (size_t)n * sizeof *dx);
+    if (cnv_grad_store(c, 0) && dx == dy) {
         relu_mask(y, dx, n, guided);
+    } else if (cnv_grad_store(c, 0)) {
+        relu_mask_store(y, dy, dx, n, guided);
     } else {
         relu_mask_add(y, dy, dx, n, guided);
     }

@@ -343,9 +343,14 @@ static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64
     for (int64_t ki = 0; ki < g->kh; ki++) {
         const float *r = xp + start + ki * g->w;
         float *ph = work + ki * sw * run;
-        for (int64_t p = 0; p < sw; p++)
-            for (int64_t i = 0; i < run && i * sw + p < (n - 1) * sw + g->kw; i++)
-                ph[p * run + i] = r[i * sw + p];
+        for (int64_t p = 0; p < sw && p < g->kw; p++) {
+            /* columns p, p + sw, ... up to the last one a window reads */
+            int64_t cnt = ((n - 1) * sw + g->kw - 1 - p) / sw + 1;
+            float *dst = ph + p * run;
+            const float *col = r + p;
+            for (int64_t i = 0; i < cnt; i++)
+                dst[i] = col[i * sw];
+        }
         for (int64_t kj = 0; kj < g->kw; kj++)
             src[ki * g->kw + kj] = ph + (kj % sw) * run + kj / sw;
     }

@@ -465,6 +465,82 @@ static void test_maxpool_ties_nan_inf(void **state)
     assert_true(tot == (double)(oh * ow));
 }
 
+/* ------------------------------- the vectorized interior path, exactly */
+
+/* The first maximum of window (oh, ow) of plane xp, clipped, a NaN winning
+ * (the first one): the rule MaxPool documents, spelled out naively. */
+static int ref_argmax(const float *xp, int H, int W, pspec p, int oh, int ow)
+{
+    int best = -1;
+    for (int i = oh * p.sh - p.pt; i < oh * p.sh - p.pt + p.kh; i++)
+        for (int j = ow * p.sw - p.pl; j < ow * p.sw - p.pl + p.kw; j++) {
+            if (i < 0 || i >= H || j < 0 || j >= W)
+                continue;
+            float v = xp[i * W + j];
+            if (best < 0 || (isnan(v) && !isnan(xp[best])) || (!isnan(xp[best]) && v > xp[best]))
+                best = i * W + j;
+        }
+    return best;
+}
+
+/* Rows wide enough for the eight-at-a-time path and its overlapping tail,
+ * values on a coarse grid (many ties, signed zeros), a few NaN and -inf:
+ * y and, through backward with distinct seeds, every argmax must equal
+ * the naive rule exactly. */
+static void test_maxpool_wide_exact(void **state)
+{
+    (void)state;
+    static const pspec specs[] = {
+        /* kh kw sh sw pt pl pb pr ceil cip */
+        {3, 3, 2, 2, 0, 0, 0, 0, 1, 0}, /* SqueezeNet */
+        {2, 2, 2, 2, 0, 0, 0, 0, 0, 0},
+        {3, 3, 1, 1, 1, 1, 1, 1, 0, 0},
+        {1, 3, 1, 4, 0, 0, 0, 0, 0, 0}, /* stride wider than the window */
+        {5, 4, 2, 3, 2, 1, 0, 2, 1, 0},
+        {2, 1, 2, 1, 0, 0, 0, 0, 0, 0},
+    };
+    enum { NC = 3, H = 11, W = 61 };
+    static float x[NC * H * W], seed[NC * H * W], y[NC * H * W], dx[NC * H * W], want[NC * H * W];
+    tu_rng rng;
+    tu_rng_init(&rng, 99);
+    for (int i = 0; i < NC * H * W; i++) {
+        float u = tu_uniform(&rng, 0.0f, 1.0f);
+        x[i] = (float)(int)(u * 7.0f) - 3.0f;     /* -3..3: ties everywhere */
+        if (x[i] == 0.0f && (i & 1))
+            x[i] = -0.0f;
+        if (u < 0.01f)
+            x[i] = NAN;
+        else if (u > 0.995f)
+            x[i] = -INFINITY;
+    }
+    int checked = 0;
+    for (size_t t = 0; t < sizeof specs / sizeof specs[0]; t++) {
+        pspec p = specs[t];
+        int OH = ref_out(H, p.kh, p.sh, p.pt, p.pb, p.ceil), OW = ref_out(W, p.kw, p.sw, p.pl, p.pr, p.ceil);
+        for (int i = 0; i < NC * OH * OW; i++)
+            seed[i] = (float)(i + 1);
+        cnv_attr a[6];
+        int64_t k[2], s[2], pads[4];
+        int na = n_pool_attrs(p, 1, a, k, s, pads);
+        run_grad("MaxPool", tu_shape(4, 1, NC, H, W), x, na, a, seed, y, dx);
+        memset(want, 0, sizeof want);
+        for (int c = 0; c < NC; c++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    int o = (c * OH + oh) * OW + ow;
+                    int bi = ref_argmax(x + c * H * W, H, W, p, oh, ow);
+                    float v = x[c * H * W + bi];
+                    assert_true(isnan(v) ? isnan(y[o]) : memcmp(&y[o], &v, sizeof v) == 0);
+                    want[c * H * W + bi] += seed[o];
+                    checked++;
+                }
+        for (int i = 0; i < NC * H * W; i++)
+            assert_true(dx[i] == want[i]);
+    }
+    printf("MaxPool wide rows with ties/NaN/-inf: %d outputs and argmaxes exact over %zu configs\n",
+           checked, sizeof specs / sizeof specs[0]);
+}
+
 /* ------------------------------------------------------ GlobalAveragePool */
 
 static void test_gap(void **state)
@@ -585,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_maxpool_fd),
         cmocka_unit_test(test_avgpool_fd),
         cmocka_unit_test(test_maxpool_ties_nan_inf),
+        cmocka_unit_test(test_maxpool_wide_exact),
         cmocka_unit_test(test_gap),
         cmocka_unit_test(test_pool_errors),
     };
