@@ -731,13 +731,17 @@ typedef struct cnv_fool_params {
     int max_iters;            /* gradient steps at most (default 100) */
     float lr;                 /* L2 length of a step, normalized units
                                  (default 1) */
+    float min_prob;           /* go on until the target also has at least
+                                 this probability, in [0,1) (default 0:
+                                 stop as soon as it is top-1) */
     cnv_progress_fn progress; /* may be NULL */
     void *user;
 } cnv_fool_params;
 CNV_API cnv_fool_params cnv_fool_params_default(void);
 
 typedef struct cnv_fool_result {
-    int fooled;         /* the 8-bit result's top-1 class is the target */
+    int fooled;         /* the 8-bit result's top-1 class is the target,
+                           with at least min_prob */
     int iters;          /* gradient steps taken */
     int before_class;   /* top-1 of the original, and its probability */
     float before_prob;

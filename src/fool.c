@@ -44,9 +44,11 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
                         r ? "ok" : "NULL", h, w);
     memset(r, 0, sizeof *r);
     cnv_fool_params p = pp ? *pp : cnv_fool_params_default();
-    if (p.max_iters < 0 || !isfinite(p.lr) || !(p.lr > 0.0f))
-        return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: max_iters %d (>= 0), lr %g (> 0)",
-                        p.max_iters, (double)p.lr);
+    if (p.max_iters < 0 || !isfinite(p.lr) || !(p.lr > 0.0f) || !(p.min_prob >= 0.0f) ||
+        !(p.min_prob < 1.0f))
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "fool: max_iters %d (>= 0), lr %g (> 0), min_prob %g (0 <= p < 1)",
+                        p.max_iters, (double)p.lr, (double)p.min_prob);
     int c, mh, mw;
     cnv_status st = cnv_viz_input_geom(m, &c, &mh, &mw, err);
     if (st != CNV_OK)
@@ -101,7 +103,7 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
             if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
                 goto done;
         }
-        if (top == target || it == p.max_iters) {
+        if ((top == target && ptarget >= p.min_prob) || it == p.max_iters) {
             memcpy(fooled, x, item * sizeof(float));
             cnv_quantize_pixels(fooled, 1, c, h, w, mean, std);
             memcpy(in, fooled, item * sizeof(float));
@@ -111,7 +113,7 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
             r->after_prob = ptop;
             r->target_prob = ptarget;
             r->iters = it;
-            if (top == target) {
+            if (top == target && ptarget >= p.min_prob) {
                 r->fooled = 1;
                 break;
             }

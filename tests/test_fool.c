@@ -136,8 +136,20 @@ static void linear_fool(void **state)
            0.5 / 255.0 / STD);
     assert_true(worst <= 0.5 / 255.0 / STD + 1e-5);
     /* deterministic */
+    int iters0 = r.iters;
     assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r), CNV_OK);
     assert_memory_equal(again, fooled, sizeof fooled);
+    /* min_prob: more steps, until the rounded image gives the target 0.95 */
+    p.min_prob = 0.95f;
+    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r), CNV_OK);
+    printf("linear: min_prob 0.95 reached after %d steps (p %.3f) instead of %d\n", r.iters,
+           (double)r.target_prob, iters0);
+    assert_int_equal(r.fooled, 1);
+    assert_true(r.target_prob >= 0.95f && r.iters > iters0);
+    assert_int_equal(classify_bytes(s, again, out), 2);
+    p.min_prob = 1.0f;
+    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r),
+                     CNV_ERR_INVALID_ARG);
     cnv_session_free(s);
     cnv_model_free(m);
 }

@@ -26,6 +26,8 @@ static const char usage[] =
     "  -o FOOLED.png      the fooling image\n"
     "  --max-iters N      give up after N steps (default 100)\n"
     "  --lr F             L2 length of a step, normalized units (default 1)\n"
+    "  --min-prob P       go on until the target has probability >= P (default 0:\n"
+    "                     stop as soon as it is the top-1 class)\n"
     "  --delta D.png      the last step, magnified (gray 128 = no change; the\n"
     "                     99th percentile of magnitudes reaches 0 or 255)\n"
     "  --summed S.png     the sum of all steps, magnified likewise\n"
@@ -259,6 +261,8 @@ int cmd_fool(int argc, char **argv)
             bad = cli_parse_int(v, &p.max_iters) || p.max_iters < 0;
         else if (!strcmp(a, "--lr"))
             bad = cli_parse_float(v, &p.lr) || !(p.lr > 0);
+        else if (!strcmp(a, "--min-prob"))
+            bad = cli_parse_float(v, &p.min_prob) || !(p.min_prob >= 0) || !(p.min_prob < 1);
         else
             return cli_error("fool: unknown option '%s' (see --help)", a), 2;
         if (bad)
@@ -351,7 +355,7 @@ int cmd_fool(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    int ok = saved_cls == target;
+    int ok = saved_cls == target && saved_pt >= p.min_prob;
     if (sheet) {
         char l0[96], l1[96], l2[64], l3[64];
         snprintf(l0, sizeof l0, "%s %.0f%%", short_label(&cm, r.before_class, 0),
@@ -374,9 +378,9 @@ int cmd_fool(int argc, char **argv)
         cli_json_string(stdout, out);
         printf(", \"target\": {\"class\": %d, \"label\": ", target);
         cli_json_string(stdout, cli_label(&cm, target));
-        printf("}, \"fooled\": %s, \"iters\": %d, \"lr\": %g, \"seconds\": %.3f",
-               ok ? "true" : "false",
-               r.iters, (double)p.lr, secs);
+        printf("}, \"fooled\": %s, \"iters\": %d, \"lr\": %g, \"min_prob\": %g, "
+               "\"seconds\": %.3f",
+               ok ? "true" : "false", r.iters, (double)p.lr, (double)p.min_prob, secs);
         printf(", \"before\": {\"class\": %d, \"label\": ", r.before_class);
         cli_json_string(stdout, cli_label(&cm, r.before_class));
         printf(", \"probability\": %.6g}", (double)r.before_prob);
@@ -414,9 +418,10 @@ int cmd_fool(int argc, char **argv)
             printf("sheet: %s\n", sheet);
     }
     if (!ok)
-        rc = cli_error("fool: the saved image is classified as %d (%s), not the target %d after "
-                       "%d steps (try --max-iters or --lr)",
-                       saved_cls, cli_label(&cm, saved_cls), target, r.iters);
+        rc = cli_error("fool: the saved image is classified as %d (%s, p = %.4f); the target %d "
+                       "has p = %.4f after %d steps (try --max-iters or --lr)",
+                       saved_cls, cli_label(&cm, saved_cls), (double)saved_p, target,
+                       (double)saved_pt, r.iters);
 done:
     cnv_image_free(&dl_img);
     cnv_image_free(&ds_img);
