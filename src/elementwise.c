@@ -8,7 +8,9 @@
 
 static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
 {
-    (void)state, (void)work, (void)e;
+    (void)state, (void)work;
+    if (c->in[0]->i64) /* forward reads float data; an INT64 constant has none */
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input 0 is an INT64 tensor, a float one is needed");
     c->out[0]->shape = c->in[0]->shape;
     return CNV_OK;
 }
