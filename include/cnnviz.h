@@ -200,6 +200,12 @@ CNV_API const char *cnv_model_node_input(const cnv_model *m, int i, int k);
 CNV_API int cnv_model_node_input_count(const cnv_model *m, int i);
 CNV_API int cnv_model_has_tensor(const cnv_model *m, const char *name);
 
+/* The tensor of raw class scores (logits): the input of a final Softmax or
+ * LogSoftmax node, else the first graph output; NULL without outputs. The
+ * visualizations ascend and differentiate this tensor, never the
+ * probabilities. Owned by m. */
+CNV_API const char *cnv_model_score_tensor(const cnv_model *m);
+
 /* A float constant's data, writable (for trainers), and its shape. */
 CNV_API cnv_status cnv_model_param(cnv_model *m, const char *name,
                                    float **data, cnv_shape *shape);

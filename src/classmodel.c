@@ -65,7 +65,7 @@ cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean,
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
-    cnv_err *err = cnv_viz_err(s);
+    cnv_err *err = cnv_session_err(s);
     if (!m || !classes || !images || n <= 0)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "classmodel: model %s, classes %s, images %s, n %d", m ? "ok" : "NULL",
@@ -89,7 +89,7 @@ cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean,
         if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
             return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: std[%d] is %g", k,
                             (double)std[k]);
-    const char *score = cnv_viz_score_tensor(m);
+    const char *score = cnv_model_score_tensor(m);
     if (!score)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: the model has no output");
     if ((st = cnv_session_plan(s, n, h, w)) != CNV_OK)

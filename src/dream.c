@@ -185,7 +185,7 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
-    cnv_err *err = cnv_viz_err(s);
+    cnv_err *err = cnv_session_err(s);
     if (!m)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "dream: no model");
     cnv_dream_params p = pp ? *pp : cnv_dream_params_default();

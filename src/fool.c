@@ -36,7 +36,7 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
-    cnv_err *err = cnv_viz_err(s);
+    cnv_err *err = cnv_session_err(s);
     if (!m || !image || !fooled || !r || h <= 0 || w <= 0)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "fool: model %s, image %s, fooled %s, result %s, size %dx%d",
@@ -56,7 +56,7 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
     for (int k = 0; k < c; k++)
         if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
             return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: std[%d] is %g", k, (double)std[k]);
-    const char *score = cnv_viz_score_tensor(m);
+    const char *score = cnv_model_score_tensor(m);
     if (!score)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: the model has no output");
     if ((st = cnv_session_plan(s, 1, h, w)) != CNV_OK)

@@ -53,6 +53,10 @@ struct cnv_model {
 /* Index of the tensor with this name, or -1. */
 int cnv_model_find(const cnv_model *m, const char *name);
 
+/* The session's message buffer, for library code built on sessions (the
+ * visualizations) to report through cnv_session_errmsg. NULL for NULL. */
+cnv_err *cnv_session_err(cnv_session *s);
+
 /* ---- attribute access for op parse functions ----
  * Each returns CNV_OK and the default when the attribute is absent, and an
  * error naming the node when it is present with the wrong type. */

@@ -553,6 +553,20 @@ int cnv_model_node_input_count(const cnv_model *m, int i)
     return m && i >= 0 && i < m->n_nodes ? m->nodes[i].n_in : 0;
 }
 
+const char *cnv_model_score_tensor(const cnv_model *m)
+{
+    if (!m || m->n_outputs < 1)
+        return NULL;
+    int t = m->outputs[0], p = m->tensors[t].producer;
+    if (p >= 0) {
+        const cnv_node *n = &m->nodes[p];
+        if ((!strcmp(n->op_type, "Softmax") || !strcmp(n->op_type, "LogSoftmax")) && n->n_in >= 1 &&
+            n->in[0] >= 0)
+            return m->tensors[n->in[0]].name;
+    }
+    return m->tensors[t].name;
+}
+
 int cnv_model_param_count(const cnv_model *m)
 {
     int n = 0;

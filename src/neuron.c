@@ -253,7 +253,7 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
-    cnv_err *err = cnv_viz_err(s);
+    cnv_err *err = cnv_session_err(s);
     if (!m || n < 1 || !channels || !images)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "neuron: needs a model, n >= 1 (got %d) channels and an output buffer", n);

@@ -332,7 +332,7 @@ cnv_status cnv_saliency(cnv_session *s, const cnv_model *m, const float *image, 
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
-    cnv_err *err = cnv_viz_err(s);
+    cnv_err *err = cnv_session_err(s);
     if (!m || !image || !map || h < 1 || w < 1)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "saliency: needs a model, an image of at least 1x1 (got %dx%d) and a map", h, w);
@@ -343,7 +343,7 @@ cnv_status cnv_saliency(cnv_session *s, const cnv_model *m, const float *image, 
     int c, dh, dw;
     if ((st = cnv_viz_input_geom(m, &c, &dh, &dw, err)) != CNV_OK)
         return st;
-    const char *score = p.score ? p.score : cnv_viz_score_tensor(m);
+    const char *score = p.score ? p.score : cnv_model_score_tensor(m);
     int score_t = score ? cnv_model_find(m, score) : -1;
     if (score_t < 0)
         return cnv_fail(err, CNV_ERR_NOT_FOUND, "saliency: no score tensor '%s'",

@@ -105,6 +105,11 @@ void cnv_session_free(cnv_session *s)
     cnv_free(s);
 }
 
+cnv_err *cnv_session_err(cnv_session *s)
+{
+    return s ? &s->err : NULL;
+}
+
 const char *cnv_session_errmsg(const cnv_session *s)
 {
     return s ? s->err.msg : "no session (NULL handle)";
@@ -140,6 +145,10 @@ static cnv_status check_input_shapes(cnv_session *s, int n, const cnv_shape *sha
         const cnv_tensor_def *t = &m->tensors[m->inputs[i]];
         const cnv_shape *g = &shapes[i];
         char want[128], got[128];
+        for (int d = 0; g->ndim == t->shape.ndim && d < g->ndim; d++)
+            if (g->dims[d] == 0)
+                return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED,
+                                "input '%s': dimension %d is 0; empty tensors are not supported", t->name, d);
         for (int d = 0; g->ndim == t->shape.ndim && d < g->ndim; d++)
             if (g->dims[d] == 0)
                 return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED,

@@ -5,7 +5,7 @@
 #ifndef CNV_VIZ_H
 #define CNV_VIZ_H
 
-#include "base.h"
+#include "graph.h"
 
 /* ------------------------------------------------------------------ RNG */
 
@@ -78,15 +78,6 @@ void cnv_seed_channel_mean(float *seed, int n, int c, int h, int w, const int *c
 
 /* ------------------------------------------------------ session helpers */
 
-/* The session's own message buffer, so a visualization reports failures
- * through cnv_session_errmsg like the session does. NULL for a NULL s. */
-cnv_err *cnv_viz_err(cnv_session *s);
-
-/* The model's raw class-score tensor: its first output, or, when that
- * output is made by a Softmax (or LogSoftmax), the Softmax's input, since
- * the visualizations ascend unnormalized scores. Owned by m. NULL when the
- * model has no output. */
-const char *cnv_viz_score_tensor(const cnv_model *m);
 
 /* Geometry of the image input: channels, and the declared height and width,
  * or where the model leaves them open, its "cnnviz.image_size" metadata

@@ -239,31 +239,6 @@ void cnv_seed_channel_mean(float *seed, int n, int c, int h, int w, const int *c
 
 /* ------------------------------------------------------ session helpers */
 
-cnv_err *cnv_viz_err(cnv_session *s)
-{
-    /* cnv_session_errmsg returns the msg array of the session's cnv_err,
-     * whose only member it is, so its address is the cnv_err's. This keeps
-     * the session struct private to session.c. */
-    if (!s)
-        return NULL;
-    return (cnv_err *)(void *)(char *)cnv_session_errmsg(s);
-}
-
-const char *cnv_viz_score_tensor(const cnv_model *m)
-{
-    if (!m || m->n_outputs < 1)
-        return NULL;
-    int t = m->outputs[0];
-    int p = m->tensors[t].producer;
-    if (p >= 0) {
-        const cnv_node *nd = &m->nodes[p];
-        if ((!strcmp(nd->op_type, "Softmax") || !strcmp(nd->op_type, "LogSoftmax")) &&
-            nd->n_in >= 1 && nd->in[0] >= 0)
-            return m->tensors[nd->in[0]].name;
-    }
-    return m->tensors[t].name;
-}
-
 cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_err *err)
 {
     if (!m || m->n_inputs < 1)

@@ -271,7 +271,7 @@ static void decay_math(void **state)
     (void)state;
     float W[LK * 16];
     cnv_model *m = linear_model(W, 1); /* ends in Softmax: the raw score is used */
-    assert_string_equal(cnv_viz_score_tensor(m), "logits");
+    assert_string_equal(cnv_model_score_tensor(m), "logits");
     cnv_session *s;
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
     cnv_classmodel_params p = cnv_classmodel_params_default();

@@ -282,7 +282,7 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         cli_model_close(out);
         return 1;
     }
-    out->output = cnv_model_output_name(m, 0);
+    out->output = cnv_model_score_tensor(m); /* raw scores, even after a final Softmax */
     out->channels = (int)in.dims[1];
     out->height = in.dims[2] > 0 ? (int)in.dims[2] : 224;
     out->width = in.dims[3] > 0 ? (int)in.dims[3] : 224;

@@ -33,7 +33,7 @@ typedef struct cli_model {
     float mean[3], std[3];
     char **labels;
     int n_labels;
-    const char *output; /* name of the class-score tensor */
+    const char *output; /* the raw class-score tensor (cnv_model_score_tensor) */
 } cli_model;
 
 /* Loads the model (default: weights/fashion_mnist.onnx, looked up in

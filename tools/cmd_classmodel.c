@@ -1,6 +1,7 @@
 /* cnnviz classmodel: class model visualization (Simonyan et al. 2014),
  * one class or several in one batched run, with a contact sheet and an
  * animation, each result re-classified from its saved file. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,18 +116,6 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
     cnv_image_free(&sheet);
     r->gif_st = st;
     return st != CNV_OK;
-}
-
-/* Whether the model's output tensor is already a softmax (then it holds
- * probabilities, and applying softmax again would flatten them). */
-static int output_is_softmax(const cli_model *cm)
-{
-    for (int i = cnv_model_node_count(cm->model) - 1; i >= 0; i--) {
-        const char *o = cnv_model_node_output(cm->model, i);
-        if (o && !strcmp(o, cm->output))
-            return !strcmp(cnv_model_node_op(cm->model, i), "Softmax");
-    }
-    return 0;
 }
 
 /* "a,b,c" of class indices or names. */
@@ -382,14 +371,16 @@ int cmd_classmodel(int argc, char **argv)
     }
     int K = (int)(cnv_shape_count(&ysh) / n);
     for (int i = 0; i < n; i++) {
-        float *row = sc + (size_t)i * K;
-        if (!output_is_softmax(&cm))
-            cli_softmax(row, row, K);
+        const float *row = sc + (size_t)i * K; /* raw scores */
         top[i] = 0;
         for (int k = 1; k < K; k++)
             if (row[k] > row[top[i]])
                 top[i] = k;
-        ptop[i] = row[top[i]];
+        /* the softmax probability of the top class, without a buffer */
+        double z = 0.0;
+        for (int k = 0; k < K; k++)
+            z += exp((double)row[k] - row[top[i]]);
+        ptop[i] = (float)(1.0 / z);
     }
 
     if (json) {

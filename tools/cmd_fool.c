@@ -128,18 +128,6 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Whether the model's output tensor is already a softmax (then it holds
- * probabilities, and applying softmax again would flatten them). */
-static int output_is_softmax(const cli_model *cm)
-{
-    for (int i = cnv_model_node_count(cm->model) - 1; i >= 0; i--) {
-        const char *o = cnv_model_node_output(cm->model, i);
-        if (o && !strcmp(o, cm->output))
-            return !strcmp(cnv_model_node_op(cm->model, i), "Softmax");
-    }
-    return 0;
-}
-
 /* Top-1 of the session's planned single image. */
 static int top1(cnv_session *s, const cli_model *cm, int *cls, float *prob, float *ptarget,
                 int target)
@@ -153,10 +141,7 @@ static int top1(cnv_session *s, const cli_model *cm, int *cls, float *prob, floa
     float *p = malloc((size_t)K * sizeof *p);
     if (!p)
         return cli_error("out of memory");
-    if (output_is_softmax(cm))
-        memcpy(p, sc, (size_t)K * sizeof *p);
-    else
-        cli_softmax(sc, p, K);
+    cli_softmax(sc, p, K); /* cm->output holds raw scores */
     int b = 0;
     for (int k = 1; k < K; k++)
         if (p[k] > p[b])
