@@ -365,12 +365,14 @@ static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64
         for (int32_t t = 0; t < ntap; t++)
             s8[t] = src[t] + i;
         max8(s8, ntap, y + lo + i, k, nan);
-        for (int j = 0; j < 8; j++) {
-            int64_t bi = nan[j] ? max_window_general(g, xp, oh, lo + i + j)
-                                : start + (i + j) * sw + g->tap[k[j]];
-            y[lo + i + j] = xp[bi];
-            arg[lo + i + j] = (int32_t)(base + bi);
-        }
+        for (int j = 0; j < 8; j++)
+            arg[lo + i + j] = (int32_t)(base + start + (i + j) * sw + g->tap[k[j]]);
+        for (int j = 0; j < 8; j++)
+            if (nan[j]) { /* rare: the first NaN wins */
+                int64_t bi = max_window_general(g, xp, oh, lo + i + j);
+                y[lo + i + j] = xp[bi];
+                arg[lo + i + j] = (int32_t)(base + bi);
+            }
     }
     for (int64_t i = n >= 8 ? n : 0; i < n; i++) { /* rows of fewer than 8 */
         int64_t bi = max_window_general(g, xp, oh, lo + i);
