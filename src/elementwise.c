@@ -40,29 +40,6 @@ static void relu_forward(cnv_op_ctx *c)
     cnv_relu(c->in[0]->data, c->out[0]->data, c->out[0]->count);
 }
 
-/* g = g where y > 0 (and, guided, g > 0), else 0: in place. */
-static void relu_mask(const float *restrict y, float *restrict g, int64_t n, int guided)
-{
-    int64_t i = 0;
-    if (guided) {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-{
-                float d = g[i + j];
-                g[i + j] = (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
-            }
-    } else {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-{
-                float d = g[i + j];
-                g[i + j] = y[i + j] > 0.0f ? d : 0.0f;
-            }
-    }
-    for (; i < n; i++)
-        g[i] = (y[i] > 0.0f && (!guided || g[i] > 0.0f)) ? g[i] : 0.0f;
-}
-
 /* dx = dy where y > 0 (and, guided, dy > 0), else 0. */
 static void relu_mask_store(const float *restrict y, const float *restrict dy, float *restrict dx,
                             int64_t n, int guided)
@@ -113,17 +90,14 @@ static void relu_mask_add(const float *restrict y, const float *restrict dy, flo
 
 // dx += dy where y > 0. At x == 0 exactly the gradient is 0 (the
 // subgradient PyTorch also picks). Guided mode also drops negative dy.
-// With grad_store, dx is overwritten instead, in place when the planner
-// gave dx and dy one buffer.
+// With grad_store, dx is overwritten instead.
 static void relu_backward(cnv_op_ctx *c)
 {
     const float *y = c->out[0]->data, *dy = c->out[0]->grad;
     float *dx = c->in[0]->grad;
     int64_t n = c->out[0]->count;
     int guided = c->opts->relu_mode == CNV_RELU_GUIDED;
-    if (cnv_grad_store(c, 0) && dx == dy) {
-        relu_mask(y, dx, n, guided);
-    } else if (cnv_grad_store(c, 0)) {
+    if (cnv_grad_store(c, 0)) {
         relu_mask_store(y, dy, dx, n, guided);
     } else {
         relu_mask_add(y, dy, dx, n, guided);
@@ -132,7 +106,7 @@ static void relu_backward(cnv_op_ctx *c)
 
 const cnv_op cnv_op_relu = {
     .type = "Relu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-    .flags = CNV_OP_GRAD_STORE | CNV_OP_GRAD_INPLACE,
+    .flags = CNV_OP_GRAD_STORE,
     .plan = same_shape_plan, .forward = relu_forward, .backward = relu_backward,
 };
 
@@ -143,7 +117,7 @@ static void copy_forward(cnv_op_ctx *c)
     memcpy(c->out[0]->data, c->in[0]->data, (size_t)c->out[0]->count * sizeof(float));
 }
 
-/* dx += dy, or dx = dy with grad_store (nothing to do in place). */
+/* dx += dy, or dx = dy with grad_store. */
 static void copy_backward(cnv_op_ctx *c)
 {
     cnv_grad_pass(c->out[0]->grad, c->in[0]->grad, c->out[0]->count, cnv_grad_store(c, 0));
@@ -171,7 +145,7 @@ void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n)
 
 const cnv_op cnv_op_identity = {
     .type = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-    .flags = CNV_OP_GRAD_STORE | CNV_OP_GRAD_INPLACE,
+    .flags = CNV_OP_GRAD_STORE,
     .plan = same_shape_plan, .forward = copy_forward, .backward = copy_backward,
 };
 

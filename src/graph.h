@@ -138,11 +138,6 @@ static inline cnv_status cnv_need_float_inputs(const cnv_op_ctx *c, cnv_err *e)
 enum {
     /* backward honours cnv_op_ctx.grad_store */
     CNV_OP_GRAD_STORE = 1,
-    /* out[0] has in[0]'s element count and backward maps out[0]->grad to
-     * in[0]->grad element by element (other inputs take no gradient):
-     * with grad_store set it may run in place (in[0]->grad ==
-     * out[0]->grad), so the planner may give both one buffer */
-    CNV_OP_GRAD_INPLACE = 2,
 };
 
 struct cnv_op {
@@ -173,7 +168,8 @@ struct cnv_op {
 void cnv_relu(const float *restrict x, float *restrict y, int64_t n);
 /* dst += src */
 void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n);
-/* dx += dy, or dx = dy when store (nothing when dx == dy) */
+/* dx += dy, or dx = dy when store (nothing when dx == dy: a Concat input
+ * the planner placed inside the Concat's output gradient) */
 void cnv_grad_pass(const float *dy, float *dx, int64_t n, int store);
 
 /* Concat (concat.c): 1 when input k of a planned Concat is one contiguous

@@ -9,8 +9,7 @@ static void copy_forward(cnv_op_ctx *c)
     memcpy(c->out[0]->data, c->in[0]->data, (size_t)c->out[0]->count * sizeof(float));
 }
 
-/* dx += dy, or dx = dy with grad_store (nothing when the planner gave
- * both one buffer). */
+/* dx += dy, or dx = dy with grad_store. */
 static void copy_backward(cnv_op_ctx *c)
 {
     cnv_grad_pass(c->out[0]->grad, c->in[0]->grad, c->out[0]->count, cnv_grad_store(c, 0));
@@ -55,7 +54,7 @@ static cnv_status flatten_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
 const cnv_op cnv_op_flatten = {
     .type = "Flatten", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .params_size = sizeof(flatten_params),
-    .flags = CNV_OP_GRAD_STORE | CNV_OP_GRAD_INPLACE,
+    .flags = CNV_OP_GRAD_STORE,
     .parse = flatten_parse, .plan = flatten_plan, .forward = copy_forward, .backward = copy_backward,
 };
 
@@ -145,6 +144,6 @@ static cnv_status reshape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
 const cnv_op cnv_op_reshape = {
     .type = "Reshape", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
     .params_size = sizeof(reshape_params),
-    .flags = CNV_OP_GRAD_STORE | CNV_OP_GRAD_INPLACE,
+    .flags = CNV_OP_GRAD_STORE,
     .parse = reshape_parse, .plan = reshape_plan, .forward = copy_forward, .backward = copy_backward,
 };
