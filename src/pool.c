@@ -299,20 +299,18 @@ static int64_t max_window_general(const pool_geom *g, const float *xp, int64_t o
     return bi;
 }
 
-/* Eight outputs whose window elements t = 0..ntap-1 are src[t][0..7]: the
- * value and position t of each first maximum (strict >), and whether the
- * window holds a NaN. Written with masks so that the compiler keeps the
- * eight in SIMD registers and no branch depends on the data (those
- * mispredict on real activations). */
+/* Eight NaN-free windows whose elements t = 0..ntap-1 are src[t][0..7]:
+ * the value and position t of each first maximum (strict >). Written with
+ * masks so that the compiler keeps the eight in SIMD registers and no
+ * branch depends on the data (those mispredict on real activations). */
 static inline void max8(const float *const *src, int32_t ntap, float *restrict y,
-                        int32_t *restrict arg, int32_t *restrict nan_out)
+                        int32_t *restrict arg)
 {
     float b[8];
-    int32_t k[8], nan[8];
+    int32_t k[8];
     for (int j = 0; j < 8; j++) {
         b[j] = src[0][j];
         k[j] = 0;
-        nan[j] = -(int32_t)(b[j] != b[j]);
     }
     for (int32_t t = 1; t < ntap; t++) {
         const float *s = src[t];
@@ -321,22 +319,35 @@ static inline void max8(const float *const *src, int32_t ntap, float *restrict y
             int32_t take = -(int32_t)(v > b[j]);
             b[j] = v > b[j] ? v : b[j];
             k[j] = (k[j] & ~take) | (t & take);
-            nan[j] |= -(int32_t)(v != v);
         }
     }
     for (int j = 0; j < 8; j++) {
         y[j] = b[j];
         arg[j] = k[j];
-        nan_out[j] = nan[j];
     }
 }
 
-/* Outputs [lo, hi) of row oh, whose windows lie wholly inside the plane.
- * The window rows are first split by column phase (column mod stride)
- * into contiguous runs in work, so that window element (ki, kj) of
- * consecutive outputs is one contiguous run, and then max8 takes eight
- * outputs at a time. A window holding a NaN is redone by the general
- * path, where the first NaN wins. */
+/* 1 when the plane holds a NaN (its windows then take the general path,
+ * where the first NaN wins). */
+static int has_nan(const float *restrict x, int64_t n)
+{
+    int32_t any[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            any[j] |= -(int32_t)(x[i + j] != x[i + j]);
+    for (; i < n; i++)
+        any[0] |= x[i] != x[i];
+    for (int j = 1; j < 8; j++)
+        any[0] |= any[j];
+    return any[0] != 0;
+}
+
+/* Outputs [lo, hi) of row oh of a NaN-free plane, whose windows lie
+ * wholly inside the plane. The window rows are first split by column
+ * phase (column mod stride) into contiguous runs in work, so that window
+ * element (ki, kj) of consecutive outputs is one contiguous run, and then
+ * max8 takes eight outputs at a time. */
 static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64_t lo, int64_t hi,
                           float *y, int32_t *arg, int64_t base, float *work)
 {
@@ -361,18 +372,12 @@ static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64
     for (int64_t i0 = 0; n >= 8 && i0 < n; i0 += 8) {
         int64_t i = i0 + 8 <= n ? i0 : n - 8; /* a last block overlaps the one before */
         const float *s8[MAX_TAPS];
-        int32_t k[8], nan[8];
+        int32_t k[8];
         for (int32_t t = 0; t < ntap; t++)
             s8[t] = src[t] + i;
-        max8(s8, ntap, y + lo + i, k, nan);
+        max8(s8, ntap, y + lo + i, k);
         for (int j = 0; j < 8; j++)
             arg[lo + i + j] = (int32_t)(base + start + (i + j) * sw + g->tap[k[j]]);
-        for (int j = 0; j < 8; j++)
-            if (nan[j]) { /* rare: the first NaN wins */
-                int64_t bi = max_window_general(g, xp, oh, lo + i + j);
-                y[lo + i + j] = xp[bi];
-                arg[lo + i + j] = (int32_t)(base + bi);
-            }
     }
     for (int64_t i = n >= 8 ? n : 0; i < n; i++) { /* rows of fewer than 8 */
         int64_t bi = max_window_general(g, xp, oh, lo + i);
@@ -386,8 +391,9 @@ static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64
  * order, except that a NaN wins over numbers (the first NaN, so NaN
  * propagates as in PyTorch). An all-NaN or all -inf window thus stores its
  * first in-bounds element. A window without input elements (rejected by
- * plan) would give y = 0 and arg = -1. Windows wholly inside the input
- * (all but a border) take the branch-free max_row_inner. */
+ * plan) would give y = 0 and arg = -1. In a plane without NaN, windows
+ * wholly inside the input (all but a border) take the branch-free
+ * max_row_inner. */
 static void maxpool_forward(cnv_op_ctx *c)
 {
     const pool_geom *g = (const pool_geom *)c->geom;
@@ -397,11 +403,12 @@ static void maxpool_forward(cnv_op_ctx *c)
     inner_range(g->oh, g->sh, g->pt, g->kh, g->h, &ih_lo, &ih_hi);
     for (int64_t nc = 0; nc < g->nc; nc++) {
         const float *xp = x + nc * plane;
+        int no_nan = g->taps && !has_nan(xp, plane);
         for (int64_t oh = 0; oh < g->oh; oh++) {
             float *y = c->out[0]->data + (nc * g->oh + oh) * g->ow;
             int32_t *arg = (int32_t *)c->state + (nc * g->oh + oh) * g->ow;
             /* outputs [lo, hi) of this row have their window in bounds */
-            int fast = oh >= ih_lo && oh < ih_hi && g->taps;
+            int fast = oh >= ih_lo && oh < ih_hi && no_nan;
             int64_t lo = fast ? iw_lo : g->ow, hi = fast ? iw_hi : g->ow;
             if (lo < hi)
                 max_row_inner(g, xp, oh, lo, hi, y, arg, nc * plane, c->work);
