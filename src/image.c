@@ -186,6 +186,56 @@ cnv_status cnv_tmpfile_commit(cnv_tmpfile *t, char *buf, size_t len)
 
 /* --------------------------------------------------------------- loading */
 
+/* Debian's stb_image 2.27 does not check that a JPEG Huffman table (DHT)
+ * declares at most 256 codes, and then writes past its tables (found by
+ * fuzz/fuzz_image.c; docs/SECURITY.md). Before stb sees a JPEG, its marker
+ * segments are walked and every DHT table's 16 code counts summed the way
+ * stb reads them: from the bytes that follow, even past the segment's end,
+ * and as zeros past the file's end. A sum over 256 refuses the file (its
+ * value goes to *codes); anything else malformed is left to stb. */
+static int jpeg_huffman_tables_ok(const unsigned char *d, size_t n, long *codes)
+{
+    if (n < 4 || d[0] != 0xFF || d[1] != 0xD8)
+        return 1; /* not a JPEG */
+    size_t p = 2;
+    while (p + 4 <= n) {
+        unsigned m = d[p + 1];
+        /* Entropy-coded data, stuffed bytes (FF 00), fill bytes and the
+         * markers without a length (RSTn, TEM) are stepped over; the next
+         * segment starts at the next FF that begins a real marker. */
+        if (d[p] != 0xFF || m == 0xFF) {
+            p++;
+            continue;
+        }
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+            p += 2;
+            continue;
+        }
+        if (m == 0xD9)
+            return 1; /* end of image */
+        size_t seg = (size_t)d[p + 2] << 8 | d[p + 3]; /* counts its own 2 bytes */
+        if (seg < 2)
+            return 1; /* stb refuses it */
+        if (m == 0xC4) {
+            size_t end = p + 2 + seg; /* may lie past n */
+            for (size_t q = p + 4; q < end && q < n;) {
+                long total = 0;
+                for (size_t i = 1; i <= 16; i++)
+                    total += q + i < n ? d[q + i] : 0;
+                if (total > 256) {
+                    *codes = total;
+                    return 0;
+                }
+                q += 17 + (size_t)total;
+            }
+        }
+        if (seg > n - p - 2)
+            return 1; /* truncated: stb refuses it */
+        p += 2 + seg;
+    }
+    return 1;
+}
+
 static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                          char *buf, size_t len)
 {
@@ -208,6 +258,10 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                    "%ld in all accepted", (unsigned)pw, (unsigned)ph,
                                    CNV_IMAGE_MAX_SIDE, (long)CNV_IMAGE_MAX_PIXELS);
     }
+    long codes;
+    if (!jpeg_huffman_tables_ok(data, size, &codes))
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                               "corrupt JPEG: a Huffman table declares %ld codes (at most 256)", codes);
     if (!stbi_info_from_memory(data, (int)size, &w, &h, &comp))
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
                                "not a readable image (%s); PNG, JPEG, BMP, GIF, TGA, PSD, "

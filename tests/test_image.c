@@ -665,6 +665,29 @@ static void test_resize_never_aborts(void **state)
     printf("  %d shrinking resizes, none aborted\n", calls + 1);
 }
 
+/* A JPEG Huffman table (DHT) declaring more than 256 codes makes Debian's
+ * stb_image 2.27 write past its tables: the library refuses it first, also
+ * when the table is cut by the end of the segment or the file. */
+static void test_jpeg_huffman_overflow(void **state)
+{
+    (void)state;
+    char err[256];
+    /* SOI, then DHT: length 2 + 17, class 0 id 0, counts 255 + 2 = 257 */
+    unsigned char jpg[23] = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00, 255, 2};
+    cnv_image out = {0};
+    assert_int_equal(cnv_image_load_memory(jpg, sizeof jpg, &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "257 codes"));
+    assert_zeroed(&out);
+    /* the same counts in a segment cut by the file's end */
+    assert_int_equal(cnv_image_load_memory(jpg, 9, &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "Huffman"));
+    /* 256 codes is the legal maximum: left to stb (which refuses this
+     * otherwise empty file for other reasons) */
+    jpg[8] = 1;
+    assert_int_equal(cnv_image_load_memory(jpg, sizeof jpg, &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_null(strstr(err, "Huffman"));
+}
+
 /* ---------------------------------------------------------------- maps */
 
 static void test_maps(void **state)
@@ -1096,6 +1119,7 @@ int main(void)
         cmocka_unit_test(test_tensor_to_image_clamps),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_resize_never_aborts),
+        cmocka_unit_test(test_jpeg_huffman_overflow),
         cmocka_unit_test(test_maps),
         cmocka_unit_test(test_write_failures),
         cmocka_unit_test(test_gif),
