@@ -236,6 +236,34 @@ static int jpeg_huffman_tables_ok(const unsigned char *d, size_t n, long *codes)
     return 1;
 }
 
+/* stb_image 2.27 reads a binary PNM's width, height and maximum value
+ * into an int with no overflow check (undefined behaviour on a long digit
+ * string; found by fuzzing). Those three numbers may have at most 9 digits
+ * here, which is far above every limit the decoder then applies. Returns 0
+ * when the file must be refused. */
+static int pnm_header_ok(const unsigned char *d, size_t n)
+{
+    if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6'))
+        return 1; /* not a PNM that stb reads */
+    size_t p = 2;
+    for (int k = 0; k < 3; k++) {
+        for (;;) { /* white space and # comments, as stb skips them */
+            while (p < n && strchr(" \t\n\v\f\r", d[p]) && d[p])
+                p++;
+            if (p >= n || d[p] != '#')
+                break;
+            while (p < n && d[p] != '\n' && d[p] != '\r')
+                p++;
+        }
+        size_t digits = 0;
+        while (p < n && d[p] >= '0' && d[p] <= '9')
+            p++, digits++;
+        if (digits > 9)
+            return 0;
+    }
+    return 1;
+}
+
 static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                          char *buf, size_t len)
 {
@@ -258,6 +286,8 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                    "%ld in all accepted", (unsigned)pw, (unsigned)ph,
                                    CNV_IMAGE_MAX_SIDE, (long)CNV_IMAGE_MAX_PIXELS);
     }
+    if (!pnm_header_ok(data, size))
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "corrupt PNM: a header number has more than 9 digits");
     long codes;
     if (!jpeg_huffman_tables_ok(data, size, &codes))
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,

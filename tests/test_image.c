@@ -688,6 +688,26 @@ static void test_jpeg_huffman_overflow(void **state)
     assert_null(strstr(err, "Huffman"));
 }
 
+/* stb_image 2.27 overflows an int on a long PNM header number: refused
+ * first; ordinary PNMs still load. */
+static void test_pnm_long_numbers(void **state)
+{
+    (void)state;
+    char err[256];
+    cnv_image out = {0};
+    const char *bad = "P6 # comment\n33333333333333333333 13 255\n";
+    assert_int_equal(cnv_image_load_memory(bad, strlen(bad), &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "9 digits"));
+    const char *bad_max = "P5 2 1 0000000000255\n";
+    assert_int_equal(cnv_image_load_memory(bad_max, strlen(bad_max), &out, err, sizeof err), CNV_ERR_FORMAT);
+    unsigned char good[] = "P5\n# a 2x1 gray image\n2 1\n255\n\x10\x20";
+    assert_int_equal(cnv_image_load_memory(good, sizeof good - 1, &out, err, sizeof err), CNV_OK);
+    assert_int_equal(out.width, 2);
+    assert_int_equal(out.data[0], 0x10);
+    assert_int_equal(out.data[1], 0x20);
+    cnv_image_free(&out);
+}
+
 /* ---------------------------------------------------------------- maps */
 
 static void test_maps(void **state)
@@ -1120,6 +1140,7 @@ int main(void)
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_resize_never_aborts),
         cmocka_unit_test(test_jpeg_huffman_overflow),
+        cmocka_unit_test(test_pnm_long_numbers),
         cmocka_unit_test(test_maps),
         cmocka_unit_test(test_write_failures),
         cmocka_unit_test(test_gif),
