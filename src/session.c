@@ -149,10 +149,6 @@ static cnv_status check_input_shapes(cnv_session *s, int n, const cnv_shape *sha
             if (g->dims[d] == 0)
                 return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED,
                                 "input '%s': dimension %d is 0; empty tensors are not supported", t->name, d);
-        for (int d = 0; g->ndim == t->shape.ndim && d < g->ndim; d++)
-            if (g->dims[d] == 0)
-                return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED,
-                                "input '%s': dimension %d is 0; empty tensors are not supported", t->name, d);
         int ok = g->ndim == t->shape.ndim;
         for (int d = 0; ok && d < g->ndim; d++)
             ok = g->dims[d] >= 1 && (t->shape.dims[d] == -1 || t->shape.dims[d] == g->dims[d]);
