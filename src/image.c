@@ -236,6 +236,32 @@ static int jpeg_huffman_tables_ok(const unsigned char *d, size_t n, long *codes)
     return 1;
 }
 
+/* stb_image 2.27 does pointer arithmetic on NULL (undefined behaviour,
+ * found by fuzzing) when a PNG's IDAT chunks hold no bytes at all; such a
+ * file has no pixels, so it is refused first. Chunks are walked by their
+ * lengths up to IEND or the end of the data; returns 0 to refuse. */
+static int png_has_image_data(const unsigned char *d, size_t n)
+{
+    static const unsigned char sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+    if (n < 8 || memcmp(d, sig, 8))
+        return 1; /* not a PNG */
+    size_t p = 8;
+    uint64_t idat = 0;
+    int seen = 0;
+    while (n - p >= 12) {
+        uint32_t len = (uint32_t)d[p] << 24 | (uint32_t)d[p + 1] << 16 | (uint32_t)d[p + 2] << 8 | d[p + 3];
+        const unsigned char *type = d + p + 4;
+        if (!memcmp(type, "IDAT", 4)) {
+            seen = 1;
+            idat += len;
+        }
+        if (!memcmp(type, "IEND", 4) || len > n - p - 12)
+            break; /* the end, or a chunk cut short: stb judges the rest */
+        p += 12 + (size_t)len;
+    }
+    return !seen || idat > 0; /* no IDAT at all: stb says so itself */
+}
+
 /* stb_image 2.27 reads a binary PNM's width, height and maximum value
  * into an int with no overflow check (undefined behaviour on a long digit
  * string; found by fuzzing). Those three numbers may have at most 9 digits
@@ -286,6 +312,8 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                    "%ld in all accepted", (unsigned)pw, (unsigned)ph,
                                    CNV_IMAGE_MAX_SIDE, (long)CNV_IMAGE_MAX_PIXELS);
     }
+    if (!png_has_image_data(data, size))
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "corrupt PNG: its IDAT chunks hold no image data");
     if (!pnm_header_ok(data, size))
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "corrupt PNM: a header number has more than 9 digits");
     long codes;

@@ -708,6 +708,26 @@ static void test_pnm_long_numbers(void **state)
     cnv_image_free(&out);
 }
 
+/* A PNG whose IDAT chunks are all empty makes stb_image 2.27 do pointer
+ * arithmetic on NULL: refused first, with its own message. */
+static void test_png_empty_idat(void **state)
+{
+    (void)state;
+    char err[256];
+    cnv_image out = {0};
+    FILE *f = fopen("tests/fuzz_regressions/image/stb_png_empty_idat.png", "rb");
+    if (!f) {
+        printf("  skipped: run from the repository root\n");
+        skip();
+    }
+    unsigned char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(cnv_image_load_memory(buf, n, &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "IDAT"));
+    assert_zeroed(&out);
+}
+
 /* ---------------------------------------------------------------- maps */
 
 static void test_maps(void **state)
@@ -1141,6 +1161,7 @@ int main(void)
         cmocka_unit_test(test_resize_never_aborts),
         cmocka_unit_test(test_jpeg_huffman_overflow),
         cmocka_unit_test(test_pnm_long_numbers),
+        cmocka_unit_test(test_png_empty_idat),
         cmocka_unit_test(test_maps),
         cmocka_unit_test(test_write_failures),
         cmocka_unit_test(test_gif),
