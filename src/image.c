@@ -192,12 +192,17 @@ cnv_status cnv_tmpfile_commit(cnv_tmpfile *t, char *buf, size_t len)
  * segments are walked and every DHT table's 16 code counts summed the way
  * stb reads them: from the bytes that follow, even past the segment's end,
  * and as zeros past the file's end. A sum over 256 refuses the file (its
- * value goes to *codes); anything else malformed is left to stb. */
+ * value goes to *codes), and so does a scan that uses a table no DHT
+ * defined (*codes = -1); anything else malformed is left to stb. */
 static int jpeg_huffman_tables_ok(const unsigned char *d, size_t n, long *codes)
 {
     if (n < 4 || d[0] != 0xFF || d[1] != 0xD8)
         return 1; /* not a JPEG */
     size_t p = 2;
+    /* Tables defined so far, [class: 0 DC, 1 AC][id]: stb decodes a scan
+     * with whatever its uninitialized table memory holds when the scan
+     * names a table no DHT defined (a wild read, found by fuzzing). */
+    unsigned char defined[2][4] = {{0}};
     while (p + 4 <= n) {
         unsigned m = d[p + 1];
         /* Entropy-coded data, stuffed bytes (FF 00), fill bytes and the
@@ -226,7 +231,25 @@ static int jpeg_huffman_tables_ok(const unsigned char *d, size_t n, long *codes)
                     *codes = total;
                     return 0;
                 }
+                if ((d[q] >> 4) <= 1 && (d[q] & 15) <= 3)
+                    defined[d[q] >> 4][d[q] & 15] = 1;
                 q += 17 + (size_t)total;
+            }
+        }
+        if (m == 0xDA && seg >= 3 && seg <= n - p - 2) {
+            /* SOS: Ns, then (component, DC table << 4 | AC table) per
+             * component, then Ss, Se, Ah|Al. A DC scan (Ss = 0) needs its
+             * DC tables, a scan with Se > 0 its AC tables. */
+            size_t ns = d[p + 4];
+            if (seg >= 6 + 2 * ns) {
+                unsigned ss = d[p + 5 + 2 * ns], se = d[p + 6 + 2 * ns];
+                for (size_t i = 0; i < ns; i++) {
+                    unsigned t = d[p + 6 + 2 * i], dc = t >> 4, ac = t & 15;
+                    if ((ss == 0 && (dc > 3 || !defined[0][dc])) || (se > 0 && (ac > 3 || !defined[1][ac]))) {
+                        *codes = -1;
+                        return 0;
+                    }
+                }
             }
         }
         if (seg > n - p - 2)
@@ -317,9 +340,13 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
     if (!pnm_header_ok(data, size))
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "corrupt PNM: a header number has more than 9 digits");
     long codes;
-    if (!jpeg_huffman_tables_ok(data, size, &codes))
+    if (!jpeg_huffman_tables_ok(data, size, &codes)) {
+        if (codes < 0)
+            return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                                   "corrupt JPEG: a scan uses a Huffman table that was never defined");
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
                                "corrupt JPEG: a Huffman table declares %ld codes (at most 256)", codes);
+    }
     if (!stbi_info_from_memory(data, (int)size, &w, &h, &comp))
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
                                "not a readable image (%s); PNG, JPEG, BMP, GIF, TGA, PSD, "

@@ -681,6 +681,13 @@ static void test_jpeg_huffman_overflow(void **state)
     /* the same counts in a segment cut by the file's end */
     assert_int_equal(cnv_image_load_memory(jpg, 9, &out, err, sizeof err), CNV_ERR_FORMAT);
     assert_non_null(strstr(err, "Huffman"));
+    /* a scan using an AC table no DHT defined (stb would decode it with
+     * uninitialized table memory) */
+    unsigned char scan[] = {0xFF, 0xD8,
+                            0xFF, 0xC4, 0x00, 0x14, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                            0xFF, 0xDA, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0};
+    assert_int_equal(cnv_image_load_memory(scan, sizeof scan, &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "never defined"));
     /* 256 codes is the legal maximum: left to stb (which refuses this
      * otherwise empty file for other reasons) */
     jpg[8] = 1;
