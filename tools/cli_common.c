@@ -407,3 +407,23 @@ int cli_save_input_png(const cli_model *m, const float *chw, int height, int wid
     cnv_image_free(&img);
     return st == CNV_OK ? 0 : cli_error("%s", err);
 }
+
+/* img enlarged k times, each pixel a k x k block (small models' 28-pixel
+ * frames are too small to look at). */
+cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen)
+{
+    if (k <= 1)
+        return CNV_OK;
+    cnv_image big = {0};
+    cnv_status st = cnv_image_create(img->width * k, img->height * k, img->channels, &big, err, errlen);
+    if (st != CNV_OK)
+        return st;
+    int c = img->channels;
+    for (int y = 0; y < big.height; y++)
+        for (int x = 0; x < big.width; x++)
+            memcpy(big.data + ((size_t)y * big.width + x) * c,
+                   img->data + ((size_t)(y / k) * img->width + x / k) * c, (size_t)c);
+    cnv_image_free(img);
+    *img = big;
+    return CNV_OK;
+}

@@ -55,6 +55,10 @@ int cli_load_input(const cli_model *m, const char *path, int height, int width, 
 /* Writes a normalized CHW tensor as an 8-bit PNG. */
 int cli_save_input_png(const cli_model *m, const float *chw, int height, int width, const char *path);
 
+/* img enlarged k times in place, each pixel a k x k block (28-pixel
+ * frames of small models are too small to look at); k <= 1 leaves it. */
+cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen);
+
 /* Softmax of n scores into p (may alias). */
 void cli_softmax(const float *z, float *p, int n);
 

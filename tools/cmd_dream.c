@@ -53,26 +53,6 @@ typedef struct dream_ctx {
     char err[512];
 } dream_ctx;
 
-/* img enlarged k times, each pixel a k x k block (small models' 28-pixel
- * frames are too small to look at). */
-static cnv_status upscale(cnv_image *img, int k, char *err, size_t errlen)
-{
-    if (k <= 1)
-        return CNV_OK;
-    cnv_image big = {0};
-    cnv_status st = cnv_image_create(img->width * k, img->height * k, img->channels, &big, err, errlen);
-    if (st != CNV_OK)
-        return st;
-    int c = img->channels;
-    for (int y = 0; y < big.height; y++)
-        for (int x = 0; x < big.width; x++)
-            memcpy(big.data + ((size_t)y * big.width + x) * c,
-                   img->data + ((size_t)(y / k) * img->width + x / k) * c, (size_t)c);
-    cnv_image_free(img);
-    *img = big;
-    return CNV_OK;
-}
-
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
     (void)prob;
@@ -96,7 +76,7 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
         snprintf(path, len, "%s/frame_%04d.png", d->dir, iter);
         st = cnv_tensor_to_image(images, c, h, w, d->cm->mean, d->cm->std, &img, d->err, sizeof d->err);
         if (st == CNV_OK)
-            st = upscale(&img, d->upscale, d->err, sizeof d->err);
+            st = cli_upscale_image(&img, d->upscale, d->err, sizeof d->err);
         if (st == CNV_OK)
             st = cnv_image_write_png(&img, path, d->err, sizeof d->err);
         if (st == CNV_OK && d->gif && (st = cnv_gif_writer_add_frame(d->gif, &img)) != CNV_OK)

@@ -37,26 +37,6 @@ static const char usage[] =
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
 
-/* img enlarged k times, each pixel a k x k block (small models' 28-pixel
- * frames are too small to look at). */
-static cnv_status upscale(cnv_image *img, int k, char *err, size_t errlen)
-{
-    if (k <= 1)
-        return CNV_OK;
-    cnv_image big = {0};
-    cnv_status st = cnv_image_create(img->width * k, img->height * k, img->channels, &big, err, errlen);
-    if (st != CNV_OK)
-        return st;
-    int c = img->channels;
-    for (int y = 0; y < big.height; y++)
-        for (int x = 0; x < big.width; x++)
-            memcpy(big.data + ((size_t)y * big.width + x) * c,
-                   img->data + ((size_t)(y / k) * img->width + x / k) * c, (size_t)c);
-    cnv_image_free(img);
-    *img = big;
-    return CNV_OK;
-}
-
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
     (void)user;
@@ -177,7 +157,7 @@ int cmd_neuron(int argc, char **argv)
     if (!rc) {
         cnv_image png = {0};
         if (cnv_tensor_to_image(img, c, h, w, cm.mean, cm.std, &png, err, sizeof err) != CNV_OK ||
-            upscale(&png, up, err, sizeof err) != CNV_OK || cnv_image_write_png(&png, out, err, sizeof err) != CNV_OK)
+            cli_upscale_image(&png, up, err, sizeof err) != CNV_OK || cnv_image_write_png(&png, out, err, sizeof err) != CNV_OK)
             rc = cli_error("%s", err);
         cnv_image_free(&png);
     }
