@@ -94,7 +94,12 @@ typedef struct cnv_allocator {
 } cnv_allocator;
 CNV_API void cnv_set_allocator(const cnv_allocator *a);
 
-/* Threads used by GEMM and the library's own loops; 0 means all cores. */
+/* Threads each session uses for its GEMMs and loops; 0 means all cores.
+ * Before the first call a session uses one thread of its own, and GEMMs
+ * run on OpenBLAS's default threads. A session with more than one thread
+ * splits each GEMM itself, so this (and cnv_session_set_threads above 1)
+ * also sets OpenBLAS to one thread, process-wide: OpenBLAS has no
+ * per-call setting. Takes effect at a session's next plan. */
 CNV_API void cnv_set_threads(int n);
 
 /* ---------------------------------------------------------------- shapes */
@@ -234,6 +239,15 @@ CNV_API cnv_status cnv_session_set_param_grads(cnv_session *s, int on);
  * dy > 0 (guided backpropagation, Springenberg et al. 2015). */
 typedef enum cnv_relu_mode { CNV_RELU_GRAD = 0, CNV_RELU_GUIDED = 1 } cnv_relu_mode;
 CNV_API cnv_status cnv_session_set_relu_mode(cnv_session *s, cnv_relu_mode mode);
+
+/* Threads this session splits its work over: n >= 1, or 0 (the default)
+ * for the process-wide cnv_set_threads setting. The session starts them
+ * at its next plan and stops them when freed; they run only inside this
+ * session's calls and never take signals. Results are deterministic for a
+ * given thread count; different counts may differ in the last bits (the
+ * GEMMs are split differently). A session planned in a parent process
+ * still works in a child after fork(), on the calling thread alone. */
+CNV_API cnv_status cnv_session_set_threads(cnv_session *s, int n);
 
 /* Plans for an image model's single 4-D input of shape n x C x h x w (C as
  * the model declares it). Planning allocates every buffer; forward and

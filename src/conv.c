@@ -2,8 +2,6 @@
  * pads and auto_pad, as im2col + GEMM per image and group; its backward. */
 #include <string.h>
 
-#include <cblas.h>
-
 #include "graph.h"
 #include "im2col.h"
 
@@ -27,6 +25,8 @@ typedef struct conv_geom {
     int64_t group, mg;  /* groups, output channels per group */
     int64_t k, p;       /* GEMM inner size (C/group*kh*kw), output pixels */
     int pointwise;      /* 1x1, stride 1, no pad: the input is the column matrix */
+    int by_unit;        /* threads take whole (image, group) units, each with
+                           its own column matrix, instead of splitting each */
 } conv_geom;
 
 _Static_assert(sizeof(conv_geom) <= CNV_GEOM_SIZE, "conv_geom must fit in geom");
@@ -217,9 +217,16 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     g->pointwise = kh == 1 && kw == 1 && sh == 1 && sww == 1 &&
                    pt == 0 && pl == 0 && pb == 0 && pr == 0;
 
+    /* Many small units (a batch, depthwise groups) split evenly as they
+     * are; one large unit is split inside (its GEMM and layout loops). */
+    int64_t units = N * p->group, th = c->threads > 1 ? c->threads : 1;
+    g->by_unit = th > 1 && units >= th && (units % th == 0 || units >= 4 * th);
+
     cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
     *state_size = 0;
-    *work_size = g->pointwise ? 0 : (size_t)(K * P) * sizeof(float);
+    size_t col_bytes = g->pointwise ? 0 : (size_t)(K * P) * sizeof(float);
+    if (!cnv_mul_size(col_bytes, g->by_unit ? (size_t)th : 1, work_size))
+        return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
     return CNV_OK;
 }
 
@@ -234,36 +241,124 @@ static void fill(float *restrict y, float v, int64_t n)
         y[i] = v;
 }
 
-/* y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M), and
- * relu(y) into the fused Relu's output when the planner fused one. The
+/* One image n and group gr of one node, run on `team` (NULL: on the
+ * calling thread alone) with the column matrix in `col`. The loops below
+ * split over the team through cnv_team_run, which takes a function and a
+ * pointer: this struct is both the job and its arguments. */
+typedef struct conv_unit {
+    const cnv_op_ctx *c;
+    const conv_geom *g;
+    cnv_team *team;
+    const float *x;  /* the group's input channels of image n */
+    const float *w;  /* the group's filters */
+    const float *b;  /* the group's biases, or NULL */
+    float *y;        /* the group's output channels of image n */
+    float *y_relu;   /* the same in the fused Relu's output, or NULL */
+    const float *dy; /* the group's output gradient */
+    float *dx;       /* the group's input gradient channels */
+    float *col;      /* column matrix (K, P) */
+    int store;       /* dx holds garbage: overwrite it */
+} conv_unit;
+
+static conv_unit unit_at(const cnv_op_ctx *c, int64_t n, int64_t gr, float *col, cnv_team *team)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
+    int64_t in_off = (n * g->c + gr * g->ig.c) * g->ig.h * g->ig.w;
+    int64_t out_off = (n * g->m + gr * g->mg) * g->p;
+    return (conv_unit){
+        .c = c, .g = g, .team = team,
+        .x = c->in[0]->data + in_off,
+        .w = c->in[1]->data + gr * g->mg * g->k,
+        .b = bv ? bv->data + gr * g->mg : NULL,
+        .y = c->out[0]->data + out_off,
+        .y_relu = c->fused_relu ? c->fused_relu->data + out_off : NULL,
+        .dy = c->out[0]->grad ? c->out[0]->grad + out_off : NULL,
+        .dx = c->in[0]->grad ? c->in[0]->grad + in_off : NULL,
+        .col = col,
+        .store = cnv_grad_store(c, 0),
+    };
+}
+
+static void bias_rows(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const conv_unit *u = arg;
+    for (int64_t m = lo; m < hi; m++)
+        fill(u->y + m * u->g->p, u->b[m], u->g->p);
+}
+
+static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const conv_unit *u = arg;
+    cnv_im2col_rows(&u->g->ig, u->x, u->col, lo, hi);
+}
+
+static void relu_part(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const conv_unit *u = arg;
+    cnv_relu(u->y + lo, u->y_relu + lo, hi - lo);
+}
+
+static void col2im_channels(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const conv_unit *u = arg;
+    cnv_col2im_channels(&u->g->ig, u->col, u->dx, lo, hi, u->store);
+}
+
+/* The columns of the unit's input: the input itself for a pointwise conv. */
+static const float *unit_columns(conv_unit *u)
+{
+    if (u->g->pointwise)
+        return u->x;
+    cnv_team_run(u->team, u->g->ig.c * u->g->ig.kh, im2col_rows, u);
+    return u->col;
+}
+
+/* y = w * im2col(x) + b, and relu(y) into the fused Relu's output. The
  * bias is written first and the GEMM adds to it (beta = 1): that replaces
  * both the pass with which the BLAS clears C for beta = 0 and a pass
- * adding the bias. Each image's ReLU runs while its output is in cache. */
+ * adding the bias. */
+static void unit_forward(conv_unit *u)
+{
+    const conv_geom *g = u->g;
+    const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
+    if (u->b)
+        cnv_team_run(u->team, Mg, bias_rows, u);
+    const float *col = unit_columns(u);
+    cnv_sgemm(u->team, 0, 0, Mg, P, K, 1.0f, u->w, K, col, P, u->b ? 1.0f : 0.0f, u->y, P);
+    if (u->y_relu)
+        cnv_team_run(u->team, g->mg * g->p, relu_part, u);
+}
+
+/* Units [lo, hi) (unit = image * group + group index), each on this thread
+ * alone with column matrix `tid`. */
+static void units_forward(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    const cnv_op_ctx *c = arg;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    for (int64_t i = lo; i < hi; i++) {
+        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->k * g->p, NULL);
+        unit_forward(&u);
+    }
+}
+
+// y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M)
 static void conv_forward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
-    const float *x = c->in[0]->data, *w = c->in[1]->data;
-    const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
-    const int64_t HW = g->ig.h * g->ig.w, cg = g->ig.c, out_n = g->m * g->p;
-    const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
-
-    for (int64_t n = 0; n < g->n; n++) {
-        float *y = c->out[0]->data + n * out_n;
-        for (int64_t m = 0; bv && m < g->m; m++)
-            fill(y + m * g->p, bv->data[m], g->p);
-        for (int64_t gr = 0; gr < g->group; gr++) {
-            const float *xg = x + (n * g->c + gr * cg) * HW;
-            const float *col = xg;
-            if (!g->pointwise) {
-                cnv_im2col(&g->ig, xg, c->work);
-                col = c->work;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mg, P, K, 1.0f,
-                        w + gr * g->mg * g->k, K, col, P, bv ? 1.0f : 0.0f, y + gr * g->mg * g->p, P);
-        }
-        if (c->fused_relu)
-            cnv_relu(y, c->fused_relu->data + n * out_n, out_n);
+    if (g->by_unit) {
+        cnv_team_run(c->team, g->n * g->group, units_forward, c);
+        return;
     }
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t gr = 0; gr < g->group; gr++) {
+            conv_unit u = unit_at(c, n, gr, c->work, c->team);
+            unit_forward(&u);
+        }
 }
 
 static int row_is_zero(const float *r, int n)
@@ -280,14 +375,14 @@ static int row_is_zero(const float *r, int n)
  * (SqueezeNet: 1 of 1000 channels), so when at least half the rows are
  * zero the product runs over each run of non-zero rows alone. Skipping
  * them changes nothing unless w holds an infinity or NaN (0 * inf). */
-static void wt_dy(int Mg, int K, int P, const float *w, const float *dy, float beta, float *out)
+static void wt_dy(cnv_team *team, int Mg, int K, int P, const float *w, const float *dy, float beta,
+                  float *out)
 {
     int nz = 0;
     for (int m = 0; m < Mg && 2 * nz <= Mg; m++)
         nz += !row_is_zero(dy + (int64_t)m * P, P);
     if (2 * nz > Mg) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, Mg, 1.0f, w, K, dy, P, beta,
-                    out, P);
+        cnv_sgemm(team, 1, 0, K, P, Mg, 1.0f, w, K, dy, P, beta, out, P);
         return;
     }
     for (int m = 0; m < Mg;) {
@@ -298,8 +393,8 @@ static void wt_dy(int Mg, int K, int P, const float *w, const float *dy, float b
         int end = m + 1;
         while (end < Mg && !row_is_zero(dy + (int64_t)end * P, P))
             end++;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, end - m, 1.0f,
-                    w + (int64_t)m * K, K, dy + (int64_t)m * P, P, beta, out, P);
+        cnv_sgemm(team, 1, 0, K, P, end - m, 1.0f, w + (int64_t)m * K, K, dy + (int64_t)m * P, P,
+                  beta, out, P);
         beta = 1.0f;
         m = end;
     }
@@ -307,57 +402,77 @@ static void wt_dy(int Mg, int K, int P, const float *w, const float *dy, float b
         memset(out, 0, (size_t)K * (size_t)P * sizeof *out);
 }
 
+/* dx (+)= col2im(w^T dy): straight into dx for a pointwise conv. */
+static void unit_backward_dx(conv_unit *u)
+{
+    const conv_geom *g = u->g;
+    const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
+    if (g->pointwise) {
+        wt_dy(u->team, Mg, K, P, u->w, u->dy, u->store ? 0.0f : 1.0f, u->dx);
+        return;
+    }
+    wt_dy(u->team, Mg, K, P, u->w, u->dy, 0.0f, u->col);
+    cnv_team_run(u->team, g->ig.c, col2im_channels, u);
+}
+
+static void units_backward_dx(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    const cnv_op_ctx *c = arg;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    for (int64_t i = lo; i < hi; i++) {
+        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->k * g->p, NULL);
+        unit_backward_dx(&u);
+    }
+}
+
+static void bias_grad(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = arg;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    const float *dy = c->out[0]->grad;
+    float *db = c->in[2]->grad;
+    for (int64_t m = lo; m < hi; m++) {
+        double s = 0.0; /* sums up to N*OH*OW terms */
+        for (int64_t n = 0; n < g->n; n++) {
+            const float *r = dy + (n * g->m + m) * g->p;
+            for (int64_t i = 0; i < g->p; i++)
+                s += r[i];
+        }
+        db[m] = (float)s + (cnv_grad_store(c, 2) ? 0.0f : db[m]);
+    }
+}
+
 /* dx += conv^T(dy, w); dw += dy * im2col(x)^T; db += sum of dy over N,OH,OW */
 static void conv_backward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
-    const float *x = c->in[0]->data, *w = c->in[1]->data, *dy = c->out[0]->grad;
-    float *dx = c->in[0]->grad, *dw = c->in[1]->grad;
     const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
-    const int64_t HW = g->ig.h * g->ig.w, cg = g->ig.c;
     const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
+    float *dw = c->in[1]->grad;
 
-    if (bv && bv->grad) {
-        for (int64_t m = 0; m < g->m; m++) {
-            double s = 0.0; /* sums up to N*OH*OW terms */
-            for (int64_t n = 0; n < g->n; n++) {
-                const float *r = dy + (n * g->m + m) * g->p;
-                for (int64_t i = 0; i < g->p; i++)
-                    s += r[i];
-            }
-            bv->grad[m] = (float)s + (cnv_grad_store(c, 2) ? 0.0f : bv->grad[m]);
+    if (bv && bv->grad)
+        cnv_team_run(c->team, g->m, bias_grad, c);
+    if (c->in[0]->grad) {
+        if (g->by_unit) {
+            cnv_team_run(c->team, g->n * g->group, units_backward_dx, c);
+        } else {
+            for (int64_t n = 0; n < g->n; n++)
+                for (int64_t gr = 0; gr < g->group; gr++) {
+                    conv_unit u = unit_at(c, n, gr, c->work, c->team);
+                    unit_backward_dx(&u);
+                }
         }
     }
-    if (!dx && !dw)
-        return;
-    for (int64_t n = 0; n < g->n; n++) {
+    /* Every image adds to the same dw: the units go one after another,
+     * each split over the team. */
+    for (int64_t n = 0; dw && n < g->n; n++) {
         for (int64_t gr = 0; gr < g->group; gr++) {
-            const float *xg = x + (n * g->c + gr * cg) * HW;
-            const float *wg = w + gr * g->mg * g->k;
-            const float *dyg = dy + (n * g->m + gr * g->mg) * g->p;
-            if (dw) {
-                const float *col = xg;
-                if (!g->pointwise) {
-                    cnv_im2col(&g->ig, xg, c->work);
-                    col = c->work;
-                }
-                /* with grad_store the first image's product overwrites */
-                float beta = cnv_grad_store(c, 1) && n == 0 ? 0.0f : 1.0f;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mg, K, P, 1.0f,
-                            dyg, P, col, P, beta, dw + gr * g->mg * g->k, K);
-            }
-            if (dx) {
-                float *dxg = dx + (n * g->c + gr * cg) * HW;
-                if (g->pointwise) {
-                    wt_dy(Mg, K, P, wg, dyg, cnv_grad_store(c, 0) ? 0.0f : 1.0f, dxg);
-                } else {
-                    /* the column buffer is free again: dw above is done with it */
-                    wt_dy(Mg, K, P, wg, dyg, 0.0f, c->work);
-                    if (cnv_grad_store(c, 0))
-                        memset(dxg, 0, (size_t)(cg * HW) * sizeof *dxg);
-                    cnv_col2im(&g->ig, c->work, dxg);
-                }
-            }
+            conv_unit u = unit_at(c, n, gr, c->work, c->team);
+            const float *col = unit_columns(&u);
+            /* with grad_store the first image's product overwrites */
+            float beta = cnv_grad_store(c, 1) && n == 0 ? 0.0f : 1.0f;
+            cnv_sgemm(c->team, 0, 1, Mg, K, P, 1.0f, u.dy, P, col, P, beta, dw + gr * g->mg * g->k, K);
         }
     }
 }

@@ -35,9 +35,21 @@ void cnv_relu(const float *restrict x, float *restrict y, int64_t n)
         y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
+static void relu_part(void *job, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = job;
+    lo *= 16, hi = hi * 16 < c->out[0]->count ? hi * 16 : c->out[0]->count;
+    cnv_relu(c->in[0]->data + lo, c->out[0]->data + lo, hi - lo);
+}
+
+/* The element-wise loops split into blocks of 16 floats (whole cache
+ * lines for the threads) */
+static int64_t blocks16(int64_t n) { return (n + 15) / 16; }
+
 static void relu_forward(cnv_op_ctx *c)
 {
-    cnv_relu(c->in[0]->data, c->out[0]->data, c->out[0]->count);
+    cnv_team_run(c->team, blocks16(c->out[0]->count), relu_part, c);
 }
 
 /* dx = dy where y > 0 (and, guided, dy > 0), else 0. */
@@ -47,15 +59,13 @@ static void relu_mask_store(const float *restrict y, const float *restrict dy, f
     int64_t i = 0;
     if (guided) {
         for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-{
+            for (int j = 0; j < 8; j++) {
                 float d = dy[i + j];
                 dx[i + j] = (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
             }
     } else {
         for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-{
+            for (int j = 0; j < 8; j++) {
                 float d = dy[i + j];
                 dx[i + j] = y[i + j] > 0.0f ? d : 0.0f;
             }
@@ -71,15 +81,13 @@ static void relu_mask_add(const float *restrict y, const float *restrict dy, flo
     int64_t i = 0;
     if (guided) {
         for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-{
+            for (int j = 0; j < 8; j++) {
                 float d = dy[i + j];
                 dx[i + j] += (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
             }
     } else {
         for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++)
-{
+            for (int j = 0; j < 8; j++) {
                 float d = dy[i + j];
                 dx[i + j] += y[i + j] > 0.0f ? d : 0.0f;
             }
@@ -88,20 +96,26 @@ static void relu_mask_add(const float *restrict y, const float *restrict dy, flo
         dx[i] += (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
 }
 
+static void relu_back_part(void *job, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = job;
+    lo *= 16, hi = hi * 16 < c->out[0]->count ? hi * 16 : c->out[0]->count;
+    const float *y = c->out[0]->data + lo, *dy = c->out[0]->grad + lo;
+    float *dx = c->in[0]->grad + lo;
+    int guided = c->opts->relu_mode == CNV_RELU_GUIDED;
+    if (cnv_grad_store(c, 0))
+        relu_mask_store(y, dy, dx, hi - lo, guided);
+    else
+        relu_mask_add(y, dy, dx, hi - lo, guided);
+}
+
 // dx += dy where y > 0. At x == 0 exactly the gradient is 0 (the
 // subgradient PyTorch also picks). Guided mode also drops negative dy.
 // With grad_store, dx is overwritten instead.
 static void relu_backward(cnv_op_ctx *c)
 {
-    const float *y = c->out[0]->data, *dy = c->out[0]->grad;
-    float *dx = c->in[0]->grad;
-    int64_t n = c->out[0]->count;
-    int guided = c->opts->relu_mode == CNV_RELU_GUIDED;
-    if (cnv_grad_store(c, 0)) {
-        relu_mask_store(y, dy, dx, n, guided);
-    } else {
-        relu_mask_add(y, dy, dx, n, guided);
-    }
+    cnv_team_run(c->team, blocks16(c->out[0]->count), relu_back_part, c);
 }
 
 const cnv_op cnv_op_relu = {

@@ -1,8 +1,7 @@
 /* Gemm (ONNX, opset 7-17): Y = alpha * op(A) * op(B) + beta * C with C
- * broadcast to Y, as one cblas_sgemm; its backward to A, B and C. */
+ * broadcast to Y, as one GEMM; its backward to A, B and C. */
 #include <string.h>
 
-#include <cblas.h>
 
 #include "graph.h"
 
@@ -118,10 +117,8 @@ static void gemm_forward(cnv_op_ctx *c)
                 y[i * g->n + j] = p->beta * cd[(g->cm == 1 ? 0 : i) * g->cn + (g->cn == 1 ? 0 : j)];
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,
-                g->tb ? CblasTrans : CblasNoTrans, (int)g->m, (int)g->n, (int)g->k,
-                p->alpha, c->in[0]->data, (int)g->lda, c->in[1]->data, (int)g->ldb,
-                beta, y, (int)g->n);
+    cnv_sgemm(c->team, g->ta, g->tb, (int)g->m, (int)g->n, (int)g->k, p->alpha, c->in[0]->data,
+              (int)g->lda, c->in[1]->data, (int)g->ldb, beta, y, (int)g->n);
 }
 
 /* da += alpha * dy * op(b)^T (transposed back when transA);
@@ -138,19 +135,15 @@ static void gemm_backward(cnv_op_ctx *c)
 
     if (da) {
         if (!g->ta) /* da (M,K) = dy (M,N) * op(b)^T (N,K) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, g->tb ? CblasNoTrans : CblasTrans,
-                        M, K, N, p->alpha, dy, N, b, ldb, 1.0f, da, K);
+            cnv_sgemm(c->team, 0, !g->tb, M, K, N, p->alpha, dy, N, b, ldb, 1.0f, da, K);
         else /* da (K,M) = op(b) (K,N) * dy^T (N,M) */
-            cblas_sgemm(CblasRowMajor, g->tb ? CblasTrans : CblasNoTrans, CblasTrans,
-                        K, M, N, p->alpha, b, ldb, dy, N, 1.0f, da, M);
+            cnv_sgemm(c->team, g->tb, 1, K, M, N, p->alpha, b, ldb, dy, N, 1.0f, da, M);
     }
     if (db) {
         if (!g->tb) /* db (K,N) = op(a)^T (K,M) * dy (M,N) */
-            cblas_sgemm(CblasRowMajor, g->ta ? CblasNoTrans : CblasTrans, CblasNoTrans,
-                        K, N, M, p->alpha, a, lda, dy, N, 1.0f, db, N);
+            cnv_sgemm(c->team, !g->ta, 0, K, N, M, p->alpha, a, lda, dy, N, 1.0f, db, N);
         else /* db (N,K) = dy^T (N,M) * op(a) (M,K) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, g->ta ? CblasTrans : CblasNoTrans,
-                        N, K, M, p->alpha, dy, N, a, lda, 1.0f, db, K);
+            cnv_sgemm(c->team, 1, g->ta, N, K, M, p->alpha, dy, N, a, lda, 1.0f, db, K);
     }
     if (g->has_c && c->in[2]->grad) {
         float *dc = c->in[2]->grad;

@@ -5,6 +5,7 @@
 #define CNV_GRAPH_H
 
 #include "base.h"
+#include "parallel.h"
 
 typedef struct cnv_op cnv_op;
 
@@ -99,6 +100,11 @@ typedef struct cnv_op_ctx {
     cnv_val **out;       /* node->n_out entries */
     void *state;         /* state_size bytes from plan; 64-byte aligned */
     float *work;         /* shared scratch of at least work_size bytes */
+    /* The session's threads, set before plan: an op may split its loops
+     * over them (cnv_team_run) and size work per thread. team is NULL for
+     * one thread. */
+    cnv_team *team;
+    int threads;
     const cnv_run_opts *opts;
     /* Backward only, one entry per input: 1 when in[k]->grad holds garbage
      * that backward must overwrite (=) instead of adding to. The executor

@@ -21,38 +21,42 @@ static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out,
 
 void cnv_im2col(const cnv_im2col_geom *g, const float *x, float *col)
 {
+    cnv_im2col_rows(g, x, col, 0, g->c * g->kh);
+}
+
+void cnv_im2col_rows(const cnv_im2col_geom *g, const float *x, float *col, int64_t r0, int64_t r1)
+{
     const int64_t P = g->oh * g->ow;
-    for (int64_t ci = 0; ci < g->c; ci++) {
+    for (int64_t kr = r0; kr < r1; kr++) {
+        const int64_t ci = kr / g->kh, ki = kr % g->kh;
         const float *xc = x + ci * g->h * g->w;
-        for (int64_t ki = 0; ki < g->kh; ki++) {
-            int64_t offh = ki * g->dh - g->pt, oh_lo, oh_hi;
-            tap_range(offh, g->sh, g->h, g->oh, &oh_lo, &oh_hi);
-            for (int64_t kj = 0; kj < g->kw; kj++) {
-                int64_t offw = kj * g->dw - g->pl, ow_lo, ow_hi;
-                tap_range(offw, g->sw, g->w, g->ow, &ow_lo, &ow_hi);
-                float *row = col + ((ci * g->kh + ki) * g->kw + kj) * P;
-                /* rows of padding above and below */
-                memset(row, 0, (size_t)(oh_lo * g->ow) * sizeof *row);
-                memset(row + oh_hi * g->ow, 0,
-                       (size_t)((g->oh - oh_hi) * g->ow) * sizeof *row);
-                for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
-                    float *r = row + oh * g->ow;
-                    /* base may be negative; only base + ow*sw for ow in
-                     * [ow_lo, ow_hi) is ever dereferenced */
-                    int64_t base = (oh * g->sh + offh) * g->w + offw;
-                    for (int64_t ow = 0; ow < ow_lo; ow++)
-                        r[ow] = 0.0f;
-                    if (g->sw == 1) {
-                        if (ow_hi > ow_lo)
-                            memcpy(r + ow_lo, xc + base + ow_lo,
-                                   (size_t)(ow_hi - ow_lo) * sizeof *r);
-                    } else {
-                        for (int64_t ow = ow_lo; ow < ow_hi; ow++)
-                            r[ow] = xc[base + ow * g->sw];
-                    }
-                    for (int64_t ow = ow_hi; ow < g->ow; ow++)
-                        r[ow] = 0.0f;
+        int64_t offh = ki * g->dh - g->pt, oh_lo, oh_hi;
+        tap_range(offh, g->sh, g->h, g->oh, &oh_lo, &oh_hi);
+        for (int64_t kj = 0; kj < g->kw; kj++) {
+            int64_t offw = kj * g->dw - g->pl, ow_lo, ow_hi;
+            tap_range(offw, g->sw, g->w, g->ow, &ow_lo, &ow_hi);
+            float *row = col + ((ci * g->kh + ki) * g->kw + kj) * P;
+            /* rows of padding above and below */
+            memset(row, 0, (size_t)(oh_lo * g->ow) * sizeof *row);
+            memset(row + oh_hi * g->ow, 0,
+                   (size_t)((g->oh - oh_hi) * g->ow) * sizeof *row);
+            for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+                float *r = row + oh * g->ow;
+                /* base may be negative; only base + ow*sw for ow in
+                 * [ow_lo, ow_hi) is ever dereferenced */
+                int64_t base = (oh * g->sh + offh) * g->w + offw;
+                for (int64_t ow = 0; ow < ow_lo; ow++)
+                    r[ow] = 0.0f;
+                if (g->sw == 1) {
+                    if (ow_hi > ow_lo)
+                        memcpy(r + ow_lo, xc + base + ow_lo,
+                               (size_t)(ow_hi - ow_lo) * sizeof *r);
+                } else {
+                    for (int64_t ow = ow_lo; ow < ow_hi; ow++)
+                        r[ow] = xc[base + ow * g->sw];
                 }
+                for (int64_t ow = ow_hi; ow < g->ow; ow++)
+                    r[ow] = 0.0f;
             }
         }
     }
@@ -60,9 +64,17 @@ void cnv_im2col(const cnv_im2col_geom *g, const float *x, float *col)
 
 void cnv_col2im(const cnv_im2col_geom *g, const float *col, float *x)
 {
+    cnv_col2im_channels(g, col, x, 0, g->c, 0);
+}
+
+void cnv_col2im_channels(const cnv_im2col_geom *g, const float *col, float *x, int64_t c0,
+                         int64_t c1, int store)
+{
     const int64_t P = g->oh * g->ow;
-    for (int64_t ci = 0; ci < g->c; ci++) {
+    for (int64_t ci = c0; ci < c1; ci++) {
         float *xc = x + ci * g->h * g->w;
+        if (store)
+            memset(xc, 0, (size_t)(g->h * g->w) * sizeof *xc);
         for (int64_t ki = 0; ki < g->kh; ki++) {
             int64_t offh = ki * g->dh - g->pt, oh_lo, oh_hi;
             tap_range(offh, g->sh, g->h, g->oh, &oh_lo, &oh_hi);

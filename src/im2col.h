@@ -19,11 +19,18 @@ typedef struct cnv_im2col_geom {
     int64_t oh, ow;    /* output size */
 } cnv_im2col_geom;
 
-/* col (c*kh*kw, oh*ow) = im2col(x (c, h, w)). Overwrites col. */
+/* col (c*kh*kw, oh*ow) = im2col(x (c, h, w)). Overwrites col. The _rows
+ * form writes only the rows of kernel rows r = ci*kh + ki in [r0, r1), so
+ * that threads can share one column matrix. */
 void cnv_im2col(const cnv_im2col_geom *g, const float *x, float *col);
+void cnv_im2col_rows(const cnv_im2col_geom *g, const float *x, float *col, int64_t r0, int64_t r1);
 
 /* x (c, h, w) += col2im(col (c*kh*kw, oh*ow)): the transpose of cnv_im2col,
- * so every input sample gathers the column entries it was copied to. */
+ * so every input sample gathers the column entries it was copied to. The
+ * _channels form does channels [c0, c1) alone (kernel rows of one channel
+ * overlap in x, channels do not), and first zeroes them when store. */
 void cnv_col2im(const cnv_im2col_geom *g, const float *col, float *x);
+void cnv_col2im_channels(const cnv_im2col_geom *g, const float *col, float *x, int64_t c0,
+                         int64_t c1, int store);
 
 #endif

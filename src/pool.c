@@ -27,6 +27,7 @@ typedef struct pool_geom {
      * from the window's first, so the winner's index needs no division */
     int32_t tap[32];
     int taps; /* 1 when tap[] is filled */
+    int64_t work_floats; /* MaxPool: workspace per thread */
 } pool_geom;
 #define MAX_TAPS 32
 _Static_assert(sizeof(pool_geom) <= CNV_GEOM_SIZE, "pool_geom fits geom");
@@ -257,8 +258,10 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     g->taps = g->kh * g->kw <= MAX_TAPS && g->sw <= 8 && g->kh * g->w < INT32_MAX;
     for (int64_t k = 0; g->taps && k < g->kh * g->kw; k++)
         g->tap[k] = (int32_t)((k / g->kw) * g->w + k % g->kw);
-    /* its phase runs: kh * sw runs of ow + kw floats at most */
-    *work_size = g->taps ? (size_t)(g->kh * g->sw * (g->ow + g->kw + 1)) * sizeof(float) : 0;
+    /* its phase runs: kh * sw runs of ow + kw floats at most, per thread
+     * (rounded to whole cache lines) */
+    g->work_floats = g->taps ? (g->kh * g->sw * (g->ow + g->kw + 1) + 15) / 16 * 16 : 0;
+    *work_size = (size_t)(g->work_floats * (c->threads > 1 ? c->threads : 1)) * sizeof(float);
     /* one int32 argmax per output element, kept from forward for backward */
     if (!cnv_mul_size((size_t)cnv_shape_count(&c->out[0]->shape), sizeof(int32_t), state_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "state too large");
@@ -394,26 +397,28 @@ static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64
  * plan) would give y = 0 and arg = -1. In a plane without NaN, windows
  * wholly inside the input (all but a border) take the branch-free
  * max_row_inner. */
-static void maxpool_forward(cnv_op_ctx *c)
+static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
 {
+    const cnv_op_ctx *c = job;
     const pool_geom *g = (const pool_geom *)c->geom;
     const float *x = c->in[0]->data;
+    float *work = c->work + tid * g->work_floats;
     int64_t plane = g->h * g->w, iw_lo, iw_hi, ih_lo, ih_hi;
     inner_range(g->ow, g->sw, g->pl, g->kw, g->w, &iw_lo, &iw_hi);
     inner_range(g->oh, g->sh, g->pt, g->kh, g->h, &ih_lo, &ih_hi);
-    for (int64_t nc = 0; nc < g->nc; nc++) {
+    for (int64_t nc = lo; nc < hi; nc++) {
         const float *xp = x + nc * plane;
         int no_nan = g->taps && !has_nan(xp, plane);
         for (int64_t oh = 0; oh < g->oh; oh++) {
             float *y = c->out[0]->data + (nc * g->oh + oh) * g->ow;
             int32_t *arg = (int32_t *)c->state + (nc * g->oh + oh) * g->ow;
-            /* outputs [lo, hi) of this row have their window in bounds */
+            /* outputs [in_lo, in_hi) of this row have their window in bounds */
             int fast = oh >= ih_lo && oh < ih_hi && no_nan;
-            int64_t lo = fast ? iw_lo : g->ow, hi = fast ? iw_hi : g->ow;
-            if (lo < hi)
-                max_row_inner(g, xp, oh, lo, hi, y, arg, nc * plane, c->work);
+            int64_t in_lo = fast ? iw_lo : g->ow, in_hi = fast ? iw_hi : g->ow;
+            if (in_lo < in_hi)
+                max_row_inner(g, xp, oh, in_lo, in_hi, y, arg, nc * plane, work);
             for (int64_t ow = 0; ow < g->ow; ow++) {
-                if (ow >= lo && ow < hi)
+                if (ow >= in_lo && ow < in_hi)
                     continue; /* done above */
                 int64_t bi = max_window_general(g, xp, oh, ow);
                 y[ow] = bi < 0 ? 0.0f : xp[bi];
@@ -423,18 +428,31 @@ static void maxpool_forward(cnv_op_ctx *c)
     }
 }
 
-/* dx[arg[o]] += dy[o]: the gradient flows to the element forward chose. */
+static void maxpool_forward(cnv_op_ctx *c)
+{
+    cnv_team_run(c->team, ((const pool_geom *)c->geom)->nc, maxpool_planes, c);
+}
+
+/* dx[arg[o]] += dy[o] over planes [lo, hi): every arg[o] of a plane points
+ * into the same plane of x, so threads taking whole planes never meet. */
+static void maxpool_back_planes(void *job, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = job;
+    const pool_geom *g = (const pool_geom *)c->geom;
+    float *dx = c->in[0]->grad;
+    const float *dy = c->out[0]->grad;
+    const int32_t *am = c->state;
+    for (int64_t o = lo * g->oh * g->ow; o < hi * g->oh * g->ow; o++)
+        if (am[o] >= 0)
+            dx[am[o]] += dy[o];
+}
+
+/* The gradient flows to the element forward chose. */
 static void maxpool_backward(cnv_op_ctx *c)
 {
-    float *dx = c->in[0]->grad;
-    if (!dx)
-        return;
-    const float *dy = c->out[0]->grad;
-    const int32_t *arg = c->state;
-    int64_t n = c->out[0]->count;
-    for (int64_t o = 0; o < n; o++)
-        if (arg[o] >= 0)
-            dx[arg[o]] += dy[o];
+    if (c->in[0]->grad)
+        cnv_team_run(c->team, ((const pool_geom *)c->geom)->nc, maxpool_back_planes, c);
 }
 
 const cnv_op cnv_op_maxpool = {
@@ -558,13 +576,16 @@ static cnv_status gap_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
     return CNV_OK;
 }
 
-/* x is (NC, plane), y is (NC): plane means, summed in double. */
-static void gap_forward(cnv_op_ctx *c)
+/* x is (NC, plane), y is (NC): plane means, summed in double; planes
+ * [lo, hi). */
+static void gap_planes(void *job, int64_t lo, int64_t hi, int tid)
 {
+    (void)tid;
+    const cnv_op_ctx *c = job;
     const gap_geom *g = (const gap_geom *)c->geom;
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
-    for (int64_t i = 0; i < g->nc; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         double s = 0.0;
         for (int64_t j = 0; j < g->plane; j++)
             s += x[i * g->plane + j];
@@ -572,15 +593,19 @@ static void gap_forward(cnv_op_ctx *c)
     }
 }
 
-static void gap_backward(cnv_op_ctx *c)
+static void gap_forward(cnv_op_ctx *c)
 {
-    float *dx = c->in[0]->grad;
-    if (!dx)
-        return;
+    cnv_team_run(c->team, ((const gap_geom *)c->geom)->nc, gap_planes, c);
+}
+
+static void gap_back_planes(void *job, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = job;
     const gap_geom *g = (const gap_geom *)c->geom;
     const float *dy = c->out[0]->grad;
-    for (int64_t i = 0; i < g->nc; i++) {
-        float v = dy[i] / (float)g->plane, *d = dx + i * g->plane;
+    for (int64_t i = lo; i < hi; i++) {
+        float v = dy[i] / (float)g->plane, *d = c->in[0]->grad + i * g->plane;
         if (cnv_grad_store(c, 0))
             for (int64_t j = 0; j < g->plane; j++)
                 d[j] = v;
@@ -588,6 +613,12 @@ static void gap_backward(cnv_op_ctx *c)
             for (int64_t j = 0; j < g->plane; j++)
                 d[j] += v;
     }
+}
+
+static void gap_backward(cnv_op_ctx *c)
+{
+    if (c->in[0]->grad)
+        cnv_team_run(c->team, ((const gap_geom *)c->geom)->nc, gap_back_planes, c);
 }
 
 const cnv_op cnv_op_globalaveragepool = {

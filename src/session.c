@@ -33,12 +33,10 @@ struct cnv_session {
     unsigned char *fused;    /* per node: a Relu whose forward a Conv does */
     double *prof;            /* per node: forward and backward seconds; NULL when off */
     int profiling;           /* asked for */
+    int threads_asked;       /* cnv_session_set_threads; 0: the process-wide setting */
+    cnv_team *team;          /* the plan's threads; NULL for one */
+    int planned_threads;     /* the thread count the plan was made for */
 };
-
-void cnv_set_threads(int n)
-{
-    openblas_set_num_threads(n > 0 ? n : openblas_get_num_procs());
-}
 
 static void *align_up(void *p)
 {
@@ -102,7 +100,47 @@ void cnv_session_free(cnv_session *s)
     if (!s)
         return;
     drop_plan(s);
+    cnv_team_free(s->team);
     cnv_free(s);
+}
+
+cnv_status cnv_session_set_threads(cnv_session *s, int n)
+{
+    if (!s)
+        return CNV_ERR_INVALID_ARG;
+    if (n < 0)
+        return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "thread count %d: must be >= 0", n);
+    s->threads_asked = n;
+    return CNV_OK;
+}
+
+/* The thread count a plan made now would use. */
+static int threads_wanted(const cnv_session *s)
+{
+    return s->threads_asked > 0 ? s->threads_asked : cnv_threads_setting(NULL);
+}
+
+/* Starts (or keeps) the team for the thread count wanted. A team of more
+ * than one thread splits GEMMs itself, so OpenBLAS must not add threads
+ * of its own inside them. */
+static cnv_status ensure_team(cnv_session *s)
+{
+    int want = threads_wanted(s);
+    if (want <= 1) {
+        cnv_team_free(s->team);
+        s->team = NULL;
+        return CNV_OK;
+    }
+    if (s->team && s->planned_threads == want)
+        return CNV_OK;
+    cnv_team_free(s->team);
+    s->team = NULL;
+    cnv_status st = cnv_team_create(want, &s->team, &s->err);
+    if (st != CNV_OK)
+        return st;
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+    return CNV_OK;
 }
 
 cnv_err *cnv_session_err(cnv_session *s)
@@ -239,6 +277,9 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     if (st != CNV_OK)
         return st;
     drop_plan(s);
+    if ((st = ensure_team(s)) != CNV_OK)
+        return st;
+    s->planned_threads = threads_wanted(s);
 
     size_t nt = (size_t)m->n_tensors, nn = (size_t)m->n_nodes, nio = 0;
     for (int i = 0; i < m->n_nodes; i++)
@@ -292,6 +333,8 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
         c->node = n;
         c->params = n->params;
         c->opts = &s->opts;
+        c->team = s->team;
+        c->threads = cnv_team_size(s->team);
         c->in = s->io + io_used;
         c->grad_store = s->store + io_used;
         io_used += (size_t)n->n_in;
@@ -427,7 +470,7 @@ cnv_status cnv_session_plan_shapes(cnv_session *s, int n_inputs, const cnv_shape
     if (n_inputs < 0 || (n_inputs && !shapes))
         return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "no input shapes given");
     if (s->planned && n_inputs == s->m->n_inputs && s->planned_param_grads == s->param_grads &&
-        !s->prof == !s->profiling) {
+        !s->prof == !s->profiling && s->planned_threads == threads_wanted(s)) {
         int same = 1;
         for (int i = 0; same && i < n_inputs; i++)
             same = cnv_shape_equal(&s->in_shapes[i], &shapes[i]);

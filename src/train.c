@@ -613,6 +613,8 @@ static cnv_status trainer_init(trainer *t, int b, int h, int w, int k)
         if ((st = cnv_session_create(m, &sh->s)) != CNV_OK)
             return cnv_fail(&m->err, st, "cannot create a session");
         cnv_session_set_param_grads(sh->s, 1);
+        if (t->n_shards > 1) /* the shards are the threads */
+            cnv_session_set_threads(sh->s, 1);
         if ((st = cnv_session_plan(sh->s, sh->len, h, w)) != CNV_OK)
             return from_session(&m->err, sh->s, st);
         sh->dlogits = cnv_calloc((size_t)sh->len * (size_t)k, sizeof(float));

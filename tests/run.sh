@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs every test program given, then prints one summary line over all of
 # them: "N passed, N failed, N skipped" (test cases, summed from cmocka's
-# per-program summaries). A program that crashes or exits non-zero without a
+# per-program summaries, every group of each). A program that crashes or exits non-zero without a
 # cmocka summary counts as one failure. VALGRIND=1 runs each under memcheck.
 passed=0 failed=0 skipped=0 broken=""
 log=$(mktemp)
@@ -14,9 +14,10 @@ for t in "$@"; do
     fi
     rc=$?
     cat "$log"
-    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-    s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
+    # a program may run several groups: add up their summaries
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{ n += $1 } END { print n + 0 }')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{ n += $1 } END { print n + 0 }')
+    s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | awk '{ n += $1 } END { print n + 0 }')
     passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
     if [ $rc -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
         failed=$((failed + 1)); broken="$broken $t(exit $rc)"

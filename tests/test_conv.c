@@ -187,6 +187,11 @@ static const conv_case g_cases[] = {
     { "SAME_UPPER k3 d2 (pads 2,1,2,1)", 1, 2, 6, 5, 2, 3, 2, 1, 1, 2, 2, { 2, 1, 2, 1 }, 1, "SAME_UPPER", 1, 0 },
     { "VALID k3x3 s2", 2, 3, 8, 7, 2, 3, 3, 2, 2, 1, 1, { 0, 0, 0, 0 }, 1, "VALID", 1, 0 },
     { "kernel = input (1x1 output)", 2, 2, 4, 3, 3, 4, 3, 1, 1, 1, 1, { 0, 0, 0, 0 }, 1, NULL, 1, 1 },
+    /* large enough for threads to split the GEMM (by columns, by rows),
+     * and a batch that threads take image by image */
+    { "k3 pad 1, 32 filters on 20x20", 1, 16, 20, 20, 32, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+    { "1x1, 200 filters on 6x6", 1, 32, 6, 6, 200, 1, 1, 1, 1, 1, 1, { 0, 0, 0, 0 }, 1, NULL, 1, 0 },
+    { "batch 3, k3 s2 pad 1", 3, 8, 15, 15, 24, 3, 3, 2, 2, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
 };
 #define N_CASES ((int)(sizeof g_cases / sizeof g_cases[0]))
 
@@ -301,7 +306,7 @@ static void test_backward_fd(void **state)
 {
     (void)state;
     /* one of each path; the case index is into g_cases */
-    static const int pick[] = { 0, 1, 3, 4, 6, 7, 9, 11 };
+    static const int pick[] = { 0, 1, 3, 4, 6, 7, 9, 11, 17, 18, 19 };
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         const conv_case *k = &g_cases[pick[i]];
         check_grad_one(k, "x", 0, 500 + i);
@@ -318,7 +323,7 @@ static void test_backward_fd(void **state)
 static void test_backward_fd_param_grads(void **state)
 {
     (void)state;
-    static const int pick[] = { 0, 2, 5, 6 };
+    static const int pick[] = { 0, 2, 5, 6, 17, 19 };
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         const conv_case *k = &g_cases[pick[i]];
         conv_data d = make_data(k, 800 + i);
@@ -571,5 +576,16 @@ int main(void)
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The same checks with the work split over 3 threads (uneven splits
+     * on these sizes): images, groups, GEMM blocks
+     * and column rows per thread. */
+    const struct CMUnitTest threaded[] = {
+        cmocka_unit_test(test_forward_vs_naive),
+        cmocka_unit_test(test_backward_fd),
+        cmocka_unit_test(test_backward_fd_param_grads),
+    };
+    int failed = cmocka_run_group_tests_name("one thread", tests, NULL, NULL);
+    cnv_set_threads(3);
+    failed += cmocka_run_group_tests_name("three threads", threaded, NULL, NULL);
+    return failed;
 }

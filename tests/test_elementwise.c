@@ -159,5 +159,16 @@ int main(void)
         cmocka_unit_test(dropout_mask_refused),  cmocka_unit_test(add_broadcast),
         cmocka_unit_test(add_bad_broadcast),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The same checks with the work split over 3 threads (uneven splits
+     * on these sizes): blocks of elements per
+     * thread. */
+    const struct CMUnitTest threaded[] = {
+        cmocka_unit_test(relu_forward_and_zero),
+        cmocka_unit_test(relu_guided),
+        cmocka_unit_test(relu_fd),
+    };
+    int failed = cmocka_run_group_tests_name("one thread", tests, NULL, NULL);
+    cnv_set_threads(3);
+    failed += cmocka_run_group_tests_name("three threads", threaded, NULL, NULL);
+    return failed;
 }

@@ -290,5 +290,15 @@ int main(void)
         cmocka_unit_test(test_backward_fd_param_grads),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The same checks with the work split over 3 threads (uneven splits
+     * on these sizes): GEMM blocks per thread. */
+    const struct CMUnitTest threaded[] = {
+        cmocka_unit_test(test_forward),
+        cmocka_unit_test(test_backward_fd),
+        cmocka_unit_test(test_backward_fd_param_grads),
+    };
+    int failed = cmocka_run_group_tests_name("one thread", tests, NULL, NULL);
+    cnv_set_threads(3);
+    failed += cmocka_run_group_tests_name("three threads", threaded, NULL, NULL);
+    return failed;
 }

@@ -666,5 +666,19 @@ int main(void)
         cmocka_unit_test(test_gap),
         cmocka_unit_test(test_pool_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* The same checks with the work split over 3 threads (uneven splits
+     * on these sizes): planes per thread. */
+    const struct CMUnitTest threaded[] = {
+        cmocka_unit_test(test_maxpool_naive),
+        cmocka_unit_test(test_avgpool_naive),
+        cmocka_unit_test(test_maxpool_fd),
+        cmocka_unit_test(test_avgpool_fd),
+        cmocka_unit_test(test_maxpool_ties_nan_inf),
+        cmocka_unit_test(test_maxpool_wide_exact),
+        cmocka_unit_test(test_gap),
+    };
+    int failed = cmocka_run_group_tests_name("one thread", tests, NULL, NULL);
+    cnv_set_threads(3);
+    failed += cmocka_run_group_tests_name("three threads", threaded, NULL, NULL);
+    return failed;
 }

@@ -1,0 +1,295 @@
+/* Worker teams (see parallel.h) and the process-wide thread setting.
+ *
+ * A forward or backward pass runs some 100 parallel loops of 10 us to 2 ms
+ * each, so waking workers through a condition variable every time (tens
+ * of microseconds) would cost more than it gains: a worker that has just
+ * finished spins for a while on the job counter, and only sleeps when no
+ * job came for about a millisecond (between iterations of a caller's own
+ * serial code, say). */
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "parallel.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static inline void cpu_relax(void) { _mm_pause(); }
+#else
+static inline void cpu_relax(void) {}
+#endif
+
+/* Spins before a worker goes to sleep (each a pause instruction: some
+ * 10 to 150 cycles), and before a waiting caller yields its core. */
+#define SPINS_BEFORE_SLEEP 40000
+#define SPINS_BEFORE_YIELD 4000
+#define MAX_THREADS 256
+
+static atomic_int g_threads = 1, g_threads_set = 0;
+
+/* Incremented in the child by fork(): a team made before sees a different
+ * value and knows its workers did not come along. */
+static atomic_uint g_fork_gen;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_child(void) { atomic_fetch_add(&g_fork_gen, 1); }
+static void register_atfork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+
+void cnv_set_threads(int n)
+{
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)(cores < MAX_THREADS ? cores : MAX_THREADS) : 1;
+    }
+    if (n > MAX_THREADS)
+        n = MAX_THREADS;
+    atomic_store(&g_threads, n);
+    atomic_store(&g_threads_set, 1);
+    /* The library splits its GEMMs over its own threads; OpenBLAS threads
+     * inside them would only compete for the same cores. */
+    openblas_set_num_threads(1);
+}
+
+int cnv_threads_setting(int *was_set)
+{
+    if (was_set)
+        *was_set = atomic_load(&g_threads_set);
+    return atomic_load(&g_threads);
+}
+
+typedef struct worker {
+    cnv_team *team;
+    int tid;
+} worker;
+
+struct cnv_team {
+    int size;           /* threads, the caller included */
+    unsigned fork_gen;  /* g_fork_gen when the workers were started */
+    pthread_t *threads; /* size - 1 workers */
+    worker *workers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint gen;    /* incremented to post a job */
+    atomic_int pending; /* workers still running the posted job */
+    atomic_int sleepers;
+    atomic_int quit;
+    /* the posted job: written before gen is incremented */
+    cnv_chunk_fn fn;
+    void *arg;
+    int64_t n;
+};
+
+void cnv_chunk(int64_t n, int parts, int k, int64_t align, int64_t *lo, int64_t *hi)
+{
+    /* n * k / parts without overflow: n < 2^62 and parts <= MAX_THREADS
+     * in every use, so split the product instead */
+    int64_t units = align > 1 ? (n + align - 1) / align : n;
+    int64_t q = units / parts, r = units % parts;
+    int64_t a = q * k + (k < r ? k : r), b = a + q + (k < r);
+    a *= align;
+    b *= align;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
+static void *worker_main(void *p)
+{
+    worker *w = p;
+    cnv_team *t = w->team;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&t->gen, memory_order_acquire)) == seen &&
+               !atomic_load_explicit(&t->quit, memory_order_relaxed)) {
+            if (++spins < SPINS_BEFORE_SLEEP) {
+                cpu_relax();
+                continue;
+            }
+            /* No lost wake-up: sleepers is raised before gen is read
+             * again, and cnv_team_run raises gen before reading sleepers
+             * (both sequentially consistent), so one of them sees the
+             * other; the caller's broadcast takes the mutex, which this
+             * thread holds until it waits. */
+            pthread_mutex_lock(&t->mu);
+            atomic_fetch_add(&t->sleepers, 1);
+            while (atomic_load(&t->gen) == seen && !atomic_load(&t->quit))
+                pthread_cond_wait(&t->cv, &t->mu);
+            atomic_fetch_sub(&t->sleepers, 1);
+            pthread_mutex_unlock(&t->mu);
+            spins = 0;
+        }
+        if (atomic_load(&t->quit))
+            return NULL;
+        seen = g;
+        int64_t lo, hi;
+        cnv_chunk(t->n, t->size, w->tid, 1, &lo, &hi);
+        if (lo < hi)
+            t->fn(t->arg, lo, hi, w->tid);
+        atomic_fetch_sub_explicit(&t->pending, 1, memory_order_release);
+    }
+}
+
+static void stop_workers(cnv_team *t, int started)
+{
+    atomic_store(&t->quit, 1);
+    pthread_mutex_lock(&t->mu);
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(t->threads[i], NULL);
+}
+
+cnv_status cnv_team_create(int n, cnv_team **out, cnv_err *e)
+{
+    *out = NULL;
+    if (n < 1)
+        n = 1;
+    if (n > MAX_THREADS)
+        n = MAX_THREADS;
+    pthread_once(&g_atfork_once, register_atfork);
+    cnv_team *t = cnv_calloc(1, sizeof *t);
+    if (!t)
+        return cnv_fail(e, CNV_ERR_NOMEM, "out of memory for a team of %d threads", n);
+    t->threads = cnv_calloc((size_t)n, sizeof *t->threads);
+    t->workers = cnv_calloc((size_t)n, sizeof *t->workers);
+    if (!t->threads || !t->workers) {
+        cnv_free(t->threads);
+        cnv_free(t->workers);
+        cnv_free(t);
+        return cnv_fail(e, CNV_ERR_NOMEM, "out of memory for a team of %d threads", n);
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->fork_gen = atomic_load(&g_fork_gen);
+    /* Workers take no signals: the host's handlers run on its own threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int started = 0;
+    for (; started < n - 1; started++) {
+        t->workers[started] = (worker){ t, started + 1 };
+        if (pthread_create(&t->threads[started], NULL, worker_main, &t->workers[started]) != 0)
+            break; /* run with the workers there are */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    t->size = started + 1;
+    *out = t;
+    return CNV_OK;
+}
+
+void cnv_team_free(cnv_team *t)
+{
+    if (!t)
+        return;
+    /* In a forked child the workers and the state of the mutex stayed in
+     * the parent: there is nothing to stop or destroy. */
+    if (t->fork_gen == atomic_load(&g_fork_gen)) {
+        stop_workers(t, t->size - 1);
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+    }
+    cnv_free(t->threads);
+    cnv_free(t->workers);
+    cnv_free(t);
+}
+
+int cnv_team_size(const cnv_team *t)
+{
+    return t ? t->size : 1;
+}
+
+void cnv_team_run(cnv_team *t, int64_t n, cnv_chunk_fn fn, void *arg)
+{
+    int size = cnv_team_size(t);
+    if (n <= 0)
+        return;
+    if (size == 1 || n == 1) {
+        fn(arg, 0, n, 0);
+        return;
+    }
+    int64_t lo, hi;
+    if (t->fork_gen != atomic_load_explicit(&g_fork_gen, memory_order_relaxed)) {
+        for (int k = 0; k < size; k++) {
+            cnv_chunk(n, size, k, 1, &lo, &hi);
+            if (lo < hi)
+                fn(arg, lo, hi, k);
+        }
+        return;
+    }
+    t->fn = fn;
+    t->arg = arg;
+    t->n = n;
+    atomic_store_explicit(&t->pending, size - 1, memory_order_relaxed);
+    atomic_fetch_add(&t->gen, 1); /* publishes the job (seq_cst) */
+    if (atomic_load(&t->sleepers) > 0) {
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_broadcast(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+    }
+    cnv_chunk(n, size, 0, 1, &lo, &hi);
+    if (lo < hi)
+        fn(arg, lo, hi, 0);
+    for (int spins = 0; atomic_load_explicit(&t->pending, memory_order_acquire) > 0;) {
+        if (++spins < SPINS_BEFORE_YIELD) {
+            cpu_relax();
+        } else {
+            sched_yield(); /* a worker was descheduled: let it run */
+            spins = 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------- GEMM */
+
+typedef struct gemm_job {
+    int ta, tb, m, n, k, lda, ldb, ldc, split_n;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    int parts;
+} gemm_job;
+
+static void gemm_chunk(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)hi, (void)tid;
+    const gemm_job *j = arg;
+    int64_t a0, a1;
+    /* whole cache lines of C per thread along N, whole rows along M */
+    cnv_chunk(j->split_n ? j->n : j->m, j->parts, (int)lo, j->split_n ? 16 : 4, &a0, &a1);
+    if (a0 >= a1)
+        return;
+    const float *a = j->a, *b = j->b;
+    float *c = j->c;
+    int m = j->m, n = j->n;
+    if (j->split_n) {
+        b += j->tb ? a0 * j->ldb : a0;
+        c += a0;
+        n = (int)(a1 - a0);
+    } else {
+        a += j->ta ? a0 : a0 * j->lda;
+        c += a0 * j->ldc;
+        m = (int)(a1 - a0);
+    }
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, m,
+                n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+}
+
+void cnv_sgemm(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+               int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    int size = cnv_team_size(t);
+    /* below some 10^5 multiply-adds a split costs more than it saves */
+    if (size == 1 || (int64_t)m * n * k < 100000) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                    n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    gemm_job j = { ta, tb, m, n, k, lda, ldb, ldc, n >= m, alpha, beta, a, b, c, size };
+    cnv_team_run(t, size, gemm_chunk, &j);
+}

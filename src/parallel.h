@@ -1,0 +1,43 @@
+/* The library's own threads: a team of workers per session that runs a
+ * loop's iterations split into one contiguous chunk per thread, and the
+ * process-wide thread setting. The calling thread is worker 0, so a team of
+ * one thread is just a plain call. */
+#ifndef CNV_PARALLEL_H
+#define CNV_PARALLEL_H
+
+#include "base.h"
+
+typedef struct cnv_team cnv_team;
+
+/* Runs iterations [lo, hi) of a loop on thread tid (0 .. threads-1). */
+typedef void (*cnv_chunk_fn)(void *arg, int64_t lo, int64_t hi, int tid);
+
+/* The thread count cnv_set_threads asked for (>= 1; 1 when never called)
+ * and whether it was ever called. */
+int cnv_threads_setting(int *was_set);
+
+/* A team of n threads (the caller and n - 1 workers it starts). When fewer
+ * workers can be started the team is smaller; cnv_team_size tells. */
+cnv_status cnv_team_create(int n, cnv_team **out, cnv_err *e);
+void cnv_team_free(cnv_team *t);
+/* 1 for NULL. */
+int cnv_team_size(const cnv_team *t);
+
+/* Splits [0, n) into cnv_team_size(t) contiguous chunks, the same for the
+ * same n and size, calls fn once per non-empty chunk (chunk k on thread
+ * k; the caller runs chunk 0) and returns when all have returned. In a
+ * child process after fork() the workers do not exist: the caller then
+ * runs every chunk itself, in order. Never allocates. */
+void cnv_team_run(cnv_team *t, int64_t n, cnv_chunk_fn fn, void *arg);
+
+/* Chunk k of [0, n) split in `parts`, aligned to multiples of `align`
+ * (except the end): what cnv_team_run uses with align 1. */
+void cnv_chunk(int64_t n, int parts, int k, int64_t align, int64_t *lo, int64_t *hi);
+
+/* c = alpha op(a) op(b) + beta c, row-major (cblas_sgemm's arguments, with
+ * ta/tb nonzero for transposed), split over the team along the longer of
+ * m and n: each thread calls a one-thread BLAS on its block. */
+void cnv_sgemm(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+               int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+#endif
