@@ -23,13 +23,9 @@ typedef struct pool_geom {
     int64_t kh, kw, sh, sw;
     int64_t pt, pl, pb, pr;         /* pads top, left, bottom, right */
     int count_include_pad;
-    /* MaxPool, kh*kw <= MAX_TAPS: offset of window element k (row-major)
-     * from the window's first, so the winner's index needs no division */
-    int32_t tap[32];
-    int taps; /* 1 when tap[] is filled */
+    int sep;             /* MaxPool: the separable fast path applies */
     int64_t work_floats; /* MaxPool: workspace per thread */
 } pool_geom;
-#define MAX_TAPS 32
 _Static_assert(sizeof(pool_geom) <= CNV_GEOM_SIZE, "pool_geom fits geom");
 
 /* Attribute values beyond this are rejected so index arithmetic in int64
@@ -254,14 +250,15 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     if (st != CNV_OK)
         return st;
     pool_geom *g = (pool_geom *)c->geom;
-    /* the fast path: small windows and strides, as in most CNNs */
-    g->taps = g->kh * g->kw <= MAX_TAPS && g->sw <= 8 && g->kh * g->w < INT32_MAX;
-    for (int64_t k = 0; g->taps && k < g->kh * g->kw; k++)
-        g->tap[k] = (int32_t)((k / g->kw) * g->w + k % g->kw);
-    /* its phase runs: kh * sw runs of ow + kw floats at most, per thread
-     * (rounded to whole cache lines) */
-    g->work_floats = g->taps ? (g->kh * g->sw * (g->ow + g->kw + 1) + 15) / 16 * 16 : 0;
-    *work_size = (size_t)(g->work_floats * (c->threads > 1 ? c->threads : 1)) * sizeof(float);
+    /* The fast path, for windows of up to 64 elements and strides up to 8
+     * (every CNN's): per thread, the row maxima of kh input rows (value
+     * and index) and one input row split by column phase, in whole cache
+     * lines. */
+    g->sep = g->kh * g->kw <= 64 && g->sw <= 8;
+    g->work_floats = g->sep ? (2 * g->kh * g->ow + g->sw * (g->ow + g->kw + 1) + 15) / 16 * 16 : 0;
+    if (!cnv_mul_size((size_t)g->work_floats, (size_t)(c->threads > 1 ? c->threads : 1), work_size) ||
+        !cnv_mul_size(*work_size, sizeof(float), work_size))
+        return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
     /* one int32 argmax per output element, kept from forward for backward */
     if (!cnv_mul_size((size_t)cnv_shape_count(&c->out[0]->shape), sizeof(int32_t), state_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "state too large");
@@ -302,34 +299,6 @@ static int64_t max_window_general(const pool_geom *g, const float *xp, int64_t o
     return bi;
 }
 
-/* Eight NaN-free windows whose elements t = 0..ntap-1 are src[t][0..7]:
- * the value and position t of each first maximum (strict >). Written with
- * masks so that the compiler keeps the eight in SIMD registers and no
- * branch depends on the data (those mispredict on real activations). */
-static inline void max8(const float *const *src, int32_t ntap, float *restrict y,
-                        int32_t *restrict arg)
-{
-    float b[8];
-    int32_t k[8];
-    for (int j = 0; j < 8; j++) {
-        b[j] = src[0][j];
-        k[j] = 0;
-    }
-    for (int32_t t = 1; t < ntap; t++) {
-        const float *s = src[t];
-        for (int j = 0; j < 8; j++) {
-            float v = s[j];
-            int32_t take = -(int32_t)(v > b[j]);
-            b[j] = v > b[j] ? v : b[j];
-            k[j] = (k[j] & ~take) | (t & take);
-        }
-    }
-    for (int j = 0; j < 8; j++) {
-        y[j] = b[j];
-        arg[j] = k[j];
-    }
-}
-
 /* 1 when the plane holds a NaN (its windows then take the general path,
  * where the first NaN wins). */
 static int has_nan(const float *restrict x, int64_t n)
@@ -346,77 +315,130 @@ static int has_nan(const float *restrict x, int64_t n)
     return any[0] != 0;
 }
 
-/* Outputs [lo, hi) of row oh of a NaN-free plane, whose windows lie
- * wholly inside the plane. The window rows are first split by column
- * phase (column mod stride) into contiguous runs in work, so that window
- * element (ki, kj) of consecutive outputs is one contiguous run, and then
- * max8 takes eight outputs at a time. */
-static void max_row_inner(const pool_geom *g, const float *xp, int64_t oh, int64_t lo, int64_t hi,
-                          float *y, int32_t *arg, int64_t base, float *work)
+/* The separable fast path for windows wholly inside a NaN-free plane.
+ * The first maximum of a window in row-major order is the first maximum,
+ * over its rows in order, of each row's first maximum: so each input row
+ * is reduced along its columns first, then kh such rows are reduced into
+ * an output row. Every pass below is a plain loop over contiguous floats
+ * in blocks of 8 (see elementwise.c), which the compiler turns into
+ * branch-free SIMD code. */
+
+/* m[i], a[i] = v[i], t where v[i] > m[i] (strict: the earlier one wins a tie) */
+static void max_pass(const float *restrict v, float *restrict m, int32_t *restrict a, int64_t n,
+                     int32_t t)
 {
-    const int64_t n = hi - lo, sw = g->sw, run = n + (g->kw - 1) / sw + 1;
-    const int64_t start = (oh * g->sh - g->pt) * g->w + lo * sw - g->pl; /* window of output lo */
-    const float *src[MAX_TAPS];
-    for (int64_t ki = 0; ki < g->kh; ki++) {
-        const float *r = xp + start + ki * g->w;
-        float *ph = work + ki * sw * run;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float x = v[i + j], b = m[i + j];
+            int32_t take = -(int32_t)(x > b);
+            m[i + j] = x > b ? x : b;
+            a[i + j] = (a[i + j] & ~take) | (t & take);
+        }
+    for (; i < n; i++)
+        if (v[i] > m[i]) {
+            m[i] = v[i];
+            a[i] = t;
+        }
+}
+
+/* The same with a per-element index vi[i] to take along. */
+static void max_pass_idx(const float *restrict v, const int32_t *restrict vi, float *restrict m,
+                         int32_t *restrict a, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float x = v[i + j], b = m[i + j];
+            int32_t take = -(int32_t)(x > b);
+            m[i + j] = x > b ? x : b;
+            a[i + j] = (a[i + j] & ~take) | (vi[i + j] & take);
+        }
+    for (; i < n; i++)
+        if (v[i] > m[i]) {
+            m[i] = v[i];
+            a[i] = vi[i];
+        }
+}
+
+/* Row maxima of one input row (at xr, starting at flat index row_index)
+ * for the n outputs from lo on: hv[i] and hidx[i], the value and flat
+ * index of the first maximum. With a stride, the row is first split by
+ * column phase (column mod stride) into `phases`, so that window column kj
+ * of consecutive outputs is one contiguous run. */
+static void row_maxima(const pool_geom *g, const float *xr, int64_t row_index, int64_t lo, int64_t n,
+                       float *restrict phases, float *restrict hv, int32_t *restrict hidx)
+{
+    const int64_t sw = g->sw, c0 = lo * sw - g->pl, run = n + (g->kw - 1) / sw + 1;
+    const float *x = xr + c0, *ph = x;
+    if (sw > 1) {
         for (int64_t p = 0; p < sw && p < g->kw; p++) {
             /* columns p, p + sw, ... up to the last one a window reads */
             int64_t cnt = ((n - 1) * sw + g->kw - 1 - p) / sw + 1;
-            float *dst = ph + p * run;
-            const float *col = r + p;
             for (int64_t i = 0; i < cnt; i++)
-                dst[i] = col[i * sw];
+                phases[p * run + i] = x[p + i * sw];
         }
-        for (int64_t kj = 0; kj < g->kw; kj++)
-            src[ki * g->kw + kj] = ph + (kj % sw) * run + kj / sw;
+        ph = phases;
     }
-    const int32_t ntap = (int32_t)(g->kh * g->kw);
-    for (int64_t i0 = 0; n >= 8 && i0 < n; i0 += 8) {
-        int64_t i = i0 + 8 <= n ? i0 : n - 8; /* a last block overlaps the one before */
-        const float *s8[MAX_TAPS];
-        int32_t k[8];
-        for (int32_t t = 0; t < ntap; t++)
-            s8[t] = src[t] + i;
-        max8(s8, ntap, y + lo + i, k);
-        for (int j = 0; j < 8; j++)
-            arg[lo + i + j] = (int32_t)(base + start + (i + j) * sw + g->tap[k[j]]);
-    }
-    for (int64_t i = n >= 8 ? n : 0; i < n; i++) { /* rows of fewer than 8 */
-        int64_t bi = max_window_general(g, xp, oh, lo + i);
-        y[lo + i] = xp[bi];
-        arg[lo + i] = (int32_t)(base + bi);
-    }
+    const int64_t stride = sw > 1 ? run : 1; /* from one phase to the next */
+    memcpy(hv, ph, (size_t)n * sizeof *hv);
+    memset(hidx, 0, (size_t)n * sizeof *hidx);
+    for (int32_t kj = 1; kj < (int32_t)g->kw; kj++)
+        max_pass(ph + (kj % sw) * stride + kj / sw, hv, hidx, n, kj);
+    /* from the column in the window to the flat index */
+    const int32_t first = (int32_t)(row_index + c0), step = (int32_t)sw;
+    for (int64_t i = 0; i < n; i++)
+        hidx[i] += first + (int32_t)i * step;
 }
 
-/* x is (NC,h,w), y is (NC,oh,ow); arg[o] is the flat index into x of the
- * element y[o] was taken from: the first maximum of the window in row-major
- * order, except that a NaN wins over numbers (the first NaN, so NaN
- * propagates as in PyTorch). An all-NaN or all -inf window thus stores its
- * first in-bounds element. A window without input elements (rejected by
- * plan) would give y = 0 and arg = -1. In a plane without NaN, windows
- * wholly inside the input (all but a border) take the branch-free
- * max_row_inner. */
+/* Planes [lo, hi) of x (NC,h,w) into y (NC,oh,ow); arg[o] is the flat index
+ * into x of the element y[o] was taken from: the first maximum of the
+ * window in row-major order, except that a NaN wins over numbers (the
+ * first NaN, so NaN propagates as in PyTorch). An all-NaN or all -inf
+ * window thus stores its first in-bounds element. A window without input
+ * elements (rejected by plan) would give y = 0 and arg = -1. In a plane
+ * without NaN, windows wholly inside the input (all but a border) take the
+ * separable path. */
 static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
 {
     const cnv_op_ctx *c = job;
     const pool_geom *g = (const pool_geom *)c->geom;
     const float *x = c->in[0]->data;
-    float *work = c->work + tid * g->work_floats;
     int64_t plane = g->h * g->w, iw_lo, iw_hi, ih_lo, ih_hi;
     inner_range(g->ow, g->sw, g->pl, g->kw, g->w, &iw_lo, &iw_hi);
     inner_range(g->oh, g->sh, g->pt, g->kh, g->h, &ih_lo, &ih_hi);
+    const int64_t n_in = iw_hi - iw_lo;
+    /* the workspace: kh rows of row maxima (a ring: row r in slot r % kh),
+     * then the phases of one input row */
+    float *hv = c->work + tid * g->work_floats;
+    int32_t *hidx = (int32_t *)(hv + g->kh * g->ow);
+    float *phases = hv + 2 * g->kh * g->ow;
     for (int64_t nc = lo; nc < hi; nc++) {
         const float *xp = x + nc * plane;
-        int no_nan = g->taps && !has_nan(xp, plane);
+        int fast = g->sep && n_in > 0 && !has_nan(xp, plane);
+        int64_t next_row = 0; /* rows below it are in the ring already */
         for (int64_t oh = 0; oh < g->oh; oh++) {
             float *y = c->out[0]->data + (nc * g->oh + oh) * g->ow;
             int32_t *arg = (int32_t *)c->state + (nc * g->oh + oh) * g->ow;
-            /* outputs [in_lo, in_hi) of this row have their window in bounds */
-            int fast = oh >= ih_lo && oh < ih_hi && no_nan;
-            int64_t in_lo = fast ? iw_lo : g->ow, in_hi = fast ? iw_hi : g->ow;
-            if (in_lo < in_hi)
-                max_row_inner(g, xp, oh, in_lo, in_hi, y, arg, nc * plane, work);
+            int64_t in_lo = g->ow, in_hi = g->ow; /* outputs done here */
+            if (fast && oh >= ih_lo && oh < ih_hi) {
+                int64_t r0 = oh * g->sh - g->pt;
+                for (int64_t r = next_row > r0 ? next_row : r0; r < r0 + g->kh; r++) {
+                    int64_t slot = r % g->kh;
+                    row_maxima(g, xp + r * g->w, nc * plane + r * g->w, iw_lo, n_in, phases,
+                               hv + slot * g->ow, hidx + slot * g->ow);
+                }
+                next_row = r0 + g->kh;
+                int64_t slot = r0 % g->kh;
+                memcpy(y + iw_lo, hv + slot * g->ow, (size_t)n_in * sizeof *y);
+                memcpy(arg + iw_lo, hidx + slot * g->ow, (size_t)n_in * sizeof *arg);
+                for (int64_t ki = 1; ki < g->kh; ki++) {
+                    slot = (r0 + ki) % g->kh;
+                    max_pass_idx(hv + slot * g->ow, hidx + slot * g->ow, y + iw_lo, arg + iw_lo, n_in);
+                }
+                in_lo = iw_lo;
+                in_hi = iw_hi;
+            }
             for (int64_t ow = 0; ow < g->ow; ow++) {
                 if (ow >= in_lo && ow < in_hi)
                     continue; /* done above */
