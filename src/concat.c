@@ -130,7 +130,7 @@ static void concat_backward(cnv_op_ctx *c)
 
 const cnv_op cnv_op_concat = {
     .type = "Concat", .min_in = 1, .max_in = 1 << 20, .min_out = 1, .max_out = 1,
-    .flags = CNV_OP_GRAD_STORE,
+    .flags = CNV_OP_GRAD_STORE | CNV_OP_ALL_REQUIRED,
     .params_size = sizeof(concat_params), .parse = concat_parse, .plan = concat_plan,
     .forward = concat_forward, .backward = concat_backward,
 };

@@ -144,6 +144,9 @@ static inline cnv_status cnv_need_float_inputs(const cnv_op_ctx *c, cnv_err *e)
 enum {
     /* backward honours cnv_op_ctx.grad_store */
     CNV_OP_GRAD_STORE = 1,
+    /* no input may be absent (variadic ops); otherwise the first min_in
+     * are required and the others optional */
+    CNV_OP_ALL_REQUIRED = 2,
 };
 
 struct cnv_op {

@@ -345,7 +345,11 @@ cnv_status cnv_model_add_node(cnv_model *m, const char *op_type, const char *nam
     if (n_outputs < op->min_out || n_outputs > op->max_out)
         return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "node '%s' (%s): %d outputs, supported %d to %d",
                         name, op_type, n_outputs, op->min_out, op->max_out);
+    int required = op->flags & CNV_OP_ALL_REQUIRED ? n_inputs : op->min_in;
     for (int i = 0; i < n_inputs; i++) {
+        if ((!inputs[i] || !inputs[i][0]) && i < required)
+            return cnv_fail(&m->err, CNV_ERR_FORMAT, "node '%s' (%s): input %d is required but absent (no name)",
+                            name, op_type, i);
         if (!inputs[i] || !inputs[i][0])
             continue;
         int t = cnv_model_find(m, inputs[i]);

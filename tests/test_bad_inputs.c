@@ -696,6 +696,31 @@ static void test_graph_structure(void **state)
     EXPECT(load_pb("an output nobody produces", &p), CNV_ERR_NOT_FOUND, "'zz'");
 }
 
+/* An input named "" is absent: allowed for an optional input, refused for
+ * a required one (found by fuzz_onnx: a Gemm whose A was "" crashed in
+ * planning) and for any input of a variadic op. */
+static void test_absent_required_inputs(void **state)
+{
+    (void)state;
+    cnv_model *m = NULL;
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    cnv_shape s2 = tu_shape(2, 3, 4);
+    assert_int_equal(cnv_model_add_input(m, "a", &s2), CNV_OK);
+    assert_int_equal(cnv_model_add_input(m, "b", &s2), CNV_OK);
+    const char *gemm_in[3] = { "", "b", "a" }, *y[1] = { "y" };
+    assert_int_equal(cnv_model_add_node(m, "Gemm", "g", 3, gemm_in, 1, y, 0, NULL), CNV_ERR_FORMAT);
+    assert_non_null(strstr(cnv_model_errmsg(m), "input 0 is required"));
+    const char *cat_in[3] = { "a", "", "b" };
+    assert_int_equal(cnv_model_add_node(m, "Concat", "c", 3, cat_in, 1, y, 0, NULL), CNV_ERR_FORMAT);
+    assert_non_null(strstr(cnv_model_errmsg(m), "input 1 is required"));
+    /* a trailing absent optional input is simply not there */
+    const char *relu_in[1] = { "a" };
+    assert_int_equal(cnv_model_add_node(m, "Relu", "r", 1, relu_in, 1, y, 0, NULL), CNV_OK);
+    const char *drop_in[3] = { "y", "", "" }, *z[1] = { "z" };
+    assert_int_equal(cnv_model_add_node(m, "Dropout", "d", 3, drop_in, 1, z, 0, NULL), CNV_OK);
+    cnv_model_free(m);
+}
+
 static void test_unknown_op_and_opset(void **state)
 {
     (void)state;
@@ -1034,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_unknown_data_types),
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_graph_structure),
+        cmocka_unit_test(test_absent_required_inputs),
         cmocka_unit_test(test_unknown_op_and_opset),
         cmocka_unit_test(test_conv_attributes),
         cmocka_unit_test(test_gemm_mismatched_k),
