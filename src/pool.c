@@ -455,8 +455,9 @@ static void maxpool_forward(cnv_op_ctx *c)
     cnv_team_run(c->team, ((const pool_geom *)c->geom)->nc, maxpool_planes, c);
 }
 
-/* dx[arg[o]] += dy[o] over planes [lo, hi): every arg[o] of a plane points
- * into the same plane of x, so threads taking whole planes never meet. */
+/* dx[arg[o]] += dy[o] over planes [lo, hi) (zeroed first with
+ * grad_store): every arg[o] of a plane points into the same plane of x, so
+ * threads taking whole planes never meet. */
 static void maxpool_back_planes(void *job, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -465,6 +466,8 @@ static void maxpool_back_planes(void *job, int64_t lo, int64_t hi, int tid)
     float *dx = c->in[0]->grad;
     const float *dy = c->out[0]->grad;
     const int32_t *am = c->state;
+    if (cnv_grad_store(c, 0)) /* these planes, while they are in cache */
+        memset(dx + lo * g->h * g->w, 0, (size_t)((hi - lo) * g->h * g->w) * sizeof *dx);
     for (int64_t o = lo * g->oh * g->ow; o < hi * g->oh * g->ow; o++)
         if (am[o] >= 0)
             dx[am[o]] += dy[o];
@@ -479,6 +482,7 @@ static void maxpool_backward(cnv_op_ctx *c)
 
 const cnv_op cnv_op_maxpool = {
     .type = "MaxPool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 2,
+    .flags = CNV_OP_GRAD_STORE,
     .params_size = sizeof(pool_params), .parse = pool_parse, .plan = maxpool_plan,
     .forward = maxpool_forward, .backward = maxpool_backward,
 };

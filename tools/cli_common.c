@@ -18,7 +18,8 @@ const char *const cli_model_help =
     "  --mean a,b,c       per-channel mean, after scaling pixels to [0,1]\n"
     "  --std a,b,c        per-channel standard deviation\n"
     "  --labels FILE      class names, one per line ('nXXXXXXXX name' accepted)\n"
-    "  --size HxW         input size (default: the model's cnnviz.image_size)\n";
+    "  --size HxW         input size (default: the model's cnnviz.image_size)\n"
+    "  --threads T        threads to run on (default: all cores)\n";
 
 int cli_model_option(int argc, char **argv, int *i, cli_model_opts *o)
 {
@@ -32,6 +33,7 @@ int cli_model_option(int argc, char **argv, int *i, cli_model_opts *o)
         {"--labels", NULL, offsetof(cli_model_opts, labels)},
         {"--size", NULL, offsetof(cli_model_opts, size)},
         {"--preset", NULL, offsetof(cli_model_opts, preset)},
+        {"--threads", NULL, offsetof(cli_model_opts, threads)},
     };
     const char *a = argv[*i];
     for (size_t k = 0; k < sizeof table / sizeof table[0]; k++) {
@@ -259,6 +261,12 @@ static char *find_default_model(void)
 int cli_model_open(const cli_model_opts *o, cli_model *out)
 {
     memset(out, 0, sizeof *out);
+    if (o->threads) { /* main() set all cores */
+        int n;
+        if (cli_parse_int(o->threads, &n) || n < 1)
+            return cli_error("--threads '%s': expected a positive integer", o->threads);
+        cnv_set_threads(n);
+    }
     out->path = o->path ? strdup(o->path) : find_default_model();
     if (!out->path)
         return cli_error("out of memory");

@@ -16,6 +16,7 @@ typedef struct cli_model_opts {
     const char *labels; /* --labels FILE */
     const char *size;   /* --size HxW */
     const char *preset; /* --preset imagenet */
+    const char *threads; /* --threads T */
 } cli_model_opts;
 
 /* Help text for the options above, for each subcommand's --help. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli_common.h"
 
@@ -158,17 +159,16 @@ static void print_profile(cnv_session *s, const cnv_model *m, const char *output
 int cmd_bench(int argc, char **argv)
 {
     cli_model_opts mo = {0};
-    int json = 0, batch = 1, threads = 0, iters = 30, profile = 0;
+    int json = 0, batch = 1, iters = 30, profile = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
         if (r < 0)
             return 2;
         if (r)
             continue;
-        int *dst = !strcmp(argv[i], "--batch") ? &batch : !strcmp(argv[i], "--threads") ? &threads
-                   : !strcmp(argv[i], "--iters") ? &iters : NULL;
+        int *dst = !strcmp(argv[i], "--batch") ? &batch : !strcmp(argv[i], "--iters") ? &iters : NULL;
         if (dst && i + 1 < argc) {
-            if (cli_parse_int(argv[++i], dst) || *dst < (dst == &threads ? 0 : 1)) {
+            if (cli_parse_int(argv[++i], dst) || *dst < 1) {
                 cli_error("%s: expected a positive integer", argv[i - 1]);
                 return 2;
             }
@@ -187,8 +187,9 @@ int cmd_bench(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    if (threads)
-        cnv_set_threads(threads);
+    /* what --threads asked for, or all cores (cnnviz's default) */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = mo.threads ? atoi(mo.threads) : cores > 0 ? (int)cores : 1;
     cnv_session *s = NULL;
     cnv_status st = cnv_session_create(cm.model, &s);
     if (st == CNV_OK)
@@ -250,10 +251,8 @@ int cmd_bench(int argc, char **argv)
                cm.height, cm.width, batch, threads, iters, f.median, f.min, f.max, fb.median, fb.min, fb.max,
                gflop, gflop / (f.median / 1e3), rss_mb);
     } else {
-        char tbuf[16];
-        snprintf(tbuf, sizeof tbuf, "%d", threads);
-        printf("%s at %dx%d, batch %d, threads %s, %d iterations\n", cm.path, cm.height, cm.width, batch,
-               threads ? tbuf : "all", iters);
+        printf("%s at %dx%d, batch %d, threads %d, %d iterations\n", cm.path, cm.height, cm.width, batch,
+               threads, iters);
         printf("  forward             median %8.3f ms  (min %.3f, max %.3f)  %.1f GFLOP/s\n", f.median, f.min,
                f.max, gflop / (f.median / 1e3));
         printf("  forward + input grad median %7.3f ms  (min %.3f, max %.3f)\n", fb.median, fb.min, fb.max);

@@ -15,7 +15,6 @@ static const char usage[] =
     "  --data DIR     dataset directory (default " DEFAULT_DATA ")\n"
     "  --split NAME   t10k (default; the 10,000 test images) or train\n"
     "  --batch B      images per forward pass (default 250)\n"
-    "  --threads T    BLAS threads (default: all cores)\n"
     "  --json         one JSON document on stdout\n";
 
 /* The width of the model's class scores, found by planning one image. */
@@ -44,7 +43,7 @@ int cmd_evaluate(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     const char *data = DEFAULT_DATA, *split = "t10k";
-    int json = 0, batch = 250, threads = 0;
+    int json = 0, batch = 250;
     for (int i = 1; i < argc; i++) {
         int r = cli_model_option(argc, argv, &i, &mo);
         if (r < 0)
@@ -67,17 +66,11 @@ int cmd_evaluate(int argc, char **argv)
                 cli_error("evaluate: --batch needs an integer in 1..65536");
                 return 2;
             }
-        } else if (!strcmp(a, "--threads") && has_v) {
-            if (cli_parse_int(argv[++i], &threads) || threads < 1) {
-                cli_error("evaluate: --threads needs a positive integer");
-                return 2;
-            }
         } else {
             cli_error("evaluate: unknown option or missing value: '%s' (see 'cnnviz evaluate --help')", a);
             return 2;
         }
     }
-    cnv_set_threads(threads);
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
