@@ -37,7 +37,11 @@
  * The functions that change a model (cnv_model_add_*, cnv_model_param when
  * its data is written) must not run while a session of that model runs.
  * cnv_set_threads and cnv_set_allocator are process-wide: call them before
- * other threads use the library.
+ * other threads use the library. A session may split its work over
+ * threads of its own (cnv_set_threads, cnv_session_set_threads); they
+ * work only inside that session's calls, so a host running several
+ * sessions at once should give each a share of the cores (for example
+ * cnv_session_set_threads(s, 1) for one session per core).
  */
 #ifndef CNNVIZ_H
 #define CNNVIZ_H

@@ -41,9 +41,6 @@ static cnv_status bn_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size, 
     const bn_params *p = c->params;
     char b1[128], b2[128];
     static const char *const names[] = {"X", "scale", "B", "mean", "var"};
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     if (p->training_mode != 0 || n->n_out > 1)
         return cnv_fail(e, CNV_ERR_UNSUPPORTED,
                         "training mode (training_mode=1 or "

@@ -37,9 +37,6 @@ static cnv_status concat_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_si
     for (int k = 0; k < n->n_in; k++)
         if (!c->in[k])
             return cnv_fail(e, CNV_ERR_FORMAT, "input %d is absent", k);
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     const cnv_shape *s0 = &c->in[0]->shape;
     int r = s0->ndim;
     if (r < 1)

@@ -123,9 +123,6 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     const conv_params *p = c->params;
     const cnv_val *x = c->in[0], *w = c->in[1], *b = c->node->n_in > 2 ? c->in[2] : NULL;
     char sx[96], sw[96], sb[96];
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     cnv_shape_str(&x->shape, sx, sizeof sx);
     cnv_shape_str(&w->shape, sw, sizeof sw);
 

@@ -8,9 +8,7 @@
 
 static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
 {
-    (void)state, (void)work;
-    if (c->in[0]->i64) /* forward reads float data; an INT64 constant has none */
-        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input 0 is an INT64 tensor, a float one is needed");
+    (void)state, (void)work, (void)e;
     c->out[0]->shape = c->in[0]->shape;
     return CNV_OK;
 }
@@ -199,6 +197,7 @@ static cnv_status dropout_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
 
 const cnv_op cnv_op_dropout = {
     .type = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2,
+    .int_inputs = 1u << 2, /* training_mode (a bool, read as INT64) */
     .parse = dropout_parse, .plan = dropout_plan, .forward = copy_forward, .backward = copy_backward,
 };
 
@@ -228,8 +227,6 @@ static cnv_status add_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *
 {
     (void)state, (void)work;
     const cnv_shape *a = &c->in[0]->shape, *b = &c->in[1]->shape;
-    if (c->in[0]->i64 || c->in[1]->i64)
-        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "Add of non-float tensors is not supported");
     bcast_geom *g = (bcast_geom *)c->geom;
     memset(g, 0, sizeof *g);
     g->ndim = a->ndim > b->ndim ? a->ndim : b->ndim;

@@ -43,9 +43,6 @@ static cnv_status gemm_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     const gemm_params *p = c->params;
     const cnv_val *a = c->in[0], *b = c->in[1], *cv = c->node->n_in > 2 ? c->in[2] : NULL;
     char sa[96], sb[96], sc[96];
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     cnv_shape_str(&a->shape, sa, sizeof sa);
     cnv_shape_str(&b->shape, sb, sizeof sb);
 

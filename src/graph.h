@@ -129,17 +129,6 @@ static inline int cnv_grad_store(const cnv_op_ctx *c, int k)
     return c->grad_store && c->grad_store[k];
 }
 
-/* For an op's plan: fails unless every present input is a float tensor
- * (an INT64 constant has no float data for forward to read). */
-static inline cnv_status cnv_need_float_inputs(const cnv_op_ctx *c, cnv_err *e)
-{
-    for (int k = 0; k < c->node->n_in; k++)
-        if (c->in[k] && c->in[k]->i64)
-            return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input %d is an INT64 tensor, a float one is needed",
-                            k);
-    return CNV_OK;
-}
-
 /* cnv_op.flags: what the executor may do around an op. */
 enum {
     /* backward honours cnv_op_ctx.grad_store */
@@ -153,6 +142,11 @@ struct cnv_op {
     const char *type; /* ONNX op_type */
     int min_in, max_in, min_out, max_out;
     unsigned flags;   /* CNV_OP_* */
+    /* Bit k set: input k is read as INT64 values (shapes, pads) at plan.
+     * Every other present input must be a float tensor: the planner
+     * refuses an INT64 constant there (forward reads float data, which it
+     * does not have). */
+    unsigned int_inputs;
     size_t params_size;
     /* Reads and checks the node's attributes into params (zeroed). May be
      * NULL when the op has no attributes. Runs once, when the node is

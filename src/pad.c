@@ -65,8 +65,6 @@ static cnv_status pad_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
     const pad_params *p = c->params;
     const cnv_shape *xs = &c->in[0]->shape;
     char buf[128];
-    if (c->in[0]->i64) /* forward reads float data; an INT64 constant has none */
-        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input 0 is an INT64 tensor, a float one is needed");
     if (!p->mode_constant)
         return cnv_fail(e, CNV_ERR_UNSUPPORTED,
                         "mode '%s' is not supported (only constant)", p->mode);
@@ -208,6 +206,7 @@ static void pad_backward(cnv_op_ctx *c)
 
 const cnv_op cnv_op_pad = {
     .type = "Pad", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1,
+    .int_inputs = 1u << 1 | 1u << 3, /* pads, axes */
     .params_size = sizeof(pad_params), .parse = pad_parse, .plan = pad_plan,
     .forward = pad_forward, .backward = pad_backward,
 };

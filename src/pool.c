@@ -171,9 +171,6 @@ static cnv_status pool_plan_common(cnv_op_ctx *c, cnv_err *e)
     const pool_params *p = c->params;
     const cnv_shape *xs = &c->in[0]->shape;
     char buf[128];
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     if (p->nk > 2)
         return cnv_fail(e, CNV_ERR_UNSUPPORTED, "%d-D pooling is not supported (only 1-D and 2-D)",
                         p->nk);
@@ -581,9 +578,6 @@ static cnv_status gap_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
 {
     const cnv_shape *xs = &c->in[0]->shape;
     char buf[128];
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     if (xs->ndim < 3)
         return cnv_fail(e, CNV_ERR_SHAPE,
                         "input %s needs N, C and spatial dims", cnv_shape_str(xs, buf, sizeof buf));

@@ -34,9 +34,6 @@ static cnv_status flatten_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
     (void)state, (void)work;
     const flatten_params *p = c->params;
     const cnv_shape *x = &c->in[0]->shape;
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     int64_t axis = p->axis < 0 ? p->axis + x->ndim : p->axis;
     if (axis < 0 || axis > x->ndim)
         return cnv_fail(e, CNV_ERR_SHAPE, "axis %lld is out of range for rank %d", (long long)p->axis,
@@ -89,8 +86,6 @@ static cnv_status reshape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
     const cnv_shape *x = &c->in[0]->shape;
     const int64_t *want = p->shape;
     int64_t n = p->n_shape;
-    if (c->in[0]->i64) /* forward copies float data; an INT64 constant has none */
-        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "input 0 is an INT64 tensor, a float one is needed");
     if (c->node->n_in >= 2) {
         const cnv_val *s = c->in[1];
         if (!s->is_const || !s->i64)
@@ -143,6 +138,7 @@ static cnv_status reshape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
 
 const cnv_op cnv_op_reshape = {
     .type = "Reshape", .min_in = 1, .max_in = 2, .min_out = 1, .max_out = 1,
+    .int_inputs = 1u << 1, /* shape */
     .params_size = sizeof(reshape_params),
     .flags = CNV_OP_GRAD_STORE,
     .parse = reshape_parse, .plan = reshape_plan, .forward = copy_forward, .backward = copy_backward,

@@ -349,9 +349,16 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
             c->out[k] = &s->vals[n->out[k]];
         for (int k = 0; k < n->n_in; k++) {
             const cnv_tensor_def *d = n->in[k] >= 0 ? &m->tensors[n->in[k]] : NULL;
+            int int_ok = k < 32 && (n->op->int_inputs >> k & 1);
             if (d && d->kind == CNV_T_ACT && d->dtype != CNV_FLOAT32) {
                 st = cnv_fail(&s->err, CNV_ERR_UNSUPPORTED, "node '%s': input '%s' is not float",
                               n->name, d->name);
+                goto fail;
+            }
+            if (d && !int_ok && c->in[k]->i64) {
+                st = cnv_fail(&s->err, CNV_ERR_UNSUPPORTED,
+                              "node '%s' (%s): input %d is an INT64 tensor, a float one is needed", n->name,
+                              n->op_type, k);
                 goto fail;
             }
         }

@@ -28,9 +28,6 @@ static cnv_status softmax_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     const softmax_params *p = c->params;
     const cnv_shape *xs = &c->in[0]->shape;
     char buf[128];
-    cnv_status fst = cnv_need_float_inputs(c, e);
-    if (fst != CNV_OK)
-        return fst;
     int r = xs->ndim;
     int64_t ax = p->axis < 0 ? p->axis + r : p->axis;
     /* The 2-D coercion accepts axis == r (every row is one element). */
