@@ -1,5 +1,5 @@
-/* Helpers shared by the cnnviz subcommands: model options and metadata,
- * class names, parsing, JSON strings. */
+/* Helpers shared by the cnnviz subcommands: the command-line parser, model
+ * options and metadata, class names, parsing, JSON strings. */
 #include "cli_common.h"
 
 #include <ctype.h>
@@ -21,32 +21,112 @@ const char *const cli_model_help =
     "  --size HxW         input size (default: the model's cnnviz.image_size)\n"
     "  --threads T        threads to run on (default: all cores)\n";
 
-int cli_model_option(int argc, char **argv, int *i, cli_model_opts *o)
+/* The value of o from v; nonzero if v is not one. */
+static int set_value(const cli_opt *o, const char *v)
 {
-    static const struct {
-        const char *flag, *alias;
-        size_t off;
-    } table[] = {
-        {"--model", "-m", offsetof(cli_model_opts, path)},
-        {"--mean", NULL, offsetof(cli_model_opts, mean)},
-        {"--std", NULL, offsetof(cli_model_opts, std)},
-        {"--labels", NULL, offsetof(cli_model_opts, labels)},
-        {"--size", NULL, offsetof(cli_model_opts, size)},
-        {"--preset", NULL, offsetof(cli_model_opts, preset)},
-        {"--threads", NULL, offsetof(cli_model_opts, threads)},
-    };
-    const char *a = argv[*i];
-    for (size_t k = 0; k < sizeof table / sizeof table[0]; k++) {
-        if (strcmp(a, table[k].flag) && !(table[k].alias && !strcmp(a, table[k].alias)))
-            continue;
-        if (*i + 1 >= argc) {
-            cli_error("%s needs a value", a);
-            return -1;
-        }
-        *(const char **)((char *)o + table[k].off) = argv[++*i];
+    switch (o->kind) {
+    case CLI_KIND_STRING:
+        *(const char **)o->dst = v;
+        return 0;
+    case CLI_KIND_INT: {
+        int x;
+        if (cli_parse_int(v, &x) || x < o->min || x > o->max)
+            return 1;
+        *(int *)o->dst = x;
+        return 0;
+    }
+    case CLI_KIND_FLOAT: {
+        float x;
+        if (cli_parse_float(v, &x) || !(o->open & CLI_OPEN_MIN ? x > o->min : x >= o->min) ||
+            !(o->open & CLI_OPEN_MAX ? x < o->max : x <= o->max))
+            return 1;
+        *(float *)o->dst = x;
+        return 0;
+    }
+    case CLI_KIND_SEED: {
+        /* strtoull would take "-1" as 2^64 - 1 */
+        char *end;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (!*v || *end || errno || *v == '-')
+            return 1;
+        *(uint64_t *)o->dst = x;
+        return 0;
+    }
+    case CLI_KIND_CUSTOM:
+        return o->parse(v, o->dst);
+    default:
         return 1;
     }
-    return 0;
+}
+
+static const cli_opt *find_option(const cli_opt *opts, const char *a)
+{
+    for (; opts && opts->name; opts++)
+        if (!strcmp(a, opts->name) || (opts->alias && !strcmp(a, opts->alias)))
+            return opts;
+    return NULL;
+}
+
+int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
+{
+    cli_model_opts unused, *mo = spec->model ? spec->model : &unused;
+    const cli_opt model_opts[] = {
+        CLI_OPT_STRING("--model", "-m", &mo->path),
+        CLI_OPT_STRING("--mean", NULL, &mo->mean),
+        CLI_OPT_STRING("--std", NULL, &mo->std),
+        CLI_OPT_STRING("--labels", NULL, &mo->labels),
+        CLI_OPT_STRING("--size", NULL, &mo->size),
+        CLI_OPT_STRING("--preset", NULL, &mo->preset),
+        CLI_OPT_STRING("--threads", NULL, &mo->threads),
+        {0},
+    };
+    const char *cmd = spec->cmd;
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1]) {
+            if (n == spec->max_args) {
+                if (n == 0)
+                    cli_error("%s: unexpected argument '%s' (see --help)", cmd, a);
+                else
+                    cli_error("%s: one %s only ('%s' and '%s')", cmd, spec->arg, argv[1], a);
+                return 2;
+            }
+            argv[++n] = argv[i]; /* n <= i: nothing unread is overwritten */
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            if (spec->model)
+                printf("%s\n%s", spec->usage, cli_model_help);
+            else
+                fputs(spec->usage, stdout);
+            return 0;
+        }
+        const cli_opt *o = find_option(spec->opts, a);
+        if (!o && spec->model)
+            o = find_option(model_opts, a);
+        if (!o) {
+            cli_error("%s: unknown option '%s' (see --help)", cmd, a);
+            return 2;
+        }
+        if (o->kind == CLI_KIND_SET || o->kind == CLI_KIND_CLEAR) {
+            *(int *)o->dst = o->kind == CLI_KIND_SET;
+            continue;
+        }
+        if (i + 1 == argc) {
+            cli_error("%s: %s needs a value (see --help)", cmd, a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (set_value(o, v)) {
+            cli_error("%s: bad value '%s' for %s", cmd, v, a);
+            return 2;
+        }
+    }
+    if (n_args)
+        *n_args = n;
+    return CLI_RUN;
 }
 
 /* ------------------------------------------------------------- parsing */

@@ -1,9 +1,11 @@
-/* Helpers shared by the cnnviz subcommands: the common model options, the
- * metadata convention (mean, std, color, size, labels), class lookup,
- * image input and output. Each prints its own error and returns 1. */
+/* Helpers shared by the cnnviz subcommands: the table-driven option parser,
+ * the common model options, the metadata convention (mean, std, color,
+ * size, labels), class lookup, image input and output. Each prints its own
+ * error and returns 1 (cli_parse: 2, the usage-error exit code). */
 #ifndef CNV_CLI_COMMON_H
 #define CNV_CLI_COMMON_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -22,10 +24,65 @@ typedef struct cli_model_opts {
 /* Help text for the options above, for each subcommand's --help. */
 extern const char *const cli_model_help;
 
-/* Consumes one model option at argv[*i], advancing *i past its value.
- * Returns 1 if consumed, 0 if argv[*i] is not a model option, -1 after
- * printing an error. */
-int cli_model_option(int argc, char **argv, int *i, cli_model_opts *o);
+/* One option of a subcommand, for cli_parse. Write the rows with the
+ * CLI_OPT_* macros below: they fill only the fields a kind uses, and a
+ * destination of the wrong type is a compile-time warning. */
+typedef enum cli_opt_kind {
+    CLI_KIND_SET,    /* int: set to 1 */
+    CLI_KIND_CLEAR,  /* int: set to 0 (--no-clamp and the like) */
+    CLI_KIND_STRING, /* const char *: the value, borrowed from argv */
+    CLI_KIND_INT,    /* int in [min, max] */
+    CLI_KIND_FLOAT,  /* float in [min, max]; open excludes either end */
+    CLI_KIND_SEED,   /* uint64_t, decimal, not negative */
+    CLI_KIND_CUSTOM, /* parse(value, dst) returns nonzero if the value is bad */
+} cli_opt_kind;
+
+enum { CLI_OPEN_MIN = 1, CLI_OPEN_MAX = 2 };
+
+typedef struct cli_opt {
+    const char *name, *alias; /* "--output", "-o" */
+    cli_opt_kind kind;
+    void *dst;
+    double min, max;
+    int open; /* CLI_OPEN_MIN | CLI_OPEN_MAX */
+    int (*parse)(const char *value, void *dst);
+} cli_opt;
+
+#define CLI_TYPED(type, p) ((void *)(1 ? (p) : (type *)0))
+#define CLI_OPT_SET(n, p) {.name = (n), .kind = CLI_KIND_SET, .dst = CLI_TYPED(int, p)}
+#define CLI_OPT_CLEAR(n, p) {.name = (n), .kind = CLI_KIND_CLEAR, .dst = CLI_TYPED(int, p)}
+#define CLI_OPT_STRING(n, a, p) \
+    {.name = (n), .alias = (a), .kind = CLI_KIND_STRING, .dst = CLI_TYPED(const char *, p)}
+#define CLI_OPT_INT(n, p, lo, hi) \
+    {.name = (n), .kind = CLI_KIND_INT, .dst = CLI_TYPED(int, p), .min = (lo), .max = (hi)}
+#define CLI_OPT_FLOAT(n, p, lo, hi, op) \
+    {.name = (n), .kind = CLI_KIND_FLOAT, .dst = CLI_TYPED(float, p), .min = (lo), .max = (hi), .open = (op)}
+#define CLI_OPT_SEED(n, p) {.name = (n), .kind = CLI_KIND_SEED, .dst = CLI_TYPED(uint64_t, p)}
+#define CLI_OPT_CUSTOM(n, fn, p) {.name = (n), .kind = CLI_KIND_CUSTOM, .dst = (p), .parse = (fn)}
+
+/* A subcommand's command line. */
+typedef struct cli_spec {
+    const char *cmd;       /* "classify": error messages start with it */
+    const char *usage;     /* --help prints it (then cli_model_help if model) */
+    cli_model_opts *model; /* takes the shared model options; NULL: none */
+    const cli_opt *opts;   /* the command's own, up to a row {0} */
+    const char *arg;       /* what a positional argument is ("image") */
+    int max_args;          /* positional arguments allowed: 0, 1 or INT_MAX */
+} cli_spec;
+
+/* Returned by cli_parse when the command should go on. */
+enum { CLI_RUN = -1 };
+
+/* Parses argv[1..argc-1]: options take their value from the next
+ * argument whatever it is (--lr -0.5), options and positional arguments
+ * mix in any order, and a lone "-" is positional. The positional
+ * arguments are moved, in order, to argv[1..*n_args] (n_args may be NULL
+ * when max_args is 0). Returns CLI_RUN, or the exit code the command
+ * should return at once: 0 after --help/-h (the usage on stdout), 2 after
+ * a usage error ("<cmd>: unknown option '--x' (see --help)", "<cmd>: bad
+ * value 'v' for --x", "<cmd>: --x needs a value (see --help)", an
+ * unexpected or extra positional argument). */
+int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args);
 
 typedef struct cli_model {
     cnv_model *model;

@@ -1,4 +1,5 @@
 /* cnnviz bench: time forward and forward + input gradient per iteration. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,30 +161,17 @@ int cmd_bench(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     int json = 0, batch = 1, iters = 30, profile = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        int *dst = !strcmp(argv[i], "--batch") ? &batch : !strcmp(argv[i], "--iters") ? &iters : NULL;
-        if (dst && i + 1 < argc) {
-            if (cli_parse_int(argv[++i], dst) || *dst < 1) {
-                cli_error("%s: expected a positive integer", argv[i - 1]);
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--profile"))
-            profile = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else {
-            cli_error("bench: unexpected argument '%s'", argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_INT("--batch", &batch, 1, INT_MAX),
+        CLI_OPT_INT("--iters", &iters, 1, INT_MAX),
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--profile", &profile),
+        {0},
+    };
+    const cli_spec spec = {"bench", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;

@@ -1,6 +1,6 @@
 /* cnnviz classify: top-K classes of images. */
+#include <limits.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli_common.h"
 
@@ -15,52 +15,25 @@ static const char usage[] =
 int cmd_classify(int argc, char **argv)
 {
     cli_model_opts mo = {0};
-    int json = 0, top = 5, n_images = 0;
-    const char **images = calloc((size_t)argc, sizeof *images);
-    if (!images)
-        return cli_error("out of memory");
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0) {
-            free(images);
-            return 2;
-        }
-        if (r)
-            continue;
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--top") && i + 1 < argc) {
-            if (cli_parse_int(argv[++i], &top) || top < 1) {
-                free(images);
-                cli_error("--top needs a positive integer");
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            free(images);
-            return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("classify: unknown option '%s'", argv[i]);
-            free(images);
-            return 2;
-        } else
-            images[n_images++] = argv[i];
-    }
+    int json = 0, top = 5, n_images;
+    const cli_opt opts[] = {CLI_OPT_SET("--json", &json), CLI_OPT_INT("--top", &top, 1, INT_MAX), {0}};
+    const cli_spec spec = {"classify", usage, &mo, opts, "image", INT_MAX};
+    int rc = cli_parse(argc, argv, &spec, &n_images);
+    if (rc != CLI_RUN)
+        return rc;
+    char **images = argv + 1;
     if (!n_images) {
-        free(images);
         cli_error("classify: no image given (see 'cnnviz classify --help')");
         return 2;
     }
     cli_model cm;
-    if (cli_model_open(&mo, &cm)) {
-        free(images);
+    if (cli_model_open(&mo, &cm))
         return 1;
-    }
     cnv_session *s = NULL;
     cnv_status st = cnv_session_create(cm.model, &s);
     if (st == CNV_OK)
         st = cnv_session_plan(s, 1, cm.height, cm.width);
-    int rc = 0;
+    rc = 0;
     if (st != CNV_OK)
         rc = cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
     if (json && !rc)
@@ -119,6 +92,5 @@ int cmd_classify(int argc, char **argv)
         printf("]}\n");
     cnv_session_free(s);
     cli_model_close(&cm);
-    free(images);
     return rc;
 }

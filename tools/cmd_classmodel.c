@@ -1,6 +1,7 @@
 /* cnnviz classmodel: class model visualization (Simonyan et al. 2014),
  * one class or several in one batched run, with a contact sheet and an
  * animation, each result re-classified from its saved file. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,69 +179,34 @@ int cmd_classmodel(int argc, char **argv)
     cnv_classmodel_params p = cnv_classmodel_params_default();
     const char *cls_text = NULL, *classes_text = NULL, *out = NULL, *grid = NULL, *gif = NULL;
     int json = 0, quiet = 0, gif_every = 10, tile = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (!strcmp(a, "--no-clamp"))
-            p.clamp = 0;
-        else if (!strcmp(a, "--raw-step"))
-            p.normalize_grad = 0;
-        else if (!strcmp(a, "--softmax"))
-            p.softmax = 1;
-        else if (!v)
-            return cli_error("classmodel: %s needs a value (see --help)", a), 2;
-        else if (i++, !strcmp(a, "--class"))
-            cls_text = v;
-        else if (!strcmp(a, "--classes"))
-            classes_text = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = v;
-        else if (!strcmp(a, "--grid"))
-            grid = v;
-        else if (!strcmp(a, "--gif"))
-            gif = v;
-        else if (!strcmp(a, "--iters"))
-            bad = cli_parse_int(v, &p.iters) || p.iters < 0;
-        else if (!strcmp(a, "--lr"))
-            bad = cli_parse_float(v, &p.lr);
-        else if (!strcmp(a, "--l2"))
-            bad = cli_parse_float(v, &p.l2) || p.l2 < 0;
-        else if (!strcmp(a, "--l1"))
-            bad = cli_parse_float(v, &p.l1) || p.l1 < 0;
-        else if (!strcmp(a, "--blur-every"))
-            bad = cli_parse_int(v, &p.blur_every) || p.blur_every < 0;
-        else if (!strcmp(a, "--blur-sigma"))
-            bad = cli_parse_float(v, &p.blur_sigma) || p.blur_sigma < 0;
-        else if (!strcmp(a, "--jitter"))
-            bad = cli_parse_int(v, &p.jitter) || p.jitter < 0;
-        else if (!strcmp(a, "--init-std"))
-            bad = cli_parse_float(v, &p.init_std) || p.init_std < 0;
-        else if (!strcmp(a, "--tile"))
-            bad = cli_parse_int(v, &tile) || tile < 8 || tile > 4096;
-        else if (!strcmp(a, "--gif-every"))
-            bad = cli_parse_int(v, &gif_every) || gif_every < 1;
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            unsigned long long s = strtoull(v, &end, 10);
-            bad = !*v || *end;
-            p.seed = s;
-        } else
-            return cli_error("classmodel: unknown option '%s' (see --help)", a), 2;
-        if (bad)
-            return cli_error("classmodel: bad value '%s' for %s", v, a), 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_CLEAR("--no-clamp", &p.clamp),
+        CLI_OPT_CLEAR("--raw-step", &p.normalize_grad),
+        CLI_OPT_SET("--softmax", &p.softmax),
+        CLI_OPT_STRING("--class", NULL, &cls_text),
+        CLI_OPT_STRING("--classes", NULL, &classes_text),
+        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_STRING("--grid", NULL, &grid),
+        CLI_OPT_STRING("--gif", NULL, &gif),
+        CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
+        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
+        CLI_OPT_FLOAT("--l2", &p.l2, 0, HUGE_VAL, 0),
+        CLI_OPT_FLOAT("--l1", &p.l1, 0, HUGE_VAL, 0),
+        CLI_OPT_INT("--blur-every", &p.blur_every, 0, INT_MAX),
+        CLI_OPT_FLOAT("--blur-sigma", &p.blur_sigma, 0, HUGE_VAL, 0),
+        CLI_OPT_INT("--jitter", &p.jitter, 0, INT_MAX),
+        CLI_OPT_FLOAT("--init-std", &p.init_std, 0, HUGE_VAL, 0),
+        CLI_OPT_INT("--tile", &tile, 8, 4096),
+        CLI_OPT_INT("--gif-every", &gif_every, 1, INT_MAX),
+        CLI_OPT_SEED("--seed", &p.seed),
+        {0},
+    };
+    const cli_spec spec = {"classmodel", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     if (!cls_text && !classes_text)
         return cli_error("classmodel: give --class K or --classes A,B,... (see --help)"), 2;
     if (cls_text && classes_text)
@@ -251,7 +217,8 @@ int cmd_classmodel(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int n = 0, *classes = NULL, rc = 0;
+    int n = 0, *classes = NULL;
+    rc = 0;
     if (parse_classes(&cm, cls_text ? cls_text : classes_text, &classes, &n)) {
         cli_model_close(&cm);
         return 1;

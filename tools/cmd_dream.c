@@ -1,6 +1,8 @@
 /* cnnviz dream: deep dream over octaves, then a zooming movie written as
  * numbered PNG frames and, optionally, one animated GIF. */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -126,72 +128,35 @@ int cmd_dream(int argc, char **argv)
     cnv_dream_params p = cnv_dream_params_default();
     const char *dir = NULL, *gif = NULL, *layer_text = NULL, *start_image = NULL;
     int json = 0, quiet = 0, random_channels = 0, every = 20, delay = 8, up = 1;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (!strcmp(a, "--random-channels"))
-            random_channels = 1;
-        else if (!strcmp(a, "--no-pre-relu"))
-            p.pre_relu = 0;
-        else if (!v)
-            return cli_error("dream: %s needs a value (see --help)", a), 2;
-        else if (i++, !strcmp(a, "-o") || !strcmp(a, "--output"))
-            dir = v;
-        else if (!strcmp(a, "--gif"))
-            gif = v;
-        else if (!strcmp(a, "--gif-delay"))
-            bad = cli_parse_int(v, &delay) || delay < 0 || delay > 65535;
-        else if (!strcmp(a, "--upscale"))
-            bad = cli_parse_int(v, &up) || up < 1 || up > 16;
-        else if (!strcmp(a, "--layer"))
-            layer_text = v;
-        else if (!strcmp(a, "--channel"))
-            bad = cli_parse_int(v, &p.channel) || p.channel < 0;
-        else if (!strcmp(a, "--every"))
-            bad = cli_parse_int(v, &every) || every < 1;
-        else if (!strcmp(a, "--image"))
-            start_image = v;
-        else if (!strcmp(a, "--start"))
-            bad = cli_parse_int(v, &p.start) || p.start < 1;
-        else if (!strcmp(a, "--octaves"))
-            bad = cli_parse_int(v, &p.octaves) || p.octaves < 1 || p.octaves > 64;
-        else if (!strcmp(a, "--scale"))
-            bad = cli_parse_float(v, &p.octave_scale) || !(p.octave_scale > 1 && p.octave_scale <= 16);
-        else if (!strcmp(a, "--steps"))
-            bad = cli_parse_int(v, &p.steps) || p.steps < 0;
-        else if (!strcmp(a, "--frames"))
-            bad = cli_parse_int(v, &p.frames) || p.frames < 1 || p.frames > 100000;
-        else if (!strcmp(a, "--zoom"))
-            bad = cli_parse_float(v, &p.zoom) || !(p.zoom >= 1 && p.zoom <= 4);
-        else if (!strcmp(a, "--frame-steps"))
-            bad = cli_parse_int(v, &p.frame_steps) || p.frame_steps < 0;
-        else if (!strcmp(a, "--lr"))
-            bad = cli_parse_float(v, &p.lr);
-        else if (!strcmp(a, "--jitter"))
-            bad = cli_parse_int(v, &p.jitter) || p.jitter < 0 || p.jitter > 4096;
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            bad = !*v || *end || errno || *v == '-';
-            p.seed = s;
-        } else
-            return cli_error("dream: unknown option '%s' (see --help)", a), 2;
-        if (bad)
-            return cli_error("dream: bad value '%s' for %s", v, a), 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_SET("--random-channels", &random_channels),
+        CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
+        CLI_OPT_STRING("--output", "-o", &dir),
+        CLI_OPT_STRING("--gif", NULL, &gif),
+        CLI_OPT_INT("--gif-delay", &delay, 0, 65535),
+        CLI_OPT_INT("--upscale", &up, 1, 16),
+        CLI_OPT_STRING("--layer", NULL, &layer_text),
+        CLI_OPT_INT("--channel", &p.channel, 0, INT_MAX),
+        CLI_OPT_INT("--every", &every, 1, INT_MAX),
+        CLI_OPT_STRING("--image", NULL, &start_image),
+        CLI_OPT_INT("--start", &p.start, 1, INT_MAX),
+        CLI_OPT_INT("--octaves", &p.octaves, 1, 64),
+        CLI_OPT_FLOAT("--scale", &p.octave_scale, 1, 16, CLI_OPEN_MIN),
+        CLI_OPT_INT("--steps", &p.steps, 0, INT_MAX),
+        CLI_OPT_INT("--frames", &p.frames, 1, 100000),
+        CLI_OPT_FLOAT("--zoom", &p.zoom, 1, 4, 0),
+        CLI_OPT_INT("--frame-steps", &p.frame_steps, 0, INT_MAX),
+        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
+        CLI_OPT_INT("--jitter", &p.jitter, 0, 4096),
+        CLI_OPT_SEED("--seed", &p.seed),
+        {0},
+    };
+    const cli_spec spec = {"dream", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     if (!dir)
         return cli_error("dream: give -o FRAMES_DIR (see --help)"), 2;
     if (random_channels && p.channel >= 0)
@@ -202,7 +167,8 @@ int cmd_dream(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int rc = 0, h = cm.height, w = cm.width, c = cm.channels;
+    int h = cm.height, w = cm.width, c = cm.channels;
+    rc = 0;
     char err[512];
     const char *layer = NULL;
     if (layer_text) {

@@ -41,30 +41,19 @@ int cmd_eval(int argc, char **argv)
     cli_model_opts mo = {0};
     const char *input = NULL, *shape = NULL, *logits_out = NULL, *grad_out = NULL, *grad_class = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char **dst = !strcmp(argv[i], "--input")        ? &input
-                           : !strcmp(argv[i], "--shape")      ? &shape
-                           : !strcmp(argv[i], "--logits-out") ? &logits_out
-                           : !strcmp(argv[i], "--grad-out")   ? &grad_out
-                           : !strcmp(argv[i], "--grad-class") ? &grad_class
-                                                              : NULL;
-        if (dst && i + 1 < argc)
-            *dst = argv[++i];
-        else if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else {
-            cli_error("eval: unexpected argument '%s'", argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("--input", NULL, &input),
+        CLI_OPT_STRING("--shape", NULL, &shape),
+        CLI_OPT_STRING("--logits-out", NULL, &logits_out),
+        CLI_OPT_STRING("--grad-out", NULL, &grad_out),
+        CLI_OPT_STRING("--grad-class", NULL, &grad_class),
+        CLI_OPT_SET("--json", &json),
+        {0},
+    };
+    const cli_spec spec = {"eval", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     int sh[4];
     if (!input || !shape || parse_shape(shape, sh)) {
         cli_error("eval: needs --input FILE and --shape N,C,H,W");
@@ -77,7 +66,8 @@ int cmd_eval(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int rc = 0, cls = -1;
+    int cls = -1;
+    rc = 0;
     if (grad_class && cli_class_lookup(&cm, grad_class, &cls))
         rc = 1;
     if (!rc && sh[1] != cm.channels)

@@ -1,7 +1,6 @@
 /* cnnviz evaluate: accuracy and confusion matrix of a classifier on the
  * test split of an MNIST-format dataset. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli_common.h"
 
@@ -44,37 +43,22 @@ int cmd_evaluate(int argc, char **argv)
     cli_model_opts mo = {0};
     const char *data = DEFAULT_DATA, *split = "t10k";
     int json = 0, batch = 250;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i];
-        int has_v = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--data") && has_v)
-            data = argv[++i];
-        else if (!strcmp(a, "--split") && has_v)
-            split = argv[++i];
-        else if (!strcmp(a, "--batch") && has_v) {
-            if (cli_parse_int(argv[++i], &batch) || batch < 1 || batch > 65536) {
-                cli_error("evaluate: --batch needs an integer in 1..65536");
-                return 2;
-            }
-        } else {
-            cli_error("evaluate: unknown option or missing value: '%s' (see 'cnnviz evaluate --help')", a);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_STRING("--data", NULL, &data),
+        CLI_OPT_STRING("--split", NULL, &split),
+        CLI_OPT_INT("--batch", &batch, 1, 65536),
+        {0},
+    };
+    const cli_spec spec = {"evaluate", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int rc = 1, k = 0;
+    int k = 0;
+    rc = 1;
     int64_t *conf = NULL;
     cnv_dataset *d = NULL;
     if (cm.channels != 1) {

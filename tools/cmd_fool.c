@@ -1,6 +1,7 @@
 /* cnnviz fool: a fooling image (Szegedy et al. 2014): a real photo changed
  * imperceptibly until the network calls it the target class, checked by
  * classifying the saved file. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,62 +198,34 @@ int cmd_fool(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_fool_params p = cnv_fool_params_default();
-    const char *image = NULL, *target_text = NULL, *out = NULL, *delta = NULL, *summed = NULL;
+    const char *target_text = NULL, *out = NULL, *delta = NULL, *summed = NULL;
     const char *original = NULL, *sheet = NULL;
     const char *data = "/usr/share/datasets/fashion-mnist";
     int tile = 0, index = -1;
     cnv_image dl_img = {0}, ds_img = {0};
     int json = 0, quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (a[0] != '-' || !a[1]) {
-            if (image)
-                return cli_error("fool: one image only ('%s' and '%s')", image, a), 2;
-            image = a;
-        } else if (!v)
-            return cli_error("fool: %s needs a value (see --help)", a), 2;
-        else if (i++, !strcmp(a, "--target"))
-            target_text = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = v;
-        else if (!strcmp(a, "--delta"))
-            delta = v;
-        else if (!strcmp(a, "--summed"))
-            summed = v;
-        else if (!strcmp(a, "--original"))
-            original = v;
-        else if (!strcmp(a, "--sheet"))
-            sheet = v;
-        else if (!strcmp(a, "--data"))
-            data = v;
-        else if (!strcmp(a, "--index"))
-            bad = cli_parse_int(v, &index) || index < 0;
-        else if (!strcmp(a, "--tile"))
-            bad = cli_parse_int(v, &tile) || tile < 8 || tile > 4096;
-        else if (!strcmp(a, "--max-iters"))
-            bad = cli_parse_int(v, &p.max_iters) || p.max_iters < 0;
-        else if (!strcmp(a, "--lr"))
-            bad = cli_parse_float(v, &p.lr) || !(p.lr > 0);
-        else if (!strcmp(a, "--min-prob"))
-            bad = cli_parse_float(v, &p.min_prob) || !(p.min_prob >= 0) || !(p.min_prob < 1);
-        else
-            return cli_error("fool: unknown option '%s' (see --help)", a), 2;
-        if (bad)
-            return cli_error("fool: bad value '%s' for %s", v, a), 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_STRING("--target", NULL, &target_text),
+        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_STRING("--delta", NULL, &delta),
+        CLI_OPT_STRING("--summed", NULL, &summed),
+        CLI_OPT_STRING("--original", NULL, &original),
+        CLI_OPT_STRING("--sheet", NULL, &sheet),
+        CLI_OPT_STRING("--data", NULL, &data),
+        CLI_OPT_INT("--index", &index, 0, INT_MAX),
+        CLI_OPT_INT("--tile", &tile, 8, 4096),
+        CLI_OPT_INT("--max-iters", &p.max_iters, 0, INT_MAX),
+        CLI_OPT_FLOAT("--lr", &p.lr, 0, HUGE_VAL, CLI_OPEN_MIN),
+        CLI_OPT_FLOAT("--min-prob", &p.min_prob, 0, 1, CLI_OPEN_MAX),
+        {0},
+    };
+    const cli_spec spec = {"fool", usage, &mo, opts, "image", 1};
+    int n_images, rc = cli_parse(argc, argv, &spec, &n_images);
+    if (rc != CLI_RUN)
+        return rc;
+    const char *image = n_images ? argv[1] : NULL;
     if ((!image && index < 0) || !target_text || !out)
         return cli_error("fool: give IMAGE (or --index N), --target K|NAME and -o FOOLED.png "
                          "(see --help)"),
@@ -263,7 +236,8 @@ int cmd_fool(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int target, rc = 0, h = cm.height, w = cm.width;
+    int target, h = cm.height, w = cm.width;
+    rc = 0;
     size_t item = (size_t)cm.channels * h * w;
     float *x = malloc(item * sizeof *x), *fooled = malloc(item * sizeof *fooled);
     float *last = delta || sheet ? malloc(item * sizeof *last) : NULL;

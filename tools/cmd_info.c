@@ -31,22 +31,11 @@ int cmd_info(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else {
-            cli_error("info: unknown option '%s'", argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {CLI_OPT_SET("--json", &json), {0}};
+    const cli_spec spec = {"info", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;

@@ -1,6 +1,7 @@
 /* cnnviz layers: a contact sheet of what the layers of a network respond
  * to, one row per layer, a few channels each, each row one batched run. */
-#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,57 +138,32 @@ int cmd_layers(int argc, char **argv)
     p.iters = 100;
     const char *out = NULL, *layer_list = NULL;
     int json = 0, quiet = 0, per = 6, max_layers = 12, tile = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (!strcmp(a, "--no-pre-relu"))
-            p.pre_relu = 0;
-        else if (!v)
-            return cli_error("layers: %s needs a value (see --help)", a), 2;
-        else if (i++, !strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = v;
-        else if (!strcmp(a, "--per-layer"))
-            bad = cli_parse_int(v, &per) || per < 1 || per > 64;
-        else if (!strcmp(a, "--max-layers"))
-            bad = cli_parse_int(v, &max_layers) || max_layers < 0;
-        else if (!strcmp(a, "--layers"))
-            layer_list = v;
-        else if (!strcmp(a, "--tile"))
-            bad = cli_parse_int(v, &tile) || tile < 1 || tile > 4096;
-        else if (!strcmp(a, "--iters"))
-            bad = cli_parse_int(v, &p.iters) || p.iters < 0;
-        else if (!strcmp(a, "--lr"))
-            bad = cli_parse_float(v, &p.lr);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            bad = !*v || *end || errno || *v == '-';
-            p.seed = s;
-        } else
-            return cli_error("layers: unknown option '%s' (see --help)", a), 2;
-        if (bad)
-            return cli_error("layers: bad value '%s' for %s", v, a), 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
+        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_INT("--per-layer", &per, 1, 64),
+        CLI_OPT_INT("--max-layers", &max_layers, 0, INT_MAX),
+        CLI_OPT_STRING("--layers", NULL, &layer_list),
+        CLI_OPT_INT("--tile", &tile, 1, 4096),
+        CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
+        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
+        CLI_OPT_SEED("--seed", &p.seed),
+        {0},
+    };
+    const cli_spec spec = {"layers", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     if (!out)
         return cli_error("layers: give -o SHEET.png (see --help)"), 2;
 
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int rc = 0, c = cm.channels;
+    int c = cm.channels;
+    rc = 0;
     int h = tile ? tile : cm.height > 128 ? 128 : cm.height;
     int w = tile ? tile : cm.width > 128 ? 128 : cm.width;
     char err[512];

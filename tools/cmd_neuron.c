@@ -1,8 +1,9 @@
 /* cnnviz neuron: the image that most excites one channel (or one unit) of
  * any layer, by regularized gradient ascent from noise. */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "cli_common.h"
@@ -47,8 +48,10 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     return 0;
 }
 
-static int parse_unit(const char *s, int *y, int *x)
+/* --unit Y,X into the params' unit_y, unit_x. */
+static int parse_unit(const char *s, void *params)
 {
+    cnv_neuron_params *p = params;
     char *end;
     errno = 0;
     long a = strtol(s, &end, 10);
@@ -58,8 +61,8 @@ static int parse_unit(const char *s, int *y, int *x)
     long b = strtol(t, &end, 10);
     if (errno || end == t || *end || b < 0 || b > 1 << 20)
         return 1;
-    *y = (int)a;
-    *x = (int)b;
+    p->unit_y = (int)a;
+    p->unit_x = (int)b;
     return 0;
 }
 
@@ -69,69 +72,38 @@ int cmd_neuron(int argc, char **argv)
     cnv_neuron_params p = cnv_neuron_params_default();
     const char *out = NULL;
     int json = 0, quiet = 0, channel = -1, up = 1;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (!strcmp(a, "--no-clamp"))
-            p.clamp = 0;
-        else if (!strcmp(a, "--no-pre-relu"))
-            p.pre_relu = 0;
-        else if (!v)
-            return cli_error("neuron: %s needs a value (see --help)", a), 2;
-        else if (i++, !strcmp(a, "--layer"))
-            p.layer = v;
-        else if (!strcmp(a, "--upscale"))
-            bad = cli_parse_int(v, &up) || up < 1 || up > 16;
-        else if (!strcmp(a, "--channel"))
-            bad = cli_parse_int(v, &channel) || channel < 0;
-        else if (!strcmp(a, "--unit"))
-            bad = parse_unit(v, &p.unit_y, &p.unit_x);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = v;
-        else if (!strcmp(a, "--iters"))
-            bad = cli_parse_int(v, &p.iters) || p.iters < 0;
-        else if (!strcmp(a, "--lr"))
-            bad = cli_parse_float(v, &p.lr);
-        else if (!strcmp(a, "--decay"))
-            bad = cli_parse_float(v, &p.decay) || !(p.decay >= 0 && p.decay < 1);
-        else if (!strcmp(a, "--blur-every"))
-            bad = cli_parse_int(v, &p.blur_every) || p.blur_every < 0;
-        else if (!strcmp(a, "--blur-sigma"))
-            bad = cli_parse_float(v, &p.blur_sigma) || !(p.blur_sigma >= 0);
-        else if (!strcmp(a, "--jitter"))
-            bad = cli_parse_int(v, &p.jitter) || p.jitter < 0;
-        else if (!strcmp(a, "--init-std"))
-            bad = cli_parse_float(v, &p.init_std) || !(p.init_std >= 0);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            bad = !*v || *end || errno || *v == '-';
-            p.seed = s;
-        } else
-            return cli_error("neuron: unknown option '%s' (see --help)", a), 2;
-        if (bad)
-            return cli_error("neuron: bad value '%s' for %s", v, a), 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_CLEAR("--no-clamp", &p.clamp),
+        CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
+        CLI_OPT_STRING("--layer", NULL, &p.layer),
+        CLI_OPT_INT("--upscale", &up, 1, 16),
+        CLI_OPT_INT("--channel", &channel, 0, INT_MAX),
+        CLI_OPT_CUSTOM("--unit", parse_unit, &p),
+        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
+        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
+        CLI_OPT_FLOAT("--decay", &p.decay, 0, 1, CLI_OPEN_MAX),
+        CLI_OPT_INT("--blur-every", &p.blur_every, 0, INT_MAX),
+        CLI_OPT_FLOAT("--blur-sigma", &p.blur_sigma, 0, HUGE_VAL, 0),
+        CLI_OPT_INT("--jitter", &p.jitter, 0, INT_MAX),
+        CLI_OPT_FLOAT("--init-std", &p.init_std, 0, HUGE_VAL, 0),
+        CLI_OPT_SEED("--seed", &p.seed),
+        {0},
+    };
+    const cli_spec spec = {"neuron", usage, &mo, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     if (!p.layer || channel < 0 || !out)
         return cli_error("neuron: give --layer NAME, --channel C and -o OUT.png (see --help)"), 2;
 
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int rc = 0, h = cm.height, w = cm.width, c = cm.channels;
+    int h = cm.height, w = cm.width, c = cm.channels;
+    rc = 0;
     p.height = h;
     p.width = w;
     const char *layer = NULL;

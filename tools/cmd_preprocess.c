@@ -13,25 +13,13 @@ static const char usage[] =
 int cmd_preprocess(int argc, char **argv)
 {
     cli_model_opts mo = {0};
-    const char *image = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        if (!strcmp(argv[i], "-o") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (argv[i][0] != '-' && !image)
-            image = argv[i];
-        else {
-            cli_error("preprocess: unexpected argument '%s'", argv[i]);
-            return 2;
-        }
-    }
+    const char *out = NULL;
+    const cli_opt opts[] = {CLI_OPT_STRING("-o", NULL, &out), {0}};
+    const cli_spec spec = {"preprocess", usage, &mo, opts, "image", 1};
+    int n_images, rc = cli_parse(argc, argv, &spec, &n_images);
+    if (rc != CLI_RUN)
+        return rc;
+    const char *image = n_images ? argv[1] : NULL;
     if (!image || !out) {
         cli_error("preprocess: needs IMAGE and -o FILE");
         return 2;
@@ -41,7 +29,7 @@ int cmd_preprocess(int argc, char **argv)
         return 1;
     size_t n = (size_t)cm.channels * (size_t)cm.height * (size_t)cm.width;
     float *x = malloc(n * sizeof *x);
-    int rc = x ? cli_load_input(&cm, image, cm.height, cm.width, x) : cli_error("out of memory");
+    rc = x ? cli_load_input(&cm, image, cm.height, cm.width, x) : cli_error("out of memory");
     if (!rc) {
         FILE *f = fopen(out, "wb");
         if (!f || fwrite(x, sizeof *x, n, f) != n)

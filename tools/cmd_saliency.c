@@ -1,6 +1,7 @@
 /* cnnviz saliency: which pixels of a photo a class score depends on, by
  * the plain gradient, SmoothGrad, guided backpropagation or Grad-CAM. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,71 +117,38 @@ int cmd_saliency(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_saliency_params p = cnv_saliency_params_default();
-    const char *image = NULL, *cls_text = NULL, *out = NULL, *overlay = NULL, *raw = NULL, *sheet = NULL;
-    int all = 0;
+    const char *cls_text = NULL, *out = NULL, *overlay = NULL, *raw = NULL, *sheet = NULL, *method = NULL;
     float alpha = 0.5f, clip = 99.0f;
     int json = 0, quiet = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = cli_model_option(argc, argv, &i, &mo);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            printf("%s\n%s", usage, cli_model_help);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (a[0] != '-' || !a[1]) {
-            if (image)
-                return cli_error("saliency: one image only ('%s' and '%s')", image, a), 2;
-            image = a;
-        } else if (!v)
-            return cli_error("saliency: %s needs a value (see --help)", a), 2;
-        else if (i++, !strcmp(a, "--class"))
-            cls_text = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = v;
-        else if (!strcmp(a, "--overlay"))
-            overlay = v;
-        else if (!strcmp(a, "--sheet"))
-            sheet = v;
-        else if (!strcmp(a, "--raw-out"))
-            raw = v;
-        else if (!strcmp(a, "--layer"))
-            p.layer = v;
-        else if (!strcmp(a, "--method") && !strcmp(v, "all"))
-            all = 1;
-        else if (!strcmp(a, "--method")) {
-            int m = cnv_saliency_method_parse(v);
-            all = 0;
-            if (m < 0)
-                return cli_error("saliency: unknown method '%s' (grad, smoothgrad, guided, gradcam)", v), 2;
-            p.method = (cnv_saliency_method)m;
-        } else if (!strcmp(a, "--samples"))
-            bad = cli_parse_int(v, &p.samples) || p.samples < 1;
-        else if (!strcmp(a, "--noise"))
-            bad = cli_parse_float(v, &p.noise) || !(p.noise >= 0);
-        else if (!strcmp(a, "--batch"))
-            bad = cli_parse_int(v, &p.batch) || p.batch < 1;
-        else if (!strcmp(a, "--clip"))
-            bad = cli_parse_float(v, &clip) || !(clip >= 0 && clip <= 100);
-        else if (!strcmp(a, "--alpha"))
-            bad = cli_parse_float(v, &alpha) || !(alpha >= 0 && alpha <= 1);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            bad = !*v || *end || errno || *v == '-';
-            p.seed = s;
-        } else
-            return cli_error("saliency: unknown option '%s' (see --help)", a), 2;
-        if (bad)
-            return cli_error("saliency: bad value '%s' for %s", v, a), 2;
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_STRING("--class", NULL, &cls_text),
+        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_STRING("--overlay", NULL, &overlay),
+        CLI_OPT_STRING("--sheet", NULL, &sheet),
+        CLI_OPT_STRING("--raw-out", NULL, &raw),
+        CLI_OPT_STRING("--layer", NULL, &p.layer),
+        CLI_OPT_STRING("--method", NULL, &method),
+        CLI_OPT_INT("--samples", &p.samples, 1, INT_MAX),
+        CLI_OPT_FLOAT("--noise", &p.noise, 0, HUGE_VAL, 0),
+        CLI_OPT_INT("--batch", &p.batch, 1, INT_MAX),
+        CLI_OPT_FLOAT("--clip", &clip, 0, 100, 0),
+        CLI_OPT_FLOAT("--alpha", &alpha, 0, 1, 0),
+        CLI_OPT_SEED("--seed", &p.seed),
+        {0},
+    };
+    const cli_spec spec = {"saliency", usage, &mo, opts, "image", 1};
+    int n_images, rc = cli_parse(argc, argv, &spec, &n_images);
+    if (rc != CLI_RUN)
+        return rc;
+    const char *image = n_images ? argv[1] : NULL;
+    int all = method && !strcmp(method, "all");
+    if (method && !all) {
+        int m = cnv_saliency_method_parse(method);
+        if (m < 0)
+            return cli_error("saliency: unknown method '%s' (grad, smoothgrad, guided, gradcam)", method), 2;
+        p.method = (cnv_saliency_method)m;
     }
     if (!image)
         return cli_error("saliency: no image given (see --help)"), 2;
@@ -196,7 +164,8 @@ int cmd_saliency(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    int rc = 0, h = cm.height, w = cm.width, c = cm.channels;
+    int h = cm.height, w = cm.width, c = cm.channels;
+    rc = 0;
     if (cls_text && cli_class_lookup(&cm, cls_text, &p.class_index)) {
         cli_model_close(&cm);
         return 1;

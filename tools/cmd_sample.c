@@ -1,8 +1,8 @@
 /* cnnviz sample: save one image of an MNIST-format dataset as a PNG, so
  * that the other subcommands (classify, saliency, fool) have real inputs
  * for the default model. */
+#include <limits.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli_common.h"
 
@@ -16,28 +16,18 @@ int cmd_sample(int argc, char **argv)
 {
     const char *data = "/usr/share/datasets/fashion-mnist", *split = "t10k", *out = NULL;
     int index = -1, json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--data") && i + 1 < argc)
-            data = argv[++i];
-        else if (!strcmp(argv[i], "--split") && i + 1 < argc)
-            split = argv[++i];
-        else if (!strcmp(argv[i], "-o") && i + 1 < argc)
-            out = argv[++i];
-        else if (!strcmp(argv[i], "--index") && i + 1 < argc) {
-            if (cli_parse_int(argv[++i], &index) || index < 0) {
-                cli_error("--index needs a non-negative integer");
-                return 2;
-            }
-        } else if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        } else {
-            cli_error("sample: unexpected argument '%s'", argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_STRING("--data", NULL, &data),
+        CLI_OPT_STRING("--split", NULL, &split),
+        CLI_OPT_STRING("-o", NULL, &out),
+        CLI_OPT_INT("--index", &index, 0, INT_MAX),
+        CLI_OPT_SET("--json", &json),
+        {0},
+    };
+    const cli_spec spec = {"sample", usage, NULL, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
     if (index < 0 || !out) {
         cli_error("sample: needs --index N and -o OUT.png");
         return 2;
@@ -49,7 +39,8 @@ int cmd_sample(int argc, char **argv)
         cnv_dataset_free(d);
         return 1;
     }
-    int rc = 0, c, h, w;
+    int c, h, w;
+    rc = 0;
     cnv_dataset_shape(d, &c, &h, &w);
     if (index >= cnv_dataset_count(d))
         rc = cli_error("--index %d: the %s split has %d images", index, split, cnv_dataset_count(d));

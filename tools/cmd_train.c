@@ -1,6 +1,8 @@
 /* cnnviz train: train the small VGG-style classifier on an MNIST-format
  * dataset with the library's own backward, and save it as ONNX with the
  * metadata the other subcommands read. */
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,76 +96,35 @@ static char *read_labels(const char *path)
     return buf;
 }
 
-static int opt_int(const char *name, const char *v, int lo, int *out)
-{
-    if (cli_parse_int(v, out) || *out < lo) {
-        cli_error("train: %s needs an integer >= %d", name, lo);
-        return 1;
-    }
-    return 0;
-}
-
 int cmd_train(int argc, char **argv)
 {
     const char *data = DEFAULT_DATA, *out = NULL, *labels_path = NULL;
     int json = 0, quiet = 0, threads = 0, limit = 0;
     cnv_train_params p = cnv_train_default_params();
     cnv_vgg_params vp = cnv_vgg_default_params();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        } else if (!strcmp(a, "--json"))
-            json = 1;
-        else if (!strcmp(a, "--quiet"))
-            quiet = 1;
-        else if (!strcmp(a, "--no-augment"))
-            p.augment = 0;
-        else if (!v && a[0] == '-') {
-            cli_error("train: unknown option or missing value: '%s' (see 'cnnviz train --help')", a);
-            return 2;
-        } else if (!strcmp(a, "--data"))
-            data = argv[++i];
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-            out = argv[++i];
-        else if (!strcmp(a, "--labels"))
-            labels_path = argv[++i];
-        else if (!strcmp(a, "--epochs"))
-            bad = opt_int(a, argv[++i], 1, &p.epochs);
-        else if (!strcmp(a, "--batch"))
-            bad = opt_int(a, argv[++i], 1, &p.batch);
-        else if (!strcmp(a, "--threads"))
-            bad = opt_int(a, argv[++i], 1, &threads) || (threads > 64 && cli_error("train: at most 64 threads"));
-        else if (!strcmp(a, "--limit"))
-            bad = opt_int(a, argv[++i], 1, &limit);
-        else if (!strcmp(a, "--width1"))
-            bad = opt_int(a, argv[++i], 1, &vp.width1);
-        else if (!strcmp(a, "--width2"))
-            bad = opt_int(a, argv[++i], 1, &vp.width2);
-        else if (!strcmp(a, "--hidden"))
-            bad = opt_int(a, argv[++i], 1, &vp.hidden);
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            unsigned long long s = strtoull(argv[++i], &end, 10);
-            if (!*argv[i] || *end || argv[i][0] == '-') {
-                cli_error("train: --seed needs a non-negative integer");
-                return 2;
-            }
-            p.seed = vp.seed = (uint64_t)s;
-        } else if (!strcmp(a, "--lr")) {
-            if (cli_parse_float(argv[++i], &p.lr) || !(p.lr > 0)) {
-                cli_error("train: --lr needs a positive number");
-                return 2;
-            }
-        } else {
-            cli_error("train: unknown option '%s' (see 'cnnviz train --help')", a);
-            return 2;
-        }
-        if (bad)
-            return 2;
-    }
+    const cli_opt opts[] = {
+        CLI_OPT_SET("--json", &json),
+        CLI_OPT_SET("--quiet", &quiet),
+        CLI_OPT_CLEAR("--no-augment", &p.augment),
+        CLI_OPT_STRING("--data", NULL, &data),
+        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_STRING("--labels", NULL, &labels_path),
+        CLI_OPT_INT("--epochs", &p.epochs, 1, INT_MAX),
+        CLI_OPT_INT("--batch", &p.batch, 1, INT_MAX),
+        CLI_OPT_INT("--threads", &threads, 1, 64),
+        CLI_OPT_INT("--limit", &limit, 1, INT_MAX),
+        CLI_OPT_INT("--width1", &vp.width1, 1, INT_MAX),
+        CLI_OPT_INT("--width2", &vp.width2, 1, INT_MAX),
+        CLI_OPT_INT("--hidden", &vp.hidden, 1, INT_MAX),
+        CLI_OPT_SEED("--seed", &p.seed),
+        CLI_OPT_FLOAT("--lr", &p.lr, 0, HUGE_VAL, CLI_OPEN_MIN),
+        {0},
+    };
+    const cli_spec spec = {"train", usage, NULL, opts, NULL, 0};
+    int rc = cli_parse(argc, argv, &spec, NULL);
+    if (rc != CLI_RUN)
+        return rc;
+    vp.seed = p.seed; /* one --seed for both; their defaults agree */
     if (!out) {
         cli_error("train: no output file given (-o OUT.onnx)");
         return 2;
@@ -177,7 +138,7 @@ int cmd_train(int argc, char **argv)
     p.workers = threads;
     cnv_set_threads(threads);
 
-    int rc = 1;
+    rc = 1;
     char *labels = NULL;
     cnv_dataset *train = NULL, *test = NULL;
     cnv_model *m = NULL;
