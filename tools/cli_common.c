@@ -21,6 +21,105 @@ const char *const cli_model_help =
     "  --size HxW         input size (default: the model's cnnviz.image_size)\n"
     "  --threads T        threads to run on (default: all cores)\n";
 
+/* ------------------------------------------------------------- parsing */
+
+static int parse_int(const char *s, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < INT_MIN || v > INT_MAX)
+        return 1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return 1;
+    *out = v;
+    return 0;
+}
+
+static int parse_size(const char *s, int *h, int *w)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(s, &end, 10);
+    if (errno || end == s || (*end != 'x' && *end != 'X'))
+        return 1;
+    const char *rest = end + 1;
+    long b = strtol(rest, &end, 10);
+    if (errno || end == rest || *end || a < 1 || b < 1 || a > 16384 || b > 16384)
+        return 1;
+    *h = (int)a;
+    *w = (int)b;
+    return 0;
+}
+
+/* a,b,c (1 or 3 values; one value is repeated) */
+static int parse_floats3(const char *s, float out[3])
+{
+    float v[3];
+    int n = 0;
+    const char *p = s;
+    while (n < 3) {
+        char *end;
+        errno = 0;
+        v[n] = strtof(p, &end);
+        if (errno || end == p || !isfinite(v[n]))
+            return 1;
+        n++;
+        if (*end == '\0')
+            break;
+        if (*end != ',')
+            return 1;
+        p = end + 1;
+    }
+    if (*p && n == 3 && strchr(p, ','))
+        return 1; /* more than three values */
+    if (n == 2)
+        return 1;
+    for (int i = 0; i < 3; i++)
+        out[i] = v[n == 1 ? 0 : i];
+    return 0;
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void cli_softmax(const float *z, float *p, int n)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (z[i] > mx)
+            mx = z[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        p[i] = expf(z[i] - mx);
+        sum += p[i];
+    }
+    for (int i = 0; i < n; i++)
+        p[i] = (float)(p[i] / sum);
+}
+
+/* ------------------------------------------------------------- options */
+
 /* The value of o from v; nonzero if v is not one. */
 static int set_value(const cli_opt *o, const char *v)
 {
@@ -30,14 +129,14 @@ static int set_value(const cli_opt *o, const char *v)
         return 0;
     case CLI_KIND_INT: {
         int x;
-        if (cli_parse_int(v, &x) || x < o->min || x > o->max)
+        if (parse_int(v, &x) || x < o->min || x > o->max)
             return 1;
         *(int *)o->dst = x;
         return 0;
     }
     case CLI_KIND_FLOAT: {
         float x;
-        if (cli_parse_float(v, &x) || !(o->open & CLI_OPEN_MIN ? x > o->min : x >= o->min) ||
+        if (parse_float(v, &x) || !(o->open & CLI_OPEN_MIN ? x > o->min : x >= o->min) ||
             !(o->open & CLI_OPEN_MAX ? x < o->max : x <= o->max))
             return 1;
         *(float *)o->dst = x;
@@ -127,102 +226,6 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
     if (n_args)
         *n_args = n;
     return CLI_RUN;
-}
-
-/* ------------------------------------------------------------- parsing */
-
-int cli_parse_int(const char *s, int *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < INT_MIN || v > INT_MAX)
-        return 1;
-    *out = (int)v;
-    return 0;
-}
-
-int cli_parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v))
-        return 1;
-    *out = v;
-    return 0;
-}
-
-int cli_parse_size(const char *s, int *h, int *w)
-{
-    char *end;
-    errno = 0;
-    long a = strtol(s, &end, 10);
-    if (errno || end == s || (*end != 'x' && *end != 'X'))
-        return 1;
-    const char *rest = end + 1;
-    long b = strtol(rest, &end, 10);
-    if (errno || end == rest || *end || a < 1 || b < 1 || a > 16384 || b > 16384)
-        return 1;
-    *h = (int)a;
-    *w = (int)b;
-    return 0;
-}
-
-int cli_parse_floats3(const char *s, float out[3])
-{
-    float v[3];
-    int n = 0;
-    const char *p = s;
-    while (n < 3) {
-        char *end;
-        errno = 0;
-        v[n] = strtof(p, &end);
-        if (errno || end == p || !isfinite(v[n]))
-            return 1;
-        n++;
-        if (*end == '\0')
-            break;
-        if (*end != ',')
-            return 1;
-        p = end + 1;
-    }
-    if (*p && n == 3 && strchr(p, ','))
-        return 1; /* more than three values */
-    if (n == 2)
-        return 1;
-    for (int i = 0; i < 3; i++)
-        out[i] = v[n == 1 ? 0 : i];
-    return 0;
-}
-
-void cli_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
-void cli_softmax(const float *z, float *p, int n)
-{
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (z[i] > mx)
-            mx = z[i];
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        p[i] = expf(z[i] - mx);
-        sum += p[i];
-    }
-    for (int i = 0; i < n; i++)
-        p[i] = (float)(p[i] / sum);
 }
 
 /* --------------------------------------------------------------- labels */
@@ -343,7 +346,7 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
     memset(out, 0, sizeof *out);
     if (o->threads) { /* main() set all cores */
         int n;
-        if (cli_parse_int(o->threads, &n) || n < 1)
+        if (parse_int(o->threads, &n) || n < 1)
             return cli_error("--threads '%s': expected a positive integer", o->threads);
         cnv_set_threads(n);
     }
@@ -382,11 +385,11 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
     /* The model's metadata, then the preset, then explicit options. */
     const char *v;
     const char *bad = NULL;
-    if ((v = cnv_model_get_meta(m, "cnnviz.mean")) && cli_parse_floats3(v, out->mean))
+    if ((v = cnv_model_get_meta(m, "cnnviz.mean")) && parse_floats3(v, out->mean))
         bad = "cnnviz.mean";
-    if ((v = cnv_model_get_meta(m, "cnnviz.std")) && cli_parse_floats3(v, out->std))
+    if ((v = cnv_model_get_meta(m, "cnnviz.std")) && parse_floats3(v, out->std))
         bad = "cnnviz.std";
-    if ((v = cnv_model_get_meta(m, "cnnviz.image_size")) && cli_parse_size(v, &out->height, &out->width))
+    if ((v = cnv_model_get_meta(m, "cnnviz.image_size")) && parse_size(v, &out->height, &out->width))
         bad = "cnnviz.image_size";
     if ((v = cnv_model_get_meta(m, "cnnviz.color")) && strcmp(v, out->channels == 3 ? "rgb" : "gray"))
         bad = "cnnviz.color";
@@ -410,11 +413,11 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         out->height = out->width = 224;
     }
     int rc = 0;
-    if (o->mean && cli_parse_floats3(o->mean, out->mean))
+    if (o->mean && parse_floats3(o->mean, out->mean))
         rc = cli_error("--mean '%s': expected one or three numbers separated by commas", o->mean);
-    if (!rc && o->std && cli_parse_floats3(o->std, out->std))
+    if (!rc && o->std && parse_floats3(o->std, out->std))
         rc = cli_error("--std '%s': expected one or three numbers separated by commas", o->std);
-    if (!rc && o->size && cli_parse_size(o->size, &out->height, &out->width))
+    if (!rc && o->size && parse_size(o->size, &out->height, &out->width))
         rc = cli_error("--size '%s': expected HxW, e.g. 224x224", o->size);
     if (!rc && o->labels)
         rc = read_labels_file(out, o->labels);
@@ -440,7 +443,7 @@ int cli_class_lookup(const cli_model *m, const char *text, int *cls)
 {
     int k;
     int n_classes = m->n_labels;
-    if (cli_parse_int(text, &k) == 0) {
+    if (parse_int(text, &k) == 0) {
         if (k < 0 || (n_classes && k >= n_classes))
             return cli_error("class %d is out of range (the model has %d classes)", k, n_classes);
         *cls = k;

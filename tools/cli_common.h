@@ -120,12 +120,6 @@ cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen);
 /* Softmax of n scores into p (may alias). */
 void cli_softmax(const float *z, float *p, int n);
 
-int cli_parse_int(const char *s, int *out);
-int cli_parse_float(const char *s, float *out);
-int cli_parse_size(const char *s, int *h, int *w);
-/* a,b,c (1 or 3 values; one value is repeated) */
-int cli_parse_floats3(const char *s, float out[3]);
-
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
 
