@@ -353,9 +353,12 @@ typedef struct cnv_image {
 } cnv_image;
 
 /* Limits on decoded images: files are untrusted, and a 40-byte PNG may
- * claim 100000 x 100000 pixels. Checked on the header before decoding. */
+ * claim 100000 x 100000 pixels. Checked on the header before decoding.
+ * 2^26 pixels (64 Mpixel: a 48-megapixel photo fits) bounds what a tiny
+ * run-length-coded or truncated file can make the decoder allocate to
+ * 256 MiB of RGBA. */
 #define CNV_IMAGE_MAX_SIDE 16384
-#define CNV_IMAGE_MAX_PIXELS (1L << 28)
+#define CNV_IMAGE_MAX_PIXELS (1L << 26)
 #define CNV_IMAGE_MAX_FILE_BYTES (256L << 20)
 
 /* Decodes a PNG, JPEG, BMP, GIF (first frame), TGA, PSD, PNM or HDR file
