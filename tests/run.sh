@@ -7,7 +7,7 @@ passed=0 failed=0 skipped=0 broken=""
 log=$(mktemp)
 for t in "$@"; do
     if [ -n "$VALGRIND" ]; then
-        valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        CNNVIZ_UNDER_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
             --suppressions=tests/valgrind.supp "$t" >"$log" 2>&1
     else
         "$t" >"$log" 2>&1

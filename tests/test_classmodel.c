@@ -689,6 +689,7 @@ static void parse3(const char *s, float out[3])
 static void squeezenet_class_models(void **state)
 {
     (void)state;
+    tu_skip_under_valgrind("six SqueezeNet class models");
     if (access(SQUEEZENET, R_OK)) {
         printf("skipping: " SQUEEZENET " is absent (SqueezeNet lives beside the repository)\n");
         skip();

@@ -411,6 +411,7 @@ static void parse3(const char *s, float out[3])
 static void squeezenet_fool(void **state)
 {
     (void)state;
+    tu_skip_under_valgrind("ten SqueezeNet fooling runs");
     if (access(SQUEEZENET, R_OK)) {
         printf("skipping: " SQUEEZENET " is absent (SqueezeNet lives beside the repository)\n");
         skip();

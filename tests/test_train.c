@@ -306,6 +306,7 @@ static int have_data(void)
 static void short_training_run(void **state)
 {
     (void)state;
+    tu_skip_under_valgrind("an epoch of training on 2,000 images");
     if (!have_data()) {
         printf("skipped: the dataset-fashion-mnist package is not installed (" DATA_DIR ")\n");
         skip();
@@ -412,6 +413,7 @@ static cnv_model *load_committed(void)
 static void committed_model_accuracy(void **state)
 {
     (void)state;
+    tu_skip_under_valgrind("the default model on 10,000 test images");
     cnv_model *m = load_committed();
     const char *labels = cnv_model_get_meta(m, "cnnviz.labels");
     assert_non_null(labels);

@@ -237,3 +237,12 @@ void tu_fd_assert(const char *label, tu_fd_result r, double tol)
     if (!(r.max_err <= tol))
         fail_msg("FD %s: max error %.3g exceeds %.3g", label, r.max_err, tol);
 }
+
+void tu_skip_under_valgrind(const char *what)
+{
+    const char *v = getenv("CNNVIZ_UNDER_VALGRIND");
+    if (v && v[0] && strcmp(v, "0") != 0) {
+        printf("skipped under valgrind: %s (runs in make test and make test SANITIZE=1)\n", what);
+        skip();
+    }
+}
