@@ -332,11 +332,12 @@ static void max_pass(const float *restrict v, float *restrict m, int32_t *restri
             m[i + j] = x > b ? x : b;
             a[i + j] = (a[i + j] & ~take) | (t & take);
         }
-    for (; i < n; i++)
-        if (v[i] > m[i]) {
-            m[i] = v[i];
-            a[i] = t;
-        }
+    for (; i < n; i++) {
+        float x = v[i], b = m[i];
+        int32_t take = -(int32_t)(x > b);
+        m[i] = x > b ? x : b;
+        a[i] = (a[i] & ~take) | (t & take);
+    }
 }
 
 /* The same with a per-element index vi[i] to take along. */
@@ -351,11 +352,12 @@ static void max_pass_idx(const float *restrict v, const int32_t *restrict vi, fl
             m[i + j] = x > b ? x : b;
             a[i + j] = (a[i + j] & ~take) | (vi[i + j] & take);
         }
-    for (; i < n; i++)
-        if (v[i] > m[i]) {
-            m[i] = v[i];
-            a[i] = vi[i];
-        }
+    for (; i < n; i++) {
+        float x = v[i], b = m[i];
+        int32_t take = -(int32_t)(x > b);
+        m[i] = x > b ? x : b;
+        a[i] = (a[i] & ~take) | (vi[i] & take);
+    }
 }
 
 /* Row maxima of one input row (at xr, starting at flat index row_index)
@@ -384,7 +386,11 @@ static void row_maxima(const pool_geom *g, const float *xr, int64_t row_index, i
         max_pass(ph + (kj % sw) * stride + kj / sw, hv, hidx, n, kj);
     /* from the column in the window to the flat index */
     const int32_t first = (int32_t)(row_index + c0), step = (int32_t)sw;
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            hidx[i + j] += first + (int32_t)(i + j) * step;
+    for (; i < n; i++)
         hidx[i] += first + (int32_t)i * step;
 }
 
@@ -437,8 +443,10 @@ static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
                 in_hi = iw_hi;
             }
             for (int64_t ow = 0; ow < g->ow; ow++) {
-                if (ow >= in_lo && ow < in_hi)
-                    continue; /* done above */
+                if (ow == in_lo)
+                    ow = in_hi; /* [in_lo, in_hi) is done */
+                if (ow >= g->ow)
+                    break;
                 int64_t bi = max_window_general(g, xp, oh, ow);
                 y[ow] = bi < 0 ? 0.0f : xp[bi];
                 arg[ow] = bi < 0 ? -1 : (int32_t)(nc * plane + bi);
