@@ -277,12 +277,19 @@ static conv_unit unit_at(const cnv_op_ctx *c, int64_t n, int64_t gr, float *col,
     };
 }
 
-static void bias_rows(void *arg, int64_t lo, int64_t hi, int tid)
+/* The GEMM hooks of the forward pass, on one block of the unit's output. */
+static void bias_block(void *arg, int m0, int m1, int n0, int n1)
 {
-    (void)tid;
     const conv_unit *u = arg;
-    for (int64_t m = lo; m < hi; m++)
-        fill(u->y + m * u->g->p, u->b[m], u->g->p);
+    for (int64_t m = m0; m < m1; m++)
+        fill(u->y + m * u->g->p + n0, u->b[m], n1 - n0);
+}
+
+static void relu_block(void *arg, int m0, int m1, int n0, int n1)
+{
+    const conv_unit *u = arg;
+    for (int64_t m = m0; m < m1; m++)
+        cnv_relu(u->y + m * u->g->p + n0, u->y_relu + m * u->g->p + n0, n1 - n0);
 }
 
 static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)
@@ -290,13 +297,6 @@ static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)
     (void)tid;
     const conv_unit *u = arg;
     cnv_im2col_rows(&u->g->ig, u->x, u->col, lo, hi);
-}
-
-static void relu_part(void *arg, int64_t lo, int64_t hi, int tid)
-{
-    (void)tid;
-    const conv_unit *u = arg;
-    cnv_relu(u->y + lo, u->y_relu + lo, hi - lo);
 }
 
 static void col2im_channels(void *arg, int64_t lo, int64_t hi, int tid)
@@ -315,20 +315,18 @@ static const float *unit_columns(conv_unit *u)
     return u->col;
 }
 
-/* y = w * im2col(x) + b, and relu(y) into the fused Relu's output. The
- * bias is written first and the GEMM adds to it (beta = 1): that replaces
- * both the pass with which the BLAS clears C for beta = 0 and a pass
- * adding the bias. */
+/* y = w * im2col(x) + b, and relu(y) into the fused Relu's output. Each
+ * thread writes the bias into its block of y just before its GEMM adds to
+ * it (beta = 1: that replaces both the pass with which the BLAS clears C
+ * for beta = 0 and a pass adding the bias) and applies the ReLU right
+ * after, while the block is in its cache. */
 static void unit_forward(conv_unit *u)
 {
     const conv_geom *g = u->g;
     const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
-    if (u->b)
-        cnv_team_run(u->team, Mg, bias_rows, u);
     const float *col = unit_columns(u);
-    cnv_sgemm(u->team, 0, 0, Mg, P, K, 1.0f, u->w, K, col, P, u->b ? 1.0f : 0.0f, u->y, P);
-    if (u->y_relu)
-        cnv_team_run(u->team, g->mg * g->p, relu_part, u);
+    cnv_gemm_hooks h = { u->b ? bias_block : NULL, u->y_relu ? relu_block : NULL, u };
+    cnv_sgemm_hooked(u->team, 0, 0, Mg, P, K, 1.0f, u->w, K, col, P, u->b ? 1.0f : 0.0f, u->y, P, &h);
 }
 
 /* Units [lo, hi) (unit = image * group + group index), each on this thread

@@ -253,43 +253,53 @@ typedef struct gemm_job {
     const float *a, *b;
     float *c;
     int parts;
+    const cnv_gemm_hooks *h;
 } gemm_job;
+
+/* The product of rows [m0, m1) and columns [n0, n1) of c, with its hooks. */
+static void gemm_block(const gemm_job *j, int m0, int m1, int n0, int n1)
+{
+    if (j->h && j->h->pre)
+        j->h->pre(j->h->arg, m0, m1, n0, n1);
+    const float *a = j->a + (j->ta ? m0 : (int64_t)m0 * j->lda);
+    const float *b = j->b + (j->tb ? (int64_t)n0 * j->ldb : n0);
+    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans,
+                m1 - m0, n1 - n0, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta,
+                j->c + (int64_t)m0 * j->ldc + n0, j->ldc);
+    if (j->h && j->h->post)
+        j->h->post(j->h->arg, m0, m1, n0, n1);
+}
 
 static void gemm_chunk(void *arg, int64_t lo, int64_t hi, int tid)
 {
     (void)hi, (void)tid;
     const gemm_job *j = arg;
     int64_t a0, a1;
-    /* whole cache lines of C per thread along N, whole rows along M */
+    /* whole cache lines of c per thread along n, whole rows along m */
     cnv_chunk(j->split_n ? j->n : j->m, j->parts, (int)lo, j->split_n ? 16 : 4, &a0, &a1);
     if (a0 >= a1)
         return;
-    const float *a = j->a, *b = j->b;
-    float *c = j->c;
-    int m = j->m, n = j->n;
-    if (j->split_n) {
-        b += j->tb ? a0 * j->ldb : a0;
-        c += a0;
-        n = (int)(a1 - a0);
-    } else {
-        a += j->ta ? a0 : a0 * j->lda;
-        c += a0 * j->ldc;
-        m = (int)(a1 - a0);
-    }
-    cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans, j->tb ? CblasTrans : CblasNoTrans, m,
-                n, j->k, j->alpha, a, j->lda, b, j->ldb, j->beta, c, j->ldc);
+    if (j->split_n)
+        gemm_block(j, 0, j->m, (int)a0, (int)a1);
+    else
+        gemm_block(j, (int)a0, (int)a1, 0, j->n);
+}
+
+void cnv_sgemm_hooked(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                      int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                      const cnv_gemm_hooks *h)
+{
+    int size = cnv_team_size(t);
+    gemm_job j = { ta, tb, m, n, k, lda, ldb, ldc, n >= m, alpha, beta, a, b, c, size, h };
+    /* below some 10^5 multiply-adds a split costs more than it saves */
+    if (size == 1 || (int64_t)m * n * k < 100000)
+        gemm_block(&j, 0, m, 0, n);
+    else
+        cnv_team_run(t, size, gemm_chunk, &j);
 }
 
 void cnv_sgemm(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
-    int size = cnv_team_size(t);
-    /* below some 10^5 multiply-adds a split costs more than it saves */
-    if (size == 1 || (int64_t)m * n * k < 100000) {
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
-                    n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
-    gemm_job j = { ta, tb, m, n, k, lda, ldb, ldc, n >= m, alpha, beta, a, b, c, size };
-    cnv_team_run(t, size, gemm_chunk, &j);
+    cnv_sgemm_hooked(t, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL);
 }

@@ -40,4 +40,19 @@ void cnv_chunk(int64_t n, int parts, int k, int64_t align, int64_t *lo, int64_t 
 void cnv_sgemm(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/* Work on one block of c (rows [m0, m1), columns [n0, n1)) that the
+ * thread computing the block does just before (pre) and after (post) its
+ * product, while the block is its own and in its cache: a bias to add
+ * to, an activation to apply. Either may be NULL. */
+typedef struct cnv_gemm_hooks {
+    void (*pre)(void *arg, int m0, int m1, int n0, int n1);
+    void (*post)(void *arg, int m0, int m1, int n0, int n1);
+    void *arg;
+} cnv_gemm_hooks;
+
+/* cnv_sgemm with hooks (NULL: none). */
+void cnv_sgemm_hooked(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                      int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                      const cnv_gemm_hooks *h);
+
 #endif
