@@ -299,11 +299,11 @@ static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)
     cnv_im2col_rows(&u->g->ig, u->x, u->col, lo, hi);
 }
 
-static void col2im_channels(void *arg, int64_t lo, int64_t hi, int tid)
+static void col2im_rows(void *arg, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     const conv_unit *u = arg;
-    cnv_col2im_channels(&u->g->ig, u->col, u->dx, lo, hi, u->store);
+    cnv_col2im_rows(&u->g->ig, u->col, u->dx, lo, hi, u->store);
 }
 
 /* The columns of the unit's input: the input itself for a pointwise conv. */
@@ -407,7 +407,7 @@ static void unit_backward_dx(conv_unit *u)
         return;
     }
     wt_dy(u->team, Mg, K, P, u->w, u->dy, 0.0f, u->col);
-    cnv_team_run(u->team, g->ig.c, col2im_channels, u);
+    cnv_team_run(u->team, g->ig.h, col2im_rows, u);
 }
 
 static void units_backward_dx(void *arg, int64_t lo, int64_t hi, int tid)

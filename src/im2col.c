@@ -64,20 +64,35 @@ void cnv_im2col_rows(const cnv_im2col_geom *g, const float *x, float *col, int64
 
 void cnv_col2im(const cnv_im2col_geom *g, const float *col, float *x)
 {
-    cnv_col2im_channels(g, col, x, 0, g->c, 0);
+    cnv_col2im_rows(g, col, x, 0, g->h, 0);
 }
 
-void cnv_col2im_channels(const cnv_im2col_geom *g, const float *col, float *x, int64_t c0,
-                         int64_t c1, int store)
+/* The outputs o in [*lo, *hi) whose tap lands on an input row or column
+ * in [i0, i1): o*s + off in that range. */
+static void clip_to(int64_t off, int64_t s, int64_t i0, int64_t i1, int64_t *lo, int64_t *hi)
+{
+    int64_t a = i0 - off, b = i1 - off;
+    int64_t first = a <= 0 ? 0 : (a + s - 1) / s, end = b <= 0 ? 0 : (b + s - 1) / s;
+    if (*lo < first)
+        *lo = first;
+    if (*hi > end)
+        *hi = end;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64_t ih0, int64_t ih1,
+                     int store)
 {
     const int64_t P = g->oh * g->ow;
-    for (int64_t ci = c0; ci < c1; ci++) {
+    for (int64_t ci = 0; ci < g->c; ci++) {
         float *xc = x + ci * g->h * g->w;
         if (store)
-            memset(xc, 0, (size_t)(g->h * g->w) * sizeof *xc);
+            memset(xc + ih0 * g->w, 0, (size_t)((ih1 - ih0) * g->w) * sizeof *xc);
         for (int64_t ki = 0; ki < g->kh; ki++) {
             int64_t offh = ki * g->dh - g->pt, oh_lo, oh_hi;
             tap_range(offh, g->sh, g->h, g->oh, &oh_lo, &oh_hi);
+            clip_to(offh, g->sh, ih0, ih1, &oh_lo, &oh_hi);
             for (int64_t kj = 0; kj < g->kw; kj++) {
                 int64_t offw = kj * g->dw - g->pl, ow_lo, ow_hi;
                 tap_range(offw, g->sw, g->w, g->ow, &ow_lo, &ow_hi);

@@ -27,10 +27,11 @@ void cnv_im2col_rows(const cnv_im2col_geom *g, const float *x, float *col, int64
 
 /* x (c, h, w) += col2im(col (c*kh*kw, oh*ow)): the transpose of cnv_im2col,
  * so every input sample gathers the column entries it was copied to. The
- * _channels form does channels [c0, c1) alone (kernel rows of one channel
- * overlap in x, channels do not), and first zeroes them when store. */
+ * _rows form writes input rows [ih0, ih1) of every channel alone, so that
+ * threads can share one image (the windows of neighbouring outputs
+ * overlap, rows of x do not), and first zeroes them when store. */
 void cnv_col2im(const cnv_im2col_geom *g, const float *col, float *x);
-void cnv_col2im_channels(const cnv_im2col_geom *g, const float *col, float *x, int64_t c0,
-                         int64_t c1, int store);
+void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64_t ih0, int64_t ih1,
+                     int store);
 
 #endif
