@@ -4,6 +4,10 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "graph.h"
 
 enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
@@ -23,8 +27,11 @@ typedef struct pool_geom {
     int64_t kh, kw, sh, sw;
     int64_t pt, pl, pb, pr;         /* pads top, left, bottom, right */
     int count_include_pad;
-    int sep;             /* MaxPool: the separable fast path applies */
-    int64_t work_floats; /* MaxPool: workspace per thread */
+    /* MaxPool's separable fast path (when sep): output rows per band,
+     * the largest row pitch and the floats of each workspace buffer */
+    int sep;
+    int64_t band, pitch, p_floats, h_floats, y_floats;
+    int64_t work_floats; /* workspace per thread */
 } pool_geom;
 _Static_assert(sizeof(pool_geom) <= CNV_GEOM_SIZE, "pool_geom fits geom");
 
@@ -237,6 +244,33 @@ static inline void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t le
 
 /* ------------------------------------------------------------- MaxPool */
 
+/* Sizes the separable fast path's workspace (see maxpool_band), for
+ * windows of up to 64 elements and strides up to 8 (every CNN's); returns
+ * 0 when it does not apply. Bands hold at most 32 output rows and 256
+ * input rows, so the workspace stays small whatever the image size. */
+static int plan_separable(pool_geom *g)
+{
+    g->work_floats = 0;
+    if (g->kh * g->kw > 64 || g->sw > 8)
+        return 0;
+    int64_t band = g->sh > 64 ? 1 : (256 - g->kh) / g->sh + 1;
+    g->band = band < 32 ? band : 32;
+    int64_t rows = (g->band - 1) * g->sh + g->kh; /* <= 256 + 64 */
+    int64_t run = g->ow + (g->kw - 1) / g->sw + 1;
+    g->pitch = g->sw == 1 ? g->w : run;
+    int64_t t;
+    /* every buffer stays below 2^31 floats, so int32 indices hold */
+    if (!cnv_mul_i64(rows, g->pitch, &g->h_floats) || g->h_floats > CNV_MAX_ELEMS / 16 ||
+        !cnv_mul_i64((g->band - 1) * g->sh + 1, g->pitch, &g->y_floats) ||
+        !cnv_mul_i64(rows * g->sw, run, &t))
+        return 0;
+    g->p_floats = g->sw > 1 ? t + 16 : 0;
+    g->h_floats = (g->h_floats + 15) / 16 * 16;
+    g->y_floats = (g->y_floats + 15) / 16 * 16;
+    g->work_floats = (g->p_floats + 15) / 16 * 16 + 2 * g->h_floats + 2 * g->y_floats;
+    return 1;
+}
+
 static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
                                cnv_err *e)
 {
@@ -247,12 +281,7 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     if (st != CNV_OK)
         return st;
     pool_geom *g = (pool_geom *)c->geom;
-    /* The fast path, for windows of up to 64 elements and strides up to 8
-     * (every CNN's): per thread, the row maxima of kh input rows (value
-     * and index) and one input row split by column phase, in whole cache
-     * lines. */
-    g->sep = g->kh * g->kw <= 64 && g->sw <= 8;
-    g->work_floats = g->sep ? (2 * g->kh * g->ow + g->sw * (g->ow + g->kw + 1) + 15) / 16 * 16 : 0;
+    g->sep = plan_separable(g);
     if (!cnv_mul_size((size_t)g->work_floats, (size_t)(c->threads > 1 ? c->threads : 1), work_size) ||
         !cnv_mul_size(*work_size, sizeof(float), work_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
@@ -360,38 +389,103 @@ static void max_pass_idx(const float *restrict v, const int32_t *restrict vi, fl
     }
 }
 
-/* Row maxima of one input row (at xr, starting at flat index row_index)
- * for the n outputs from lo on: hv[i] and hidx[i], the value and flat
- * index of the first maximum. With a stride, the row is first split by
- * column phase (column mod stride) into `phases`, so that window column kj
- * of consecutive outputs is one contiguous run. */
-static void row_maxima(const pool_geom *g, const float *xr, int64_t row_index, int64_t lo, int64_t n,
-                       float *restrict phases, float *restrict hv, int32_t *restrict hidx)
+/* even[i] = x[2i] for i < n_even, odd[i] = x[2i + 1] for i < n_odd (n_even
+ * is n_odd or n_odd + 1): the column phases of a stride-2 row. With SSE2,
+ * four pairs per shuffle. */
+static void split_pairs(const float *restrict x, float *restrict even, float *restrict odd,
+                        int64_t n_even, int64_t n_odd)
 {
-    const int64_t sw = g->sw, c0 = lo * sw - g->pl, run = n + (g->kw - 1) / sw + 1;
-    const float *x = xr + c0, *ph = x;
-    if (sw > 1) {
-        for (int64_t p = 0; p < sw && p < g->kw; p++) {
-            /* columns p, p + sw, ... up to the last one a window reads */
-            int64_t cnt = ((n - 1) * sw + g->kw - 1 - p) / sw + 1;
-            for (int64_t i = 0; i < cnt; i++)
-                phases[p * run + i] = x[p + i * sw];
-        }
-        ph = phases;
-    }
-    const int64_t stride = sw > 1 ? run : 1; /* from one phase to the next */
-    memcpy(hv, ph, (size_t)n * sizeof *hv);
-    memset(hidx, 0, (size_t)n * sizeof *hidx);
-    for (int32_t kj = 1; kj < (int32_t)g->kw; kj++)
-        max_pass(ph + (kj % sw) * stride + kj / sw, hv, hidx, n, kj);
-    /* from the column in the window to the flat index */
-    const int32_t first = (int32_t)(row_index + c0), step = (int32_t)sw;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            hidx[i + j] += first + (int32_t)(i + j) * step;
-    for (; i < n; i++)
-        hidx[i] += first + (int32_t)i * step;
+#if defined(__SSE2__)
+    for (; i + 4 <= n_odd; i += 4) {
+        __m128 a = _mm_loadu_ps(x + 2 * i), b = _mm_loadu_ps(x + 2 * i + 4);
+        _mm_storeu_ps(even + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(odd + i, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+#endif
+    for (; i < n_odd; i++) {
+        even[i] = x[2 * i];
+        odd[i] = x[2 * i + 1];
+    }
+    if (n_even > n_odd)
+        even[n_odd] = x[2 * n_odd];
+}
+
+/* Output rows [b0, b1) x columns [iw0, iw0 + n) of one NaN-free plane xp
+ * (its flat index `base` in x), all windows inside the plane, into y and
+ * arg (rows of ow). The band is handled as a few long loops, not a few
+ * per row, which matters for small planes:
+ *  1. with a stride, split the band's input rows by column phase (column
+ *     mod stride), so that window column kj of consecutive outputs is one
+ *     contiguous run (without one, the plane is read in place);
+ *  2. row maxima over kw columns for every input row of the band at once,
+ *     treating the rows as one array of pitch `pitch` (the entries past n
+ *     in each row are computed too and never used);
+ *  3. each row's column of the winner into its flat index in x;
+ *  4. maxima over kh rows for every output row at once, output row i
+ *     starting sh input rows below row i - 1 (pitch sh * pitch);
+ *  5. the n values and indices of each output row copied out. */
+static void maxpool_band(const pool_geom *g, const float *xp, int64_t base, int64_t b0, int64_t b1,
+                         int64_t iw0, int64_t n, float *work, float *y, int32_t *arg)
+{
+    const int64_t sw = g->sw, sh = g->sh, kw = g->kw, kh = g->kh;
+    const int64_t nr = b1 - b0, r0 = b0 * sh - g->pt, rows = (nr - 1) * sh + kh;
+    const int64_t c0 = iw0 * sw - g->pl;
+    float *ph = work, *hv = work + (g->p_floats + 15) / 16 * 16, *yv = hv + 2 * g->h_floats;
+    int32_t *hi = (int32_t *)(hv + g->h_floats), *yi = (int32_t *)(yv + g->y_floats);
+    const float *src = xp + r0 * g->w + c0;
+    int64_t pitch = g->w, phase = 0;
+    if (sw > 1) {
+        const int64_t run = n + (kw - 1) / sw + 1;
+        pitch = run;
+        phase = rows * run;
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t p = 0;
+            if (sw == 2 && kw >= 2) { /* both phases in one pass */
+                split_pairs(src + r * g->w, ph + r * run, ph + phase + r * run,
+                            ((n - 1) * 2 + kw - 1) / 2 + 1, ((n - 1) * 2 + kw - 2) / 2 + 1);
+                p = 2;
+            }
+            for (; p < sw && p < kw; p++) {
+                /* columns p, p + sw, ... up to the last one a window reads */
+                const int64_t cnt = ((n - 1) * sw + kw - 1 - p) / sw + 1;
+                const float *xr = src + r * g->w + p;
+                float *d = ph + p * phase + r * run;
+                for (int64_t i = 0; i < cnt; i++)
+                    d[i] = xr[i * sw];
+            }
+            for (p = 0; p < sw && p < kw; p++) { /* read by the unused entries only */
+                const int64_t cnt = ((n - 1) * sw + kw - 1 - p) / sw + 1;
+                for (int64_t i = cnt; i < run; i++)
+                    ph[p * phase + r * run + i] = 0.0f;
+            }
+        }
+        src = ph;
+    }
+    const int64_t len = (rows - 1) * pitch + n; /* the entries step 4 reads */
+    memcpy(hv, src, (size_t)len * sizeof *hv);
+    memset(hi, 0, (size_t)len * sizeof *hi);
+    for (int32_t kj = 1; kj < (int32_t)kw; kj++)
+        max_pass(src + (kj % sw) * phase + kj / sw, hv, hi, len, kj);
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t first = (int32_t)(base + (r0 + r) * g->w + c0), step = (int32_t)sw;
+        int32_t *h = hi + r * pitch;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++)
+                h[i + j] += first + (int32_t)(i + j) * step;
+        for (; i < n; i++)
+            h[i] += first + (int32_t)i * step;
+    }
+    const int64_t opitch = sh * pitch, ylen = (nr - 1) * opitch + n;
+    memcpy(yv, hv, (size_t)ylen * sizeof *yv);
+    memcpy(yi, hi, (size_t)ylen * sizeof *yi);
+    for (int64_t ki = 1; ki < kh; ki++)
+        max_pass_idx(hv + ki * pitch, hi + ki * pitch, yv, yi, ylen);
+    for (int64_t o = 0; o < nr; o++) {
+        memcpy(y + (b0 + o) * g->ow + iw0, yv + o * opitch, (size_t)n * sizeof *y);
+        memcpy(arg + (b0 + o) * g->ow + iw0, yi + o * opitch, (size_t)n * sizeof *arg);
+    }
 }
 
 /* Planes [lo, hi) of x (NC,h,w) into y (NC,oh,ow); arg[o] is the flat index
@@ -410,46 +504,26 @@ static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
     int64_t plane = g->h * g->w, iw_lo, iw_hi, ih_lo, ih_hi;
     inner_range(g->ow, g->sw, g->pl, g->kw, g->w, &iw_lo, &iw_hi);
     inner_range(g->oh, g->sh, g->pt, g->kh, g->h, &ih_lo, &ih_hi);
-    const int64_t n_in = iw_hi - iw_lo;
-    /* the workspace: kh rows of row maxima (a ring: row r in slot r % kh),
-     * then the phases of one input row */
-    float *hv = c->work + tid * g->work_floats;
-    int32_t *hidx = (int32_t *)(hv + g->kh * g->ow);
-    float *phases = hv + 2 * g->kh * g->ow;
+    float *work = c->work + tid * g->work_floats;
     for (int64_t nc = lo; nc < hi; nc++) {
         const float *xp = x + nc * plane;
-        int fast = g->sep && n_in > 0 && !has_nan(xp, plane);
-        int64_t next_row = 0; /* rows below it are in the ring already */
+        float *y = c->out[0]->data + nc * g->oh * g->ow;
+        int32_t *arg = (int32_t *)c->state + nc * g->oh * g->ow;
+        int fast = g->sep && iw_lo < iw_hi && ih_lo < ih_hi && !has_nan(xp, plane);
+        for (int64_t b0 = ih_lo; fast && b0 < ih_hi; b0 += g->band)
+            maxpool_band(g, xp, nc * plane, b0, b0 + g->band < ih_hi ? b0 + g->band : ih_hi, iw_lo,
+                         iw_hi - iw_lo, work, y, arg);
+        /* the rest (all of it without the fast path) window by window */
         for (int64_t oh = 0; oh < g->oh; oh++) {
-            float *y = c->out[0]->data + (nc * g->oh + oh) * g->ow;
-            int32_t *arg = (int32_t *)c->state + (nc * g->oh + oh) * g->ow;
-            int64_t in_lo = g->ow, in_hi = g->ow; /* outputs done here */
-            if (fast && oh >= ih_lo && oh < ih_hi) {
-                int64_t r0 = oh * g->sh - g->pt;
-                for (int64_t r = next_row > r0 ? next_row : r0; r < r0 + g->kh; r++) {
-                    int64_t slot = r % g->kh;
-                    row_maxima(g, xp + r * g->w, nc * plane + r * g->w, iw_lo, n_in, phases,
-                               hv + slot * g->ow, hidx + slot * g->ow);
-                }
-                next_row = r0 + g->kh;
-                int64_t slot = r0 % g->kh;
-                memcpy(y + iw_lo, hv + slot * g->ow, (size_t)n_in * sizeof *y);
-                memcpy(arg + iw_lo, hidx + slot * g->ow, (size_t)n_in * sizeof *arg);
-                for (int64_t ki = 1; ki < g->kh; ki++) {
-                    slot = (r0 + ki) % g->kh;
-                    max_pass_idx(hv + slot * g->ow, hidx + slot * g->ow, y + iw_lo, arg + iw_lo, n_in);
-                }
-                in_lo = iw_lo;
-                in_hi = iw_hi;
-            }
+            int inner_row = fast && oh >= ih_lo && oh < ih_hi;
             for (int64_t ow = 0; ow < g->ow; ow++) {
-                if (ow == in_lo)
-                    ow = in_hi; /* [in_lo, in_hi) is done */
+                if (inner_row && ow == iw_lo)
+                    ow = iw_hi; /* done above */
                 if (ow >= g->ow)
                     break;
                 int64_t bi = max_window_general(g, xp, oh, ow);
-                y[ow] = bi < 0 ? 0.0f : xp[bi];
-                arg[ow] = bi < 0 ? -1 : (int32_t)(nc * plane + bi);
+                y[oh * g->ow + ow] = bi < 0 ? 0.0f : xp[bi];
+                arg[oh * g->ow + ow] = bi < 0 ? -1 : (int32_t)(nc * plane + bi);
             }
         }
     }

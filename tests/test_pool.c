@@ -483,7 +483,8 @@ static int ref_argmax(const float *xp, int H, int W, pspec p, int oh, int ow)
     return best;
 }
 
-/* Rows wide enough for the eight-at-a-time path and its overlapping tail,
+/* Rows wide enough for the eight-at-a-time loops and their tails, planes
+ * tall enough for several bands of the fast path (32 output rows each),
  * values on a coarse grid (many ties, signed zeros), a few -inf, and NaN
  * in one plane (which then takes the general path):
  * y and, through backward with distinct seeds, every argmax must equal
@@ -500,7 +501,7 @@ static void test_maxpool_wide_exact(void **state)
         {5, 4, 2, 3, 2, 1, 0, 2, 1, 0},
         {2, 1, 2, 1, 0, 0, 0, 0, 0, 0},
     };
-    enum { NC = 3, H = 11, W = 61 };
+    enum { NC = 3, H = 75, W = 61 };
     static float x[NC * H * W], seed[NC * H * W], y[NC * H * W], dx[NC * H * W], want[NC * H * W];
     tu_rng rng;
     tu_rng_init(&rng, 99);
