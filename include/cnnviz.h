@@ -99,12 +99,14 @@ typedef struct cnv_allocator {
 CNV_API void cnv_set_allocator(const cnv_allocator *a);
 
 /* Threads each session uses for its GEMMs and loops; 0 means all cores.
- * Before the first call a session uses one thread of its own, and GEMMs
- * run on OpenBLAS's default threads. A session with more than one thread
- * splits each GEMM itself, so this (and cnv_session_set_threads above 1)
- * also sets OpenBLAS to one thread, process-wide: OpenBLAS has no
- * per-call setting. Takes effect at a session's next plan. */
+ * Before the first call: the environment variable CNNVIZ_NUM_THREADS if
+ * set, else all cores. Takes effect at a session's next plan.
+ * A session splits each GEMM over its own threads, so planning one sets
+ * OpenBLAS to one thread, process-wide (OpenBLAS has no per-call
+ * setting): a host that uses OpenBLAS itself should know. */
 CNV_API void cnv_set_threads(int n);
+/* The thread count sessions planned now would use (>= 1). */
+CNV_API int cnv_get_threads(void);
 
 /* ---------------------------------------------------------------- shapes */
 

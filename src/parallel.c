@@ -7,6 +7,7 @@
  * job came for about a millisecond (between iterations of a caller's own
  * serial code, say). */
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -30,7 +31,9 @@ static inline void cpu_relax(void) {}
 #define SPINS_BEFORE_YIELD 4000
 #define MAX_THREADS 256
 
-static atomic_int g_threads = 1, g_threads_set = 0;
+static atomic_int g_threads = 0; /* 0: never set, use the default */
+static int g_default_threads = 1;
+static pthread_once_t g_default_once = PTHREAD_ONCE_INIT;
 
 /* Incremented in the child by fork(): a team made before sees a different
  * value and knows its workers did not come along. */
@@ -40,26 +43,38 @@ static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 static void after_fork_child(void) { atomic_fetch_add(&g_fork_gen, 1); }
 static void register_atfork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
 
-void cnv_set_threads(int n)
+static int online_cores(void)
 {
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)(cores < MAX_THREADS ? cores : MAX_THREADS) : 1;
-    }
-    if (n > MAX_THREADS)
-        n = MAX_THREADS;
-    atomic_store(&g_threads, n);
-    atomic_store(&g_threads_set, 1);
-    /* The library splits its GEMMs over its own threads; OpenBLAS threads
-     * inside them would only compete for the same cores. */
-    openblas_set_num_threads(1);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)(cores < MAX_THREADS ? cores : MAX_THREADS) : 1;
 }
 
-int cnv_threads_setting(int *was_set)
+/* $CNNVIZ_NUM_THREADS when it is a positive number, else every core. */
+static void init_default_threads(void)
 {
-    if (was_set)
-        *was_set = atomic_load(&g_threads_set);
-    return atomic_load(&g_threads);
+    const char *v = getenv("CNNVIZ_NUM_THREADS");
+    char *end;
+    long n = v && *v ? strtol(v, &end, 10) : 0;
+    g_default_threads = n >= 1 && !*end ? (int)(n < MAX_THREADS ? n : MAX_THREADS) : online_cores();
+}
+
+void cnv_set_threads(int n)
+{
+    atomic_store(&g_threads, n <= 0 ? online_cores() : n < MAX_THREADS ? n : MAX_THREADS);
+}
+
+int cnv_get_threads(void)
+{
+    return cnv_threads_setting();
+}
+
+int cnv_threads_setting(void)
+{
+    int n = atomic_load(&g_threads);
+    if (n > 0)
+        return n;
+    pthread_once(&g_default_once, init_default_threads);
+    return g_default_threads;
 }
 
 typedef struct worker {

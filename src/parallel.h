@@ -12,9 +12,9 @@ typedef struct cnv_team cnv_team;
 /* Runs iterations [lo, hi) of a loop on thread tid (0 .. threads-1). */
 typedef void (*cnv_chunk_fn)(void *arg, int64_t lo, int64_t hi, int tid);
 
-/* The thread count cnv_set_threads asked for (>= 1; 1 when never called)
- * and whether it was ever called. */
-int cnv_threads_setting(int *was_set);
+/* The thread count cnv_set_threads asked for; before any call,
+ * $CNNVIZ_NUM_THREADS or every core. Always >= 1. */
+int cnv_threads_setting(void);
 
 /* A team of n threads (the caller and n - 1 workers it starts). When fewer
  * workers can be started the team is smaller; cnv_team_size tells. */

@@ -117,15 +117,18 @@ cnv_status cnv_session_set_threads(cnv_session *s, int n)
 /* The thread count a plan made now would use. */
 static int threads_wanted(const cnv_session *s)
 {
-    return s->threads_asked > 0 ? s->threads_asked : cnv_threads_setting(NULL);
+    return s->threads_asked > 0 ? s->threads_asked : cnv_threads_setting();
 }
 
-/* Starts (or keeps) the team for the thread count wanted. A team of more
- * than one thread splits GEMMs itself, so OpenBLAS must not add threads
- * of its own inside them. */
+/* Starts (or keeps) the team for the thread count wanted. The team splits
+ * GEMMs itself, so OpenBLAS must not add threads of its own inside them
+ * (nor, with one thread, multiply tiny GEMMs over the cores: it is much
+ * slower at that than one thread). */
 static cnv_status ensure_team(cnv_session *s)
 {
     int want = threads_wanted(s);
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
     if (want <= 1) {
         cnv_team_free(s->team);
         s->team = NULL;
@@ -135,12 +138,7 @@ static cnv_status ensure_team(cnv_session *s)
         return CNV_OK;
     cnv_team_free(s->team);
     s->team = NULL;
-    cnv_status st = cnv_team_create(want, &s->team, &s->err);
-    if (st != CNV_OK)
-        return st;
-    if (openblas_get_num_threads() != 1)
-        openblas_set_num_threads(1);
-    return CNV_OK;
+    return cnv_team_create(want, &s->team, &s->err);
 }
 
 cnv_err *cnv_session_err(cnv_session *s)

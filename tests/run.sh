@@ -7,9 +7,9 @@ passed=0 failed=0 skipped=0 broken=""
 log=$(mktemp)
 for t in "$@"; do
     if [ -n "$VALGRIND" ]; then
-        # valgrind runs one thread at a time: OpenBLAS's idle threads,
-        # which spin-yield, would only slow everything down
-        OPENBLAS_NUM_THREADS=1 CNNVIZ_UNDER_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        # valgrind runs one thread at a time: spinning worker threads
+        # (OpenBLAS's, the sessions') would only slow everything down
+        OPENBLAS_NUM_THREADS=1 CNNVIZ_NUM_THREADS=1 CNNVIZ_UNDER_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
             --suppressions=tests/valgrind.supp "$t" >"$log" 2>&1
     else
         "$t" >"$log" 2>&1

@@ -19,7 +19,7 @@ const char *const cli_model_help =
     "  --std a,b,c        per-channel standard deviation\n"
     "  --labels FILE      class names, one per line ('nXXXXXXXX name' accepted)\n"
     "  --size HxW         input size (default: the model's cnnviz.image_size)\n"
-    "  --threads T        threads to run on (default: all cores)\n";
+    "  --threads T        threads to run on (default: $CNNVIZ_NUM_THREADS or all cores)\n";
 
 /* ------------------------------------------------------------- parsing */
 
@@ -344,7 +344,7 @@ static char *find_default_model(void)
 int cli_model_open(const cli_model_opts *o, cli_model *out)
 {
     memset(out, 0, sizeof *out);
-    if (o->threads) { /* main() set all cores */
+    if (o->threads) { /* else the library's default: $CNNVIZ_NUM_THREADS or all cores */
         int n;
         if (parse_int(o->threads, &n) || n < 1)
             return cli_error("--threads '%s': expected a positive integer", o->threads);

@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli_common.h"
 
@@ -175,9 +174,7 @@ int cmd_bench(int argc, char **argv)
     cli_model cm;
     if (cli_model_open(&mo, &cm))
         return 1;
-    /* what --threads asked for, or all cores (cnnviz's default) */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = mo.threads ? atoi(mo.threads) : cores > 0 ? (int)cores : 1;
+    int threads = cnv_get_threads(); /* --threads, CNNVIZ_NUM_THREADS or all cores */
     cnv_session *s = NULL;
     cnv_status st = cnv_session_create(cm.model, &s);
     if (st == CNV_OK)

@@ -78,7 +78,6 @@ int main(int argc, char **argv)
         printf("cnnviz %s\n", cnv_version());
         return 0;
     }
-    cnv_set_threads(0); /* all cores, unless a command's --threads says otherwise */
     for (const cli_command *c = g_commands; c->name; c++)
         if (!strcmp(argv[1], c->name))
             return c->run(argc - 1, argv + 1);
