@@ -2,6 +2,7 @@
 #   make                      libraries (lib/) and the program (bin/cnnviz)
 #   make test                 build and run every test (non-zero exit on failure)
 #   make test SANITIZE=1      the same under ASan + UBSan
+#   make test SANITIZE=thread the same under ThreadSanitizer
 #   make install PREFIX=/usr/local
 #   make valgrind             the suite under valgrind memcheck
 
@@ -18,6 +19,10 @@ ifeq ($(SANITIZE),1)
   BUILD := build/san
   CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(SANITIZE),thread)
+  BUILD := build/tsan
+  CFLAGS += -fsanitize=thread
+  LDFLAGS += -fsanitize=thread
 else
   BUILD := build/rel
 endif

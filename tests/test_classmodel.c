@@ -762,6 +762,7 @@ static void squeezenet_class_models(void **state)
 static void fashion_class_models(void **state)
 {
     (void)state;
+    tu_skip_under_valgrind("ten Fashion-MNIST class models of 300 steps");
     const char *path = "weights/fashion_mnist.onnx";
     if (access(path, R_OK)) {
         printf("skipping: %s is absent (make weights trains it)\n", path);

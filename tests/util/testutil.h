@@ -66,8 +66,7 @@ void tu_fd_assert(const char *label, tu_fd_result r, double tol);
 
 /* Skips the calling test under `make valgrind` (tests/run.sh then sets
  * CNNVIZ_UNDER_VALGRIND): for the long quality runs (hundreds of
- * optimization steps on SqueezeNet, epochs of training), hours under
- * memcheck. The lighter tests of the same program run the same code on
+ * optimization steps, an epoch of training), up to hours under memcheck. The lighter tests of the same program run the same code on
  * smaller inputs, and `make test SANITIZE=1` runs these under ASan. */
 void tu_skip_under_valgrind(const char *what);
 
