@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <cblas.h>
 #include <pthread.h>
 
 #include "graph.h"
@@ -812,11 +811,6 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
         trainer_free(&t);
         return st;
     }
-    /* Shards already use the cores; BLAS threads on top would only fight
-     * them for the same cores. */
-    int blas_threads = openblas_get_num_threads();
-    if (t.n_shards > 1)
-        openblas_set_num_threads(1);
 
     rng r = {p->seed ^ 0x5DEECE66Dull};
     for (int i = 0; i < n; i++)
@@ -881,8 +875,6 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
         if (p->progress && p->progress(&ep, p->user))
             st = cnv_fail(&m->err, CNV_ERR_CANCELLED, "training cancelled after epoch %d of %d", e + 1, p->epochs);
     }
-    if (t.n_shards > 1)
-        openblas_set_num_threads(blas_threads);
     trainer_free(&t);
     return st;
 }
