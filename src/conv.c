@@ -26,7 +26,10 @@ typedef struct conv_geom {
     int64_t k, p;       /* GEMM inner size (C/group*kh*kw), output pixels */
     int pointwise;      /* 1x1, stride 1, no pad: the input is the column matrix */
     int by_unit;        /* threads take whole (image, group) units, each with
-                           its own column matrix, instead of splitting each */
+                           its own workspace, instead of splitting each */
+    int64_t unit_work;  /* workspace floats of one unit: the column matrix
+                           (K, P) unless pointwise, then room to gather
+                           mg / 2 rows of w and of dy (see wt_dy) */
 } conv_geom;
 
 _Static_assert(sizeof(conv_geom) <= CNV_GEOM_SIZE, "conv_geom must fit in geom");
@@ -221,8 +224,11 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
 
     cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
     *state_size = 0;
-    size_t col_bytes = g->pointwise ? 0 : (size_t)(K * P) * sizeof(float);
-    if (!cnv_mul_size(col_bytes, g->by_unit ? (size_t)th : 1, work_size))
+    /* each term is at most CNV_MAX_ELEMS (checked above), so no overflow */
+    g->unit_work = (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
+    size_t bytes;
+    if (!cnv_mul_size((size_t)g->unit_work, sizeof(float), &bytes) ||
+        !cnv_mul_size(bytes, g->by_unit ? (size_t)th : 1, work_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
     return CNV_OK;
 }
@@ -239,7 +245,7 @@ static void fill(float *restrict y, float v, int64_t n)
 }
 
 /* One image n and group gr of one node, run on `team` (NULL: on the
- * calling thread alone) with the column matrix in `col`. The loops below
+ * calling thread alone) with its workspace at `work`. The loops below
  * split over the team through cnv_team_run, which takes a function and a
  * pointer: this struct is both the job and its arguments. */
 typedef struct conv_unit {
@@ -254,10 +260,11 @@ typedef struct conv_unit {
     const float *dy; /* the group's output gradient */
     float *dx;       /* the group's input gradient channels */
     float *col;      /* column matrix (K, P) */
+    float *gather;   /* room for mg / 2 rows of w and of dy */
     int store;       /* dx holds garbage: overwrite it */
 } conv_unit;
 
-static conv_unit unit_at(const cnv_op_ctx *c, int64_t n, int64_t gr, float *col, cnv_team *team)
+static conv_unit unit_at(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work, cnv_team *team)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
     const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
@@ -272,7 +279,8 @@ static conv_unit unit_at(const cnv_op_ctx *c, int64_t n, int64_t gr, float *col,
         .y_relu = c->fused_relu ? c->fused_relu->data + out_off : NULL,
         .dy = c->out[0]->grad ? c->out[0]->grad + out_off : NULL,
         .dx = c->in[0]->grad ? c->in[0]->grad + in_off : NULL,
-        .col = col,
+        .col = work,
+        .gather = work + (g->pointwise ? 0 : g->k * g->p),
         .store = cnv_grad_store(c, 0),
     };
 }
@@ -336,7 +344,7 @@ static void units_forward(void *arg, int64_t lo, int64_t hi, int tid)
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     for (int64_t i = lo; i < hi; i++) {
-        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->k * g->p, NULL);
+        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->unit_work, NULL);
         unit_forward(&u);
     }
 }
@@ -356,9 +364,22 @@ static void conv_forward(cnv_op_ctx *c)
         }
 }
 
+/* Whether r[0..n) is all zero (-0 included). The blocks of 16 have no
+ * early exit, so that they vectorize; a NaN is not zero. */
 static int row_is_zero(const float *r, int n)
 {
-    for (int i = 0; i < n; i++)
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t any = 0;
+        for (int j = 0; j < 16; j++) {
+            uint32_t bits;
+            memcpy(&bits, &r[i + j], sizeof bits);
+            any |= bits << 1; /* drops the sign */
+        }
+        if (any)
+            return 0;
+    }
+    for (; i < n; i++)
         if (r[i] != 0.0f)
             return 0;
     return 1;
@@ -367,34 +388,37 @@ static int row_is_zero(const float *r, int n)
 /* out (K,P) = w^T dy + beta out, for w (Mg,K) and dy (Mg,P). A row of dy
  * that is all zero adds nothing, and a backward pass from one class score
  * leaves all but one row zero in the last convolution of a classifier
- * (SqueezeNet: 1 of 1000 channels), so when at least half the rows are
- * zero the product runs over each run of non-zero rows alone. Skipping
- * them changes nothing unless w holds an infinity or NaN (0 * inf). */
+ * (SqueezeNet: 1 of 1000 channels), and channels that a ReLU switched off
+ * for this image are zero too. So when at most half the rows are non-zero,
+ * they are gathered with their rows of w into `gather` (room for Mg / 2 of
+ * each) and the product runs over them alone. Skipping the zero rows
+ * changes nothing unless w holds an infinity or NaN (0 * inf). */
 static void wt_dy(cnv_team *team, int Mg, int K, int P, const float *w, const float *dy, float beta,
-                  float *out)
+                  float *out, float *gather)
 {
+    const int half = Mg / 2;
     int nz = 0;
-    for (int m = 0; m < Mg && 2 * nz <= Mg; m++)
+    for (int m = 0; m < Mg && nz <= half; m++)
         nz += !row_is_zero(dy + (int64_t)m * P, P);
-    if (2 * nz > Mg) {
+    if (nz > half) {
         cnv_sgemm(team, 1, 0, K, P, Mg, 1.0f, w, K, dy, P, beta, out, P);
         return;
     }
-    for (int m = 0; m < Mg;) {
-        if (row_is_zero(dy + (int64_t)m * P, P)) {
-            m++;
-            continue;
-        }
-        int end = m + 1;
-        while (end < Mg && !row_is_zero(dy + (int64_t)end * P, P))
-            end++;
-        cnv_sgemm(team, 1, 0, K, P, end - m, 1.0f, w + (int64_t)m * K, K, dy + (int64_t)m * P, P,
-                  beta, out, P);
-        beta = 1.0f;
-        m = end;
+    if (nz == 0) { /* the product is zero */
+        if (beta == 0.0f)
+            memset(out, 0, (size_t)K * (size_t)P * sizeof *out);
+        return;
     }
-    if (beta == 0.0f) /* no row at all: the product is zero */
-        memset(out, 0, (size_t)K * (size_t)P * sizeof *out);
+    float *gw = gather, *gdy = gather + (int64_t)half * K;
+    for (int m = 0, k = 0; m < Mg; m++) {
+        const float *r = dy + (int64_t)m * P;
+        if (row_is_zero(r, P))
+            continue;
+        memcpy(gw + (int64_t)k * K, w + (int64_t)m * K, (size_t)K * sizeof *gw);
+        memcpy(gdy + (int64_t)k * P, r, (size_t)P * sizeof *gdy);
+        k++;
+    }
+    cnv_sgemm(team, 1, 0, K, P, nz, 1.0f, gw, K, gdy, P, beta, out, P);
 }
 
 /* dx (+)= col2im(w^T dy): straight into dx for a pointwise conv. */
@@ -403,10 +427,10 @@ static void unit_backward_dx(conv_unit *u)
     const conv_geom *g = u->g;
     const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
     if (g->pointwise) {
-        wt_dy(u->team, Mg, K, P, u->w, u->dy, u->store ? 0.0f : 1.0f, u->dx);
+        wt_dy(u->team, Mg, K, P, u->w, u->dy, u->store ? 0.0f : 1.0f, u->dx, u->gather);
         return;
     }
-    wt_dy(u->team, Mg, K, P, u->w, u->dy, 0.0f, u->col);
+    wt_dy(u->team, Mg, K, P, u->w, u->dy, 0.0f, u->col, u->gather);
     cnv_team_run(u->team, g->ig.h, col2im_rows, u);
 }
 
@@ -415,7 +439,7 @@ static void units_backward_dx(void *arg, int64_t lo, int64_t hi, int tid)
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     for (int64_t i = lo; i < hi; i++) {
-        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->k * g->p, NULL);
+        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->unit_work, NULL);
         unit_backward_dx(&u);
     }
 }

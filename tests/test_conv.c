@@ -318,6 +318,88 @@ static void test_backward_fd(void **state)
            g_fd_worst[2]);
 }
 
+/* The reference input gradient: dx = conv^T(dy, w) by the definition,
+ * summed in double. */
+static void naive_conv_dx(const conv_case *k, const float *dy, const float *w, double *dx)
+{
+    int oh_n = out_h(k), ow_n = out_w(k), cg = k->c / k->group, mg = k->m / k->group;
+    memset(dx, 0, (size_t)k->n * k->c * k->h * k->w * sizeof *dx);
+    for (int n = 0; n < k->n; n++)
+        for (int m = 0; m < k->m; m++)
+            for (int oh = 0; oh < oh_n; oh++)
+                for (int ow = 0; ow < ow_n; ow++) {
+                    double g = dy[((n * k->m + m) * oh_n + oh) * ow_n + ow];
+                    int c0 = (m / mg) * cg;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ki = 0; ki < k->kh; ki++)
+                            for (int kj = 0; kj < k->kw; kj++) {
+                                int ih = oh * k->sh - k->pads[0] + ki * k->dh;
+                                int iw = ow * k->sw - k->pads[1] + kj * k->dw;
+                                if (ih >= 0 && ih < k->h && iw >= 0 && iw < k->w)
+                                    dx[((n * k->c + c0 + ci) * k->h + ih) * k->w + iw] +=
+                                        g * w[((m * cg + ci) * k->kh + ki) * k->kw + kj];
+                            }
+                }
+}
+
+/* Backward skips the all-zero channels of dy when at most half of a
+ * group's channels are non-zero (one class score, channels a ReLU turned
+ * off): seeds with 0, 1, a quarter, exactly half and half + 1 non-zero
+ * channels per group (the last one the dense path), different per image,
+ * the zero channels written as -0 in places. */
+static void test_backward_zero_channels(void **state)
+{
+    (void)state;
+    static const int pick[] = { 1, 17, 18, 19 };
+    double worst = 0.0;
+    for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
+        const conv_case *k = &g_cases[pick[i]];
+        conv_data d = make_data(k, 1100 + i);
+        cnv_model *m = conv_model(k, &d, "x");
+        const float *in[1] = { d.x };
+        cnv_session *s = tu_session(m, in, 1200 + i);
+        assert_int_equal(cnv_session_forward(s), CNV_OK);
+        int mg = k->m / k->group, p = out_h(k) * out_w(k);
+        int64_t nx = d.nx;
+        float *seed = malloc((size_t)d.ny * sizeof *seed);
+        double *ref = malloc((size_t)nx * sizeof *ref);
+        assert_non_null(seed);
+        assert_non_null(ref);
+        tu_rng r;
+        tu_rng_init(&r, 1300 + i);
+        int counts[] = { 0, 1, mg / 4, mg / 2, mg / 2 + 1 };
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            tu_fill(&r, seed, d.ny, -1.0f, 1.0f);
+            for (int n = 0; n < k->n; n++)
+                for (int ch = 0; ch < k->m; ch++) {
+                    /* the first counts[c] channels of each group, rotated by image */
+                    int live = ((ch % mg) + n) % mg < counts[c];
+                    float *row = seed + ((int64_t)n * k->m + ch) * p;
+                    for (int j = 0; !live && j < p; j++)
+                        row[j] = (j + ch) % 3 ? 0.0f : -0.0f;
+                }
+            assert_int_equal(cnv_session_backward(s, "y", seed), CNV_OK);
+            float *dx;
+            assert_int_equal(cnv_session_grad(s, "x", &dx), CNV_OK);
+            naive_conv_dx(k, seed, d.w, ref);
+            for (int64_t j = 0; j < nx; j++) {
+                double e = fabs(dx[j] - ref[j]) / fmax(1.0, fabs(ref[j]));
+                if (e > worst)
+                    worst = e;
+                if (counts[c] == 0)
+                    assert_true(dx[j] == 0.0f);
+            }
+        }
+        free(seed);
+        free(ref);
+        cnv_session_free(s);
+        cnv_model_free(m);
+        free_data(&d);
+    }
+    printf("conv backward, zero channels skipped: max rel diff %.3g\n", worst);
+    assert_true(worst < 1e-5);
+}
+
 /* x is the input, w and b constants with parameter gradients on: every
  * gradient at once, through cnv_session_set_param_grads. */
 static void test_backward_fd_param_grads(void **state)
@@ -573,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_forward_vs_naive),
         cmocka_unit_test(test_backward_fd),
         cmocka_unit_test(test_backward_fd_param_grads),
+        cmocka_unit_test(test_backward_zero_channels),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_errors),
     };
@@ -583,6 +666,7 @@ int main(void)
         cmocka_unit_test(test_forward_vs_naive),
         cmocka_unit_test(test_backward_fd),
         cmocka_unit_test(test_backward_fd_param_grads),
+        cmocka_unit_test(test_backward_zero_channels),
     };
     int failed = cmocka_run_group_tests_name("one thread", tests, NULL, NULL);
     cnv_set_threads(3);
