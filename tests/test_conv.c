@@ -192,6 +192,11 @@ static const conv_case g_cases[] = {
     { "k3 pad 1, 32 filters on 20x20", 1, 16, 20, 20, 32, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
     { "1x1, 200 filters on 6x6", 1, 32, 6, 6, 200, 1, 1, 1, 1, 1, 1, { 0, 0, 0, 0 }, 1, NULL, 1, 0 },
     { "batch 3, k3 s2 pad 1", 3, 8, 15, 15, 24, 3, 3, 2, 2, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+    /* 3x3, stride 1, pads 1 (the common case): odd sides, a one-pixel-wide
+     * plane, the same pads through auto_pad */
+    { "k3 pad 1, 13x11, 24 -> 40 ch", 1, 24, 13, 11, 40, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+    { "k3 pad 1, batch 2 of 5x1", 2, 3, 5, 1, 4, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 1 },
+    { "SAME_UPPER k3 s1 (pads 1,1,1,1)", 2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, "SAME_UPPER", 0, 0 },
 };
 #define N_CASES ((int)(sizeof g_cases / sizeof g_cases[0]))
 
@@ -306,7 +311,7 @@ static void test_backward_fd(void **state)
 {
     (void)state;
     /* one of each path; the case index is into g_cases */
-    static const int pick[] = { 0, 1, 3, 4, 6, 7, 9, 11, 17, 18, 19 };
+    static const int pick[] = { 0, 1, 3, 4, 6, 7, 9, 11, 17, 18, 19, 20, 21, 22 };
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         const conv_case *k = &g_cases[pick[i]];
         check_grad_one(k, "x", 0, 500 + i);
@@ -350,7 +355,7 @@ static void naive_conv_dx(const conv_case *k, const float *dy, const float *w, d
 static void test_backward_zero_channels(void **state)
 {
     (void)state;
-    static const int pick[] = { 1, 17, 18, 19 };
+    static const int pick[] = { 1, 17, 18, 19, 20, 21 };
     double worst = 0.0;
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         const conv_case *k = &g_cases[pick[i]];
@@ -405,7 +410,7 @@ static void test_backward_zero_channels(void **state)
 static void test_backward_fd_param_grads(void **state)
 {
     (void)state;
-    static const int pick[] = { 0, 2, 5, 6, 17, 19 };
+    static const int pick[] = { 0, 2, 5, 6, 17, 19, 20, 21 };
     for (size_t i = 0; i < sizeof pick / sizeof pick[0]; i++) {
         const conv_case *k = &g_cases[pick[i]];
         conv_data d = make_data(k, 800 + i);
