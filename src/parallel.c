@@ -90,14 +90,51 @@ struct cnv_team {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     atomic_uint gen;    /* incremented to post a job */
-    atomic_int pending; /* workers still running the posted job */
+    /* The posted job's chunks: its generation (the value gen takes when
+     * it is posted), its number of chunks and the next unclaimed one,
+     * packed as gen << 32 | parts << 16 | next, so that a thread claims a
+     * chunk of the job it saw posted or none (one compare-and-swap). */
+    _Atomic uint64_t claim;
+    atomic_int done; /* chunks of the posted job that have returned */
     atomic_int sleepers;
     atomic_int quit;
-    /* the posted job: written before gen is incremented */
+    /* the posted job: written before claim is, stable until all its
+     * chunks are done */
     cnv_chunk_fn fn;
     void *arg;
     int64_t n;
 };
+
+/* Chunks per thread: a thread that is slow to start (a busy or
+ * descheduled core) leaves its chunks to the others instead of making
+ * them all wait. */
+#define GRAIN 4
+_Static_assert(MAX_THREADS * GRAIN < 65536, "chunk numbers take 16 bits of claim");
+
+static uint64_t pack_claim(unsigned gen, int parts, int next)
+{
+    return (uint64_t)gen << 32 | (uint64_t)parts << 16 | (uint64_t)next;
+}
+
+/* Claims and runs chunks of job `gen` until none is left. */
+static void run_chunks(cnv_team *t, unsigned gen, int tid)
+{
+    uint64_t w = atomic_load_explicit(&t->claim, memory_order_acquire);
+    for (;;) {
+        int parts = (int)(w >> 16 & 0xffff), next = (int)(w & 0xffff);
+        if ((unsigned)(w >> 32) != gen || next >= parts)
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&t->claim, &w, w + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* w now holds the current value */
+        int64_t lo, hi;
+        cnv_chunk(t->n, parts, next, 1, &lo, &hi);
+        if (lo < hi)
+            t->fn(t->arg, lo, hi, tid);
+        atomic_fetch_add_explicit(&t->done, 1, memory_order_release);
+        w = atomic_load_explicit(&t->claim, memory_order_acquire);
+    }
+}
 
 void cnv_chunk(int64_t n, int parts, int k, int64_t align, int64_t *lo, int64_t *hi)
 {
@@ -142,11 +179,7 @@ static void *worker_main(void *p)
         if (atomic_load(&t->quit))
             return NULL;
         seen = g;
-        int64_t lo, hi;
-        cnv_chunk(t->n, t->size, w->tid, 1, &lo, &hi);
-        if (lo < hi)
-            t->fn(t->arg, lo, hi, w->tid);
-        atomic_fetch_sub_explicit(&t->pending, 1, memory_order_release);
+        run_chunks(t, g, w->tid);
     }
 }
 
@@ -228,29 +261,30 @@ void cnv_team_run(cnv_team *t, int64_t n, cnv_chunk_fn fn, void *arg)
         fn(arg, 0, n, 0);
         return;
     }
-    int64_t lo, hi;
+    const int parts = n < (int64_t)size * GRAIN ? (int)n : size * GRAIN;
     if (t->fork_gen != atomic_load_explicit(&g_fork_gen, memory_order_relaxed)) {
-        for (int k = 0; k < size; k++) {
-            cnv_chunk(n, size, k, 1, &lo, &hi);
+        for (int k = 0; k < parts; k++) {
+            int64_t lo, hi;
+            cnv_chunk(n, parts, k, 1, &lo, &hi);
             if (lo < hi)
-                fn(arg, lo, hi, k);
+                fn(arg, lo, hi, 0);
         }
         return;
     }
     t->fn = fn;
     t->arg = arg;
     t->n = n;
-    atomic_store_explicit(&t->pending, size - 1, memory_order_relaxed);
-    atomic_fetch_add(&t->gen, 1); /* publishes the job (seq_cst) */
+    atomic_store_explicit(&t->done, 0, memory_order_relaxed);
+    unsigned gen = atomic_load_explicit(&t->gen, memory_order_relaxed) + 1;
+    atomic_store_explicit(&t->claim, pack_claim(gen, parts, 0), memory_order_release);
+    atomic_fetch_add(&t->gen, 1); /* wakes the workers (seq_cst) */
     if (atomic_load(&t->sleepers) > 0) {
         pthread_mutex_lock(&t->mu);
         pthread_cond_broadcast(&t->cv);
         pthread_mutex_unlock(&t->mu);
     }
-    cnv_chunk(n, size, 0, 1, &lo, &hi);
-    if (lo < hi)
-        fn(arg, lo, hi, 0);
-    for (int spins = 0; atomic_load_explicit(&t->pending, memory_order_acquire) > 0;) {
+    run_chunks(t, gen, 0);
+    for (int spins = 0; atomic_load_explicit(&t->done, memory_order_acquire) < parts;) {
         if (++spins < SPINS_BEFORE_YIELD) {
             cpu_relax();
         } else {
@@ -285,19 +319,22 @@ static void gemm_block(const gemm_job *j, int m0, int m1, int n0, int n1)
         j->h->post(j->h->arg, m0, m1, n0, n1);
 }
 
+/* Blocks [lo, hi) of the j->parts along the split dimension. */
 static void gemm_chunk(void *arg, int64_t lo, int64_t hi, int tid)
 {
-    (void)hi, (void)tid;
+    (void)tid;
     const gemm_job *j = arg;
-    int64_t a0, a1;
-    /* whole cache lines of c per thread along n, whole rows along m */
-    cnv_chunk(j->split_n ? j->n : j->m, j->parts, (int)lo, j->split_n ? 16 : 4, &a0, &a1);
-    if (a0 >= a1)
-        return;
-    if (j->split_n)
-        gemm_block(j, 0, j->m, (int)a0, (int)a1);
-    else
-        gemm_block(j, (int)a0, (int)a1, 0, j->n);
+    for (int64_t k = lo; k < hi; k++) {
+        int64_t a0, a1;
+        /* whole cache lines of c per block along n, whole rows along m */
+        cnv_chunk(j->split_n ? j->n : j->m, j->parts, (int)k, j->split_n ? 16 : 4, &a0, &a1);
+        if (a0 >= a1)
+            continue;
+        if (j->split_n)
+            gemm_block(j, 0, j->m, (int)a0, (int)a1);
+        else
+            gemm_block(j, (int)a0, (int)a1, 0, j->n);
+    }
 }
 
 void cnv_sgemm_hooked(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
@@ -307,10 +344,16 @@ void cnv_sgemm_hooked(cnv_team *t, int ta, int tb, int m, int n, int k, float al
     int size = cnv_team_size(t);
     gemm_job j = { ta, tb, m, n, k, lda, ldb, ldc, n >= m, alpha, beta, a, b, c, size, h };
     /* below some 10^5 multiply-adds a split costs more than it saves */
-    if (size == 1 || (int64_t)m * n * k < 100000)
+    if (size == 1 || (int64_t)m * n * k < 100000) {
         gemm_block(&j, 0, m, 0, n);
-    else
-        cnv_team_run(t, size, gemm_chunk, &j);
+        return;
+    }
+    /* Two blocks per thread when they stay large (128 columns or 64 rows),
+     * so that a thread that starts late leaves its second one to another;
+     * smaller blocks would cost the BLAS more than that saves. */
+    if ((j.split_n ? n / 128 : m / 64) >= 2 * size)
+        j.parts = 2 * size;
+    cnv_team_run(t, j.parts, gemm_chunk, &j);
 }
 
 void cnv_sgemm(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,

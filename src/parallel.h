@@ -1,5 +1,5 @@
 /* The library's own threads: a team of workers per session that runs a
- * loop's iterations split into one contiguous chunk per thread, and the
+ * loop's iterations split into a few contiguous chunks per thread, and the
  * process-wide thread setting. The calling thread is worker 0, so a team of
  * one thread is just a plain call. */
 #ifndef CNV_PARALLEL_H
@@ -23,9 +23,11 @@ void cnv_team_free(cnv_team *t);
 /* 1 for NULL. */
 int cnv_team_size(const cnv_team *t);
 
-/* Splits [0, n) into cnv_team_size(t) contiguous chunks, the same for the
- * same n and size, calls fn once per non-empty chunk (chunk k on thread
- * k; the caller runs chunk 0) and returns when all have returned. In a
+/* Splits [0, n) into contiguous chunks (up to four per thread; the same
+ * for the same n and team size), calls fn once per non-empty chunk and
+ * returns when all have returned. Threads claim chunks as they come, the
+ * caller too, so which thread runs a chunk varies from run to run: fn may
+ * use tid for scratch of its own, never to decide what it computes. In a
  * child process after fork() the workers do not exist: the caller then
  * runs every chunk itself, in order. Never allocates. */
 void cnv_team_run(cnv_team *t, int64_t n, cnv_chunk_fn fn, void *arg);
@@ -36,7 +38,8 @@ void cnv_chunk(int64_t n, int parts, int k, int64_t align, int64_t *lo, int64_t 
 
 /* c = alpha op(a) op(b) + beta c, row-major (cblas_sgemm's arguments, with
  * ta/tb nonzero for transposed), split over the team along the longer of
- * m and n: each thread calls a one-thread BLAS on its block. */
+ * m and n into one or two blocks per thread: each block is a one-thread
+ * BLAS call. */
 void cnv_sgemm(cnv_team *t, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
