@@ -138,8 +138,7 @@ static void run_chunks(cnv_team *t, unsigned gen, int tid)
 
 void cnv_chunk(int64_t n, int parts, int k, int64_t align, int64_t *lo, int64_t *hi)
 {
-    /* n * k / parts without overflow: n < 2^62 and parts <= MAX_THREADS
-     * in every use, so split the product instead */
+    /* n * k / parts without the product, which could overflow: q * k <= units */
     int64_t units = align > 1 ? (n + align - 1) / align : n;
     int64_t q = units / parts, r = units % parts;
     int64_t a = q * k + (k < r ? k : r), b = a + q + (k < r);

@@ -33,17 +33,19 @@ static int out_w(const conv_case *k)
     return (k->w + k->pads[1] + k->pads[3] - ((k->kw - 1) * k->dw + 1)) / k->sw + 1;
 }
 
-/* The reference: a direct convolution, summed in double, no im2col. */
-static void naive_conv(const conv_case *k, const float *x, const float *w, const float *b,
-                       float *y)
+/* The references, by the definition, summed in double, no im2col: every
+ * (output, input, weight) triple of the convolution once. With y: y =
+ * conv(x, w) + b. With dx: dx += conv^T(dy, w), the input gradient. */
+static void naive_pass(const conv_case *k, const float *x, const float *w, const float *b, float *y,
+                       const float *dy, double *dx)
 {
     int oh_n = out_h(k), ow_n = out_w(k), cg = k->c / k->group, mg = k->m / k->group;
     for (int n = 0; n < k->n; n++)
         for (int m = 0; m < k->m; m++)
             for (int oh = 0; oh < oh_n; oh++)
                 for (int ow = 0; ow < ow_n; ow++) {
+                    int yi = ((n * k->m + m) * oh_n + oh) * ow_n + ow, c0 = (m / mg) * cg;
                     double s = b ? b[m] : 0.0;
-                    int c0 = (m / mg) * cg;
                     for (int ci = 0; ci < cg; ci++)
                         for (int ki = 0; ki < k->kh; ki++)
                             for (int kj = 0; kj < k->kw; kj++) {
@@ -51,11 +53,22 @@ static void naive_conv(const conv_case *k, const float *x, const float *w, const
                                 int iw = ow * k->sw - k->pads[1] + kj * k->dw;
                                 if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w)
                                     continue;
-                                s += (double)x[((n * k->c + c0 + ci) * k->h + ih) * k->w + iw] *
-                                     w[((m * cg + ci) * k->kh + ki) * k->kw + kj];
+                                int xi = ((n * k->c + c0 + ci) * k->h + ih) * k->w + iw;
+                                double wv = w[((m * cg + ci) * k->kh + ki) * k->kw + kj];
+                                if (y)
+                                    s += (double)x[xi] * wv;
+                                else
+                                    dx[xi] += (double)dy[yi] * wv;
                             }
-                    y[((n * k->m + m) * oh_n + oh) * ow_n + ow] = (float)s;
+                    if (y)
+                        y[yi] = (float)s;
                 }
+}
+
+static void naive_conv(const conv_case *k, const float *x, const float *w, const float *b,
+                       float *y)
+{
+    naive_pass(k, x, w, b, y, NULL, NULL);
 }
 
 typedef struct conv_attrs {
@@ -323,28 +336,11 @@ static void test_backward_fd(void **state)
            g_fd_worst[2]);
 }
 
-/* The reference input gradient: dx = conv^T(dy, w) by the definition,
- * summed in double. */
+/* The reference input gradient dx = conv^T(dy, w). */
 static void naive_conv_dx(const conv_case *k, const float *dy, const float *w, double *dx)
 {
-    int oh_n = out_h(k), ow_n = out_w(k), cg = k->c / k->group, mg = k->m / k->group;
     memset(dx, 0, (size_t)k->n * k->c * k->h * k->w * sizeof *dx);
-    for (int n = 0; n < k->n; n++)
-        for (int m = 0; m < k->m; m++)
-            for (int oh = 0; oh < oh_n; oh++)
-                for (int ow = 0; ow < ow_n; ow++) {
-                    double g = dy[((n * k->m + m) * oh_n + oh) * ow_n + ow];
-                    int c0 = (m / mg) * cg;
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ki = 0; ki < k->kh; ki++)
-                            for (int kj = 0; kj < k->kw; kj++) {
-                                int ih = oh * k->sh - k->pads[0] + ki * k->dh;
-                                int iw = ow * k->sw - k->pads[1] + kj * k->dw;
-                                if (ih >= 0 && ih < k->h && iw >= 0 && iw < k->w)
-                                    dx[((n * k->c + c0 + ci) * k->h + ih) * k->w + iw] +=
-                                        g * w[((m * cg + ci) * k->kh + ki) * k->kw + kj];
-                            }
-                }
+    naive_pass(k, NULL, w, NULL, NULL, dy, dx);
 }
 
 /* Backward skips the all-zero channels of dy when at most half of a
