@@ -8,7 +8,8 @@
 #                                        run the example built there, from
 #                                        CWD (default: here); exit 77 (skip)
 #                                        without CWD/weights/fashion_mnist.onnx
-# BUILD=build/san (set by `make test SANITIZE=1`) builds the same way.
+# BUILD=build/san or build/tsan (set by `make test SANITIZE=1` or
+# SANITIZE=thread) builds the same way, with the same sanitizer.
 set -eu
 mode=$1
 dir=$2
@@ -16,10 +17,16 @@ prefix=$dir/usr
 pc=$prefix/lib/pkgconfig
 san=
 flags=
-if [ "${BUILD:-}" = build/san ]; then
+case ${BUILD:-} in
+build/san)
     san=SANITIZE=1
     flags="-fsanitize=address,undefined"
-fi
+    ;;
+build/tsan)
+    san=SANITIZE=thread
+    flags="-fsanitize=thread"
+    ;;
+esac
 fail() { echo "install test: $*" >&2; exit 1; }
 # A make of our own, not a sub-make of the `make test` that runs us: its
 # jobserver and command-line variables are not ours to inherit.
