@@ -27,9 +27,11 @@ typedef struct pool_geom {
     int64_t kh, kw, sh, sw;
     int64_t pt, pl, pb, pr;         /* pads top, left, bottom, right */
     int count_include_pad;
-    /* MaxPool's separable fast path (when sep): output rows per band,
-     * the largest row pitch and the floats of each workspace buffer */
-    int sep;
+    /* MaxPool's fast paths for windows inside a NaN-free plane: reg, the
+     * register path (SSE2, column strides 1 and 2), or else sep, the
+     * separable bands with their output rows per band, the largest row
+     * pitch and the floats of each workspace buffer */
+    int reg, sep;
     int64_t band, pitch, p_floats, h_floats, y_floats;
     int64_t work_floats; /* workspace per thread */
 } pool_geom;
@@ -281,7 +283,12 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     if (st != CNV_OK)
         return st;
     pool_geom *g = (pool_geom *)c->geom;
-    g->sep = plan_separable(g);
+    g->work_floats = 0;
+    g->reg = 0;
+#if defined(__SSE2__)
+    g->reg = g->sw <= 2 && g->kh * g->kw <= 64; /* as many elements as the bands take */
+#endif
+    g->sep = !g->reg && plan_separable(g);
     if (!cnv_mul_size((size_t)g->work_floats, (size_t)(c->threads > 1 ? c->threads : 1), work_size) ||
         !cnv_mul_size(*work_size, sizeof(float), work_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
@@ -488,6 +495,99 @@ static void maxpool_band(const pool_geom *g, const float *xp, int64_t base, int6
     }
 }
 
+#if defined(__SSE2__)
+/* The register path for strides 1 and 2 (with SSE2), used instead of the
+ * bands above: four windows of an output row side by side, each window
+ * element of the four loaded into one register (with a stride of 2, two
+ * loads and a shuffle give the even or odd columns), compared with the
+ * running maxima, and the winners' window positions carried along in a
+ * second register. The window is walked in row-major order with a strict
+ * comparison, so the first maximum wins, as in max_window_general; the
+ * plane is NaN-free. */
+
+/* m, a = v, at where v > m: m wins a tie, even 0 against -0 */
+static inline __attribute__((always_inline)) void take_sse2(__m128 v, __m128i at, __m128 *m,
+                                                            __m128i *a)
+{
+    __m128i t = _mm_castps_si128(_mm_cmpgt_ps(v, *m));
+    *m = _mm_max_ps(v, *m);
+    *a = _mm_or_si128(_mm_and_si128(t, at), _mm_andnot_si128(t, *a));
+}
+
+/* The windows whose top-left elements are r[0], r[sw], r[2 sw], r[3 sw]
+ * (rows of pitch w): their maxima, and the winners' positions ki * w + kj.
+ * With sw = 2 this reads up to r[(kh - 1) * w + kw + 6]. */
+static inline __attribute__((always_inline)) void
+block_sse2(const float *r, int64_t w, int64_t kh, int64_t kw, const int64_t sw, __m128 *mo,
+           __m128i *ao)
+{
+    __m128 m = _mm_set1_ps(-INFINITY);
+    __m128i a = _mm_setzero_si128(), at = a;
+    const __m128i one = _mm_set1_epi32(1), skip = _mm_set1_epi32((int)(w - kw));
+    for (int64_t ki = 0; ki < kh; ki++, r += w, at = _mm_add_epi32(at, skip)) {
+        int64_t kj = 0;
+        for (; sw == 2 && kj + 2 <= kw; kj += 2) { /* columns kj and kj + 1 from one pair of loads */
+            __m128 lo = _mm_loadu_ps(r + kj), hi = _mm_loadu_ps(r + kj + 4);
+            take_sse2(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), at, &m, &a);
+            at = _mm_add_epi32(at, one);
+            take_sse2(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)), at, &m, &a);
+            at = _mm_add_epi32(at, one);
+        }
+        for (; kj < kw; kj++, at = _mm_add_epi32(at, one)) {
+            __m128 v = _mm_loadu_ps(r + kj);
+            if (sw == 2)
+                v = _mm_shuffle_ps(v, _mm_loadu_ps(r + kj + 4), _MM_SHUFFLE(2, 0, 2, 0));
+            take_sse2(v, at, &m, &a);
+        }
+    }
+    *mo = m;
+    *ao = a;
+}
+
+/* Output row oh, columns [o0, o1), all windows inside the plane xp (flat
+ * index `base` in x), four at a time, the last four overlapping the ones
+ * before when o1 - o0 is not a multiple of 4. Returns the first column not
+ * done: o1, or less when fewer than four columns are left or (stride 2) a
+ * block would read past the plane's end. */
+static inline __attribute__((always_inline)) int64_t
+row_sse2(const pool_geom *g, const int64_t sw, const float *xp, int64_t base, int64_t oh,
+         int64_t o0, int64_t o1, float *y, int32_t *arg)
+{
+    const int64_t w = g->w, top = (oh * g->sh - g->pt) * w - g->pl;
+    int64_t last = o1 - 4; /* the last block's first column */
+    if (sw == 2) {
+        int64_t room = g->h * w - 1 - (top + (g->kh - 1) * w + g->kw + 6);
+        if (room < 0)
+            return o0;
+        if (room / 2 < last)
+            last = room / 2;
+    }
+    if (last < o0)
+        return o0;
+    const __m128i lane = _mm_set_epi32(3 * (int)sw, 2 * (int)sw, (int)sw, 0);
+    y += oh * g->ow;
+    arg += oh * g->ow;
+    for (int64_t ow = o0;; ow = ow + 4 < last ? ow + 4 : last) {
+        __m128 m;
+        __m128i a;
+        block_sse2(xp + top + ow * sw, w, g->kh, g->kw, sw, &m, &a);
+        a = _mm_add_epi32(a, _mm_add_epi32(lane, _mm_set1_epi32((int)(base + top + ow * sw))));
+        _mm_storeu_ps(y + ow, m);
+        _mm_storeu_si128((__m128i *)(arg + ow), a);
+        if (ow == last)
+            break;
+    }
+    return last + 4;
+}
+
+static int64_t maxpool_row_sse2(const pool_geom *g, const float *xp, int64_t base, int64_t oh,
+                                int64_t o0, int64_t o1, float *y, int32_t *arg)
+{
+    return g->sw == 1 ? row_sse2(g, 1, xp, base, oh, o0, o1, y, arg)
+                      : row_sse2(g, 2, xp, base, oh, o0, o1, y, arg);
+}
+#endif
+
 /* Planes [lo, hi) of x (NC,h,w) into y (NC,oh,ow); arg[o] is the flat index
  * into x of the element y[o] was taken from: the first maximum of the
  * window in row-major order, except that a NaN wins over numbers (the
@@ -509,16 +609,21 @@ static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
         const float *xp = x + nc * plane;
         float *y = c->out[0]->data + nc * g->oh * g->ow;
         int32_t *arg = (int32_t *)c->state + nc * g->oh * g->ow;
-        int fast = g->sep && iw_lo < iw_hi && ih_lo < ih_hi && !has_nan(xp, plane);
-        for (int64_t b0 = ih_lo; fast && b0 < ih_hi; b0 += g->band)
+        int fast = (g->sep || g->reg) && iw_lo < iw_hi && ih_lo < ih_hi && !has_nan(xp, plane);
+        for (int64_t b0 = ih_lo; fast && g->sep && b0 < ih_hi; b0 += g->band)
             maxpool_band(g, xp, nc * plane, b0, b0 + g->band < ih_hi ? b0 + g->band : ih_hi, iw_lo,
                          iw_hi - iw_lo, work, y, arg);
-        /* the rest (all of it without the fast path) window by window */
+        /* the rest (all of it without a fast path) window by window */
         for (int64_t oh = 0; oh < g->oh; oh++) {
             int inner_row = fast && oh >= ih_lo && oh < ih_hi;
+            int64_t done_to = iw_hi; /* the fast path did [iw_lo, done_to) of this row */
+#if defined(__SSE2__)
+            if (inner_row && g->reg)
+                done_to = maxpool_row_sse2(g, xp, nc * plane, oh, iw_lo, iw_hi, y, arg);
+#endif
             for (int64_t ow = 0; ow < g->ow; ow++) {
                 if (inner_row && ow == iw_lo)
-                    ow = iw_hi; /* done above */
+                    ow = done_to;
                 if (ow >= g->ow)
                     break;
                 int64_t bi = max_window_general(g, xp, oh, ow);
