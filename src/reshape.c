@@ -53,6 +53,7 @@ const cnv_op cnv_op_flatten = {
     .params_size = sizeof(flatten_params),
     .flags = CNV_OP_GRAD_STORE,
     .parse = flatten_parse, .plan = flatten_plan, .forward = copy_forward, .backward = copy_backward,
+    .per_image = cnv_op_per_image,
 };
 
 /* -------------------------------------------------------------- Reshape */
@@ -142,4 +143,5 @@ const cnv_op cnv_op_reshape = {
     .params_size = sizeof(reshape_params),
     .flags = CNV_OP_GRAD_STORE,
     .parse = reshape_parse, .plan = reshape_plan, .forward = copy_forward, .backward = copy_backward,
+    .per_image = cnv_op_per_image,
 };
