@@ -41,8 +41,7 @@ struct cnv_session {
     struct img_lane *lanes;  /* one per thread of the team */
     int n_lanes;
     size_t *img_state;       /* per node: state bytes of one image, rounded */
-    unsigned char **img_state_at; /* per node: image 0's state */
-    void *img_raw;           /* the lanes' workspaces and every image's state */
+    unsigned char **img_state_at; /* per node: image 0's state (then image 1's, ...) */
 };
 
 /* One thread's copy of the graph, planned for one image on one thread:
@@ -78,11 +77,9 @@ static void drop_images(cnv_session *s)
     cnv_free(s->lanes);
     cnv_free(s->img_state);
     cnv_free(s->img_state_at);
-    cnv_free(s->img_raw);
     s->lanes = NULL;
     s->img_state = NULL;
     s->img_state_at = NULL;
-    s->img_raw = NULL;
     s->images = 0;
     s->n_lanes = 0;
 }
@@ -412,13 +409,14 @@ static void copy_lane(const cnv_session *s, const img_lane *L0, img_lane *L, siz
     }
 }
 
-/* Switches a planned batch to image-major runs where that applies: a batch
- * of at least as many images as threads, without parameter gradients
- * (threads would add into the same ones) or profiling (per node and
- * layer). The batch's own state and workspace are then replaced by one
- * state per image and one workspace per thread. Fails only for want of
- * memory. */
-static cnv_status plan_images(cnv_session *s, size_t nio)
+/* Decides, once the batch's nodes are planned, whether the batch runs
+ * image by image: a batch of at least as many images as threads, without
+ * parameter gradients (threads would add into the same ones) or profiling
+ * (per node and layer), whose ops all take one image on its own. If so,
+ * plans lane 0 and resizes what plan allocates next: node i's state
+ * becomes n images' states (state_size[i]), the workspace one per thread
+ * (*work_max). Fails only for want of memory. */
+static cnv_status plan_images(cnv_session *s, size_t nio, size_t *state_size, size_t *work_max)
 {
     const cnv_model *m = s->m;
     int lanes = cnv_team_size(s->team);
@@ -428,7 +426,7 @@ static cnv_status plan_images(cnv_session *s, size_t nio)
     for (int k = 0; k < m->n_inputs; k++)
         if (s->in_shapes[k].ndim < 1 || s->in_shapes[k].dims[0] != n)
             return CNV_OK;
-    size_t nt = (size_t)m->n_tensors, nn = (size_t)m->n_nodes, work_max = 0;
+    size_t nt = (size_t)m->n_tensors, nn = (size_t)m->n_nodes, work = 0;
     s->images = n;
     s->lanes = cnv_calloc((size_t)lanes, sizeof *s->lanes);
     s->img_state = cnv_calloc(nn + 1, sizeof *s->img_state);
@@ -444,41 +442,35 @@ static cnv_status plan_images(cnv_session *s, size_t nio)
         if (!L->vals || !L->io || !L->ctx)
             goto nomem;
     }
-    if (!plan_lane(s, &s->lanes[0], &work_max)) {
+    if (!plan_lane(s, &s->lanes[0], &work)) {
         drop_images(s); /* a layer at a time, then */
         return CNV_OK;
     }
-    /* per thread: its workspace; per node: n images' state */
-    size_t work_bytes, total, bytes;
-    if (!round_up(work_max, &work_bytes) || !cnv_mul_size(work_bytes, (size_t)lanes, &total))
+    if (!round_up(work, &work) || !cnv_mul_size(work, (size_t)lanes, work_max))
         goto nomem;
     for (size_t i = 0; i < nn; i++)
-        if (!cnv_mul_size(s->img_state[i], (size_t)n, &bytes) || !cnv_add_size(total, bytes, &total))
+        if (!cnv_mul_size(s->img_state[i], (size_t)n, &state_size[i]))
             goto nomem;
-    if (!cnv_add_size(total, ALIGN, &total) || !(s->img_raw = cnv_malloc(total)))
-        goto nomem;
-    unsigned char *p = align_up(s->img_raw);
-    for (int k = 0; k < lanes; k++, p += work_bytes) {
-        if (k > 0)
-            copy_lane(s, &s->lanes[0], &s->lanes[k], nio);
-        for (size_t i = 0; i < nn; i++)
-            s->lanes[k].ctx[i].work = (float *)p;
-    }
-    for (size_t i = 0; i < nn; i++) {
-        s->img_state_at[i] = p;
-        p += s->img_state[i] * (size_t)n;
-    }
-    memset(align_up(s->img_raw), 0, total - ALIGN);
-    /* the batch's own state and workspace are not used any more */
-    cnv_free(s->state_arena);
-    cnv_free(s->work_raw);
-    s->state_arena = s->work_raw = NULL;
-    for (size_t i = 0; i < nn; i++)
-        s->ctx[i].state = NULL, s->ctx[i].work = NULL;
     return CNV_OK;
 nomem:
     drop_images(s);
     return cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory planning the batch's images");
+}
+
+/* Once plan has placed the state and workspace: node i's block holds the
+ * images' states one after the other, the workspace one part per lane. */
+static void place_images(cnv_session *s, size_t nio, size_t work_max)
+{
+    const cnv_model *m = s->m;
+    float *work = align_up(s->work_raw);
+    for (int k = 0; k < s->n_lanes; k++) {
+        if (k > 0)
+            copy_lane(s, &s->lanes[0], &s->lanes[k], nio);
+        for (int i = 0; i < m->n_nodes; i++)
+            s->lanes[k].ctx[i].work = work + (work_max / (size_t)s->n_lanes / sizeof(float)) * (size_t)k;
+    }
+    for (int i = 0; i < m->n_nodes; i++)
+        s->img_state_at[i] = s->ctx[i].state;
 }
 
 static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
@@ -601,6 +593,9 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     mark_grads(s);
     plan_fusion(s);
     plan_concat_views(s, uses, view, view_off, gview);
+    if ((st = plan_images(s, nio, state_size, &work_max)) != CNV_OK)
+        goto fail;
+    size_t work_images = work_max; /* before the alignment slack */
     size_t total = 0, bytes;
     for (size_t t = 0; t < nt; t++) {
         int own_value = m->tensors[t].kind != CNV_T_CONST && view[t] < 0;
@@ -666,10 +661,8 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     cnv_free(view);
     cnv_free(view_off);
     cnv_free(gview);
-    if ((st = plan_images(s, nio)) != CNV_OK) {
-        drop_plan(s);
-        return st;
-    }
+    if (s->images)
+        place_images(s, nio, work_images);
     s->planned = 1;
     return CNV_OK;
 
