@@ -151,5 +151,4 @@ const cnv_op cnv_op_batchnorm = {
     .type = "BatchNormalization", .min_in = 5, .max_in = 5, .min_out = 1, .max_out = 5,
     .params_size = sizeof(bn_params), .parse = bn_parse, .plan = bn_plan,
     .forward = bn_forward, .backward = bn_backward,
-    .per_image = cnv_op_per_image,
 };

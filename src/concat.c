@@ -130,5 +130,4 @@ const cnv_op cnv_op_concat = {
     .flags = CNV_OP_GRAD_STORE | CNV_OP_ALL_REQUIRED,
     .params_size = sizeof(concat_params), .parse = concat_parse, .plan = concat_plan,
     .forward = concat_forward, .backward = concat_backward,
-    .per_image = cnv_op_per_image,
 };

@@ -505,5 +505,4 @@ const cnv_op cnv_op_conv = {
     .plan = conv_plan,
     .forward = conv_forward,
     .backward = conv_backward,
-    .per_image = cnv_op_per_image,
 };

@@ -120,7 +120,6 @@ const cnv_op cnv_op_relu = {
     .type = "Relu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .flags = CNV_OP_GRAD_STORE,
     .plan = same_shape_plan, .forward = relu_forward, .backward = relu_backward,
-    .per_image = cnv_op_per_image,
 };
 
 /* ------------------------------------------------------------- Identity */
@@ -160,7 +159,6 @@ const cnv_op cnv_op_identity = {
     .type = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .flags = CNV_OP_GRAD_STORE,
     .plan = same_shape_plan, .forward = copy_forward, .backward = copy_backward,
-    .per_image = cnv_op_per_image,
 };
 
 /* -------------------------------------------------------------- Dropout */
@@ -201,7 +199,6 @@ const cnv_op cnv_op_dropout = {
     .type = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2,
     .int_inputs = 1u << 2, /* training_mode (a bool, read as INT64) */
     .parse = dropout_parse, .plan = dropout_plan, .forward = copy_forward, .backward = copy_backward,
-    .per_image = cnv_op_per_image,
 };
 
 /* ------------------------------------------------------------------ Add */
@@ -318,5 +315,4 @@ const cnv_op cnv_op_add = {
     .type = "Add", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
     .flags = CNV_OP_GRAD_STORE,
     .plan = add_plan, .forward = add_forward, .backward = add_backward,
-    .per_image = cnv_op_per_image,
 };

@@ -151,12 +151,6 @@ static void gemm_backward(cnv_op_ctx *c)
     }
 }
 
-/* Row b of Y is row b of op(A) times B (plus row b of C, or C broadcast). */
-static int gemm_per_image(const cnv_op_ctx *c)
-{
-    return !((const gemm_params *)c->params)->trans_a;
-}
-
 const cnv_op cnv_op_gemm = {
     .type = "Gemm",
     .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
@@ -165,5 +159,4 @@ const cnv_op cnv_op_gemm = {
     .plan = gemm_plan,
     .forward = gemm_forward,
     .backward = gemm_backward,
-    .per_image = gemm_per_image,
 };

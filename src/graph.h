@@ -57,8 +57,6 @@ int cnv_model_find(const cnv_model *m, const char *name);
 /* The session's message buffer, for library code built on sessions (the
  * visualizations) to report through cnv_session_errmsg. NULL for NULL. */
 cnv_err *cnv_session_err(cnv_session *s);
-/* 1 when the planned batch runs image by image (for tests). */
-int cnv_session_by_image(const cnv_session *s);
 
 /* ---- attribute access for op parse functions ----
  * Each returns CNV_OK and the default when the attribute is absent, and an
@@ -167,18 +165,7 @@ struct cnv_op {
      * non-NULL, from out[j]->grad (never NULL here). May be NULL for an op
      * with nothing differentiable (then no input may need a gradient). */
     void (*backward)(cnv_op_ctx *c);
-    /* For a planned node: 1 when image b of its outputs depends on image b
-     * of its inputs alone, whenever every activation has the batch as its
-     * leading dimension (the executor checks that). The executor may then
-     * run a batch image by image, each image planned as a batch of one.
-     * NULL: never (an op that mixes images, or one not yet looked at);
-     * cnv_op_per_image for ops that never mix them. */
-    int (*per_image)(const cnv_op_ctx *c);
 };
-
-/* An op's per_image for ops whose every output element is computed from
- * the same image's inputs. */
-int cnv_op_per_image(const cnv_op_ctx *c);
 
 /* Element-wise helpers (elementwise.c), shared by ops and the executor. */
 void cnv_relu(const float *restrict x, float *restrict y, int64_t n);

@@ -30,12 +30,6 @@ static const cnv_op *const g_ops[] = {
 
 #define N_OPS (sizeof g_ops / sizeof g_ops[0])
 
-int cnv_op_per_image(const cnv_op_ctx *c)
-{
-    (void)c;
-    return 1;
-}
-
 const cnv_op *cnv_op_find(const char *type)
 {
     for (size_t i = 0; i < N_OPS; i++)

@@ -204,18 +204,9 @@ static void pad_backward(cnv_op_ctx *c)
         dv[0] += (float)pad_sum;
 }
 
-/* Images stay apart unless the batch axis itself is padded or cropped
- * (which shifts them, even when its length does not change). */
-static int pad_per_image(const cnv_op_ctx *c)
-{
-    const pad_geom *g = (const pad_geom *)c->geom;
-    return g->begin[0] == 0 && g->out[0] == g->in[0];
-}
-
 const cnv_op cnv_op_pad = {
     .type = "Pad", .min_in = 1, .max_in = 4, .min_out = 1, .max_out = 1,
     .int_inputs = 1u << 1 | 1u << 3, /* pads, axes */
     .params_size = sizeof(pad_params), .parse = pad_parse, .plan = pad_plan,
     .forward = pad_forward, .backward = pad_backward,
-    .per_image = pad_per_image,
 };

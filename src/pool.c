@@ -669,7 +669,6 @@ const cnv_op cnv_op_maxpool = {
     .flags = CNV_OP_GRAD_STORE,
     .params_size = sizeof(pool_params), .parse = pool_parse, .plan = maxpool_plan,
     .forward = maxpool_forward, .backward = maxpool_backward,
-    .per_image = cnv_op_per_image,
 };
 
 /* --------------------------------------------------------- AveragePool */
@@ -754,7 +753,6 @@ const cnv_op cnv_op_averagepool = {
     .type = "AveragePool", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .params_size = sizeof(pool_params), .parse = pool_parse, .plan = avgpool_plan,
     .forward = avgpool_forward, .backward = avgpool_backward,
-    .per_image = cnv_op_per_image,
 };
 
 /* --------------------------------------------------- GlobalAveragePool */
@@ -835,5 +833,4 @@ const cnv_op cnv_op_globalaveragepool = {
     .flags = CNV_OP_GRAD_STORE,
     .params_size = 0, .parse = NULL, .plan = gap_plan,
     .forward = gap_forward, .backward = gap_backward,
-    .per_image = cnv_op_per_image,
 };

@@ -53,7 +53,6 @@ const cnv_op cnv_op_flatten = {
     .params_size = sizeof(flatten_params),
     .flags = CNV_OP_GRAD_STORE,
     .parse = flatten_parse, .plan = flatten_plan, .forward = copy_forward, .backward = copy_backward,
-    .per_image = cnv_op_per_image,
 };
 
 /* -------------------------------------------------------------- Reshape */
@@ -143,5 +142,4 @@ const cnv_op cnv_op_reshape = {
     .params_size = sizeof(reshape_params),
     .flags = CNV_OP_GRAD_STORE,
     .parse = reshape_parse, .plan = reshape_plan, .forward = copy_forward, .backward = copy_backward,
-    .per_image = cnv_op_per_image,
 };

@@ -36,22 +36,7 @@ struct cnv_session {
     int threads_asked;       /* cnv_session_set_threads; 0: the process-wide setting */
     cnv_team *team;          /* the plan's threads; NULL for one */
     int planned_threads;     /* the thread count the plan was made for */
-    /* A batch run image by image (see plan_images); images is 0 otherwise */
-    int64_t images;
-    struct img_lane *lanes;  /* one per thread of the team */
-    int n_lanes;
-    size_t *img_state;       /* per node: state bytes of one image, rounded */
-    unsigned char **img_state_at; /* per node: image 0's state (then image 1's, ...) */
 };
-
-/* One thread's copy of the graph, planned for one image on one thread:
- * before it runs an image, its tensors are pointed at that image's slices
- * of the batch's tensors (lane_image). */
-typedef struct img_lane {
-    cnv_val *vals;   /* per tensor */
-    cnv_val **io;    /* the contexts' input and output pointers */
-    cnv_op_ctx *ctx; /* per node */
-} img_lane;
 
 static void *align_up(void *p)
 {
@@ -66,23 +51,6 @@ static int round_up(size_t n, size_t *out)
 }
 
 /* ------------------------------------------------------------ lifecycle */
-
-static void drop_images(cnv_session *s)
-{
-    for (int k = 0; s->lanes && k < s->n_lanes; k++) {
-        cnv_free(s->lanes[k].vals);
-        cnv_free(s->lanes[k].io);
-        cnv_free(s->lanes[k].ctx);
-    }
-    cnv_free(s->lanes);
-    cnv_free(s->img_state);
-    cnv_free(s->img_state_at);
-    s->lanes = NULL;
-    s->img_state = NULL;
-    s->img_state_at = NULL;
-    s->images = 0;
-    s->n_lanes = 0;
-}
 
 static void drop_plan(cnv_session *s)
 {
@@ -101,7 +69,6 @@ static void drop_plan(cnv_session *s)
     cnv_free(s->store);
     cnv_free(s->fused);
     cnv_free(s->prof);
-    drop_images(s);
     s->gready = s->store = s->fused = NULL;
     s->prof = NULL;
     s->in_shapes = NULL;
@@ -177,11 +144,6 @@ static cnv_status ensure_team(cnv_session *s)
 cnv_err *cnv_session_err(cnv_session *s)
 {
     return s ? &s->err : NULL;
-}
-
-int cnv_session_by_image(const cnv_session *s)
-{
-    return s && s->planned && s->images > 0;
 }
 
 const char *cnv_session_errmsg(const cnv_session *s)
@@ -306,173 +268,6 @@ static void plan_concat_views(cnv_session *s, const int *uses, int *view, int64_
     }
 }
 
-/* ------------------------------------------------ image-major batches */
-
-/* A batch normally runs layer by layer: each op over every image before
- * the next op starts. That streams the whole batch's activations through
- * memory at every layer, and splits each layer's work among the threads.
- * When every op keeps the images of a batch apart, each thread instead
- * takes whole images and runs the graph on one at a time (as planned for
- * a batch of one, with the cache working set of one image), writing into
- * that image's slices of the same batch tensors; results are those of a
- * batch of one on one thread. plan_images decides and prepares it after
- * the batch's own plan; it is an optimization only, so a graph it does not
- * apply to (or no memory for it) just keeps the layer-by-layer run. */
-
-/* Points lane L's tensors at image b's slices and its nodes at b's state. */
-static void lane_image(const cnv_session *s, img_lane *L, int64_t b)
-{
-    for (int t = 0; t < s->m->n_tensors; t++) {
-        const cnv_val *v = &s->vals[t];
-        if (v->is_const)
-            continue;
-        int64_t off = b * L->vals[t].count;
-        L->vals[t].data = v->data ? v->data + off : NULL;
-        L->vals[t].grad = v->grad ? v->grad + off : NULL;
-    }
-    for (int i = 0; i < s->m->n_nodes; i++)
-        if (s->img_state[i])
-            L->ctx[i].state = s->img_state_at[i] + (size_t)b * s->img_state[i];
-}
-
-/* Plans lane 0 for one image of the batch: 0 when an op cannot take one
- * image on its own, or when an activation does not have the batch as its
- * leading dimension (with 1 for one image, the other dimensions equal). */
-static int plan_lane(cnv_session *s, img_lane *L, size_t *work_max)
-{
-    const cnv_model *m = s->m;
-    for (int t = 0; t < m->n_tensors; t++)
-        if (s->vals[t].is_const)
-            L->vals[t] = s->vals[t];
-    for (int k = 0; k < m->n_inputs; k++) {
-        cnv_val *v = &L->vals[m->inputs[k]];
-        v->shape = s->in_shapes[k];
-        v->shape.dims[0] = 1;
-        v->count = cnv_shape_count(&v->shape);
-    }
-    size_t io_used = 0;
-    for (int i = 0; i < m->n_nodes; i++) {
-        const cnv_node *n = &m->nodes[i];
-        cnv_op_ctx *c = &L->ctx[i];
-        c->node = n;
-        c->params = n->params;
-        c->opts = &s->opts;
-        c->threads = 1;
-        c->grad_store = s->ctx[i].grad_store;
-        c->in = L->io + io_used;
-        io_used += (size_t)n->n_in;
-        c->out = L->io + io_used;
-        io_used += (size_t)n->n_out;
-        for (int k = 0; k < n->n_in; k++)
-            c->in[k] = n->in[k] >= 0 ? &L->vals[n->in[k]] : NULL;
-        for (int k = 0; k < n->n_out; k++)
-            c->out[k] = &L->vals[n->out[k]];
-        size_t work = 0;
-        cnv_err e;
-        cnv_err_clear(&e);
-        if (n->op->plan(c, &s->img_state[i], &work, &e) != CNV_OK || !n->op->per_image ||
-            !n->op->per_image(c) || !round_up(s->img_state[i], &s->img_state[i]))
-            return 0;
-        for (int k = 0; k < n->n_out; k++)
-            c->out[k]->count = cnv_shape_count(&c->out[k]->shape);
-        if (work > *work_max)
-            *work_max = work;
-        if (s->ctx[i].fused_relu)
-            c->fused_relu = L->vals + (s->ctx[i].fused_relu - s->vals);
-    }
-    for (int t = 0; t < m->n_tensors; t++) {
-        const cnv_shape *a = &s->vals[t].shape, *b = &L->vals[t].shape;
-        if (s->vals[t].is_const)
-            continue;
-        int same = a->ndim == b->ndim && a->ndim >= 1 && a->dims[0] == s->images && b->dims[0] == 1;
-        for (int d = 1; same && d < a->ndim; d++)
-            same = a->dims[d] == b->dims[d];
-        if (!same)
-            return 0;
-    }
-    return 1;
-}
-
-/* Lane k as a copy of lane 0, its pointers moved to its own arrays. */
-static void copy_lane(const cnv_session *s, const img_lane *L0, img_lane *L, size_t nio)
-{
-    memcpy(L->vals, L0->vals, (size_t)s->m->n_tensors * sizeof *L->vals);
-    memcpy(L->ctx, L0->ctx, (size_t)s->m->n_nodes * sizeof *L->ctx);
-    for (size_t j = 0; j < nio; j++)
-        L->io[j] = L0->io[j] ? L->vals + (L0->io[j] - L0->vals) : NULL;
-    for (int i = 0; i < s->m->n_nodes; i++) {
-        cnv_op_ctx *c = &L->ctx[i];
-        c->in = L->io + (L0->ctx[i].in - L0->io);
-        c->out = L->io + (L0->ctx[i].out - L0->io);
-        if (c->fused_relu)
-            c->fused_relu = L->vals + (L0->ctx[i].fused_relu - L0->vals);
-    }
-}
-
-/* Decides, once the batch's nodes are planned, whether the batch runs
- * image by image: a batch of at least as many images as threads, without
- * parameter gradients (threads would add into the same ones) or profiling
- * (per node and layer), whose ops all take one image on its own. If so,
- * plans lane 0 and resizes what plan allocates next: node i's state
- * becomes n images' states (state_size[i]), the workspace one per thread
- * (*work_max). Fails only for want of memory. */
-static cnv_status plan_images(cnv_session *s, size_t nio, size_t *state_size, size_t *work_max)
-{
-    const cnv_model *m = s->m;
-    int lanes = cnv_team_size(s->team);
-    int64_t n = m->n_inputs > 0 && s->in_shapes[0].ndim >= 1 ? s->in_shapes[0].dims[0] : 0;
-    if (n < 2 || n < lanes || s->planned_param_grads || s->prof)
-        return CNV_OK;
-    for (int k = 0; k < m->n_inputs; k++)
-        if (s->in_shapes[k].ndim < 1 || s->in_shapes[k].dims[0] != n)
-            return CNV_OK;
-    size_t nt = (size_t)m->n_tensors, nn = (size_t)m->n_nodes, work = 0;
-    s->images = n;
-    s->lanes = cnv_calloc((size_t)lanes, sizeof *s->lanes);
-    s->img_state = cnv_calloc(nn + 1, sizeof *s->img_state);
-    s->img_state_at = cnv_calloc(nn + 1, sizeof *s->img_state_at);
-    if (!s->lanes || !s->img_state || !s->img_state_at)
-        goto nomem;
-    s->n_lanes = lanes;
-    for (int k = 0; k < lanes; k++) {
-        img_lane *L = &s->lanes[k];
-        L->vals = cnv_calloc(nt + 1, sizeof *L->vals);
-        L->io = cnv_calloc(nio + 1, sizeof *L->io);
-        L->ctx = cnv_calloc(nn + 1, sizeof *L->ctx);
-        if (!L->vals || !L->io || !L->ctx)
-            goto nomem;
-    }
-    if (!plan_lane(s, &s->lanes[0], &work)) {
-        drop_images(s); /* a layer at a time, then */
-        return CNV_OK;
-    }
-    if (!round_up(work, &work) || !cnv_mul_size(work, (size_t)lanes, work_max))
-        goto nomem;
-    for (size_t i = 0; i < nn; i++)
-        if (!cnv_mul_size(s->img_state[i], (size_t)n, &state_size[i]))
-            goto nomem;
-    return CNV_OK;
-nomem:
-    drop_images(s);
-    return cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory planning the batch's images");
-}
-
-/* Once plan has placed the state and workspace: node i's block holds the
- * images' states one after the other, the workspace one part per lane. */
-static void place_images(cnv_session *s, size_t nio, size_t work_max)
-{
-    const cnv_model *m = s->m;
-    float *work = align_up(s->work_raw);
-    for (int k = 0; k < s->n_lanes; k++) {
-        if (k > 0)
-            copy_lane(s, &s->lanes[0], &s->lanes[k], nio);
-        for (int i = 0; i < m->n_nodes; i++)
-            s->lanes[k].ctx[i].work = work + (work_max / (size_t)s->n_lanes / sizeof(float)) * (size_t)k;
-    }
-    for (int i = 0; i < m->n_nodes; i++)
-        s->img_state_at[i] = s->ctx[i].state;
-}
-
 static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
 {
     const cnv_model *m = s->m;
@@ -593,9 +388,6 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     mark_grads(s);
     plan_fusion(s);
     plan_concat_views(s, uses, view, view_off, gview);
-    if ((st = plan_images(s, nio, state_size, &work_max)) != CNV_OK)
-        goto fail;
-    size_t work_images = work_max; /* before the alignment slack */
     size_t total = 0, bytes;
     for (size_t t = 0; t < nt; t++) {
         int own_value = m->tensors[t].kind != CNV_T_CONST && view[t] < 0;
@@ -661,8 +453,6 @@ static cnv_status plan(cnv_session *s, int n_in, const cnv_shape *shapes)
     cnv_free(view);
     cnv_free(view_off);
     cnv_free(gview);
-    if (s->images)
-        place_images(s, nio, work_images);
     s->planned = 1;
     return CNV_OK;
 
@@ -770,37 +560,10 @@ static void run_forward(cnv_session *s, int i)
         n->op->forward(&s->ctx[i]);
     if (s->prof)
         s->prof[2 * i] += now_s() - t0;
-}
-
-/* Images [lo, hi) through the nodes marked in nmark, on lane tid. */
-static void images_forward(void *arg, int64_t lo, int64_t hi, int tid)
-{
-    cnv_session *s = arg;
-    img_lane *L = &s->lanes[tid];
-    for (int64_t b = lo; b < hi; b++) {
-        lane_image(s, L, b);
-        for (int i = 0; i < s->m->n_nodes; i++)
-            if (s->nmark[i] && !s->fused[i])
-                s->m->nodes[i].op->forward(&L->ctx[i]);
-    }
-}
-
-/* Runs the nodes marked in nmark, in order, and marks their outputs valid. */
-static void forward_marked(cnv_session *s)
-{
-    const cnv_model *m = s->m;
-    if (s->images)
-        cnv_team_run(s->team, s->images, images_forward, s);
-    for (int i = 0; i < m->n_nodes; i++) {
-        if (!s->nmark[i])
-            continue;
-        if (!s->images)
-            run_forward(s, i);
-        for (int k = 0; k < m->nodes[i].n_out; k++)
-            s->valid[m->nodes[i].out[k]] = 1;
-        if (s->ctx[i].fused_relu)
-            s->valid[s->ctx[i].fused_relu - s->vals] = 1;
-    }
+    for (int k = 0; k < n->n_out; k++)
+        s->valid[n->out[k]] = 1;
+    if (s->ctx[i].fused_relu)
+        s->valid[s->ctx[i].fused_relu - s->vals] = 1;
 }
 
 cnv_status cnv_session_forward(cnv_session *s)
@@ -808,8 +571,8 @@ cnv_status cnv_session_forward(cnv_session *s)
     cnv_status st = need_plan(s);
     if (st != CNV_OK)
         return st;
-    memset(s->nmark, 1, (size_t)s->m->n_nodes);
-    forward_marked(s);
+    for (int i = 0; i < s->m->n_nodes; i++)
+        run_forward(s, i);
     return CNV_OK;
 }
 
@@ -845,50 +608,10 @@ cnv_status cnv_session_forward_to(cnv_session *s, const char *name)
     const cnv_model *m = s->m;
     mark_ancestors(s, t);
     memset(s->valid, 0, (size_t)m->n_tensors);
-    forward_marked(s);
+    for (int i = 0; i < m->n_nodes; i++)
+        if (s->nmark[i])
+            run_forward(s, i);
     return CNV_OK;
-}
-
-/* Whether node i takes part in this backward pass. */
-static int runs_backward(const cnv_session *s, int i)
-{
-    return s->nmark[i] && s->has_grad[s->m->nodes[i].out[0]];
-}
-
-/* For each input gradient of node i that no node has written yet in this
- * pass: tells the op to store instead of adding, or zeroes it for ops that
- * only add (and for an input the node reads twice). */
-static void first_writes(cnv_session *s, int i)
-{
-    const cnv_node *n = &s->m->nodes[i];
-    cnv_op_ctx *c = &s->ctx[i];
-    for (int k = 0; k < n->n_in; k++) {
-        int x = n->in[k], once = 1;
-        unsigned char *st_k = s->store + (c->in - s->io) + k;
-        *st_k = 0;
-        if (x < 0 || !c->in[k]->grad || s->gready[x])
-            continue;
-        for (int q = 0; q < n->n_in; q++)
-            once &= q == k || n->in[q] != x;
-        if ((n->op->flags & CNV_OP_GRAD_STORE) && once)
-            *st_k = 1;
-        else
-            memset(c->in[k]->grad, 0, (size_t)c->in[k]->count * sizeof(float));
-        s->gready[x] = 1;
-    }
-}
-
-/* Images [lo, hi) backward through the nodes of this pass, on lane tid. */
-static void images_backward(void *arg, int64_t lo, int64_t hi, int tid)
-{
-    cnv_session *s = arg;
-    img_lane *L = &s->lanes[tid];
-    for (int64_t b = lo; b < hi; b++) {
-        lane_image(s, L, b);
-        for (int i = s->m->n_nodes - 1; i >= 0; i--)
-            if (runs_backward(s, i))
-                s->m->nodes[i].op->backward(&L->ctx[i]);
-    }
 }
 
 cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *seed)
@@ -917,7 +640,9 @@ cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *s
     memset(writes, 0, (size_t)m->n_tensors);
     for (int i = 0; i < m->n_nodes; i++) {
         const cnv_node *n = &m->nodes[i];
-        for (int k = 0; runs_backward(s, i) && k < n->n_in; k++)
+        if (!s->nmark[i] || !s->has_grad[n->out[0]])
+            continue;
+        for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0)
                 writes[n->in[k]] = 1;
     }
@@ -931,17 +656,29 @@ cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *s
     memcpy(v->grad, seed, (size_t)v->count * sizeof(float));
     s->gready[t] = 1;
     for (int i = m->n_nodes - 1; i >= 0; i--) {
-        if (!runs_backward(s, i))
+        const cnv_node *n = &m->nodes[i];
+        if (!s->nmark[i] || !s->has_grad[n->out[0]])
             continue;
+        cnv_op_ctx *c = &s->ctx[i];
         double t0 = s->prof ? now_s() : 0.0;
-        first_writes(s, i);
-        if (!s->images)
-            m->nodes[i].op->backward(&s->ctx[i]);
+        for (int k = 0; k < n->n_in; k++) {
+            int x = n->in[k], once = 1;
+            unsigned char *st_k = s->store + (c->in - s->io) + k;
+            *st_k = 0;
+            if (x < 0 || !c->in[k]->grad || s->gready[x])
+                continue;
+            for (int q = 0; q < n->n_in; q++)
+                once &= q == k || n->in[q] != x;
+            if ((n->op->flags & CNV_OP_GRAD_STORE) && once)
+                *st_k = 1;
+            else
+                memset(c->in[k]->grad, 0, (size_t)c->in[k]->count * sizeof(float));
+            s->gready[x] = 1;
+        }
+        n->op->backward(c);
         if (s->prof)
             s->prof[2 * i + 1] += now_s() - t0;
     }
-    if (s->images)
-        cnv_team_run(s->team, s->images, images_backward, s);
     return CNV_OK;
 }
 

@@ -100,17 +100,8 @@ static void softmax_backward(cnv_op_ctx *c)
         }
 }
 
-/* Over an axis after the batch's, each image is normalized on its own. */
-static int softmax_per_image(const cnv_op_ctx *c)
-{
-    const softmax_params *p = c->params;
-    int64_t ax = p->axis < 0 ? p->axis + c->in[0]->shape.ndim : p->axis;
-    return ax >= 1;
-}
-
 const cnv_op cnv_op_softmax = {
     .type = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .params_size = sizeof(softmax_params), .parse = softmax_parse, .plan = softmax_plan,
     .forward = softmax_forward, .backward = softmax_backward,
-    .per_image = softmax_per_image,
 };
