@@ -180,6 +180,10 @@ void cnv_grad_pass(const float *dy, float *dx, int64_t n, int store);
  * place the input there. */
 int cnv_concat_view(const cnv_op_ctx *c, int k, int64_t *offset);
 
+/* Tests only: nonzero makes MaxPool plans take the SSE2 register path
+ * even on a CPU with AVX2 (pool.c). */
+extern int cnv_maxpool_no_avx2;
+
 /* The registry: the op for an ONNX op_type, or NULL. */
 const cnv_op *cnv_op_find(const char *type);
 /* The registry in order (for docs and `info`). */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #if defined(__SSE2__)
-#include <emmintrin.h>
+#include <immintrin.h>
 #endif
 
 #include "graph.h"
@@ -31,7 +31,7 @@ typedef struct pool_geom {
      * register path (SSE2, column strides 1 and 2), or else sep, the
      * separable bands with their output rows per band, the largest row
      * pitch and the floats of each workspace buffer */
-    int reg, sep;
+    int reg, sep; /* reg: 1 with SSE2, 2 with AVX2 */
     int64_t band, pitch, p_floats, h_floats, y_floats;
     int64_t work_floats; /* workspace per thread */
 } pool_geom;
@@ -246,6 +246,8 @@ static inline void window(int64_t o, int64_t s, int64_t p, int64_t k, int64_t le
 
 /* ------------------------------------------------------------- MaxPool */
 
+int cnv_maxpool_no_avx2;
+
 /* Sizes the separable fast path's workspace (see maxpool_band), for
  * windows of up to 64 elements and strides up to 8 (every CNN's); returns
  * 0 when it does not apply. Bands hold at most 32 output rows and 256
@@ -286,7 +288,8 @@ static cnv_status maxpool_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     g->work_floats = 0;
     g->reg = 0;
 #if defined(__SSE2__)
-    g->reg = g->sw <= 2 && g->kh * g->kw <= 64; /* as many elements as the bands take */
+    if (g->sw <= 2 && g->kh * g->kw <= 64) /* as many elements as the bands take */
+        g->reg = __builtin_cpu_supports("avx2") && !cnv_maxpool_no_avx2 ? 2 : 1;
 #endif
     g->sep = !g->reg && plan_separable(g);
     if (!cnv_mul_size((size_t)g->work_floats, (size_t)(c->threads > 1 ? c->threads : 1), work_size) ||
@@ -496,88 +499,123 @@ static void maxpool_band(const pool_geom *g, const float *xp, int64_t base, int6
 }
 
 #if defined(__SSE2__)
-/* The register path for strides 1 and 2 (with SSE2), used instead of the
- * bands above: four windows of an output row side by side, each window
- * element of the four loaded into one register (with a stride of 2, two
- * loads and a shuffle give the even or odd columns), compared with the
- * running maxima, and the winners' window positions carried along in a
- * second register. The window is walked in row-major order with a strict
- * comparison, so the first maximum wins, as in max_window_general; the
- * plane is NaN-free. */
+/* The register path, for column strides 1 and 2 on x86 (SSE2, or AVX2
+ * where the CPU has it), used instead of the bands above: `lanes` windows
+ * of an output row side by side (4 with SSE2, 8 with AVX2), each element
+ * position of the window loaded for all of them into one register (with a
+ * stride of 2, two loads and shuffles give the even or odd columns),
+ * compared with the running maxima, and the winners' window positions
+ * carried along in a second register. The window is walked in row-major
+ * order with a strict comparison, so the first maximum wins, as in
+ * max_window_general; a row with a NaN in a window is left to that. */
 
-/* m, a = v, at where v > m: m wins a tie, even 0 against -0 */
-static inline __attribute__((always_inline)) void take_sse2(__m128 v, __m128i at, __m128 *m,
-                                                            __m128i *a)
-{
-    __m128i t = _mm_castps_si128(_mm_cmpgt_ps(v, *m));
-    *m = _mm_max_ps(v, *m);
-    *a = _mm_or_si128(_mm_and_si128(t, at), _mm_andnot_si128(t, *a));
-}
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* The windows whose top-left elements are r[0], r[sw], r[2 sw], r[3 sw]
- * (rows of pitch w): their maxima, and the winners' positions ki * w + kj.
- * With sw = 2 this reads up to r[(kh - 1) * w + kw + 6]. */
-static inline __attribute__((always_inline)) void
-block_sse2(const float *r, int64_t w, int64_t kh, int64_t kw, const int64_t sw, __m128 *mo,
-           __m128i *ao)
+/* The windows whose top-left elements are r[0], r[sw], ..., r[3 sw]: their
+ * maxima into y[0..4), the winners' flat indices (first + ki * w + kj +
+ * lane * sw) into arg[0..4). Returns nonzero when an element is NaN. With
+ * sw = 2 it reads up to r[(kh - 1) * w + kw + 6]. */
+ALWAYS_INLINE int block_sse2(const pool_geom *g, const int64_t sw, const float *r, int32_t first,
+                             float *y, int32_t *arg)
 {
-    __m128 m = _mm_set1_ps(-INFINITY);
+    __m128 m = _mm_set1_ps(-INFINITY), nan = _mm_setzero_ps();
     __m128i a = _mm_setzero_si128(), at = a;
-    const __m128i one = _mm_set1_epi32(1), skip = _mm_set1_epi32((int)(w - kw));
-    for (int64_t ki = 0; ki < kh; ki++, r += w, at = _mm_add_epi32(at, skip)) {
-        int64_t kj = 0;
-        for (; sw == 2 && kj + 2 <= kw; kj += 2) { /* columns kj and kj + 1 from one pair of loads */
-            __m128 lo = _mm_loadu_ps(r + kj), hi = _mm_loadu_ps(r + kj + 4);
-            take_sse2(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0)), at, &m, &a);
-            at = _mm_add_epi32(at, one);
-            take_sse2(_mm_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1)), at, &m, &a);
-            at = _mm_add_epi32(at, one);
-        }
-        for (; kj < kw; kj++, at = _mm_add_epi32(at, one)) {
+    const __m128i one = _mm_set1_epi32(1), skip = _mm_set1_epi32((int)(g->w - g->kw));
+    for (int64_t ki = 0; ki < g->kh; ki++, r += g->w, at = _mm_add_epi32(at, skip))
+        for (int64_t kj = 0; kj < g->kw; kj++, at = _mm_add_epi32(at, one)) {
             __m128 v = _mm_loadu_ps(r + kj);
-            if (sw == 2)
-                v = _mm_shuffle_ps(v, _mm_loadu_ps(r + kj + 4), _MM_SHUFFLE(2, 0, 2, 0));
-            take_sse2(v, at, &m, &a);
+            if (sw == 2) /* columns kj, kj + 2, ...: the even or odd ones of 8 */
+                v = kj & 1 ? _mm_shuffle_ps(_mm_loadu_ps(r + kj - 1), _mm_loadu_ps(r + kj + 3),
+                                            _MM_SHUFFLE(3, 1, 3, 1))
+                           : _mm_shuffle_ps(v, _mm_loadu_ps(r + kj + 4), _MM_SHUFFLE(2, 0, 2, 0));
+            __m128i take = _mm_castps_si128(_mm_cmpgt_ps(v, m));
+            nan = _mm_or_ps(nan, _mm_cmpunord_ps(v, v));
+            m = _mm_max_ps(v, m); /* v where v > m: m wins a tie, even 0 against -0 */
+            a = _mm_or_si128(_mm_and_si128(take, at), _mm_andnot_si128(take, a));
         }
-    }
-    *mo = m;
-    *ao = a;
+    const __m128i lane = _mm_set_epi32(3 * (int)sw, 2 * (int)sw, (int)sw, 0);
+    _mm_storeu_ps(y, m);
+    _mm_storeu_si128((__m128i *)arg, _mm_add_epi32(a, _mm_add_epi32(lane, _mm_set1_epi32(first))));
+    return _mm_movemask_ps(nan);
 }
 
-/* Output row oh, columns [o0, o1), all windows inside the plane xp (flat
- * index `base` in x), four at a time, the last four overlapping the ones
- * before when o1 - o0 is not a multiple of 4. Returns the first column not
- * done: o1, or less when fewer than four columns are left or (stride 2) a
- * block would read past the plane's end. */
-static inline __attribute__((always_inline)) int64_t
-row_sse2(const pool_geom *g, const int64_t sw, const float *xp, int64_t base, int64_t oh,
-         int64_t o0, int64_t o1, float *y, int32_t *arg)
+/* The same for 8 windows with AVX2; reads up to r[(kh - 1) * w + kw + 14]
+ * with sw = 2. */
+ALWAYS_INLINE __attribute__((target("avx2"))) int
+block_avx2(const pool_geom *g, const int64_t sw, const float *r, int32_t first, float *y,
+           int32_t *arg)
 {
-    const int64_t w = g->w, top = (oh * g->sh - g->pt) * w - g->pl;
-    int64_t last = o1 - 4; /* the last block's first column */
-    if (sw == 2) {
-        int64_t room = g->h * w - 1 - (top + (g->kh - 1) * w + g->kw + 6);
+    __m256 m = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+    __m256i a = _mm256_setzero_si256(), at = a;
+    const __m256i one = _mm256_set1_epi32(1), skip = _mm256_set1_epi32((int)(g->w - g->kw));
+    for (int64_t ki = 0; ki < g->kh; ki++, r += g->w, at = _mm256_add_epi32(at, skip))
+        for (int64_t kj = 0; kj < g->kw; kj++, at = _mm256_add_epi32(at, one)) {
+            __m256 v = _mm256_loadu_ps(r + kj);
+            if (sw == 2) { /* shuffles within 128-bit halves, then the 64-bit pieces in order */
+                const float *q = r + (kj & ~(int64_t)1);
+                __m256 lo = _mm256_loadu_ps(q), hi = _mm256_loadu_ps(q + 8);
+                v = kj & 1 ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))
+                           : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+                v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+            }
+            __m256 take = _mm256_cmp_ps(v, m, _CMP_GT_OQ);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            m = _mm256_max_ps(v, m);
+            a = _mm256_castps_si256(
+                _mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(at), take));
+        }
+    const __m256i lane = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                            _mm256_set1_epi32((int)sw));
+    _mm256_storeu_ps(y, m);
+    _mm256_storeu_si256((__m256i *)arg, _mm256_add_epi32(a, _mm256_add_epi32(lane, _mm256_set1_epi32(first))));
+    return _mm256_movemask_ps(nan);
+}
+
+/* For output row oh, columns [o0, o1), all windows inside the plane, done
+ * `lanes` at a time with the last block overlapping the one before when
+ * o1 - o0 is not a multiple of lanes: the last block's first column, or
+ * o0 - 1 when fewer than `lanes` columns are left or (stride 2) the blocks
+ * would read past the plane's end. */
+static int64_t reg_last(const pool_geom *g, int64_t lanes, int64_t oh, int64_t o0, int64_t o1)
+{
+    int64_t last = o1 - lanes, top = (oh * g->sh - g->pt) * g->w - g->pl;
+    if (g->sw == 2) {
+        int64_t room = g->h * g->w - 1 - (top + (g->kh - 1) * g->w + g->kw + 2 * lanes - 2);
         if (room < 0)
-            return o0;
+            return o0 - 1;
         if (room / 2 < last)
             last = room / 2;
     }
+    return last < o0 ? o0 - 1 : last;
+}
+
+/* Output row oh, columns [o0, o1) of the plane xp (flat index `base` in x)
+ * into y and arg, 4 windows at a time. Returns the first column not done:
+ * o1, or o0 when the row holds a NaN or reg_last finds no block. */
+ALWAYS_INLINE int64_t row_sse2(const pool_geom *g, const int64_t sw, const float *xp, int64_t base,
+                               int64_t oh, int64_t o0, int64_t o1, float *y, int32_t *arg)
+{
+    const int64_t top = (oh * g->sh - g->pt) * g->w - g->pl, last = reg_last(g, 4, oh, o0, o1);
+    int nan = 0;
+    for (int64_t ow = o0; ow <= last; ow = ow < last && ow + 4 > last ? last : ow + 4)
+        nan |= block_sse2(g, sw, xp + top + ow * sw, (int32_t)(base + top + ow * sw),
+                          y + oh * g->ow + ow, arg + oh * g->ow + ow);
+    return nan || last < o0 ? o0 : last + 4;
+}
+
+/* The same, 8 windows at a time (4 when the row is narrower). */
+ALWAYS_INLINE __attribute__((target("avx2"))) int64_t
+row_avx2(const pool_geom *g, const int64_t sw, const float *xp, int64_t base, int64_t oh,
+         int64_t o0, int64_t o1, float *y, int32_t *arg)
+{
+    const int64_t top = (oh * g->sh - g->pt) * g->w - g->pl, last = reg_last(g, 8, oh, o0, o1);
     if (last < o0)
-        return o0;
-    const __m128i lane = _mm_set_epi32(3 * (int)sw, 2 * (int)sw, (int)sw, 0);
-    y += oh * g->ow;
-    arg += oh * g->ow;
-    for (int64_t ow = o0;; ow = ow + 4 < last ? ow + 4 : last) {
-        __m128 m;
-        __m128i a;
-        block_sse2(xp + top + ow * sw, w, g->kh, g->kw, sw, &m, &a);
-        a = _mm_add_epi32(a, _mm_add_epi32(lane, _mm_set1_epi32((int)(base + top + ow * sw))));
-        _mm_storeu_ps(y + ow, m);
-        _mm_storeu_si128((__m128i *)(arg + ow), a);
-        if (ow == last)
-            break;
-    }
-    return last + 4;
+        return row_sse2(g, sw, xp, base, oh, o0, o1, y, arg);
+    int nan = 0;
+    for (int64_t ow = o0; ow <= last; ow = ow < last && ow + 8 > last ? last : ow + 8)
+        nan |= block_avx2(g, sw, xp + top + ow * sw, (int32_t)(base + top + ow * sw),
+                          y + oh * g->ow + ow, arg + oh * g->ow + ow);
+    return nan ? o0 : last + 8;
 }
 
 static int64_t maxpool_row_sse2(const pool_geom *g, const float *xp, int64_t base, int64_t oh,
@@ -585,6 +623,14 @@ static int64_t maxpool_row_sse2(const pool_geom *g, const float *xp, int64_t bas
 {
     return g->sw == 1 ? row_sse2(g, 1, xp, base, oh, o0, o1, y, arg)
                       : row_sse2(g, 2, xp, base, oh, o0, o1, y, arg);
+}
+
+__attribute__((target("avx2"))) static int64_t
+maxpool_row_avx2(const pool_geom *g, const float *xp, int64_t base, int64_t oh, int64_t o0,
+                 int64_t o1, float *y, int32_t *arg)
+{
+    return g->sw == 1 ? row_avx2(g, 1, xp, base, oh, o0, o1, y, arg)
+                      : row_avx2(g, 2, xp, base, oh, o0, o1, y, arg);
 }
 #endif
 
@@ -609,7 +655,8 @@ static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
         const float *xp = x + nc * plane;
         float *y = c->out[0]->data + nc * g->oh * g->ow;
         int32_t *arg = (int32_t *)c->state + nc * g->oh * g->ow;
-        int fast = (g->sep || g->reg) && iw_lo < iw_hi && ih_lo < ih_hi && !has_nan(xp, plane);
+        /* the register path finds NaN itself, row by row */
+        int fast = (g->reg || (g->sep && !has_nan(xp, plane))) && iw_lo < iw_hi && ih_lo < ih_hi;
         for (int64_t b0 = ih_lo; fast && g->sep && b0 < ih_hi; b0 += g->band)
             maxpool_band(g, xp, nc * plane, b0, b0 + g->band < ih_hi ? b0 + g->band : ih_hi, iw_lo,
                          iw_hi - iw_lo, work, y, arg);
@@ -619,7 +666,8 @@ static void maxpool_planes(void *job, int64_t lo, int64_t hi, int tid)
             int64_t done_to = iw_hi; /* the fast path did [iw_lo, done_to) of this row */
 #if defined(__SSE2__)
             if (inner_row && g->reg)
-                done_to = maxpool_row_sse2(g, xp, nc * plane, oh, iw_lo, iw_hi, y, arg);
+                done_to = (g->reg == 2 ? maxpool_row_avx2 : maxpool_row_sse2)(g, xp, nc * plane, oh,
+                                                                          iw_lo, iw_hi, y, arg);
 #endif
             for (int64_t ow = 0; ow < g->ow; ow++) {
                 if (inner_row && ow == iw_lo)

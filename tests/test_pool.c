@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -678,8 +679,16 @@ int main(void)
         cmocka_unit_test(test_maxpool_wide_exact),
         cmocka_unit_test(test_gap),
     };
+    /* MaxPool's register path with SSE2 where the CPU would take AVX2 */
+    const struct CMUnitTest sse2[] = {
+        cmocka_unit_test(test_maxpool_naive),
+        cmocka_unit_test(test_maxpool_ties_nan_inf),
+        cmocka_unit_test(test_maxpool_wide_exact),
+    };
     int failed = cmocka_run_group_tests_name("one thread", tests, NULL, NULL);
     cnv_set_threads(3);
     failed += cmocka_run_group_tests_name("three threads", threaded, NULL, NULL);
+    cnv_maxpool_no_avx2 = 1;
+    failed += cmocka_run_group_tests_name("MaxPool without AVX2", sse2, NULL, NULL);
     return failed;
 }
