@@ -2,7 +2,8 @@
  * of image b of a batch must equal what a session planned for that image
  * alone on one thread computes, whatever the batch's thread count, for a
  * graph of every op kind a CNN uses; a graph that does mix the images
- * (Softmax over the batch axis) must do so. */
+ * (Softmax over the batch axis) must do so. (No allocation with a batch:
+ * test_noalloc.) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,41 +199,6 @@ static void test_partial_passes(void **state)
     cnv_model_free(m);
 }
 
-static int n_allocs;
-static void *counting_malloc(size_t n, void *user)
-{
-    (void)user;
-    n_allocs++;
-    return malloc(n);
-}
-static void plain_free(void *p, void *user)
-{
-    (void)user;
-    free(p);
-}
-
-/* A batch's forward and backward allocate nothing. */
-static void test_no_allocation(void **state)
-{
-    (void)state;
-    cnv_model *m = build(1);
-    static float x[NB * 3 * H * W], seed[NB * 7];
-    fill(x, seed, 200);
-    cnv_session *b = session(m, 2, NB);
-    memcpy(cnv_session_input(b), x, sizeof x);
-    cnv_allocator a = {counting_malloc, plain_free, NULL};
-    n_allocs = 0;
-    cnv_set_allocator(&a);
-    for (int k = 0; k < 3; k++) {
-        assert_int_equal(cnv_session_forward(b), CNV_OK);
-        assert_int_equal(cnv_session_backward(b, "prob", seed), CNV_OK);
-    }
-    cnv_set_allocator(NULL);
-    assert_int_equal(n_allocs, 0);
-    cnv_session_free(b);
-    cnv_model_free(m);
-}
-
 /* Softmax over the batch axis normalizes over the images (checked against
  * a reference computed here from the logits). */
 static void test_softmax_over_batch_axis(void **state)
@@ -268,7 +234,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_single_images),
         cmocka_unit_test(test_partial_passes),
-        cmocka_unit_test(test_no_allocation),
         cmocka_unit_test(test_softmax_over_batch_axis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
