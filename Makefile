@@ -27,7 +27,8 @@ else
   BUILD := build/rel
 endif
 
-LIB_SRC := $(wildcard src/*.c)
+# src/<layer>/*.c and src/engine/ops/*.c (README.md, Architecture)
+LIB_SRC := $(wildcard src/*/*.c src/*/*/*.c)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/src/%.o)
 CLI_SRC := $(wildcard tools/*.c)
 CLI_OBJ := $(CLI_SRC:tools/%.c=$(BUILD)/tools/%.o)

@@ -13,7 +13,7 @@
 
 #include "testutil.h"
 #include "smallnet.h"
-#include "viz.h"
+#include "viz/viz.h"
 
 #define SQUEEZENET "../shared/imagenet/squeezenet1_1.onnx"
 

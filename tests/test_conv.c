@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "graph.h"
+#include "engine/graph.h"
 
 /* One convolution. pads[] are the pads the reference uses (top, left,
  * bottom, right); with auto_pad set they are the ones ONNX implies, worked

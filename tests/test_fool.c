@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "viz.h"
+#include "viz/viz.h"
 
 #define SHARED "../shared/imagenet/"
 #define SQUEEZENET SHARED "squeezenet1_1.onnx"

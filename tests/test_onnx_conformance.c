@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "onnx.h"
+#include "onnx/onnx.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node"
 #define ABS_TOL 1e-4

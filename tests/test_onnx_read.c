@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "onnx.h"
+#include "onnx/onnx.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "onnx.h"
+#include "onnx/onnx.h"
 
 static char g_dir[64];
 

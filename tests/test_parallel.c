@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "parallel.h"
+#include "core/team.h"
 #include "testutil.h"
 
 static void test_chunks(void **state)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "pb.h"
+#include "onnx/pb.h"
 
 static int varint(const uint8_t *b, size_t n, uint64_t *v, size_t *used)
 {

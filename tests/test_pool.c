@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "graph.h"
+#include "engine/graph.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------- helpers */

@@ -1,0 +1,158 @@
+/* Error messages, allocation through the user's hook, checked size arithmetic. */
+#include "core/base.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cnv_allocator g_alloc; /* all NULL: use the C library */
+
+void cnv_set_allocator(const cnv_allocator *a)
+{
+    if (a && a->malloc_fn && a->free_fn)
+        g_alloc = *a;
+    else
+        memset(&g_alloc, 0, sizeof g_alloc);
+}
+
+void *cnv_malloc(size_t n)
+{
+    if (n == 0)
+        n = 1;
+    return g_alloc.malloc_fn ? g_alloc.malloc_fn(n, g_alloc.user) : malloc(n);
+}
+
+void *cnv_calloc(size_t count, size_t size)
+{
+    size_t n;
+    if (!cnv_mul_size(count, size, &n))
+        return NULL;
+    void *p = cnv_malloc(n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+int cnv_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 1;
+    size_t ncap = *cap ? *cap : 8;
+    while (ncap < need) {
+        if (!cnv_mul_size(ncap, 2, &ncap))
+            return 0;
+    }
+    size_t bytes, old;
+    if (!cnv_mul_size(ncap, elem, &bytes))
+        return 0;
+    void *q = cnv_malloc(bytes);
+    if (!q)
+        return 0;
+    old = *cap * elem; /* cannot overflow: it was allocated before */
+    if (*p && old)
+        memcpy(q, *p, old);
+    cnv_free(*p);
+    *p = q;
+    *cap = ncap;
+    return 1;
+}
+
+void cnv_free(void *p)
+{
+    if (!p)
+        return;
+    if (g_alloc.free_fn)
+        g_alloc.free_fn(p, g_alloc.user);
+    else
+        free(p);
+}
+
+char *cnv_strndup(const char *s, size_t n)
+{
+    char *d = cnv_malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+char *cnv_strdup(const char *s)
+{
+    return cnv_strndup(s, strlen(s));
+}
+
+int cnv_mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+int cnv_add_size(size_t a, size_t b, size_t *out)
+{
+    if (b > SIZE_MAX - a)
+        return 0;
+    *out = a + b;
+    return 1;
+}
+
+int cnv_mul_i64(int64_t a, int64_t b, int64_t *out)
+{
+    if (a < 0 || b < 0)
+        return 0;
+    if (a != 0 && b > INT64_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+cnv_status cnv_fail(cnv_err *err, cnv_status st, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+void cnv_err_clear(cnv_err *err)
+{
+    if (err)
+        err->msg[0] = '\0';
+}
+
+void cnv_err_prefix(cnv_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char old[CNV_ERR_LEN];
+    memcpy(old, err->msg, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    if (k >= 0 && (size_t)k < sizeof err->msg)
+        snprintf(err->msg + k, sizeof err->msg - (size_t)k, ": %s", old);
+}
+
+const char *cnv_status_string(cnv_status st)
+{
+    switch (st) {
+    case CNV_OK: return "ok";
+    case CNV_ERR_INVALID_ARG: return "invalid argument";
+    case CNV_ERR_NOMEM: return "out of memory";
+    case CNV_ERR_IO: return "input/output error";
+    case CNV_ERR_FORMAT: return "malformed file";
+    case CNV_ERR_UNSUPPORTED: return "unsupported";
+    case CNV_ERR_SHAPE: return "shape mismatch";
+    case CNV_ERR_NOT_FOUND: return "not found";
+    case CNV_ERR_STATE: return "call out of order";
+    case CNV_ERR_CANCELLED: return "cancelled";
+    }
+    return "unknown status";
+}

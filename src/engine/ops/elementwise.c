@@ -1,0 +1,318 @@
+/* Element-wise ops: Relu, Identity, Dropout (identity at inference) and Add
+ * with ONNX (numpy) broadcasting. */
+#include <string.h>
+
+#include "engine/graph.h"
+
+/* ----------------------------------------------------------------- Relu */
+
+static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
+{
+    (void)state, (void)work, (void)e;
+    c->out[0]->shape = c->in[0]->shape;
+    return CNV_OK;
+}
+
+/* The loops below run over blocks of 8 with restrict pointers, and load
+ * every operand unconditionally: in that form GCC's -O2 vectorizer (its
+ * "very cheap" cost model, which will not add run-time alias checks nor
+ * masked loads) turns them into SIMD compare-and-mask code with no
+ * branch; a plain loop compiled to one branch per element, which
+ * mispredicts on the half of the activations that are negative. */
+
+// y = max(x, 0); NaN passes through, as in ONNX and PyTorch.
+void cnv_relu(const float *restrict x, float *restrict y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float v = x[i + j];
+            y[i + j] = v < 0.0f ? 0.0f : v;
+        }
+    for (; i < n; i++)
+        y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
+static void relu_part(void *job, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = job;
+    lo *= 16, hi = hi * 16 < c->out[0]->count ? hi * 16 : c->out[0]->count;
+    cnv_relu(c->in[0]->data + lo, c->out[0]->data + lo, hi - lo);
+}
+
+/* The element-wise loops split into blocks of 16 floats (whole cache
+ * lines for the threads) */
+static int64_t blocks16(int64_t n) { return (n + 15) / 16; }
+
+static void relu_forward(cnv_op_ctx *c)
+{
+    cnv_team_run(c->team, blocks16(c->out[0]->count), relu_part, c);
+}
+
+/* dx = dy where y > 0 (and, guided, dy > 0), else 0. */
+static void relu_mask_store(const float *restrict y, const float *restrict dy, float *restrict dx,
+                            int64_t n, int guided)
+{
+    int64_t i = 0;
+    if (guided) {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float d = dy[i + j];
+                dx[i + j] = (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+            }
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float d = dy[i + j];
+                dx[i + j] = y[i + j] > 0.0f ? d : 0.0f;
+            }
+    }
+    for (; i < n; i++)
+        dx[i] = (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
+}
+
+/* dx += dy where y > 0 (and, guided, dy > 0). */
+static void relu_mask_add(const float *restrict y, const float *restrict dy, float *restrict dx,
+                          int64_t n, int guided)
+{
+    int64_t i = 0;
+    if (guided) {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float d = dy[i + j];
+                dx[i + j] += (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+            }
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int j = 0; j < 8; j++) {
+                float d = dy[i + j];
+                dx[i + j] += y[i + j] > 0.0f ? d : 0.0f;
+            }
+    }
+    for (; i < n; i++)
+        dx[i] += (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
+}
+
+static void relu_back_part(void *job, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = job;
+    lo *= 16, hi = hi * 16 < c->out[0]->count ? hi * 16 : c->out[0]->count;
+    const float *y = c->out[0]->data + lo, *dy = c->out[0]->grad + lo;
+    float *dx = c->in[0]->grad + lo;
+    int guided = c->opts->relu_mode == CNV_RELU_GUIDED;
+    if (cnv_grad_store(c, 0))
+        relu_mask_store(y, dy, dx, hi - lo, guided);
+    else
+        relu_mask_add(y, dy, dx, hi - lo, guided);
+}
+
+// dx += dy where y > 0. At x == 0 exactly the gradient is 0 (the
+// subgradient PyTorch also picks). Guided mode also drops negative dy.
+// With grad_store, dx is overwritten instead.
+static void relu_backward(cnv_op_ctx *c)
+{
+    cnv_team_run(c->team, blocks16(c->out[0]->count), relu_back_part, c);
+}
+
+const cnv_op cnv_op_relu = {
+    .type = "Relu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE,
+    .plan = same_shape_plan, .forward = relu_forward, .backward = relu_backward,
+};
+
+/* ------------------------------------------------------------- Identity */
+
+static void copy_forward(cnv_op_ctx *c)
+{
+    memcpy(c->out[0]->data, c->in[0]->data, (size_t)c->out[0]->count * sizeof(float));
+}
+
+/* dx += dy, or dx = dy with grad_store. */
+static void copy_backward(cnv_op_ctx *c)
+{
+    cnv_grad_pass(c->out[0]->grad, c->in[0]->grad, c->out[0]->count, cnv_grad_store(c, 0));
+}
+
+void cnv_grad_pass(const float *dy, float *dx, int64_t n, int store)
+{
+    if (store) {
+        if (dx != dy)
+            memcpy(dx, dy, (size_t)n * sizeof *dx);
+        return;
+    }
+    cnv_add_to(dy, dx, n);
+}
+
+void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            dst[i + j] += src[i + j];
+    for (; i < n; i++)
+        dst[i] += src[i];
+}
+
+const cnv_op cnv_op_identity = {
+    .type = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE,
+    .plan = same_shape_plan, .forward = copy_forward, .backward = copy_backward,
+};
+
+/* -------------------------------------------------------------- Dropout */
+
+/* Inference only: the ratio (attribute before opset 12, input after) is
+ * read for validity and otherwise ignored; training mode and the mask
+ * output are refused. */
+static cnv_status dropout_parse(const cnv_node *n, void *params, int64_t opset, cnv_err *e)
+{
+    (void)params;
+    float ratio;
+    int64_t is_test;
+    cnv_status st = cnv_attr_get_float(n, "ratio", 0.5f, &ratio, e);
+    if (st == CNV_OK)
+        st = cnv_attr_get_int(n, "is_test", 1, &is_test, e);
+    if (st != CNV_OK)
+        return st;
+    if (opset < 7 && !is_test)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "Dropout in training mode (is_test=0) is not supported");
+    if (n->n_out > 1)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "Dropout's mask output is not supported");
+    return CNV_OK;
+}
+
+static cnv_status dropout_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
+{
+    if (c->node->n_in >= 3 && c->in[2]) {
+        const cnv_val *mode = c->in[2];
+        /* training_mode is a bool tensor; we accept it only as a constant
+         * false (stored as int64 0 by the reader) */
+        if (!mode->is_const || !mode->i64 || mode->count != 1 || mode->i64[0] != 0)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED, "Dropout in training mode is not supported");
+    }
+    return same_shape_plan(c, state, work, e);
+}
+
+const cnv_op cnv_op_dropout = {
+    .type = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2,
+    .int_inputs = 1u << 2, /* training_mode (a bool, read as INT64) */
+    .parse = dropout_parse, .plan = dropout_plan, .forward = copy_forward, .backward = copy_backward,
+};
+
+/* ------------------------------------------------------------------ Add */
+
+/* Output shape and the element strides of each input within it (0 along
+ * broadcast dimensions), all at the output's rank. */
+typedef struct bcast_geom {
+    int ndim;
+    int64_t dims[CNV_MAX_DIMS];
+    int64_t sa[CNV_MAX_DIMS], sb[CNV_MAX_DIMS];
+    int same; /* both inputs have the output's shape: a plain loop */
+} bcast_geom;
+
+static void strides_for(const cnv_shape *s, int ndim, int64_t *st)
+{
+    int64_t stride = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        int k = d - (ndim - s->ndim); /* the input's own dimension, if any */
+        int64_t len = k >= 0 ? s->dims[k] : 1;
+        st[d] = len == 1 ? 0 : stride;
+        stride *= len;
+    }
+}
+
+static cnv_status add_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
+{
+    (void)state, (void)work;
+    const cnv_shape *a = &c->in[0]->shape, *b = &c->in[1]->shape;
+    bcast_geom *g = (bcast_geom *)c->geom;
+    memset(g, 0, sizeof *g);
+    g->ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    cnv_shape *y = &c->out[0]->shape;
+    y->ndim = g->ndim;
+    for (int d = 0; d < g->ndim; d++) {
+        int ka = d - (g->ndim - a->ndim), kb = d - (g->ndim - b->ndim);
+        int64_t la = ka >= 0 ? a->dims[ka] : 1, lb = kb >= 0 ? b->dims[kb] : 1;
+        if (la != lb && la != 1 && lb != 1) {
+            char sa[128], sb[128];
+            return cnv_fail(e, CNV_ERR_SHAPE, "shapes %s and %s do not broadcast",
+                            cnv_shape_str(a, sa, sizeof sa), cnv_shape_str(b, sb, sizeof sb));
+        }
+        y->dims[d] = g->dims[d] = la == 1 ? lb : la;
+    }
+    strides_for(a, g->ndim, g->sa);
+    strides_for(b, g->ndim, g->sb);
+    g->same = cnv_shape_equal(a, y) && cnv_shape_equal(b, y);
+    return CNV_OK;
+}
+
+/* Visits every output element with the matching offsets into a and b,
+ * keeping a multi-dimensional counter (no division per element). */
+#define BCAST_LOOP(g, body)                                                             \
+    do {                                                                                \
+        int64_t idx_[CNV_MAX_DIMS] = {0}, ia = 0, ib = 0, i = 0;                         \
+        int64_t total_ = 1;                                                             \
+        for (int d_ = 0; d_ < (g)->ndim; d_++)                                          \
+            total_ *= (g)->dims[d_];                                                    \
+        for (i = 0; i < total_; i++) {                                                  \
+            body;                                                                       \
+            for (int d_ = (g)->ndim - 1; d_ >= 0; d_--) {                               \
+                ia += (g)->sa[d_];                                                      \
+                ib += (g)->sb[d_];                                                      \
+                if (++idx_[d_] < (g)->dims[d_])                                         \
+                    break;                                                              \
+                ia -= (g)->sa[d_] * (g)->dims[d_];                                      \
+                ib -= (g)->sb[d_] * (g)->dims[d_];                                      \
+                idx_[d_] = 0;                                                           \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+
+static void add_forward(cnv_op_ctx *c)
+{
+    const bcast_geom *g = (const bcast_geom *)c->geom;
+    const float *a = c->in[0]->data, *b = c->in[1]->data;
+    float *y = c->out[0]->data;
+    if (g->same) {
+        for (int64_t i = 0; i < c->out[0]->count; i++)
+            y[i] = a[i] + b[i];
+        return;
+    }
+    BCAST_LOOP(g, y[i] = a[ia] + b[ib]);
+}
+
+// Each input's gradient is dy summed over the dimensions it was broadcast
+// along. With grad_store (only when both inputs are distinct tensors, see
+// the planner) a same-shape input is copied, a broadcast one zeroed first.
+static void add_backward(cnv_op_ctx *c)
+{
+    const bcast_geom *g = (const bcast_geom *)c->geom;
+    const float *dy = c->out[0]->grad;
+    float *da = c->in[0]->grad, *db = c->in[1]->grad;
+    int64_t n = c->out[0]->count;
+    if (g->same) {
+        if (da)
+            cnv_grad_pass(dy, da, n, cnv_grad_store(c, 0));
+        if (db)
+            cnv_grad_pass(dy, db, n, cnv_grad_store(c, 1));
+        return;
+    }
+    if (da) {
+        if (cnv_grad_store(c, 0))
+            memset(da, 0, (size_t)c->in[0]->count * sizeof *da);
+        BCAST_LOOP(g, da[ia] += dy[i]);
+    }
+    if (db) {
+        if (cnv_grad_store(c, 1))
+            memset(db, 0, (size_t)c->in[1]->count * sizeof *db);
+        BCAST_LOOP(g, db[ib] += dy[i]);
+    }
+}
+
+const cnv_op cnv_op_add = {
+    .type = "Add", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE,
+    .plan = add_plan, .forward = add_forward, .backward = add_backward,
+};

@@ -1,0 +1,230 @@
+/* Class model visualization (Simonyan, Vedaldi, Zisserman 2014, section 2):
+ * batched gradient ascent on raw class scores with L2/L1 decay, jitter,
+ * blur and pixel clamping. */
+#include <math.h>
+#include <string.h>
+
+#include "viz/viz.h"
+
+cnv_classmodel_params cnv_classmodel_params_default(void)
+{
+    cnv_classmodel_params p;
+    memset(&p, 0, sizeof p);
+    p.iters = 300;
+    p.lr = 0.0f;     /* automatic */
+    p.normalize_grad = 1;
+    p.l2 = 1e-3f;
+    p.l1 = 0.0f;
+    p.blur_every = 10;
+    p.blur_sigma = 0.5f;
+    p.jitter = -1;   /* automatic */
+    p.clamp = 1;
+    p.init_std = 1.0f;
+    p.seed = 0;
+    p.frame_every = 10;
+    return p;
+}
+
+void cnv_classmodel_params_resolve(cnv_classmodel_params *p, int c, int h, int w)
+{
+    if (!p || c <= 0 || h <= 0 || w <= 0)
+        return;
+    /* The defaults were tuned on 224x224 RGB (CS231n's 25 and 16); scaled so
+     * that each value moves as much per step, and the roll covers the same
+     * fraction of the image, at any size. */
+    if (p->lr == 0.0f)
+        p->lr = (float)(25.0 * sqrt((double)c * h * w / (3.0 * 224 * 224)));
+    if (p->jitter < 0) {
+        int j = (int)lround(16.0 * (h < w ? h : w) / 224.0);
+        p->jitter = j < 1 ? 1 : j;
+    }
+}
+
+static cnv_status check_params(const cnv_classmodel_params *p, cnv_err *err)
+{
+    if (p->iters < 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: iters is %d (>= 0)", p->iters);
+    if (!isfinite(p->lr) || !isfinite(p->l2) || !isfinite(p->l1) || !isfinite(p->blur_sigma) ||
+        !isfinite(p->init_std) || p->l2 < 0 || p->l1 < 0 || p->blur_sigma < 0 || p->init_std < 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "classmodel: lr %g, l2 %g, l1 %g, blur_sigma %g, init_std %g (finite; "
+                        "all but lr >= 0)",
+                        (double)p->lr, (double)p->l2, (double)p->l1, (double)p->blur_sigma,
+                        (double)p->init_std);
+    if (p->blur_every < 0 || p->jitter < -1 || p->frame_every < 0 || p->height < 0 || p->width < 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "classmodel: blur_every %d, jitter %d, frame_every %d, size %dx%d "
+                        "(none negative)",
+                        p->blur_every, p->jitter, p->frame_every, p->height, p->width);
+    return CNV_OK;
+}
+
+cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
+                          int n, const int *classes, const cnv_classmodel_params *pp,
+                          float *images, float *scores, float *probs)
+{
+    if (!s)
+        return CNV_ERR_INVALID_ARG;
+    cnv_err *err = cnv_session_err(s);
+    if (!m || !classes || !images || n <= 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "classmodel: model %s, classes %s, images %s, n %d", m ? "ok" : "NULL",
+                        classes ? "ok" : "NULL", images ? "ok" : "NULL", n);
+    cnv_classmodel_params p = pp ? *pp : cnv_classmodel_params_default();
+    cnv_status st = check_params(&p, err);
+    if (st != CNV_OK)
+        return st;
+    int c, h, w;
+    if ((st = cnv_viz_input_geom(m, &c, &h, &w, err)) != CNV_OK)
+        return st;
+    if (p.height > 0)
+        h = p.height;
+    if (p.width > 0)
+        w = p.width;
+    if (h <= 0 || w <= 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "classmodel: the model leaves the image size open; set height and width");
+    cnv_classmodel_params_resolve(&p, c, h, w);
+    for (int k = 0; k < c; k++)
+        if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: std[%d] is %g", k,
+                            (double)std[k]);
+    const char *score = cnv_model_score_tensor(m);
+    if (!score)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: the model has no output");
+    if ((st = cnv_session_plan(s, n, h, w)) != CNV_OK)
+        return st;
+    float *in = cnv_session_input(s), *sc;
+    int K;
+    if ((st = cnv_viz_scores(s, score, n, &sc, &K, err)) != CNV_OK)
+        return st;
+    for (int i = 0; i < n; i++)
+        if (classes[i] < 0 || classes[i] >= K)
+            return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                            "classmodel: class %d of item %d is outside 0..%d of '%s'",
+                            classes[i], i, K - 1, score);
+
+    size_t plane = (size_t)h * w, item = plane * c, total, nk, nscratch;
+    if (!cnv_mul_size(item, (size_t)n, &total) || !cnv_mul_size((size_t)n, (size_t)K, &nk) ||
+        !(nscratch = cnv_blur_scratch(h, w, p.blur_sigma)))
+        return cnv_fail(err, CNV_ERR_NOMEM, "classmodel: sizes overflow");
+    float *seed = cnv_malloc(nk * sizeof(float));
+    float *scratch = cnv_malloc(nscratch * sizeof(float));
+    float *prob = cnv_malloc((size_t)K * sizeof(float));
+    int *dy = cnv_malloc((size_t)n * 2 * sizeof(int));
+    cnv_rng *rng = cnv_malloc((size_t)n * sizeof(cnv_rng));
+    if (!seed || !scratch || !prob || !dy || !rng) {
+        st = cnv_fail(err, CNV_ERR_NOMEM, "classmodel: out of memory for %d images of %dx%dx%d",
+                      n, c, h, w);
+        goto done;
+    }
+    int *dx = dy + n;
+    cnv_seed_classes(seed, n, K, classes);
+
+    for (int i = 0; i < n; i++) {
+        cnv_rng_seed2(&rng[i], p.seed, (uint64_t)classes[i]);
+        float *x = images + i * item;
+        for (size_t j = 0; j < item; j++)
+            x[j] = p.init_std * cnv_rng_normal(&rng[i]);
+    }
+    if (p.clamp)
+        cnv_clamp_pixels(images, n, c, h, w, mean, std);
+    if (p.frame && p.frame_every > 0 && p.frame(p.user, 0, images, n, c, h, w)) {
+        st = cnv_fail(err, CNV_ERR_CANCELLED, "classmodel: cancelled before the first step");
+        goto done;
+    }
+
+    for (int t = 1; t <= p.iters; t++) {
+        for (int i = 0; i < n; i++) {
+            dy[i] = cnv_rng_int(&rng[i], -p.jitter, p.jitter);
+            dx[i] = cnv_rng_int(&rng[i], -p.jitter, p.jitter);
+        }
+        /* Ascend at the rolled image. Rolling the gradient back instead of
+         * the image is the same step, since the decay terms are pointwise. */
+        memcpy(in, images, total * sizeof(float));
+        cnv_roll_nchw(in, n, c, h, w, dy, dx, scratch);
+        if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
+            goto done;
+        if (p.softmax) {
+            /* dp_c/dz_k = p_c (1[k == c] - p_k): the same backward, seeded
+             * with the softmax's Jacobian row instead of a one-hot */
+            for (int i = 0; i < n; i++) {
+                float *row = seed + (size_t)i * K;
+                cnv_softmax(sc + (size_t)i * K, K, prob);
+                float pc = prob[classes[i]];
+                for (int k = 0; k < K; k++)
+                    row[k] = pc * ((k == classes[i] ? 1.0f : 0.0f) - prob[k]);
+            }
+        }
+        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+            goto done;
+        float *g = cnv_session_input_grad(s);
+        if (!g) {
+            st = cnv_fail(err, CNV_ERR_STATE, "classmodel: '%s' does not depend on the input",
+                          score);
+            goto done;
+        }
+        double obj = 0.0, pr = 0.0;
+        for (int i = 0; i < n; i++) {
+            const float *row = sc + (size_t)i * K;
+            cnv_softmax(row, K, prob);
+            obj += row[classes[i]];
+            pr += prob[classes[i]];
+            float *gi = g + i * item, *x = images + i * item;
+            cnv_roll_chw(gi, c, h, w, -dy[i], -dx[i], scratch);
+            double nrm = 0.0;
+            for (size_t j = 0; j < item; j++) {
+                float v = gi[j] - 2.0f * p.l2 * x[j];
+                if (p.l1 > 0.0f)
+                    v -= p.l1 * (x[j] > 0.0f ? 1.0f : x[j] < 0.0f ? -1.0f : 0.0f);
+                gi[j] = v;
+                nrm += (double)v * v;
+            }
+            nrm = sqrt(nrm);
+            float step = p.lr;
+            if (p.normalize_grad)
+                step = nrm > 0.0 ? (float)(p.lr / nrm) : 0.0f;
+            for (size_t j = 0; j < item; j++)
+                x[j] += step * gi[j];
+        }
+        if (p.clamp)
+            cnv_clamp_pixels(images, n, c, h, w, mean, std);
+        if (p.blur_every > 0 && t % p.blur_every == 0)
+            for (int i = 0; i < n; i++)
+                cnv_blur_chw(images + i * item, c, h, w, p.blur_sigma, scratch);
+        if (p.progress && p.progress(p.user, t, p.iters, (float)(obj / n), (float)(pr / n))) {
+            st = cnv_fail(err, CNV_ERR_CANCELLED, "classmodel: cancelled at step %d of %d", t,
+                          p.iters);
+            goto done;
+        }
+        if (p.frame && p.frame_every > 0 && (t % p.frame_every == 0 || t == p.iters) &&
+            p.frame(p.user, t, images, n, c, h, w)) {
+            st = cnv_fail(err, CNV_ERR_CANCELLED, "classmodel: cancelled at step %d of %d", t,
+                          p.iters);
+            goto done;
+        }
+    }
+
+    if (scores || probs) {
+        memcpy(in, images, total * sizeof(float));
+        if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
+            goto done;
+        for (int i = 0; i < n; i++) {
+            const float *row = sc + (size_t)i * K;
+            if (scores)
+                scores[i] = row[classes[i]];
+            if (probs) {
+                cnv_softmax(row, K, prob);
+                probs[i] = prob[classes[i]];
+            }
+        }
+    }
+    st = CNV_OK;
+done:
+    cnv_free(seed);
+    cnv_free(scratch);
+    cnv_free(prob);
+    cnv_free(dy);
+    cnv_free(rng);
+    return st;
+}

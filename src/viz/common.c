@@ -1,0 +1,313 @@
+/* Shared machinery of the gradient-ascent visualizations: RNG, jitter
+ * rolls, Gaussian blur, pixel-range clamping and quantization, backward
+ * seeds and small session helpers (see viz.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/graph.h"
+#include "viz/viz.h"
+
+/* ------------------------------------------------------------------ RNG */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void cnv_rng_seed(cnv_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    r->s = splitmix64(&x);
+    if (r->s == 0) /* xorshift's one fixed point */
+        r->s = 0x2545F4914F6CDD1Dull;
+}
+
+void cnv_rng_seed2(cnv_rng *r, uint64_t seed, uint64_t item)
+{
+    uint64_t x = seed;
+    uint64_t a = splitmix64(&x);
+    cnv_rng_seed(r, a ^ (item * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull));
+}
+
+uint64_t cnv_rng_next(cnv_rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+float cnv_rng_uniform(cnv_rng *r)
+{
+    /* the top 24 bits: every value exactly representable, never 1.0 */
+    return (float)(cnv_rng_next(r) >> 40) * (1.0f / 16777216.0f);
+}
+
+float cnv_rng_normal(cnv_rng *r)
+{
+    double u1 = ((double)(cnv_rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = (double)(cnv_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+int cnv_rng_int(cnv_rng *r, int lo, int hi)
+{
+    if (hi <= lo)
+        return lo;
+    uint64_t span = (uint64_t)((int64_t)hi - lo) + 1;
+    return (int)((int64_t)lo + (int64_t)(cnv_rng_next(r) % span));
+}
+
+/* ----------------------------------------------------------- jitter roll */
+
+static int mod(int64_t a, int n)
+{
+    int64_t m = a % n;
+    return (int)(m < 0 ? m + n : m);
+}
+
+void cnv_roll_chw(float *x, int c, int h, int w, int dy, int dx, float *scratch)
+{
+    if (c <= 0 || h <= 0 || w <= 0)
+        return;
+    int sy = mod(dy, h), sx = mod(dx, w);
+    if (sy == 0 && sx == 0)
+        return;
+    size_t plane = (size_t)h * w;
+    for (int k = 0; k < c; k++) {
+        float *p = x + k * plane;
+        memcpy(scratch, p, plane * sizeof(float));
+        for (int y = 0; y < h; y++) {
+            const float *src = scratch + (size_t)mod((int64_t)y - sy, h) * w;
+            float *dst = p + (size_t)y * w;
+            /* dst[xx] = src[xx - sx]: two contiguous runs */
+            memcpy(dst + sx, src, (size_t)(w - sx) * sizeof(float));
+            memcpy(dst, src + (w - sx), (size_t)sx * sizeof(float));
+        }
+    }
+}
+
+void cnv_roll_nchw(float *x, int n, int c, int h, int w, const int *dy, const int *dx,
+                   float *scratch)
+{
+    size_t item = (size_t)c * h * w;
+    for (int i = 0; i < n; i++)
+        cnv_roll_chw(x + i * item, c, h, w, dy[i], dx[i], scratch);
+}
+
+/* ------------------------------------------------------------------ blur */
+
+int cnv_blur_radius(float sigma)
+{
+    if (!(sigma > 0.0f))
+        return 0;
+    if (sigma > 1000.0f) /* a kernel far wider than any image: cap it */
+        sigma = 1000.0f;
+    int r = (int)ceilf(3.0f * sigma);
+    return r < 1 ? 1 : r;
+}
+
+size_t cnv_blur_scratch(int h, int w, float sigma)
+{
+    size_t plane, n;
+    if (h <= 0 || w <= 0 || !cnv_mul_size((size_t)h, (size_t)w, &plane) ||
+        !cnv_add_size(plane, 2 * (size_t)cnv_blur_radius(sigma) + 1, &n))
+        return 0;
+    return n;
+}
+
+/* scipy 'reflect' (half-sample symmetric): period 2n, mirrored halves. */
+static int reflect(int i, int n)
+{
+    int m = mod(i, 2 * n);
+    return m < n ? m : 2 * n - 1 - m;
+}
+
+void cnv_blur_chw(float *x, int c, int h, int w, float sigma, float *scratch)
+{
+    int R = cnv_blur_radius(sigma);
+    if (R == 0 || c <= 0 || h <= 0 || w <= 0)
+        return;
+    size_t plane = (size_t)h * w;
+    float *tmp = scratch, *kern = scratch + plane + R; /* kern[-R..R] */
+    double sum = 0.0;
+    for (int t = -R; t <= R; t++)
+        sum += exp(-0.5 * (double)t * t / ((double)sigma * sigma));
+    for (int t = -R; t <= R; t++)
+        kern[t] = (float)(exp(-0.5 * (double)t * t / ((double)sigma * sigma)) / sum);
+
+    for (int k = 0; k < c; k++) {
+        float *p = x + k * plane;
+        /* rows: p -> tmp */
+        for (int y = 0; y < h; y++) {
+            const float *row = p + (size_t)y * w;
+            float *out = tmp + (size_t)y * w;
+            for (int xx = 0; xx < w; xx++) {
+                float acc = 0.0f;
+                if (xx - R >= 0 && xx + R < w) {
+                    for (int t = -R; t <= R; t++)
+                        acc += kern[t] * row[xx + t];
+                } else {
+                    for (int t = -R; t <= R; t++)
+                        acc += kern[t] * row[reflect(xx + t, w)];
+                }
+                out[xx] = acc;
+            }
+        }
+        /* columns: tmp -> p, a whole row at a time for contiguous access */
+        for (int y = 0; y < h; y++) {
+            float *out = p + (size_t)y * w;
+            for (int xx = 0; xx < w; xx++)
+                out[xx] = 0.0f;
+            for (int t = -R; t <= R; t++) {
+                const float *src = tmp + (size_t)reflect(y + t, h) * w;
+                float kt = kern[t];
+                for (int xx = 0; xx < w; xx++)
+                    out[xx] += kt * src[xx];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------ pixel range, quantize */
+
+void cnv_clamp_pixels(float *x, int n, int c, int h, int w, const float *mean,
+                      const float *std)
+{
+    size_t plane = (size_t)h * w;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c; k++) {
+            float m = mean ? mean[k] : 0.0f, s = std ? std[k] : 1.0f;
+            float lo = (0.0f - m) / s, hi = (1.0f - m) / s;
+            float *p = x + ((size_t)i * c + k) * plane;
+            for (size_t j = 0; j < plane; j++)
+                p[j] = p[j] < lo ? lo : p[j] > hi ? hi : p[j];
+        }
+}
+
+int cnv_pixel_byte(float x, float m, float s)
+{
+    double v = ((double)x * s + m) * 255.0;
+    if (!(v > 0.0))
+        return 0;
+    if (v >= 255.0)
+        return 255;
+    return (int)(v + 0.5);
+}
+
+void cnv_quantize_pixels(float *x, int n, int c, int h, int w, const float *mean,
+                         const float *std)
+{
+    size_t plane = (size_t)h * w;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c; k++) {
+            float m = mean ? mean[k] : 0.0f, s = std ? std[k] : 1.0f;
+            float *p = x + ((size_t)i * c + k) * plane;
+            for (size_t j = 0; j < plane; j++)
+                p[j] = (float)(((double)cnv_pixel_byte(p[j], m, s) / 255.0 - m) / s);
+        }
+}
+
+/* --------------------------------------------------------------- seeds */
+
+void cnv_seed_classes(float *seed, int n, int k, const int *cls)
+{
+    memset(seed, 0, (size_t)n * k * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (cls[i] >= 0 && cls[i] < k)
+            seed[(size_t)i * k + cls[i]] = 1.0f;
+}
+
+void cnv_seed_channel_mean(float *seed, int n, int c, int h, int w, const int *ch)
+{
+    size_t plane = (size_t)h * w;
+    memset(seed, 0, (size_t)n * c * plane * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        if (ch[i] < 0 || ch[i] >= c)
+            continue;
+        float *p = seed + ((size_t)i * c + ch[i]) * plane;
+        for (size_t j = 0; j < plane; j++)
+            p[j] = 1.0f / (float)plane;
+    }
+}
+
+/* ------------------------------------------------------ session helpers */
+
+cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_err *err)
+{
+    if (!m || m->n_inputs < 1)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "the model has no input");
+    const cnv_tensor_def *t = &m->tensors[m->inputs[0]];
+    if (t->shape.ndim != 4 || t->shape.dims[1] <= 0 || t->shape.dims[1] > 4)
+        return cnv_fail(err, CNV_ERR_SHAPE,
+                        "input '%s' is not an NCHW image (%d dims, %lld channels)", t->name,
+                        t->shape.ndim, t->shape.ndim >= 2 ? (long long)t->shape.dims[1] : -1LL);
+    *c = (int)t->shape.dims[1];
+    *h = t->shape.dims[2] > 0 && t->shape.dims[2] <= INT32_MAX ? (int)t->shape.dims[2] : -1;
+    *w = t->shape.dims[3] > 0 && t->shape.dims[3] <= INT32_MAX ? (int)t->shape.dims[3] : -1;
+    /* an exported model often leaves H, W open; the metadata convention
+     * then says what it was trained on */
+    const char *v = cnv_model_get_meta(m, "cnnviz.image_size");
+    if ((*h <= 0 || *w <= 0) && v) {
+        char *end;
+        long a = strtol(v, &end, 10), b = a;
+        if (*end == 'x' || *end == 'X')
+            b = strtol(end + 1, &end, 10);
+        if (!*end && a > 0 && b > 0 && a <= 65536 && b <= 65536) {
+            if (*h <= 0)
+                *h = (int)a;
+            if (*w <= 0)
+                *w = (int)b;
+        }
+    }
+    return CNV_OK;
+}
+
+/* The raw scores of the planned batch as an n x k matrix. */
+cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, int *k,
+                               cnv_err *err)
+{
+    cnv_shape sh;
+    cnv_status st = cnv_session_tensor(s, name, sc, &sh);
+    if (st != CNV_OK)
+        return st;
+    int64_t cnt = cnv_shape_count(&sh);
+    if (sh.ndim < 1 || sh.dims[0] != n || cnt <= 0 || cnt % n != 0 || cnt / n > INT32_MAX)
+        return cnv_fail(err, CNV_ERR_SHAPE,
+                        "score tensor '%s' has %d dims, first %lld, for a batch of %d: expected "
+                        "batch x classes",
+                        name, sh.ndim, sh.ndim > 0 ? (long long)sh.dims[0] : -1LL, n);
+    *k = (int)(cnt / n);
+    return CNV_OK;
+}
+
+void cnv_softmax(const float *scores, int k, float *prob)
+{
+    if (k <= 0)
+        return;
+    double mx = scores[0];
+    for (int j = 1; j < k; j++)
+        if (scores[j] > mx)
+            mx = scores[j];
+    double sum = 0.0;
+    for (int j = 0; j < k; j++)
+        sum += exp((double)scores[j] - mx);
+    /* a second pass so prob may be the scores array itself */
+    for (int j = 0; j < k; j++)
+        prob[j] = (float)(exp((double)scores[j] - mx) / sum);
+}
+
+int cnv_argmax(const float *v, int k)
+{
+    int b = 0;
+    for (int j = 1; j < k; j++)
+        if (v[j] > v[b])
+            b = j;
+    return b;
+}

@@ -1,0 +1,177 @@
+/* Fooling images (Szegedy et al. 2014): normalized gradient ascent on a
+ * target's raw score from a real image until the network, reading the
+ * 8-bit-rounded result, calls it the target. */
+#include <math.h>
+#include <string.h>
+
+#include "viz/viz.h"
+
+cnv_fool_params cnv_fool_params_default(void)
+{
+    cnv_fool_params p;
+    memset(&p, 0, sizeof p);
+    p.max_iters = 100;
+    p.lr = 1.0f;
+    return p;
+}
+
+/* Forward on the session's input; top-1 and the probabilities of the
+ * top-1 and of the target into *top, *ptop, *ptarget. */
+static cnv_status classify(cnv_session *s, const char *score, const float *sc, int K, int target,
+                           float *prob, int *top, float *ptop, float *ptarget)
+{
+    cnv_status st = cnv_session_forward_to(s, score);
+    if (st != CNV_OK)
+        return st;
+    cnv_softmax(sc, K, prob);
+    *top = cnv_argmax(sc, K);
+    *ptop = prob[*top];
+    *ptarget = prob[target];
+    return CNV_OK;
+}
+
+cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
+                    const float *image, int h, int w, int target, const cnv_fool_params *pp,
+                    float *fooled, float *last_delta, float *sum_delta, cnv_fool_result *r)
+{
+    if (!s)
+        return CNV_ERR_INVALID_ARG;
+    cnv_err *err = cnv_session_err(s);
+    if (!m || !image || !fooled || !r || h <= 0 || w <= 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "fool: model %s, image %s, fooled %s, result %s, size %dx%d",
+                        m ? "ok" : "NULL", image ? "ok" : "NULL", fooled ? "ok" : "NULL",
+                        r ? "ok" : "NULL", h, w);
+    memset(r, 0, sizeof *r);
+    cnv_fool_params p = pp ? *pp : cnv_fool_params_default();
+    if (p.max_iters < 0 || !isfinite(p.lr) || !(p.lr > 0.0f) || !(p.min_prob >= 0.0f) ||
+        !(p.min_prob < 1.0f))
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "fool: max_iters %d (>= 0), lr %g (> 0), min_prob %g (0 <= p < 1)",
+                        p.max_iters, (double)p.lr, (double)p.min_prob);
+    int c, mh, mw;
+    cnv_status st = cnv_viz_input_geom(m, &c, &mh, &mw, err);
+    if (st != CNV_OK)
+        return st;
+    for (int k = 0; k < c; k++)
+        if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: std[%d] is %g", k, (double)std[k]);
+    const char *score = cnv_model_score_tensor(m);
+    if (!score)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: the model has no output");
+    if ((st = cnv_session_plan(s, 1, h, w)) != CNV_OK)
+        return st;
+    float *in = cnv_session_input(s), *sc;
+    int K;
+    if ((st = cnv_viz_scores(s, score, 1, &sc, &K, err)) != CNV_OK)
+        return st;
+    if (target < 0 || target >= K)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: target %d is outside 0..%d of '%s'",
+                        target, K - 1, score);
+
+    size_t item = (size_t)c * h * w;
+    float *x = cnv_malloc(item * sizeof(float));
+    float *prob = cnv_malloc((size_t)K * sizeof(float));
+    float *seed = cnv_calloc((size_t)K, sizeof(float));
+    if (!x || !prob || !seed) {
+        st = cnv_fail(err, CNV_ERR_NOMEM, "fool: out of memory for a %dx%dx%d image", c, h, w);
+        goto done;
+    }
+    seed[target] = 1.0f;
+    if (sum_delta)
+        memset(sum_delta, 0, item * sizeof(float));
+    if (last_delta)
+        memset(last_delta, 0, item * sizeof(float));
+
+    int top;
+    float ptop, ptarget;
+    memcpy(in, image, item * sizeof(float));
+    if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
+        goto done;
+    r->before_class = top;
+    r->before_prob = ptop;
+
+    /* x is the float image being changed; `fooled` its 8-bit rounding. Each
+     * round classifies x, and when x is fooling, its rounding; the gradient
+     * comes from the last image classified (the rounding when rounding
+     * undid the change, which steers the next steps to survive it). */
+    memcpy(x, image, item * sizeof(float));
+    cnv_clamp_pixels(x, 1, c, h, w, mean, std);
+    for (int it = 0;; it++) {
+        if (it > 0) {
+            memcpy(in, x, item * sizeof(float));
+            if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
+                goto done;
+        }
+        if ((top == target && ptarget >= p.min_prob) || it == p.max_iters) {
+            memcpy(fooled, x, item * sizeof(float));
+            cnv_quantize_pixels(fooled, 1, c, h, w, mean, std);
+            memcpy(in, fooled, item * sizeof(float));
+            if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
+                goto done;
+            r->after_class = top;
+            r->after_prob = ptop;
+            r->target_prob = ptarget;
+            r->iters = it;
+            if (top == target && ptarget >= p.min_prob) {
+                r->fooled = 1;
+                break;
+            }
+            if (it == p.max_iters)
+                break;
+        }
+        float objective = sc[target];
+        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+            goto done;
+        const float *g = cnv_session_input_grad(s);
+        if (!g) {
+            st = cnv_fail(err, CNV_ERR_STATE, "fool: '%s' does not depend on the input", score);
+            goto done;
+        }
+        double nrm = 0.0;
+        for (size_t j = 0; j < item; j++)
+            nrm += (double)g[j] * g[j];
+        nrm = sqrt(nrm);
+        float step = nrm > 0.0 ? (float)(p.lr / nrm) : 0.0f;
+        for (size_t j = 0; j < item; j++) {
+            float d = step * g[j];
+            x[j] += d;
+            if (last_delta)
+                last_delta[j] = d;
+            if (sum_delta)
+                sum_delta[j] += d;
+        }
+        cnv_clamp_pixels(x, 1, c, h, w, mean, std);
+        if (p.progress && p.progress(p.user, it + 1, p.max_iters, objective, ptarget)) {
+            memcpy(fooled, x, item * sizeof(float));
+            cnv_quantize_pixels(fooled, 1, c, h, w, mean, std);
+            r->iters = it + 1;
+            st = cnv_fail(err, CNV_ERR_CANCELLED, "fool: cancelled at step %d of %d", it + 1,
+                          p.max_iters);
+            goto done;
+        }
+    }
+
+    /* the change as the saved files would show it, in gray levels */
+    double sum = 0.0, mx = 0.0;
+    size_t plane = (size_t)h * w;
+    for (int k = 0; k < c; k++) {
+        float mk = mean ? mean[k] : 0.0f, sk = std ? std[k] : 1.0f;
+        for (size_t j = 0; j < plane; j++) {
+            int d = cnv_pixel_byte(fooled[k * plane + j], mk, sk) -
+                    cnv_pixel_byte(image[k * plane + j], mk, sk);
+            double a = d < 0 ? -d : d;
+            sum += a;
+            if (a > mx)
+                mx = a;
+        }
+    }
+    r->linf = (float)mx;
+    r->mean_abs = (float)(sum / (double)item);
+    st = CNV_OK;
+done:
+    cnv_free(x);
+    cnv_free(prob);
+    cnv_free(seed);
+    return st;
+}

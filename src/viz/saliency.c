@@ -1,0 +1,421 @@
+/* Saliency maps of one image for one class score: the plain gradient
+ * (Simonyan et al. 2014), SmoothGrad, guided backpropagation and Grad-CAM. */
+#include <math.h>
+#include <string.h>
+
+#include "engine/graph.h"
+#include "viz/viz.h"
+
+static const char *const g_method_names[] = {"grad", "smoothgrad", "guided", "gradcam"};
+#define N_METHODS ((int)(sizeof g_method_names / sizeof g_method_names[0]))
+
+const char *cnv_saliency_method_name(cnv_saliency_method method)
+{
+    int k = (int)method;
+    return k >= 0 && k < N_METHODS ? g_method_names[k] : NULL;
+}
+
+int cnv_saliency_method_parse(const char *name)
+{
+    for (int k = 0; name && k < N_METHODS; k++)
+        if (!strcmp(name, g_method_names[k]))
+            return k;
+    return -1;
+}
+
+cnv_saliency_params cnv_saliency_params_default(void)
+{
+    cnv_saliency_params p;
+    memset(&p, 0, sizeof p);
+    p.method = CNV_SALIENCY_GRAD;
+    p.class_index = -1;
+    p.samples = 25;
+    p.noise = 0.15f;
+    p.batch = 4;
+    return p;
+}
+
+/* map[i] = max over channels of |g[k][i]|; a NaN anywhere in the column
+ * stays NaN, so a broken gradient shows instead of hiding behind a max. */
+static void abs_max_channels(const float *g, int c, size_t plane, float *map)
+{
+    for (size_t i = 0; i < plane; i++) {
+        float mx = 0.0f;
+        for (int k = 0; k < c; k++) {
+            float v = fabsf(g[(size_t)k * plane + i]);
+            if (v != v) {
+                mx = v;
+                break;
+            }
+            if (v > mx)
+                mx = v;
+        }
+        map[i] = mx;
+    }
+}
+
+/* Does tensor `from` feed (directly or not) tensor `to`? Nodes are stored
+ * after their producers, so one backward sweep over them answers it. */
+static int feeds(const cnv_model *m, int from, int to, unsigned char *mark)
+{
+    memset(mark, 0, (size_t)m->n_tensors);
+    mark[to] = 1;
+    for (int i = m->n_nodes - 1; i >= 0; i--) {
+        const cnv_node *n = &m->nodes[i];
+        int hit = 0;
+        for (int k = 0; k < n->n_out; k++)
+            hit |= mark[n->out[k]];
+        if (!hit)
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                mark[n->in[k]] = 1;
+    }
+    return mark[from];
+}
+
+/* Grad-CAM's default layer: the last Conv or Relu output, in node order,
+ * that is 4-D with more than one spatial position in the current plan and
+ * leads to the score. */
+static int default_cam_layer(cnv_session *s, const cnv_model *m, int score, unsigned char *mark)
+{
+    for (int i = m->n_nodes - 1; i >= 0; i--) {
+        const cnv_node *n = &m->nodes[i];
+        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Relu"))
+            continue;
+        cnv_shape sh;
+        if (cnv_session_tensor(s, m->tensors[n->out[0]].name, NULL, &sh) != CNV_OK)
+            continue;
+        if (sh.ndim == 4 && sh.dims[2] * sh.dims[3] > 1 && feeds(m, n->out[0], score, mark))
+            return n->out[0];
+    }
+    return -1;
+}
+
+/* a + t (b - a) as (1-t) a + t b, but a neighbour with weight 0 is left
+ * out, so a NaN does not leak into pixels it has no weight in. */
+static double lerp(double a, double b, double t)
+{
+    return t == 0.0 ? a : (1.0 - t) * a + t * b;
+}
+
+/* Bilinear upsampling of a u x v plane to h x w with half-pixel centers,
+ * source coordinates clamped to the plane (PyTorch's
+ * interpolate(mode="bilinear", align_corners=False)). */
+static void bilinear(const float *in, int u, int v, float *out, int h, int w)
+{
+    for (int y = 0; y < h; y++) {
+        double sy = ((double)y + 0.5) * u / h - 0.5;
+        if (sy < 0.0)
+            sy = 0.0;
+        int y0 = (int)sy;
+        if (y0 > u - 1)
+            y0 = u - 1;
+        int y1 = y0 < u - 1 ? y0 + 1 : y0;
+        double fy = sy - y0;
+        for (int x = 0; x < w; x++) {
+            double sx = ((double)x + 0.5) * v / w - 0.5;
+            if (sx < 0.0)
+                sx = 0.0;
+            int x0 = (int)sx;
+            if (x0 > v - 1)
+                x0 = v - 1;
+            int x1 = x0 < v - 1 ? x0 + 1 : x0;
+            double fx = sx - x0;
+            out[(size_t)y * w + x] = (float)lerp(lerp(in[(size_t)y0 * v + x0], in[(size_t)y0 * v + x1], fx),
+                                                 lerp(in[(size_t)y1 * v + x0], in[(size_t)y1 * v + x1], fx), fy);
+        }
+    }
+}
+
+/* cam (u*v) = ReLU(sum_k alpha_k A_k), alpha_k = mean of dA_k; NaN kept. */
+static void gradcam_map(const float *a, const float *da, int K, int u, int v, float *cam)
+{
+    size_t plane = (size_t)u * v;
+    for (size_t i = 0; i < plane; i++)
+        cam[i] = 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float *g = da + (size_t)k * plane, *ak = a + (size_t)k * plane;
+        double alpha = 0.0;
+        for (size_t i = 0; i < plane; i++)
+            alpha += g[i];
+        alpha /= (double)plane;
+        if (alpha == 0.0)
+            continue; /* skips 0 * inf; NaN alpha still propagates below */
+        for (size_t i = 0; i < plane; i++)
+            cam[i] += (float)(alpha * ak[i]);
+    }
+    for (size_t i = 0; i < plane; i++)
+        if (!(cam[i] >= 0.0f) && cam[i] == cam[i])
+            cam[i] = 0.0f;
+}
+
+static cnv_status check_params(const cnv_saliency_params *p, cnv_err *err)
+{
+    if (!cnv_saliency_method_name(p->method))
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: unknown method %d", (int)p->method);
+    if (p->method == CNV_SALIENCY_SMOOTHGRAD) {
+        if (p->samples < 1)
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: samples is %d (>= 1)", p->samples);
+        if (!(p->noise >= 0.0f) || !isfinite(p->noise))
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: noise %g is not a finite value >= 0",
+                            p->noise);
+        if (p->batch < 1)
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: batch is %d (>= 1)", p->batch);
+    }
+    if (p->class_index < -1)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: class %d (use -1 for the top-1 class)",
+                        p->class_index);
+    return CNV_OK;
+}
+
+/* The batch's raw scores (n x K) after a forward pass up to `score`. */
+static cnv_status scores(cnv_session *s, const char *score, int n, float **sc, int *K, cnv_err *err)
+{
+    cnv_status st = cnv_session_forward_to(s, score);
+    if (st == CNV_OK)
+        st = cnv_viz_scores(s, score, n, sc, K, err);
+    return st;
+}
+
+/* SmoothGrad: sum over samples of the gradient at image + noise, in double
+ * so that sigma 0 gives back the plain gradient exactly (n equal floats
+ * sum exactly, and the division is exact). Sample j's noise comes from
+ * the stream (seed, j), whatever the batch. */
+static cnv_status smoothgrad(cnv_session *s, const char *score, const float *image, int c, int h,
+                             int w, int cls, const cnv_saliency_params *p, float *map, cnv_err *err)
+{
+    size_t item = (size_t)c * h * w;
+    int B = p->batch < p->samples ? p->batch : p->samples;
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < item; i++)
+        if (isfinite(image[i])) {
+            lo = image[i] < lo ? image[i] : lo;
+            hi = image[i] > hi ? image[i] : hi;
+        }
+    float sigma = lo < hi ? (float)(p->noise * (hi - lo)) : 0.0f;
+
+    cnv_status st = cnv_session_plan(s, B, h, w);
+    if (st != CNV_OK)
+        return st;
+    float *in = cnv_session_input(s), *sc;
+    int K;
+    if ((st = scores(s, score, B, &sc, &K, err)) != CNV_OK)
+        return st;
+    double *sum = cnv_calloc(item, sizeof *sum);
+    float *seed = cnv_malloc((size_t)B * K * sizeof *seed);
+    float *prob = cnv_malloc((size_t)K * sizeof *prob);
+    int *cls_of = cnv_malloc((size_t)B * sizeof *cls_of);
+    if (!sum || !seed || !prob || !cls_of) {
+        st = cnv_fail(err, CNV_ERR_NOMEM, "saliency: out of memory for SmoothGrad");
+        goto done;
+    }
+    for (int done = 0; done < p->samples; done += B) {
+        int used = p->samples - done < B ? p->samples - done : B;
+        for (int i = 0; i < B; i++) {
+            float *x = in + (size_t)i * item;
+            memcpy(x, image, item * sizeof *x);
+            cls_of[i] = i < used ? cls : -1; /* spare items: zero seed */
+            if (i >= used || sigma == 0.0f)
+                continue;
+            cnv_rng r;
+            cnv_rng_seed2(&r, p->seed, (uint64_t)(done + i));
+            for (size_t j = 0; j < item; j++)
+                x[j] += sigma * cnv_rng_normal(&r);
+        }
+        if ((st = scores(s, score, B, &sc, &K, err)) != CNV_OK)
+            goto done;
+        cnv_seed_classes(seed, B, K, cls_of);
+        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+            goto done;
+        const float *g = cnv_session_input_grad(s);
+        if (!g) {
+            st = cnv_fail(err, CNV_ERR_STATE, "saliency: '%s' does not depend on the input", score);
+            goto done;
+        }
+        double mean_score = 0.0, mean_prob = 0.0;
+        for (int i = 0; i < used; i++) {
+            const float *gi = g + (size_t)i * item;
+            for (size_t j = 0; j < item; j++)
+                sum[j] += gi[j];
+            cnv_softmax(sc + (size_t)i * K, K, prob);
+            mean_score += sc[(size_t)i * K + cls];
+            mean_prob += prob[cls];
+        }
+        if (p->progress && p->progress(p->user, done + used, p->samples, (float)(mean_score / used),
+                                       (float)(mean_prob / used))) {
+            st = cnv_fail(err, CNV_ERR_CANCELLED, "saliency: cancelled after %d of %d samples",
+                          done + used, p->samples);
+            goto done;
+        }
+    }
+    /* The mean gradient in the (now unused) first input slot, then |.| max. */
+    for (size_t j = 0; j < item; j++)
+        in[j] = (float)(sum[j] / p->samples);
+    abs_max_channels(in, c, (size_t)h * w, map);
+done:
+    cnv_free(sum);
+    cnv_free(seed);
+    cnv_free(prob);
+    cnv_free(cls_of);
+    return st;
+}
+
+static cnv_status gradcam(cnv_session *s, const cnv_model *m, int score_t, const char *score,
+                          const float *seed, int h, int w, const cnv_saliency_params *p,
+                          float *map, cnv_saliency_info *info, cnv_err *err)
+{
+    unsigned char *mark = cnv_malloc((size_t)m->n_tensors + 1);
+    if (!mark)
+        return cnv_fail(err, CNV_ERR_NOMEM, "saliency: out of memory");
+    cnv_status st = CNV_OK;
+    int t;
+    float *cam = NULL;
+    if (p->layer) {
+        const char *name;
+        char msg[256];
+        if ((st = cnv_find_layer(m, p->layer, &name, msg, sizeof msg)) != CNV_OK) {
+            st = cnv_fail(err, st, "Grad-CAM: %s", msg);
+            goto done;
+        }
+        t = cnv_model_find(m, name);
+        if (!feeds(m, t, score_t, mark)) {
+            st = cnv_fail(err, CNV_ERR_INVALID_ARG, "Grad-CAM: layer '%s' does not lead to the score '%s'",
+                          name, score);
+            goto done;
+        }
+    } else if ((t = default_cam_layer(s, m, score_t, mark)) < 0) {
+        st = cnv_fail(err, CNV_ERR_NOT_FOUND,
+                      "Grad-CAM: no Conv or Relu output with a spatial size above 1x1 leads to '%s'; "
+                      "name a layer",
+                      score);
+        goto done;
+    }
+    const char *name = m->tensors[t].name;
+    float *a, *da;
+    cnv_shape sh;
+    if ((st = cnv_session_tensor(s, name, &a, &sh)) != CNV_OK)
+        goto done;
+    if (sh.ndim != 4 || sh.dims[0] != 1) {
+        char buf[128];
+        st = cnv_fail(err, CNV_ERR_SHAPE, "Grad-CAM: layer '%s' has shape %s, not 1 x K x u x v", name,
+                      cnv_shape_str(&sh, buf, sizeof buf));
+        goto done;
+    }
+    if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+        goto done;
+    if ((st = cnv_session_grad(s, name, &da)) != CNV_OK) {
+        st = cnv_fail(err, st, "Grad-CAM: layer '%s' does not depend on the input", name);
+        goto done;
+    }
+    int K = (int)sh.dims[1], u = (int)sh.dims[2], v = (int)sh.dims[3];
+    cam = cnv_malloc((size_t)u * v * sizeof *cam);
+    if (!cam) {
+        st = cnv_fail(err, CNV_ERR_NOMEM, "Grad-CAM: out of memory");
+        goto done;
+    }
+    gradcam_map(a, da, K, u, v, cam);
+    bilinear(cam, u, v, map, h, w);
+    if (info) {
+        info->layer = name;
+        info->layer_height = u;
+        info->layer_width = v;
+    }
+done:
+    cnv_free(cam);
+    cnv_free(mark);
+    return st;
+}
+
+cnv_status cnv_saliency(cnv_session *s, const cnv_model *m, const float *image, int h, int w,
+                        const cnv_saliency_params *pp, float *map, cnv_saliency_info *info)
+{
+    if (!s)
+        return CNV_ERR_INVALID_ARG;
+    cnv_err *err = cnv_session_err(s);
+    if (!m || !image || !map || h < 1 || w < 1)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG,
+                        "saliency: needs a model, an image of at least 1x1 (got %dx%d) and a map", h, w);
+    cnv_saliency_params p = pp ? *pp : cnv_saliency_params_default();
+    cnv_status st = check_params(&p, err);
+    if (st != CNV_OK)
+        return st;
+    int c, dh, dw;
+    if ((st = cnv_viz_input_geom(m, &c, &dh, &dw, err)) != CNV_OK)
+        return st;
+    const char *score = p.score ? p.score : cnv_model_score_tensor(m);
+    int score_t = score ? cnv_model_find(m, score) : -1;
+    if (score_t < 0)
+        return cnv_fail(err, CNV_ERR_NOT_FOUND, "saliency: no score tensor '%s'",
+                        score ? score : "(the model has no output)");
+    if (info) {
+        memset(info, 0, sizeof *info);
+        info->class_index = -1;
+    }
+    /* Every method but GUIDED ascends the true gradient, whatever mode the
+     * session was left in. */
+    if ((st = cnv_session_set_relu_mode(s, CNV_RELU_GRAD)) != CNV_OK)
+        return st;
+    if ((st = cnv_session_plan(s, 1, h, w)) != CNV_OK)
+        return st;
+    size_t item = (size_t)c * h * w, plane = (size_t)h * w;
+    memcpy(cnv_session_input(s), image, item * sizeof(float));
+    float *sc;
+    int K;
+    if ((st = scores(s, score, 1, &sc, &K, err)) != CNV_OK)
+        return st;
+    int cls = p.class_index;
+    if (cls < 0) {
+        /* the top-1 class, NaN scores never chosen */
+        for (int k = 0; k < K; k++)
+            if (sc[k] == sc[k] && (cls < 0 || sc[k] > sc[cls]))
+                cls = k;
+        if (cls < 0)
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: every score of '%s' is NaN", score);
+    } else if (cls >= K) {
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: class %d is out of range ('%s' has %d classes)",
+                        cls, score, K);
+    }
+    float *seed = cnv_malloc((size_t)K * sizeof *seed);
+    float *prob = cnv_malloc((size_t)K * sizeof *prob);
+    if (!seed || !prob) {
+        st = cnv_fail(err, CNV_ERR_NOMEM, "saliency: out of memory");
+        goto done;
+    }
+    cnv_softmax(sc, K, prob);
+    if (info) {
+        info->class_index = cls;
+        info->score = sc[cls];
+        info->prob = prob[cls];
+    }
+    cnv_seed_classes(seed, 1, K, &cls);
+    switch (p.method) {
+    case CNV_SALIENCY_GRAD:
+    case CNV_SALIENCY_GUIDED: {
+        /* ReLU's forward is the same in both modes: only backward differs. */
+        if (p.method == CNV_SALIENCY_GUIDED && (st = cnv_session_set_relu_mode(s, CNV_RELU_GUIDED)) != CNV_OK)
+            break;
+        st = cnv_session_backward(s, score, seed);
+        cnv_session_set_relu_mode(s, CNV_RELU_GRAD);
+        if (st != CNV_OK)
+            break;
+        const float *g = cnv_session_input_grad(s);
+        if (!g) {
+            st = cnv_fail(err, CNV_ERR_STATE, "saliency: '%s' does not depend on the input", score);
+            break;
+        }
+        abs_max_channels(g, c, plane, map);
+        break;
+    }
+    case CNV_SALIENCY_SMOOTHGRAD:
+        st = smoothgrad(s, score, image, c, h, w, cls, &p, map, err);
+        break;
+    case CNV_SALIENCY_GRADCAM:
+        st = gradcam(s, m, score_t, score, seed, h, w, &p, map, info, err);
+        break;
+    }
+done:
+    cnv_free(seed);
+    cnv_free(prob);
+    return st;
+}
