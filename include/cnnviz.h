@@ -123,6 +123,10 @@ typedef struct cnv_shape {
  * overflows. */
 CNV_API int64_t cnv_shape_count(const cnv_shape *s);
 
+/* Softmax of k raw class scores into probs (k values; may be the same
+ * array): exp(s_j - log sum_i exp(s_i)), computed in double. */
+CNV_API void cnv_softmax(const float *scores, int k, float *probs);
+
 /* ----------------------------------------------------------------- model */
 
 /* A network: named tensors (inputs, parameters, activations) and nodes in

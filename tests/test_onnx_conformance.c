@@ -64,7 +64,7 @@ static int read_pb(const char *dir, const char *kind, int k, pbt *t, char *err, 
     void *data;
     size_t size;
     cnv_err e;
-    if (cnv_onnx_read_file(path, (size_t)1 << 30, &data, &size, &e) != CNV_OK) {
+    if (cnv_read_file(path, (size_t)1 << 30, &data, &size, &e) != CNV_OK) {
         snprintf(err, errlen, "%s", e.msg);
         return -1;
     }
@@ -118,7 +118,7 @@ static void run_case(ccase *c)
 
     char path[600];
     snprintf(path, sizeof path, "%s/model.onnx", dir);
-    if ((st = cnv_onnx_read_file(path, CNV_ONNX_MAX_FILE, &model, &model_size, &e)) != CNV_OK)
+    if ((st = cnv_read_file(path, CNV_ONNX_MAX_FILE, &model, &model_size, &e)) != CNV_OK)
         FAIL("%s", e.msg);
 
     int rc;

@@ -934,7 +934,7 @@ static void truncation_and_mutation(void **state)
     size_t size;
     cnv_err e;
     const char *path = NODE_DIR "/test_conv_with_strides_padding/model.onnx";
-    if (cnv_onnx_read_file(path, 1 << 20, &data, &size, &e) == CNV_OK) {
+    if (cnv_read_file(path, 1 << 20, &data, &size, &e) == CNV_OK) {
         torture(data, size, "test_conv_with_strides_padding");
         cnv_free(data);
     } else {
@@ -999,7 +999,7 @@ static int read_pb(const char *path, cnv_dtype *dt, cnv_shape *sh, void **v)
     size_t size;
     cnv_err e;
     char err[256];
-    if (cnv_onnx_read_file(path, 1 << 28, &data, &size, &e) != CNV_OK)
+    if (cnv_read_file(path, 1 << 28, &data, &size, &e) != CNV_OK)
         fail_msg("%s", e.msg);
     cnv_status st = cnv_tensor_read_pb(data, size, dt, sh, v, NULL, err, sizeof err);
     cnv_free(data);

@@ -120,6 +120,17 @@ cnv_status cnv_fail(cnv_err *err, cnv_status st, const char *fmt, ...)
     return st;
 }
 
+cnv_status cnv_errbuf_fail(char *buf, size_t len, cnv_status st, const char *fmt, ...)
+{
+    if (buf && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, len, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
 void cnv_err_clear(cnv_err *err)
 {
     if (err)

@@ -25,6 +25,9 @@ typedef struct cnv_err {
  * path reads `return cnv_fail(err, CNV_ERR_FORMAT, "...", ...);`. */
 cnv_status cnv_fail(cnv_err *err, cnv_status st, const char *fmt, ...) CNV_PRINTF(3, 4);
 void cnv_err_clear(cnv_err *err);
+/* The same for the caller buffers of handle-less functions (images, model
+ * queries): formats into buf (NULL or len 0: nothing) and returns st. */
+cnv_status cnv_errbuf_fail(char *buf, size_t len, cnv_status st, const char *fmt, ...) CNV_PRINTF(4, 5);
 /* Prepends "prefix: " to an existing message (adds context on the way up). */
 void cnv_err_prefix(cnv_err *err, const char *fmt, ...) CNV_PRINTF(2, 3);
 

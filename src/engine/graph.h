@@ -5,6 +5,7 @@
 #define CNV_GRAPH_H
 
 #include "core/base.h"
+#include "core/shape.h"
 #include "core/team.h"
 
 typedef struct cnv_op cnv_op;
@@ -189,13 +190,5 @@ const cnv_op *cnv_op_find(const char *type);
 /* The registry in order (for docs and `info`). */
 int cnv_op_count(void);
 const cnv_op *cnv_op_at(int i);
-
-/* ---- helpers shared by ops ---- */
-
-/* Sets *s to a 4-D shape. */
-void cnv_shape4(cnv_shape *s, int64_t n, int64_t c, int64_t h, int64_t w);
-int cnv_shape_equal(const cnv_shape *a, const cnv_shape *b);
-/* "1x3x224x224" into buf. */
-const char *cnv_shape_str(const cnv_shape *s, char *buf, size_t len);
 
 #endif

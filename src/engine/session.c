@@ -2,10 +2,10 @@
  * one arena, one shared workspace), then runs forward and backward with no
  * allocation. */
 #include <string.h>
-#include <time.h>
 
 #include <cblas.h>
 
+#include "core/clock.h"
 #include "engine/graph.h"
 
 #define ALIGN 64
@@ -544,22 +544,15 @@ float *cnv_session_input(cnv_session *s)
     return s && s->planned && s->m->n_inputs > 0 ? s->vals[s->m->inputs[0]].data : NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Runs node i forward (a fused Relu's work was done by its Conv). */
 static void run_forward(cnv_session *s, int i)
 {
     const cnv_node *n = &s->m->nodes[i];
-    double t0 = s->prof ? now_s() : 0.0;
+    double t0 = s->prof ? cnv_now() : 0.0;
     if (!s->fused[i])
         n->op->forward(&s->ctx[i]);
     if (s->prof)
-        s->prof[2 * i] += now_s() - t0;
+        s->prof[2 * i] += cnv_now() - t0;
     for (int k = 0; k < n->n_out; k++)
         s->valid[n->out[k]] = 1;
     if (s->ctx[i].fused_relu)
@@ -660,7 +653,7 @@ cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *s
         if (!s->nmark[i] || !s->has_grad[n->out[0]])
             continue;
         cnv_op_ctx *c = &s->ctx[i];
-        double t0 = s->prof ? now_s() : 0.0;
+        double t0 = s->prof ? cnv_now() : 0.0;
         for (int k = 0; k < n->n_in; k++) {
             int x = n->in[k], once = 1;
             unsigned char *st_k = s->store + (c->in - s->io) + k;
@@ -677,7 +670,7 @@ cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *s
         }
         n->op->backward(c);
         if (s->prof)
-            s->prof[2 * i + 1] += now_s() - t0;
+            s->prof[2 * i + 1] += cnv_now() - t0;
     }
     return CNV_OK;
 }

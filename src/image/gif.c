@@ -63,7 +63,7 @@ cnv_status cnv_gif_writer_open(const char *path, int width, int height, int dela
         return cnv_fail(&g->err, CNV_ERR_INVALID_ARG, "GIF: path is NULL");
     if (!cnv_mul_size((size_t)width * height, 4, &planes) || !(g->planes = cnv_malloc(planes)))
         return cnv_fail(&g->err, CNV_ERR_NOMEM, "GIF: out of memory for %dx%d frames", width, height);
-    cnv_status st = cnv_tmpfile_open(&g->file, path, g->err.msg, sizeof g->err.msg);
+    cnv_status st = cnv_tmpfile_open(&g->file, path, &g->err);
     if (st != CNV_OK)
         return st;
     int code = 0;
@@ -156,7 +156,7 @@ cnv_status cnv_gif_writer_close(cnv_gif_writer *g)
     if (rc == GIF_ERROR)
         return gif_fail(g, code, "finishing the file");
     g->closed = 1;
-    return cnv_tmpfile_commit(&g->file, g->err.msg, sizeof g->err.msg);
+    return cnv_tmpfile_commit(&g->file, &g->err);
 }
 
 void cnv_gif_writer_free(cnv_gif_writer *g)

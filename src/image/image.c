@@ -4,14 +4,9 @@
 #include "image/image.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* Debian's libstb is prebuilt, so compile-time knobs such as
  * STBI_MAX_DIMENSIONS or STBI_MALLOC cannot be set: sizes are checked on
@@ -20,18 +15,6 @@
 #include <stb_image.h>
 #include <stb_image_resize.h>
 #include <stb_image_write.h>
-
-cnv_status cnv_errbuf_fail(char *buf, size_t len, cnv_status st,
-                           const char *fmt, ...)
-{
-    if (buf && len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(buf, len, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 static void errbuf_clear(char *buf, size_t len)
 {
@@ -101,86 +84,6 @@ cnv_status cnv_image_create(int width, int height, int channels, cnv_image *out,
     cnv_status st = alloc_image(width, height, channels, out, errbuf, errlen);
     if (st == CNV_OK)
         memset(out->data, 0, (size_t)width * height * channels);
-    return st;
-}
-
-/* ------------------------------------------------------------ temp files */
-
-static atomic_uint g_tmp_counter;
-
-cnv_status cnv_tmpfile_open(cnv_tmpfile *t, const char *path, char *buf, size_t len)
-{
-    memset(t, 0, sizeof *t);
-    if (!path || !*path)
-        return cnv_errbuf_fail(buf, len, CNV_ERR_INVALID_ARG, "empty output path");
-    size_t plen = strlen(path), cap;
-    if (!cnv_add_size(plen, 64, &cap))
-        return cnv_errbuf_fail(buf, len, CNV_ERR_NOMEM, "output path too long");
-    t->path = cnv_strdup(path);
-    t->tmp_path = cnv_malloc(cap);
-    if (!t->path || !t->tmp_path) {
-        cnv_tmpfile_abort(t);
-        return cnv_errbuf_fail(buf, len, CNV_ERR_NOMEM, "out of memory");
-    }
-    /* open(O_EXCL) rather than mkstemp: the file gets the usual 0666 &
-     * ~umask permissions, and a name taken by another writer is retried. */
-    int fd = -1, tries;
-    for (tries = 0; tries < 100 && fd < 0; tries++) {
-        unsigned n = atomic_fetch_add(&g_tmp_counter, 1u);
-        snprintf(t->tmp_path, cap, "%s.%ld.%u.tmp", path, (long)getpid(), n);
-        fd = open(t->tmp_path, O_WRONLY | O_CREAT | O_EXCL, 0666);
-        if (fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (fd < 0) {
-        int e = errno;
-        cnv_tmpfile_abort(t);
-        return cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot write '%s': %s", path, strerror(e));
-    }
-    t->f = fdopen(fd, "wb");
-    if (!t->f) {
-        int e = errno;
-        close(fd);
-        cnv_tmpfile_abort(t);
-        return cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot write '%s': %s", path, strerror(e));
-    }
-    return CNV_OK;
-}
-
-void cnv_tmpfile_abort(cnv_tmpfile *t)
-{
-    if (!t)
-        return;
-    if (t->f) {
-        fclose(t->f);
-        unlink(t->tmp_path);
-    }
-    cnv_free(t->tmp_path);
-    cnv_free(t->path);
-    memset(t, 0, sizeof *t);
-}
-
-cnv_status cnv_tmpfile_commit(cnv_tmpfile *t, char *buf, size_t len)
-{
-    int e = 0;
-    if (fflush(t->f) != 0 || ferror(t->f))
-        e = errno ? errno : EIO;
-    /* fsync so that the rename never exposes an empty file after a crash. */
-    if (!e && fsync(fileno(t->f)) != 0 && errno != EINVAL && errno != EROFS)
-        e = errno;
-    if (fclose(t->f) != 0 && !e)
-        e = errno ? errno : EIO;
-    t->f = NULL;
-    if (!e && rename(t->tmp_path, t->path) != 0)
-        e = errno;
-    cnv_status st = CNV_OK;
-    if (e) {
-        unlink(t->tmp_path);
-        st = cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot write '%s': %s", t->path, strerror(e));
-    }
-    cnv_free(t->tmp_path);
-    cnv_free(t->path);
-    memset(t, 0, sizeof *t);
     return st;
 }
 
@@ -391,56 +294,6 @@ cnv_status cnv_image_load_memory(const void *data, size_t size, cnv_image *out,
     return decode(data, size, out, errbuf, errlen);
 }
 
-/* Reads a whole file, refusing more than CNV_IMAGE_MAX_FILE_BYTES. */
-static cnv_status read_file(const char *path, unsigned char **data, size_t *size,
-                            char *buf, size_t len)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    /* A device such as /dev/zero would be read up to the size cap first. */
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode)) {
-        fclose(f);
-        return cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot read '%s': %s", path,
-                               S_ISDIR(sb.st_mode) ? "is a directory" : "not a regular file");
-    }
-    unsigned char *p = NULL;
-    size_t cap = 0, n = 0;
-    cnv_status st = CNV_OK;
-    for (;;) {
-        if (!cnv_grow((void **)&p, &cap, n + 65536, 1)) {
-            st = cnv_errbuf_fail(buf, len, CNV_ERR_NOMEM, "'%s': out of memory reading the file", path);
-            break;
-        }
-        size_t got = fread(p + n, 1, cap - n, f);
-        n += got;
-        if (n > (size_t)CNV_IMAGE_MAX_FILE_BYTES) {
-            st = cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "'%s': larger than the %ld bytes accepted",
-                                 path, (long)CNV_IMAGE_MAX_FILE_BYTES);
-            break;
-        }
-        if (got == 0 || n < cap) {
-            if (ferror(f))
-                st = cnv_errbuf_fail(buf, len, CNV_ERR_IO, "cannot read '%s': %s", path,
-                                     strerror(errno ? errno : EIO));
-            else if (!feof(f))
-                continue;
-            break;
-        }
-    }
-    fclose(f);
-    if (st != CNV_OK) {
-        cnv_free(p);
-        return st;
-    }
-    *data = p;
-    *size = n;
-    return CNV_OK;
-}
-
 cnv_status cnv_image_load(const char *path, cnv_image *out, char *errbuf, size_t errlen)
 {
     errbuf_clear(errbuf, errlen);
@@ -449,11 +302,12 @@ cnv_status cnv_image_load(const char *path, cnv_image *out, char *errbuf, size_t
     memset(out, 0, sizeof *out);
     if (!path)
         return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_INVALID_ARG, "cnv_image_load: path is NULL");
-    unsigned char *data;
+    void *data;
     size_t size;
-    cnv_status st = read_file(path, &data, &size, errbuf, errlen);
+    cnv_err e;
+    cnv_status st = cnv_read_file(path, (size_t)CNV_IMAGE_MAX_FILE_BYTES, &data, &size, &e);
     if (st != CNV_OK)
-        return st;
+        return cnv_errbuf_fail(errbuf, errlen, st, "%s", e.msg);
     char msg[CNV_ERR_LEN];
     st = decode(data, size, out, msg, sizeof msg);
     cnv_free(data);
@@ -603,8 +457,9 @@ cnv_status cnv_image_write_png(const cnv_image *img, const char *path, char *err
     if (st != CNV_OK)
         return st;
     cnv_tmpfile t;
-    if ((st = cnv_tmpfile_open(&t, path, errbuf, errlen)) != CNV_OK)
-        return st;
+    cnv_err e;
+    if ((st = cnv_tmpfile_open(&t, path, &e)) != CNV_OK)
+        return cnv_errbuf_fail(errbuf, errlen, st, "%s", e.msg);
     png_sink sink = {t.f, 0};
     if (!stbi_write_png_to_func(png_write, &sink, img->width, img->height, img->channels,
                                 img->data, img->width * img->channels)) {
@@ -616,7 +471,9 @@ cnv_status cnv_image_write_png(const cnv_image *img, const char *path, char *err
         cnv_tmpfile_abort(&t);
         return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_IO, "cannot write '%s': %s", path, strerror(e));
     }
-    return cnv_tmpfile_commit(&t, errbuf, errlen);
+    if ((st = cnv_tmpfile_commit(&t, &e)) != CNV_OK)
+        return cnv_errbuf_fail(errbuf, errlen, st, "%s", e.msg);
+    return CNV_OK;
 }
 
 /* ---------------------------------------------------------- preprocessing */

@@ -4,6 +4,7 @@
 #ifndef CNV_ONNX_H
 #define CNV_ONNX_H
 
+#include "core/file.h"
 #include "engine/graph.h"
 #include "onnx/pb.h"
 
@@ -57,9 +58,5 @@ cnv_status cnv_onnx_load(const void *data, size_t size, const cnv_onnx_bind *bin
 
 /* Encodes m as a ModelProto into w (check w->failed afterwards). */
 void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m);
-
-/* Reads a whole file into a cnv_malloc'd buffer (at most max bytes). */
-cnv_status cnv_onnx_read_file(const char *path, size_t max, void **data, size_t *size,
-                              cnv_err *e);
 
 #endif

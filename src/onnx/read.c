@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* ------------------------------------------------------------ helpers */
 
@@ -1146,43 +1145,6 @@ cnv_status cnv_model_load_onnx_memory(const void *data, size_t size, cnv_model *
     return cnv_onnx_load(data, size, NULL, 0, out);
 }
 
-cnv_status cnv_onnx_read_file(const char *path, size_t max, void **data, size_t *size, cnv_err *e)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return cnv_fail(e, CNV_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    cnv_status st = CNV_OK;
-    long len = -1;
-    struct stat sb;
-    if (fstat(fileno(fp), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(fp);
-        return cnv_fail(e, CNV_ERR_IO, "cannot read %s: not a regular file", path);
-    }
-    if (fseek(fp, 0, SEEK_END) == 0)
-        len = ftell(fp);
-    if (len < 0 || fseek(fp, 0, SEEK_SET) != 0) {
-        st = cnv_fail(e, CNV_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-    } else if ((unsigned long)len > max) {
-        st = cnv_fail(e, CNV_ERR_UNSUPPORTED, "%s is %ld bytes; the limit is %zu", path, len, max);
-    } else {
-        uint8_t *buf = cnv_malloc((size_t)len);
-        if (!buf) {
-            st = cnv_fail(e, CNV_ERR_NOMEM, "out of memory reading %s (%ld bytes)", path, len);
-        } else if (fread(buf, 1, (size_t)len, fp) != (size_t)len || ferror(fp)) {
-            st = cnv_fail(e, CNV_ERR_IO, "cannot read %s: %s", path,
-                          ferror(fp) ? strerror(errno) : "file shrank while reading");
-            cnv_free(buf);
-        } else {
-            *data = buf;
-            *size = (size_t)len;
-        }
-    }
-    fclose(fp);
-    return st;
-}
-
 cnv_status cnv_model_load_onnx(const char *path, cnv_model **out)
 {
     if (!out)
@@ -1197,7 +1159,7 @@ cnv_status cnv_model_load_onnx(const char *path, cnv_model **out)
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "NULL path");
     void *data;
     size_t size;
-    st = cnv_onnx_read_file(path, CNV_ONNX_MAX_FILE, &data, &size, &m->err);
+    st = cnv_read_file(path, CNV_ONNX_MAX_FILE, &data, &size, &m->err);
     if (st == CNV_OK) {
         st = load_into(m, data, size, NULL, 0);
         if (st != CNV_OK && st != CNV_ERR_NOMEM)

@@ -1,14 +1,10 @@
 /* The native ONNX writer: encodes the internal model (graph.h) as a
- * ModelProto with pb.c's writer, and saves it atomically (temporary file in
- * the same directory, then rename). */
+ * ModelProto with pb.c's writer, and saves it atomically (core/file.h). */
 #include "onnx/onnx.h"
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define IR_VERSION 8
 
@@ -245,38 +241,16 @@ void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m)
 
 static cnv_status write_file(cnv_model *m, const char *path, const uint8_t *data, size_t size)
 {
-    size_t plen = strlen(path);
-    char *tmp = cnv_malloc(plen + 16);
-    if (!tmp)
-        return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory saving %s", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        cnv_status st = cnv_fail(&m->err, CNV_ERR_IO, "cannot create a temporary file next to %s: %s",
-                                 path, strerror(errno));
-        cnv_free(tmp);
-        return st;
-    }
-    /* mkstemp makes the file private (0600); a model is an ordinary file. */
-    (void)fchmod(fd, 0644);
-    cnv_status st = CNV_OK;
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        st = cnv_fail(&m->err, CNV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-    } else {
-        if (fwrite(data, 1, size, fp) != size || fflush(fp) != 0 || fsync(fd) != 0)
-            st = cnv_fail(&m->err, CNV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-        if (fclose(fp) != 0 && st == CNV_OK)
-            st = cnv_fail(&m->err, CNV_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    }
-    if (st == CNV_OK && rename(tmp, path) != 0)
-        st = cnv_fail(&m->err, CNV_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    cnv_tmpfile t;
+    cnv_status st = cnv_tmpfile_open(&t, path, &m->err);
     if (st != CNV_OK)
-        unlink(tmp);
-    cnv_free(tmp);
-    return st;
+        return st;
+    if (fwrite(data, 1, size, t.f) != size) {
+        int e = errno ? errno : EIO;
+        cnv_tmpfile_abort(&t);
+        return cnv_fail(&m->err, CNV_ERR_IO, "cannot write '%s': %s", path, strerror(e));
+    }
+    return cnv_tmpfile_commit(&t, &m->err);
 }
 
 cnv_status cnv_model_save_onnx(cnv_model *m, const char *path)

@@ -5,32 +5,25 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <pthread.h>
 
+#include "core/clock.h"
+#include "core/numeric.h"
+#include "core/rng.h"
 #include "engine/graph.h"
 
 /* ------------------------------------------------------------------ rng */
 
-/* splitmix64: tiny, seedable with any value, good enough for init and
- * shuffling; the sequence is fixed by the seed alone. */
+/* The trainer's stream is splitmix64's own sequence: its draws below fixed
+ * the shipped model's weights (docs/TRAINING.md gives its SHA-256). */
 typedef struct rng {
     uint64_t s;
 } rng;
 
 static uint64_t rng_u64(rng *r)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1). */
-static double rng_unit(rng *r)
-{
-    return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return cnv_splitmix64(&r->s);
 }
 
 /* Uniform integer in [0, n), n >= 1 (the bias of a 64-bit modulo is far
@@ -40,18 +33,11 @@ static uint64_t rng_below(rng *r, uint64_t n)
     return rng_u64(r) % n;
 }
 
-/* Standard normal (Box-Muller; one value per call keeps the stream simple). */
+/* Standard normal, one value per call. */
 static double rng_normal(rng *r)
 {
-    double u1 = 1.0 - rng_unit(r), u2 = rng_unit(r);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    double u1 = 1.0 - cnv_unit53(rng_u64(r)), u2 = cnv_unit53(rng_u64(r));
+    return cnv_box_muller(u1, u2);
 }
 
 /* -------------------------------------------------------------- builder */
@@ -247,16 +233,9 @@ static void softmax_xent(const float *logits, const uint8_t *labels, int b, int 
     for (int i = 0; i < b; i++) {
         const float *z = logits + (size_t)i * k;
         float *dz = dlogits + (size_t)i * k;
-        int best = 0;
-        for (int j = 1; j < k; j++)
-            if (z[j] > z[best])
-                best = j;
-        double zmax = z[best], sum = 0;
-        for (int j = 0; j < k; j++)
-            sum += exp((double)z[j] - zmax);
-        double lse = zmax + log(sum);
+        double lse = cnv_logsumexp(z, k, 1);
         total += lse - (double)z[labels[i]];
-        right += best == labels[i];
+        right += cnv_argmax(z, k) == labels[i];
         for (int j = 0; j < k; j++) {
             double pj = exp((double)z[j] - lse);
             dz[j] = (float)((pj - (j == labels[i])) / denom);
@@ -818,9 +797,9 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
     const uint8_t *labels = cnv_dataset_labels(train);
     int64_t total_steps = (int64_t)steps * p->epochs, step = 0;
     int shift = p->augment & CNV_AUG_SHIFT ? p->max_shift : 0, flip = (p->augment & CNV_AUG_FLIP) != 0;
-    double t0 = now_seconds();
+    double t0 = cnv_now();
     for (int e = 0; e < p->epochs && st == CNV_OK; e++) {
-        double te = now_seconds(), loss_sum = 0;
+        double te = cnv_now(), loss_sum = 0;
         int64_t right = 0;
         for (int i = n - 1; i > 0; i--) {
             int j = (int)rng_below(&r, (uint64_t)i + 1), tmp = t.order[i];
@@ -858,7 +837,7 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
         }
         if (st != CNV_OK)
             break;
-        double train_end = now_seconds();
+        double train_end = cnv_now();
         cnv_train_epoch ep;
         memset(&ep, 0, sizeof ep);
         ep.epoch = e + 1;
@@ -869,7 +848,7 @@ cnv_status cnv_train(cnv_model *m, const cnv_dataset *train, const cnv_dataset *
         ep.test_acc = -1;
         if (n_test > 0 && (st = test_pass(&t, test, n_test, &ep.test_acc)) != CNV_OK)
             break;
-        double end = now_seconds();
+        double end = cnv_now();
         ep.seconds = end - te;
         ep.total_seconds = end - t0;
         if (p->progress && p->progress(&ep, p->user))

@@ -8,62 +8,6 @@
 #include "engine/graph.h"
 #include "viz/viz.h"
 
-/* ------------------------------------------------------------------ RNG */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-void cnv_rng_seed(cnv_rng *r, uint64_t seed)
-{
-    uint64_t x = seed;
-    r->s = splitmix64(&x);
-    if (r->s == 0) /* xorshift's one fixed point */
-        r->s = 0x2545F4914F6CDD1Dull;
-}
-
-void cnv_rng_seed2(cnv_rng *r, uint64_t seed, uint64_t item)
-{
-    uint64_t x = seed;
-    uint64_t a = splitmix64(&x);
-    cnv_rng_seed(r, a ^ (item * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull));
-}
-
-uint64_t cnv_rng_next(cnv_rng *r)
-{
-    uint64_t x = r->s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    r->s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-float cnv_rng_uniform(cnv_rng *r)
-{
-    /* the top 24 bits: every value exactly representable, never 1.0 */
-    return (float)(cnv_rng_next(r) >> 40) * (1.0f / 16777216.0f);
-}
-
-float cnv_rng_normal(cnv_rng *r)
-{
-    double u1 = ((double)(cnv_rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
-    double u2 = (double)(cnv_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
-
-int cnv_rng_int(cnv_rng *r, int lo, int hi)
-{
-    if (hi <= lo)
-        return lo;
-    uint64_t span = (uint64_t)((int64_t)hi - lo) + 1;
-    return (int)((int64_t)lo + (int64_t)(cnv_rng_next(r) % span));
-}
-
 /* ----------------------------------------------------------- jitter roll */
 
 static int mod(int64_t a, int n)
@@ -285,29 +229,4 @@ cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, i
                         name, sh.ndim, sh.ndim > 0 ? (long long)sh.dims[0] : -1LL, n);
     *k = (int)(cnt / n);
     return CNV_OK;
-}
-
-void cnv_softmax(const float *scores, int k, float *prob)
-{
-    if (k <= 0)
-        return;
-    double mx = scores[0];
-    for (int j = 1; j < k; j++)
-        if (scores[j] > mx)
-            mx = scores[j];
-    double sum = 0.0;
-    for (int j = 0; j < k; j++)
-        sum += exp((double)scores[j] - mx);
-    /* a second pass so prob may be the scores array itself */
-    for (int j = 0; j < k; j++)
-        prob[j] = (float)(exp((double)scores[j] - mx) / sum);
-}
-
-int cnv_argmax(const float *v, int k)
-{
-    int b = 0;
-    for (int j = 1; j < k; j++)
-        if (v[j] > v[b])
-            b = j;
-    return b;
 }

@@ -5,26 +5,9 @@
 #ifndef CNV_VIZ_H
 #define CNV_VIZ_H
 
+#include "core/numeric.h"
+#include "core/rng.h"
 #include "engine/graph.h"
-
-/* ------------------------------------------------------------------ RNG */
-
-/* xorshift64* : small, fast, and the same sequence on every platform, so a
- * visualization is reproducible from its seed. */
-typedef struct cnv_rng {
-    uint64_t s;
-} cnv_rng;
-
-/* Any seed is fine (0 included): it is mixed through splitmix64. */
-void cnv_rng_seed(cnv_rng *r, uint64_t seed);
-/* A stream for item `item` of a batch: the same (seed, item) gives the same
- * stream whatever the batch size, so a class rendered alone or batched
- * starts from the same image. */
-void cnv_rng_seed2(cnv_rng *r, uint64_t seed, uint64_t item);
-uint64_t cnv_rng_next(cnv_rng *r);
-float cnv_rng_uniform(cnv_rng *r);          /* [0, 1) */
-float cnv_rng_normal(cnv_rng *r);           /* N(0, 1), Box-Muller */
-int cnv_rng_int(cnv_rng *r, int lo, int hi); /* lo..hi inclusive (lo <= hi) */
 
 /* ----------------------------------------------------------- jitter roll */
 
@@ -89,11 +72,5 @@ cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_er
  * session's buffer): its first dim must be the batch n. */
 cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, int *k,
                           cnv_err *err);
-
-/* Softmax of k scores into prob (in double; stable), prob may alias nothing
- * or be the same array as scores. */
-void cnv_softmax(const float *scores, int k, float *prob);
-/* Index of the largest of k values (the first on ties). */
-int cnv_argmax(const float *v, int k);
 
 #endif

@@ -4,8 +4,7 @@
 
 #include "engine/graph.h"
 #include "engine/ops/im2col.h"
-
-enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+#include "engine/ops/window.h"
 
 typedef struct conv_params {
     /* counts are 0 for an absent attribute; a rank other than 2 is kept
@@ -77,47 +76,9 @@ static cnv_status conv_parse(const cnv_node *n, void *params, int64_t opset,
     if (p->group < 1 || p->group > INT32_MAX)
         return cnv_fail(e, CNV_ERR_FORMAT, "group = %lld, must be in [1, 2^31)",
                         (long long)p->group);
-    const char *ap;
-    if ((st = cnv_attr_get_string(n, "auto_pad", "NOTSET", &ap, e)))
-        return st;
     /* with auto_pad set, a pads attribute (some exporters write zeros) is
      * ignored: auto_pad decides */
-    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
-        p->auto_pad = PAD_NOTSET;
-    else if (strcmp(ap, "SAME_UPPER") == 0)
-        p->auto_pad = PAD_SAME_UPPER;
-    else if (strcmp(ap, "SAME_LOWER") == 0)
-        p->auto_pad = PAD_SAME_LOWER;
-    else if (strcmp(ap, "VALID") == 0)
-        p->auto_pad = PAD_VALID;
-    else
-        return cnv_fail(e, CNV_ERR_FORMAT, "unknown auto_pad '%s'", ap);
-    return CNV_OK;
-}
-
-/* Output size along one axis and the pads auto_pad implies (ONNX: SAME_*
- * gives ceil(in/stride) outputs, the odd pad going to the end for UPPER and
- * to the beginning for LOWER). Returns 0 when the dilated kernel does not
- * fit in the padded input. */
-static int axis_out(int mode, int64_t in, int64_t k, int64_t s, int64_t d,
-                    int64_t *pb, int64_t *pe, int64_t *out)
-{
-    int64_t span = (k - 1) * d + 1; /* < 2^62: k, d <= INT32_MAX */
-    if (mode == PAD_VALID)
-        *pb = *pe = 0;
-    if (mode == PAD_SAME_UPPER || mode == PAD_SAME_LOWER) {
-        int64_t o = (in + s - 1) / s;
-        int64_t total = (o - 1) * s + span - in;
-        if (total < 0)
-            total = 0;
-        *pb = mode == PAD_SAME_UPPER ? total / 2 : total - total / 2;
-        *pe = total - *pb;
-    }
-    int64_t padded = in + *pb + *pe;
-    if (padded < span)
-        return 0;
-    *out = (padded - span) / s + 1;
-    return 1;
+    return cnv_auto_pad_parse(n, &p->auto_pad, e);
 }
 
 static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
@@ -177,15 +138,15 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     int64_t dh = p->n_dilations ? p->dilations[0] : 1, dw = p->n_dilations ? p->dilations[1] : 1;
     /* ONNX order: top, left, bottom, right */
     int64_t pt = 0, pl = 0, pb = 0, pr = 0;
-    if (p->auto_pad == PAD_NOTSET && p->n_pads) {
+    if (p->auto_pad == CNV_PAD_NOTSET && p->n_pads) {
         pt = p->pads[0];
         pl = p->pads[1];
         pb = p->pads[2];
         pr = p->pads[3];
     }
     int64_t oh, ow;
-    if (!axis_out(p->auto_pad, H, kh, sh, dh, &pt, &pb, &oh) ||
-        !axis_out(p->auto_pad, W, kw, sww, dw, &pl, &pr, &ow))
+    if (!cnv_window_axis(p->auto_pad, H, kh, sh, dh, 0, &pt, &pb, &oh) ||
+        !cnv_window_axis(p->auto_pad, W, kw, sww, dw, 0, &pl, &pr, &ow))
         return cnv_fail(e, CNV_ERR_SHAPE,
                         "kernel %lldx%lld (dilations %lld,%lld) is larger than the padded input: X %s, pads %lld,%lld,%lld,%lld",
                         (long long)kh, (long long)kw, (long long)dh, (long long)dw, sx,

@@ -9,8 +9,7 @@
 #endif
 
 #include "engine/graph.h"
-
-enum { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID };
+#include "engine/ops/window.h"
 
 /* Attributes of MaxPool / AveragePool as parsed; nk is the number of
  * spatial dims kernel_shape names (checked against the input at plan). */
@@ -100,20 +99,8 @@ static cnv_status pool_parse(const cnv_node *n, void *params, int64_t opset, cnv
         (st = get_ints_n(n, "pads", 2 * nk, 0, p->pads, e)) != CNV_OK)
         return st;
 
-    const char *ap;
-    if ((st = cnv_attr_get_string(n, "auto_pad", "NOTSET", &ap, e)) != CNV_OK)
+    if ((st = cnv_auto_pad_parse(n, &p->auto_pad, e)) != CNV_OK)
         return st;
-    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
-        p->auto_pad = PAD_NOTSET;
-    else if (strcmp(ap, "SAME_UPPER") == 0)
-        p->auto_pad = PAD_SAME_UPPER;
-    else if (strcmp(ap, "SAME_LOWER") == 0)
-        p->auto_pad = PAD_SAME_LOWER;
-    else if (strcmp(ap, "VALID") == 0)
-        p->auto_pad = PAD_VALID;
-    else
-        return cnv_fail(e, CNV_ERR_FORMAT, "unknown auto_pad '%s'", ap);
-
     if ((st = get_flag(n, "ceil_mode", &p->ceil_mode, e)) != CNV_OK ||
         (st = get_flag(n, "count_include_pad", &p->count_include_pad, e)) != CNV_OK ||
         (st = get_flag(n, "storage_order", &p->storage_order, e)) != CNV_OK)
@@ -121,44 +108,21 @@ static cnv_status pool_parse(const cnv_node *n, void *params, int64_t opset, cnv
     return CNV_OK;
 }
 
-/* One spatial dim: output size and resolved begin/end pads. The ceil_mode
- * rule drops a last window that would start beyond the input (entirely in
- * the end padding), as ONNX and PyTorch do. */
+/* One spatial dim: output size and resolved begin/end pads
+ * (cnv_window_axis), and no window of padding alone. */
 static cnv_status pool_dim(const pool_params *p, int i, int64_t in,
                            int64_t *out, int64_t *pb, int64_t *pe, cnv_err *e)
 {
     int64_t k = p->k[i], s = p->s[i], b = 0, en = 0, o;
-    if (p->auto_pad == PAD_SAME_UPPER || p->auto_pad == PAD_SAME_LOWER) {
-        o = (in + s - 1) / s;
-        int64_t total = (o - 1) * s + k - in;
-        if (total < 0)
-            total = 0;
-        if (p->auto_pad == PAD_SAME_UPPER) {
-            b = total / 2;
-            en = total - b;
-        } else {
-            en = total / 2;
-            b = total - en;
-        }
-    } else {
-        if (p->auto_pad == PAD_NOTSET) {
-            b = p->pads[i];
-            en = p->pads[i + p->nk];
-        }
-        int64_t span = in + b + en - k;
-        if (span < 0)
-            return cnv_fail(e, CNV_ERR_SHAPE,
-                            "kernel %lld is larger than the padded input %lld "
-                            "(spatial dim %d): output size < 1",
-                            (long long)k, (long long)(in + b + en), i);
-        if (p->ceil_mode && p->auto_pad == PAD_NOTSET) {
-            o = (span + s - 1) / s + 1;
-            if ((o - 1) * s >= in + b)
-                o--;
-        } else {
-            o = span / s + 1;
-        }
+    if (p->auto_pad == CNV_PAD_NOTSET) {
+        b = p->pads[i];
+        en = p->pads[i + p->nk];
     }
+    if (!cnv_window_axis(p->auto_pad, in, k, s, 1, p->ceil_mode, &b, &en, &o))
+        return cnv_fail(e, CNV_ERR_SHAPE,
+                        "kernel %lld is larger than the padded input %lld "
+                        "(spatial dim %d): output size < 1",
+                        (long long)k, (long long)(in + b + en), i);
     if (o < 1)
         return cnv_fail(e, CNV_ERR_SHAPE, "output size %lld < 1 (spatial dim %d)", (long long)o, i);
     /* Every window must hold an input element: the first starts at -b, the

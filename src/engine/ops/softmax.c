@@ -1,7 +1,6 @@
 /* Softmax (ONNX): before opset 13 over the input coerced to 2-D at axis (all
  * trailing dims together), from opset 13 over the single axis. */
-#include <math.h>
-
+#include "core/numeric.h"
 #include "engine/graph.h"
 
 typedef struct softmax_params {
@@ -53,31 +52,15 @@ static cnv_status softmax_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_s
     return CNV_OK;
 }
 
-/* x, y are (outer, n, inner): y = exp(x - max) / sum exp(x - max) over n. */
+/* x, y are (outer, n, inner): y = exp(x - logsumexp(x)) over n. */
 static void softmax_forward(cnv_op_ctx *c)
 {
     const softmax_geom *g = (const softmax_geom *)c->geom;
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
-    int64_t st = g->inner;
     for (int64_t o = 0; o < g->outer; o++)
-        for (int64_t i = 0; i < g->inner; i++) {
-            const float *xr = x + o * g->n * st + i;
-            float *yr = y + o * g->n * st + i;
-            float mx = xr[0];
-            for (int64_t j = 1; j < g->n; j++)
-                if (xr[j * st] > mx)
-                    mx = xr[j * st];
-            double sum = 0.0;
-            for (int64_t j = 0; j < g->n; j++) {
-                float ev = expf(xr[j * st] - mx);
-                yr[j * st] = ev;
-                sum += ev;
-            }
-            float inv = (float)(1.0 / sum);
-            for (int64_t j = 0; j < g->n; j++)
-                yr[j * st] *= inv;
-        }
+        for (int64_t i = 0; i < g->inner; i++)
+            cnv_softmax_strided(x + o * g->n * g->inner + i, g->n, g->inner, y + o * g->n * g->inner + i);
 }
 
 /* dx += y * (dy - sum(dy * y)) over n. */
