@@ -214,6 +214,26 @@ CNV_API const char *cnv_model_node_output(const cnv_model *m, int i);
 CNV_API const char *cnv_model_node_input(const cnv_model *m, int i, int k);
 CNV_API int cnv_model_node_input_count(const cnv_model *m, int i);
 CNV_API int cnv_model_has_tensor(const cnv_model *m, const char *name);
+/* Tensors by index (0 .. count - 1, stable for the model's life): inputs,
+ * constants and activations. The index of a name, or -1; the name of an
+ * index (owned by m), or NULL. */
+CNV_API int cnv_model_tensor_count(const cnv_model *m);
+CNV_API int cnv_model_tensor_index(const cnv_model *m, const char *name);
+CNV_API const char *cnv_model_tensor_name(const cnv_model *m, int t);
+
+/* Shapes without a session: what a plan for these input shapes (one per
+ * graph input, as for cnv_session_plan_shapes) gives every tensor, into
+ * shapes (n_shapes = cnv_model_tensor_count), and each node's forward
+ * floating-point operations (a multiply-add counts 2; element-wise ops 1
+ * per output element) into flops (n_flops = cnv_model_node_count; may be
+ * NULL). Allocates no tensor, starts no thread and leaves OpenBLAS alone.
+ * A query of a shared model: failures are written to errbuf (may be
+ * NULL), never to m. */
+CNV_API cnv_status cnv_model_infer_shapes(const cnv_model *m, int n_inputs,
+                                          const cnv_shape *inputs,
+                                          cnv_shape *shapes, int n_shapes,
+                                          double *flops, int n_flops,
+                                          char *errbuf, size_t errlen);
 
 /* The tensor of raw class scores (logits): the input of a final Softmax or
  * LogSoftmax node, else the first graph output; NULL without outputs. The

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "engine/graph.h"
+#include "engine/op.h"
 
 /* One convolution. pads[] are the pads the reference uses (top, left,
  * bottom, right); with auto_pad set they are the ones ONNX implies, worked
@@ -433,10 +433,8 @@ static void run_accumulate(const conv_case *k)
     conv_attrs at;
     make_attrs(k, &at);
     char name[] = "acc";
-    char type[] = "Conv";
     cnv_node node = { 0 };
     node.name = name;
-    node.op_type = type;
     node.op = op;
     node.n_in = 3;
     node.n_out = 1;

@@ -151,7 +151,7 @@ static void same_model(const cnv_model *a, const cnv_model *b)
     assert_int_equal(a->n_nodes, b->n_nodes);
     for (int i = 0; i < a->n_nodes; i++) {
         const cnv_node *x = &a->nodes[i], *y = &b->nodes[i];
-        assert_string_equal(x->op_type, y->op_type);
+        assert_string_equal(x->op->type, y->op->type);
         assert_string_equal(x->name, y->name);
         assert_int_equal(x->n_in, y->n_in);
         assert_int_equal(x->n_out, y->n_out);
@@ -194,7 +194,7 @@ static void same_model(const cnv_model *a, const cnv_model *b)
         assert_string_equal(cnv_model_output_name(a, i), cnv_model_output_name(b, i));
     assert_int_equal(a->n_meta, b->n_meta);
     for (int i = 0; i < a->n_meta; i++)
-        assert_string_equal(cnv_model_get_meta(b, a->meta_keys[i]), a->meta_values[i]);
+        assert_string_equal(cnv_model_get_meta(b, a->meta[i].key), a->meta[i].value);
 }
 
 /* Forward of y for a batch of 2 with fixed inputs, into out[6]. */

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
+#include "engine/testing.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------- helpers */

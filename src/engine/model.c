@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
 
 const char *cnv_version(void)
 {
@@ -36,7 +36,6 @@ static void free_attr(cnv_attr_def *a)
 static void free_node(cnv_node *n)
 {
     cnv_free(n->name);
-    cnv_free(n->op_type);
     cnv_free(n->in);
     cnv_free(n->out);
     for (int i = 0; i < n->n_attrs; i++)
@@ -56,15 +55,16 @@ void cnv_model_free(cnv_model *m)
     for (int i = 0; i < m->n_nodes; i++)
         free_node(&m->nodes[i]);
     for (int i = 0; i < m->n_meta; i++) {
-        cnv_free(m->meta_keys[i]);
-        cnv_free(m->meta_values[i]);
+        cnv_free(m->meta[i].key);
+        cnv_free(m->meta[i].value);
     }
     cnv_free(m->tensors);
     cnv_free(m->nodes);
     cnv_free(m->inputs);
     cnv_free(m->outputs);
-    cnv_free(m->meta_keys);
-    cnv_free(m->meta_values);
+    cnv_free(m->meta);
+    cnv_strmap_free(&m->tensor_index);
+    cnv_strmap_free(&m->meta_index);
     cnv_free(m);
 }
 
@@ -88,12 +88,22 @@ cnv_status cnv_model_set_opset(cnv_model *m, int64_t version)
 
 int cnv_model_find(const cnv_model *m, const char *name)
 {
-    /* Linear: models have hundreds of tensors, and lookups happen at build
-     * and plan time, not per iteration. */
-    for (int i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->tensors[i].name, name) == 0)
-            return i;
-    return -1;
+    return cnv_strmap_get(&m->tensor_index, name);
+}
+
+int cnv_model_tensor_count(const cnv_model *m)
+{
+    return m ? m->n_tensors : 0;
+}
+
+int cnv_model_tensor_index(const cnv_model *m, const char *name)
+{
+    return m && name ? cnv_model_find(m, name) : -1;
+}
+
+const char *cnv_model_tensor_name(const cnv_model *m, int t)
+{
+    return m && t >= 0 && t < m->n_tensors ? m->tensors[t].name : NULL;
 }
 
 int cnv_model_has_tensor(const cnv_model *m, const char *name)
@@ -132,12 +142,22 @@ static int push_tensor(cnv_model *m, const char *name, int kind)
     cnv_tensor_def *t = &m->tensors[m->n_tensors];
     memset(t, 0, sizeof *t);
     t->name = cnv_strdup(name);
-    if (!t->name)
+    if (!t->name || !cnv_strmap_put(&m->tensor_index, t->name, m->n_tensors)) {
+        cnv_free(t->name);
         return -1;
+    }
     t->kind = kind;
     t->dtype = CNV_FLOAT32;
     t->producer = -1;
     return m->n_tensors++;
+}
+
+/* Removes the last tensor (a node that failed halfway). */
+static void pop_tensor(cnv_model *m)
+{
+    cnv_tensor_def *t = &m->tensors[--m->n_tensors];
+    cnv_strmap_del(&m->tensor_index, t->name);
+    cnv_free(t->name);
 }
 
 static int push_index(int **arr, size_t *cap, int *n, int v)
@@ -334,13 +354,12 @@ cnv_status cnv_model_add_node(cnv_model *m, const char *op_type, const char *nam
     memset(n, 0, sizeof *n);
     n->op = op;
     n->name = cnv_strdup(name);
-    n->op_type = cnv_strdup(op_type);
     n->in = cnv_calloc((size_t)n_inputs + 1, sizeof *n->in);
     n->out = cnv_calloc((size_t)n_outputs + 1, sizeof *n->out);
     n->attrs = cnv_calloc((size_t)n_attrs + 1, sizeof *n->attrs);
     n->params = cnv_calloc(1, op->params_size ? op->params_size : 1);
     cnv_status st = CNV_OK;
-    if (!n->name || !n->op_type || !n->in || !n->out || !n->attrs || !n->params)
+    if (!n->name || !n->in || !n->out || !n->attrs || !n->params)
         st = CNV_ERR_NOMEM;
     for (int i = 0; st == CNV_OK && i < n_attrs; i++) {
         st = copy_attr(m, name, &attrs[i], &n->attrs[i]);
@@ -377,15 +396,15 @@ cnv_status cnv_model_add_node(cnv_model *m, const char *op_type, const char *nam
     }
     if (st != CNV_OK) {
         /* Roll back the tensors this node added. */
-        for (int i = 0; i < added; i++) {
-            cnv_free(m->tensors[m->n_tensors - 1].name);
-            m->n_tensors--;
-        }
+        for (int i = 0; i < added; i++)
+            pop_tensor(m);
         free_node(n);
         if (st == CNV_ERR_NOMEM)
             return cnv_fail(&m->err, st, "out of memory adding node '%s'", name);
         return st; /* message already set */
     }
+    if ((op->flags & CNV_OP_ACTIVATION) && n->n_in > 0 && n->in[0] >= 0)
+        m->tensors[n->in[0]].activated = 1;
     m->n_nodes++;
     return CNV_OK;
 }
@@ -415,22 +434,21 @@ cnv_status cnv_model_set_meta(cnv_model *m, const char *key, const char *value)
     char *v = cnv_strdup(value);
     if (!v)
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < m->n_meta; i++)
-        if (strcmp(m->meta_keys[i], key) == 0) {
-            cnv_free(m->meta_values[i]);
-            m->meta_values[i] = v;
-            return CNV_OK;
-        }
+    int i = cnv_strmap_get(&m->meta_index, key);
+    if (i >= 0) {
+        cnv_free(m->meta[i].value);
+        m->meta[i].value = v;
+        return CNV_OK;
+    }
     char *k = cnv_strdup(key);
-    size_t cap_v = m->cap_meta;
-    if (!k || !cnv_grow((void **)&m->meta_keys, &m->cap_meta, (size_t)m->n_meta + 1, sizeof(char *)) ||
-        !cnv_grow((void **)&m->meta_values, &cap_v, m->cap_meta, sizeof(char *))) {
+    if (!k || !cnv_grow((void **)&m->meta, &m->cap_meta, (size_t)m->n_meta + 1, sizeof *m->meta) ||
+        !cnv_strmap_put(&m->meta_index, k, m->n_meta)) {
         cnv_free(k);
         cnv_free(v);
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
     }
-    m->meta_keys[m->n_meta] = k;
-    m->meta_values[m->n_meta] = v;
+    m->meta[m->n_meta].key = k;
+    m->meta[m->n_meta].value = v;
     m->n_meta++;
     return CNV_OK;
 }
@@ -439,10 +457,8 @@ const char *cnv_model_get_meta(const cnv_model *m, const char *key)
 {
     if (!m || !key)
         return NULL;
-    for (int i = 0; i < m->n_meta; i++)
-        if (strcmp(m->meta_keys[i], key) == 0)
-            return m->meta_values[i];
-    return NULL;
+    int i = cnv_strmap_get(&m->meta_index, key);
+    return i >= 0 ? m->meta[i].value : NULL;
 }
 
 /* -------------------------------------------------------- introspection */
@@ -482,7 +498,7 @@ int cnv_model_node_count(const cnv_model *m)
 
 const char *cnv_model_node_op(const cnv_model *m, int i)
 {
-    return m && i >= 0 && i < m->n_nodes ? m->nodes[i].op_type : NULL;
+    return m && i >= 0 && i < m->n_nodes ? m->nodes[i].op->type : NULL;
 }
 
 const char *cnv_model_node_name(const cnv_model *m, int i)
@@ -508,20 +524,6 @@ const char *cnv_model_node_input(const cnv_model *m, int i, int k)
 int cnv_model_node_input_count(const cnv_model *m, int i)
 {
     return m && i >= 0 && i < m->n_nodes ? m->nodes[i].n_in : 0;
-}
-
-const char *cnv_model_score_tensor(const cnv_model *m)
-{
-    if (!m || m->n_outputs < 1)
-        return NULL;
-    int t = m->outputs[0], p = m->tensors[t].producer;
-    if (p >= 0) {
-        const cnv_node *n = &m->nodes[p];
-        if ((!strcmp(n->op_type, "Softmax") || !strcmp(n->op_type, "LogSoftmax")) && n->n_in >= 1 &&
-            n->in[0] >= 0)
-            return m->tensors[n->in[0]].name;
-    }
-    return m->tensors[t].name;
 }
 
 int cnv_model_param_count(const cnv_model *m)

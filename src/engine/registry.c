@@ -1,32 +1,22 @@
-/* The op registry: ONNX op_type -> implementation. One line per op; each op
- * lives in its own source file (conv.c, pool.c, ...). */
+/* The op registry: ONNX op_type -> implementation. CNV_OPS is the one
+ * list: it declares every op and makes the table. Each op lives in
+ * engine/ops/, one file per op family (conv.c, pool.c, ...). */
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
 
-extern const cnv_op cnv_op_relu;
-extern const cnv_op cnv_op_identity;
-extern const cnv_op cnv_op_dropout;
-extern const cnv_op cnv_op_flatten;
-extern const cnv_op cnv_op_reshape;
-extern const cnv_op cnv_op_add;
-extern const cnv_op cnv_op_conv;
-extern const cnv_op cnv_op_gemm;
-extern const cnv_op cnv_op_maxpool, cnv_op_averagepool, cnv_op_globalaveragepool, cnv_op_concat, cnv_op_softmax, cnv_op_batchnorm, cnv_op_pad;
-/* OPS-EXTERN (keep this marker: new ops add their extern line above) */
+/* X(name): the op is `const cnv_op cnv_op_<name>`, in table order. */
+#define CNV_OPS(X)                                                                                 \
+    X(relu) X(identity) X(dropout) X(flatten) X(reshape) X(add) X(conv) X(gemm) X(maxpool)        \
+    X(averagepool) X(globalaveragepool) X(concat) X(softmax) X(batchnorm) X(pad)
 
-static const cnv_op *const g_ops[] = {
-    &cnv_op_relu,
-    &cnv_op_identity,
-    &cnv_op_dropout,
-    &cnv_op_flatten,
-    &cnv_op_reshape,
-    &cnv_op_add,
-    &cnv_op_conv,
-    &cnv_op_gemm,
-    &cnv_op_maxpool, &cnv_op_averagepool, &cnv_op_globalaveragepool, &cnv_op_concat, &cnv_op_softmax, &cnv_op_batchnorm, &cnv_op_pad,
-    /* OPS-TABLE (keep this marker: new ops add their line above) */
-};
+#define DECLARE(name) extern const cnv_op cnv_op_##name;
+CNV_OPS(DECLARE)
+#undef DECLARE
+
+#define ENTRY(name) &cnv_op_##name,
+static const cnv_op *const g_ops[] = {CNV_OPS(ENTRY)};
+#undef ENTRY
 
 #define N_OPS (sizeof g_ops / sizeof g_ops[0])
 

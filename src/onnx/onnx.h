@@ -5,7 +5,7 @@
 #define CNV_ONNX_H
 
 #include "core/file.h"
-#include "engine/graph.h"
+#include "engine/op.h"
 #include "onnx/pb.h"
 
 /* Files larger than this are refused before reading (2 GiB, protobuf's own

@@ -1,4 +1,4 @@
-/* The native ONNX writer: encodes the internal model (graph.h) as a
+/* The native ONNX writer: encodes the internal model (engine/model.h) as a
  * ModelProto with pb.c's writer, and saves it atomically (core/file.h). */
 #include "onnx/onnx.h"
 
@@ -130,65 +130,60 @@ static void write_node(cnv_pbw *w, const cnv_model *m, const cnv_node *n)
         cnv_pbw_string(w, 2, m->tensors[n->out[i]].name);
     if (n->name && n->name[0])
         cnv_pbw_string(w, 3, n->name);
-    cnv_pbw_string(w, 4, n->op_type);
+    cnv_pbw_string(w, 4, n->op->type);
     for (int i = 0; i < n->n_attrs; i++)
         write_attr(w, &n->attrs[i]);
     cnv_pbw_end(w, nd);
 }
 
-/* Plans a session with every unknown input dim set (batch 1 or 2, other
- * sizes `size` or twice that, by alt) and reads each output's shape;
- * ndim -1 where it cannot. Returns 0 when planning fails. */
-static int plan_outputs(const cnv_model *m, cnv_shape *in, int alt, int64_t size, cnv_shape *out)
+/* Infers every tensor's shape (into all) with the unknown input dims set
+ * (batch 1 or 2, other sizes `size` or twice that, by alt) and copies the
+ * outputs' into out. Returns 0 when the shapes do not fit. */
+static int infer_outputs(const cnv_model *m, cnv_shape *in, cnv_shape *all, int alt, int64_t size,
+                         cnv_shape *out)
 {
-    cnv_session *s = NULL;
-    int ok = 0;
     for (int i = 0; i < m->n_inputs; i++) {
         in[i] = m->tensors[m->inputs[i]].shape;
         for (int k = 0; k < in[i].ndim; k++)
             if (in[i].dims[k] < 0)
                 in[i].dims[k] = k == 0 ? 1 + alt : size * (1 + alt);
     }
-    if (cnv_session_create(m, &s) == CNV_OK && cnv_session_plan_shapes(s, m->n_inputs, in) == CNV_OK) {
-        ok = 1;
-        for (int i = 0; i < m->n_outputs; i++)
-            if (cnv_session_tensor(s, m->tensors[m->outputs[i]].name, NULL, &out[i]) != CNV_OK)
-                out[i].ndim = -1;
-    }
-    cnv_session_free(s);
-    return ok;
+    if (cnv_model_infer_shapes(m, m->n_inputs, in, all, m->n_tensors, NULL, 0, NULL, 0) != CNV_OK)
+        return 0;
+    for (int i = 0; i < m->n_outputs; i++)
+        out[i] = all[m->outputs[i]];
+    return 1;
 }
 
 /* onnx.checker wants a shape on every graph output. The model stores
- * none, so they are found by planning: with the unknown input sizes at two
- * values, a dim that stays put is fixed and one that moves is unknown. An
- * output whose shape cannot be found gets ndim -1 (written without). */
+ * none, so they are inferred (no session: nothing is allocated or run):
+ * with the unknown input sizes at two values, a dim that stays put is
+ * fixed and one that moves is unknown. An output whose shape cannot be
+ * found gets ndim -1 (written without). */
 static void output_shapes(const cnv_model *m, cnv_shape *out)
 {
     for (int i = 0; i < m->n_outputs; i++)
         out[i].ndim = -1;
-    size_t n = m->n_inputs ? (size_t)m->n_inputs : 1;
-    cnv_shape *in = cnv_calloc(n, sizeof *in);
-    cnv_shape *alt = cnv_calloc((size_t)m->n_outputs, sizeof *alt);
+    cnv_shape *in = cnv_calloc(m->n_inputs ? (size_t)m->n_inputs : 1, sizeof *in);
+    cnv_shape *all = cnv_calloc((size_t)m->n_tensors + 1, sizeof *all);
+    cnv_shape *alt = cnv_calloc((size_t)m->n_outputs + 1, sizeof *alt);
     /* Small sizes first; a deep net that needs more gets ImageNet's. */
     int64_t size = 64;
-    int ok = in && alt && plan_outputs(m, in, 0, size, out);
-    if (in && alt && !ok)
-        ok = plan_outputs(m, in, 0, size = 224, out);
+    int ok = in && all && alt && infer_outputs(m, in, all, 0, size, out);
+    if (in && all && alt && !ok)
+        ok = infer_outputs(m, in, all, 0, size = 224, out);
     if (ok) {
-        int ok2 = plan_outputs(m, in, 1, size, alt);
-        for (int i = 0; i < m->n_outputs; i++) {
-            if (out[i].ndim < 0)
-                continue;
+        int ok2 = infer_outputs(m, in, all, 1, size, alt);
+        for (int i = 0; i < m->n_outputs; i++)
             for (int k = 0; k < out[i].ndim; k++)
                 if (!ok2 || alt[i].ndim != out[i].ndim || alt[i].dims[k] != out[i].dims[k])
                     out[i].dims[k] = -1;
-        }
     } else {
         for (int i = 0; i < m->n_outputs; i++)
             out[i].ndim = -1;
     }
     cnv_free(in);
+    cnv_free(all);
     cnv_free(alt);
 }
 
@@ -233,8 +228,8 @@ void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m)
 
     for (int i = 0; i < m->n_meta; i++) {
         size_t kv = cnv_pbw_begin(w, 14);
-        cnv_pbw_string(w, 1, m->meta_keys[i]);
-        cnv_pbw_string(w, 2, m->meta_values[i]);
+        cnv_pbw_string(w, 1, m->meta[i].key);
+        cnv_pbw_string(w, 2, m->meta[i].value);
         cnv_pbw_end(w, kv);
     }
 }

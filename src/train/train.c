@@ -11,7 +11,7 @@
 #include "core/clock.h"
 #include "core/numeric.h"
 #include "core/rng.h"
-#include "engine/graph.h"
+#include "engine/session.h"
 
 /* ------------------------------------------------------------------ rng */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/session.h"
 #include "viz/viz.h"
 
 /* ----------------------------------------------------------- jitter roll */

@@ -4,7 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/query.h"
+#include "engine/session.h"
 #include "viz/viz.h"
 
 cnv_dream_params cnv_dream_params_default(void)
@@ -239,11 +240,9 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
     r.s = s;
     r.layer = layer;
     r.ascent = layer;
-    if (p.pre_relu) {
-        int t = cnv_model_find(m, layer), pn = m->tensors[t].producer;
-        if (pn >= 0 && !strcmp(m->nodes[pn].op_type, "Relu") && m->nodes[pn].n_in >= 1 && m->nodes[pn].in[0] >= 0)
-            r.ascent = m->tensors[m->nodes[pn].in[0]].name;
-    }
+    int pre = p.pre_relu ? cnv_model_pre_activation(m, cnv_model_find(m, layer)) : -1;
+    if (pre >= 0)
+        r.ascent = m->tensors[pre].name;
     r.p = &p;
     r.mean = mean;
     r.std = std;

@@ -1,132 +1,12 @@
-/* Neuron and layer visualization: layer names as users type them, the
- * layers a contact sheet shows, and the image that maximizes one channel
- * (or unit) of a layer, batched over channels. */
+/* Neuron visualization: the image that maximizes one channel (or unit) of
+ * a layer, batched over channels. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/query.h"
+#include "engine/session.h"
 #include "viz/viz.h"
-
-/* --------------------------------------------------------------- layers */
-
-static int is_layer(const cnv_model *m, int t)
-{
-    return t >= 0 && m->tensors[t].kind != CNV_T_CONST;
-}
-
-cnv_status cnv_find_layer(const cnv_model *m, const char *text, const char **name, char *errbuf,
-                          size_t errlen)
-{
-    char dummy[8];
-    if (!errbuf || !errlen) {
-        errbuf = dummy;
-        errlen = sizeof dummy;
-    }
-    errbuf[0] = '\0';
-    if (!m || !text || !name || !*text) {
-        snprintf(errbuf, errlen, "no layer name given");
-        return CNV_ERR_INVALID_ARG;
-    }
-    int t = cnv_model_find(m, text);
-    if (t >= 0) {
-        if (!is_layer(m, t)) {
-            snprintf(errbuf, errlen, "'%s' is a constant (a weight), not a layer", text);
-            return CNV_ERR_NOT_FOUND;
-        }
-        *name = m->tensors[t].name;
-        return CNV_OK;
-    }
-    for (int i = 0; i < m->n_nodes; i++)
-        if (m->nodes[i].name && !strcmp(m->nodes[i].name, text)) {
-            *name = m->tensors[m->nodes[i].out[0]].name;
-            return CNV_OK;
-        }
-    int found = -1, count = 0;
-    for (int i = 0; i < m->n_nodes; i++)
-        for (int k = 0; k < m->nodes[i].n_out; k++) {
-            int o = m->nodes[i].out[k];
-            if (strstr(m->tensors[o].name, text)) {
-                if (count == 0)
-                    found = o;
-                count++;
-            }
-        }
-    if (count == 1) {
-        *name = m->tensors[found].name;
-        return CNV_OK;
-    }
-    if (count == 0) {
-        snprintf(errbuf, errlen,
-                 "no layer '%s': no tensor or node has that name, and no layer name contains it "
-                 "('cnnviz info' lists the layers)",
-                 text);
-        return CNV_ERR_NOT_FOUND;
-    }
-    /* Ambiguous: name the first few so the user can pick. */
-    size_t len = (size_t)snprintf(errbuf, errlen, "layer '%s' is ambiguous: %d layers contain it (", text,
-                                  count);
-    int shown = 0;
-    for (int i = 0; i < m->n_nodes && shown < 3; i++)
-        for (int k = 0; k < m->nodes[i].n_out && shown < 3; k++) {
-            const char *o = m->tensors[m->nodes[i].out[k]].name;
-            if (!strstr(o, text) || len >= errlen)
-                continue;
-            len += (size_t)snprintf(errbuf + len, errlen - len, "%s'%s'", shown ? ", " : "", o);
-            shown++;
-        }
-    if (len < errlen)
-        snprintf(errbuf + len, errlen - len, "%s); give more of the name", count > shown ? ", ..." : "");
-    return CNV_ERR_NOT_FOUND;
-}
-
-int cnv_viz_layers(const cnv_model *m, int max, const char **names)
-{
-    if (!m)
-        return 0;
-    /* First pass counts, second writes the chosen ones. */
-    int total = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        int idx = 0, written = 0;
-        for (int i = 0; i < m->n_nodes; i++) {
-            const cnv_node *n = &m->nodes[i];
-            int take = !strcmp(n->op_type, "Relu");
-            if (!strcmp(n->op_type, "Conv")) {
-                take = 1;
-                for (int j = i + 1; j < m->n_nodes && take; j++)
-                    if (!strcmp(m->nodes[j].op_type, "Relu") && m->nodes[j].in[0] == n->out[0])
-                        take = 0;
-            }
-            if (!take)
-                continue;
-            if (pass == 1) {
-                int keep;
-                if (max <= 0 || total <= max) {
-                    keep = 1;
-                } else if (max == 1) {
-                    keep = idx == total - 1;
-                } else {
-                    /* idx is kept when it is the rounded k-th of max evenly
-                     * spaced positions over 0..total-1 */
-                    keep = 0;
-                    for (int k = 0; k < max && !keep; k++)
-                        keep = (int)(((int64_t)k * (total - 1) * 2 + (max - 1)) / (2 * (max - 1))) == idx;
-                }
-                if (keep) {
-                    if (names)
-                        names[written] = m->tensors[n->out[0]].name;
-                    written++;
-                }
-            }
-            idx++;
-        }
-        if (pass == 0)
-            total = idx;
-        else
-            return written;
-    }
-    return 0;
-}
 
 /* --------------------------------------------------------------- neuron */
 
@@ -170,16 +50,12 @@ static cnv_status check_params(const cnv_neuron_params *p, cnv_err *err)
     return CNV_OK;
 }
 
-/* The tensor the ascent seeds: the layer, or the input of the Relu that
- * made it (same shape) when pre_relu is on. */
+/* The tensor the ascent seeds: the layer, or the input of the activation
+ * that made it (same shape) when pre_relu is on. */
 static const char *ascent_tensor(const cnv_model *m, const char *layer, int pre_relu)
 {
-    int t = cnv_model_find(m, layer);
-    int p = t >= 0 ? m->tensors[t].producer : -1;
-    if (!pre_relu || p < 0 || strcmp(m->nodes[p].op_type, "Relu") || m->nodes[p].n_in < 1 ||
-        m->nodes[p].in[0] < 0)
-        return layer;
-    return m->tensors[m->nodes[p].in[0]].name;
+    int pre = pre_relu ? cnv_model_pre_activation(m, cnv_model_find(m, layer)) : -1;
+    return pre >= 0 ? m->tensors[pre].name : layer;
 }
 
 /* The layer as n x C x P (P: spatial positions, 1 for a 2-D layer). */

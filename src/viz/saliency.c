@@ -3,7 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/query.h"
+#include "engine/session.h"
 #include "viz/viz.h"
 
 static const char *const g_method_names[] = {"grad", "smoothgrad", "guided", "gradcam"};
@@ -54,39 +55,19 @@ static void abs_max_channels(const float *g, int c, size_t plane, float *map)
     }
 }
 
-/* Does tensor `from` feed (directly or not) tensor `to`? Nodes are stored
- * after their producers, so one backward sweep over them answers it. */
-static int feeds(const cnv_model *m, int from, int to, unsigned char *mark)
-{
-    memset(mark, 0, (size_t)m->n_tensors);
-    mark[to] = 1;
-    for (int i = m->n_nodes - 1; i >= 0; i--) {
-        const cnv_node *n = &m->nodes[i];
-        int hit = 0;
-        for (int k = 0; k < n->n_out; k++)
-            hit |= mark[n->out[k]];
-        if (!hit)
-            continue;
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0)
-                mark[n->in[k]] = 1;
-    }
-    return mark[from];
-}
-
-/* Grad-CAM's default layer: the last Conv or Relu output, in node order,
- * that is 4-D with more than one spatial position in the current plan and
- * leads to the score. */
+/* Grad-CAM's default layer: the last layer (an activation's output or a
+ * feature map), in node order, that is 4-D with more than one spatial
+ * position in the current plan and leads to the score. */
 static int default_cam_layer(cnv_session *s, const cnv_model *m, int score, unsigned char *mark)
 {
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         const cnv_node *n = &m->nodes[i];
-        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Relu"))
+        if (!cnv_model_node_is_layer(m, i))
             continue;
         cnv_shape sh;
         if (cnv_session_tensor(s, m->tensors[n->out[0]].name, NULL, &sh) != CNV_OK)
             continue;
-        if (sh.ndim == 4 && sh.dims[2] * sh.dims[3] > 1 && feeds(m, n->out[0], score, mark))
+        if (sh.ndim == 4 && sh.dims[2] * sh.dims[3] > 1 && cnv_model_feeds(m, n->out[0], score, mark))
             return n->out[0];
     }
     return -1;
@@ -279,7 +260,7 @@ static cnv_status gradcam(cnv_session *s, const cnv_model *m, int score_t, const
             goto done;
         }
         t = cnv_model_find(m, name);
-        if (!feeds(m, t, score_t, mark)) {
+        if (!cnv_model_feeds(m, t, score_t, mark)) {
             st = cnv_fail(err, CNV_ERR_INVALID_ARG, "Grad-CAM: layer '%s' does not lead to the score '%s'",
                           name, score);
             goto done;

@@ -7,7 +7,7 @@
 
 #include "core/numeric.h"
 #include "core/rng.h"
-#include "engine/graph.h"
+#include "engine/session.h"
 
 /* ----------------------------------------------------------- jitter roll */
 

@@ -3,7 +3,7 @@
  * and to every per-channel input whose gradient is wanted. */
 #include <math.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
 
 typedef struct bn_params {
     float epsilon;

@@ -2,7 +2,8 @@
  * CNV_MAX_DIMS); backward splits the gradient back. */
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
+#include "engine/ops/elementwise.h"
 
 typedef struct concat_params {
     int64_t axis;
@@ -81,7 +82,8 @@ static cnv_status concat_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_si
     return CNV_OK;
 }
 
-int cnv_concat_view(const cnv_op_ctx *c, int k, int64_t *offset)
+/* Input k is one slice of y when nothing is outside the axis (outer 1). */
+static int concat_input_view(const cnv_op_ctx *c, int k, int64_t *offset)
 {
     const concat_geom *g = (const concat_geom *)c->geom;
     if (g->outer != 1)
@@ -93,7 +95,7 @@ int cnv_concat_view(const cnv_op_ctx *c, int k, int64_t *offset)
 }
 
 /* in[k] is (outer, len_k, inner), y is (outer, sum len_k, inner). An input
- * the planner placed inside y (cnv_concat_view) is already there. */
+ * the planner placed inside y (concat_input_view) is already there. */
 static void concat_forward(cnv_op_ctx *c)
 {
     const concat_geom *g = (const concat_geom *)c->geom;
@@ -130,4 +132,5 @@ const cnv_op cnv_op_concat = {
     .flags = CNV_OP_GRAD_STORE | CNV_OP_ALL_REQUIRED,
     .params_size = sizeof(concat_params), .parse = concat_parse, .plan = concat_plan,
     .forward = concat_forward, .backward = concat_backward,
+    .input_view = concat_input_view,
 };

@@ -2,7 +2,7 @@
  * pads and auto_pad, as im2col + GEMM per image and group; its backward. */
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
 #include "engine/ops/im2col.h"
 #include "engine/ops/window.h"
 
@@ -217,7 +217,7 @@ typedef struct conv_unit {
     const float *w;  /* the group's filters */
     const float *b;  /* the group's biases, or NULL */
     float *y;        /* the group's output channels of image n */
-    float *y_relu;   /* the same in the fused Relu's output, or NULL */
+    float *y_epi;    /* the same in the fused epilogue's output, or NULL */
     const float *dy; /* the group's output gradient */
     float *dx;       /* the group's input gradient channels */
     float *col;      /* column matrix (K, P) */
@@ -237,7 +237,7 @@ static conv_unit unit_at(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work
         .w = c->in[1]->data + gr * g->mg * g->k,
         .b = bv ? bv->data + gr * g->mg : NULL,
         .y = c->out[0]->data + out_off,
-        .y_relu = c->fused_relu ? c->fused_relu->data + out_off : NULL,
+        .y_epi = c->epilogue.fn ? c->epilogue.out->data + out_off : NULL,
         .dy = c->out[0]->grad ? c->out[0]->grad + out_off : NULL,
         .dx = c->in[0]->grad ? c->in[0]->grad + in_off : NULL,
         .col = work,
@@ -254,11 +254,12 @@ static void bias_block(void *arg, int m0, int m1, int n0, int n1)
         fill(u->y + m * u->g->p + n0, u->b[m], n1 - n0);
 }
 
-static void relu_block(void *arg, int m0, int m1, int n0, int n1)
+static void epilogue_block(void *arg, int m0, int m1, int n0, int n1)
 {
     const conv_unit *u = arg;
+    const cnv_epilogue *ep = &u->c->epilogue;
     for (int64_t m = m0; m < m1; m++)
-        cnv_relu(u->y + m * u->g->p + n0, u->y_relu + m * u->g->p + n0, n1 - n0);
+        ep->fn(u->y + m * u->g->p + n0, u->y_epi + m * u->g->p + n0, n1 - n0, ep->params);
 }
 
 static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)
@@ -284,17 +285,17 @@ static const float *unit_columns(conv_unit *u)
     return u->col;
 }
 
-/* y = w * im2col(x) + b, and relu(y) into the fused Relu's output. Each
+/* y = w * im2col(x) + b, and the fused epilogue of y into its output. Each
  * thread writes the bias into its block of y just before its GEMM adds to
  * it (beta = 1: that replaces both the pass with which the BLAS clears C
- * for beta = 0 and a pass adding the bias) and applies the ReLU right
+ * for beta = 0 and a pass adding the bias) and applies the epilogue right
  * after, while the block is in its cache. */
 static void unit_forward(conv_unit *u)
 {
     const conv_geom *g = u->g;
     const int Mg = (int)g->mg, K = (int)g->k, P = (int)g->p;
     const float *col = unit_columns(u);
-    cnv_gemm_hooks h = { u->b ? bias_block : NULL, u->y_relu ? relu_block : NULL, u };
+    cnv_gemm_hooks h = { u->b ? bias_block : NULL, u->y_epi ? epilogue_block : NULL, u };
     cnv_sgemm_hooked(u->team, 0, 0, Mg, P, K, 1.0f, u->w, K, col, P, u->b ? 1.0f : 0.0f, u->y, P, &h);
 }
 
@@ -457,13 +458,21 @@ static void conv_backward(cnv_op_ctx *c)
     }
 }
 
+/* 2 per multiply-add: N * M * P outputs of K products each. */
+static double conv_flops(const cnv_op_ctx *c)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    return 2.0 * (double)g->n * (double)g->m * (double)g->p * (double)g->k;
+}
+
 const cnv_op cnv_op_conv = {
     .type = "Conv",
     .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
-    .flags = CNV_OP_GRAD_STORE,
+    .flags = CNV_OP_GRAD_STORE | CNV_OP_TAKES_EPILOGUE | CNV_OP_FEATURES,
     .params_size = sizeof(conv_params),
     .parse = conv_parse,
     .plan = conv_plan,
     .forward = conv_forward,
     .backward = conv_backward,
+    .flops = conv_flops,
 };

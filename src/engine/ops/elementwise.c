@@ -2,7 +2,8 @@
  * with ONNX (numpy) broadcasting. */
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
+#include "engine/ops/elementwise.h"
 
 /* ----------------------------------------------------------------- Relu */
 
@@ -20,9 +21,11 @@ static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cn
  * branch; a plain loop compiled to one branch per element, which
  * mispredicts on the half of the activations that are negative. */
 
-// y = max(x, 0); NaN passes through, as in ONNX and PyTorch.
-void cnv_relu(const float *restrict x, float *restrict y, int64_t n)
+// y = max(x, 0); NaN passes through, as in ONNX and PyTorch. It is also
+// the epilogue a Conv applies for a Relu that reads it.
+static void relu(const float *restrict x, float *restrict y, int64_t n, const void *params)
 {
+    (void)params;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) {
@@ -38,7 +41,7 @@ static void relu_part(void *job, int64_t lo, int64_t hi, int tid)
     (void)tid;
     const cnv_op_ctx *c = job;
     lo *= 16, hi = hi * 16 < c->out[0]->count ? hi * 16 : c->out[0]->count;
-    cnv_relu(c->in[0]->data + lo, c->out[0]->data + lo, hi - lo);
+    relu(c->in[0]->data + lo, c->out[0]->data + lo, hi - lo, NULL);
 }
 
 /* The element-wise loops split into blocks of 16 floats (whole cache
@@ -118,8 +121,9 @@ static void relu_backward(cnv_op_ctx *c)
 
 const cnv_op cnv_op_relu = {
     .type = "Relu", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
-    .flags = CNV_OP_GRAD_STORE,
+    .flags = CNV_OP_GRAD_STORE | CNV_OP_ACTIVATION,
     .plan = same_shape_plan, .forward = relu_forward, .backward = relu_backward,
+    .epilogue = relu,
 };
 
 /* ------------------------------------------------------------- Identity */

@@ -2,8 +2,7 @@
  * broadcast to Y, as one GEMM; its backward to A, B and C. */
 #include <string.h>
 
-
-#include "engine/graph.h"
+#include "engine/op.h"
 
 typedef struct gemm_params {
     float alpha, beta;
@@ -151,6 +150,13 @@ static void gemm_backward(cnv_op_ctx *c)
     }
 }
 
+/* 2 per multiply-add: m * n outputs of k products each. */
+static double gemm_flops(const cnv_op_ctx *c)
+{
+    const gemm_geom *g = (const gemm_geom *)c->geom;
+    return 2.0 * (double)g->m * (double)g->n * (double)g->k;
+}
+
 const cnv_op cnv_op_gemm = {
     .type = "Gemm",
     .min_in = 2, .max_in = 3, .min_out = 1, .max_out = 1,
@@ -159,4 +165,5 @@ const cnv_op cnv_op_gemm = {
     .plan = gemm_plan,
     .forward = gemm_forward,
     .backward = gemm_backward,
+    .flops = gemm_flops,
 };

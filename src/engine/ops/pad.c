@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
 
 typedef struct pad_params {
     int64_t opset;

@@ -8,7 +8,8 @@
 #include <immintrin.h>
 #endif
 
-#include "engine/graph.h"
+#include "engine/op.h"
+#include "engine/testing.h"
 #include "engine/ops/window.h"
 
 /* Attributes of MaxPool / AveragePool as parsed; nk is the number of

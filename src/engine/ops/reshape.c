@@ -2,7 +2,8 @@
  * The values are copied (each tensor owns its buffer in the plan). */
 #include <string.h>
 
-#include "engine/graph.h"
+#include "engine/op.h"
+#include "engine/ops/elementwise.h"
 
 static void copy_forward(cnv_op_ctx *c)
 {

@@ -1,7 +1,7 @@
 /* Softmax (ONNX): before opset 13 over the input coerced to 2-D at axis (all
  * trailing dims together), from opset 13 over the single axis. */
 #include "core/numeric.h"
-#include "engine/graph.h"
+#include "engine/op.h"
 
 typedef struct softmax_params {
     int64_t axis;
@@ -85,6 +85,7 @@ static void softmax_backward(cnv_op_ctx *c)
 
 const cnv_op cnv_op_softmax = {
     .type = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_PROBABILITIES,
     .params_size = sizeof(softmax_params), .parse = softmax_parse, .plan = softmax_plan,
     .forward = softmax_forward, .backward = softmax_backward,
 };

@@ -3,7 +3,7 @@
 #ifndef CNV_WINDOW_H
 #define CNV_WINDOW_H
 
-#include "engine/graph.h"
+#include "engine/op.h"
 
 /* ONNX auto_pad: NOTSET uses the pads attribute; SAME_* pad so that the
  * output has ceil(in / stride) positions, the odd pad at the end (UPPER)
