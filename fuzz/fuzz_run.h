@@ -61,7 +61,7 @@ static inline cnv_status fuzz_run_onnx(const uint8_t *data, size_t size, char *m
     for (int i = 0; i < n_in; i++) {
         float *x;
         cnv_shape sh;
-        if ((st = cnv_session_tensor(s, cnv_model_input_name(m, i), &x, &sh)) != CNV_OK)
+        if ((st = cnv_session_tensor(s, cnv_model_input(m, i), &x, &sh)) != CNV_OK)
             goto session_done;
         int64_t n = cnv_shape_count(&sh);
         for (int64_t k = 0; k < n; k++)
@@ -69,7 +69,7 @@ static inline cnv_status fuzz_run_onnx(const uint8_t *data, size_t size, char *m
     }
     if ((st = cnv_session_forward(s)) != CNV_OK || cnv_model_output_count(m) < 1)
         goto session_done;
-    const char *out = cnv_model_output_name(m, 0);
+    int out = cnv_model_output(m, 0);
     float *y;
     cnv_shape ysh;
     if ((st = cnv_session_tensor(s, out, &y, &ysh)) != CNV_OK)
@@ -78,7 +78,7 @@ static inline cnv_status fuzz_run_onnx(const uint8_t *data, size_t size, char *m
     if (ny > 0 && ny <= ((int64_t)1 << 24) && (seed = malloc((size_t)ny * sizeof *seed))) {
         for (int64_t k = 0; k < ny; k++)
             seed[k] = 1.0f;
-        st = cnv_session_backward(s, out, seed);
+        st = cnv_session_backward(s, out, seed, (size_t)ny);
     }
 session_done:
     snprintf(message, len, "%s", cnv_session_errmsg(s));
@@ -133,7 +133,7 @@ static inline cnv_status fuzz_run_image(const uint8_t *data, size_t size, char *
     int gray = size > 0 && (data[size - 1] & 1);
     cnv_preprocess_init(&pp, gray ? 1 : 3, gray ? 28 : 32, gray ? 28 : 32);
     pp.fit = size > 1 && (data[size - 2] & 1) ? CNV_FIT_STRETCH : CNV_FIT_CENTER_CROP;
-    st = cnv_image_to_tensor(&img, &pp, tensor, message, len);
+    st = cnv_image_to_tensor(&img, &pp, tensor, (size_t)pp.channels * pp.height * pp.width, message, len);
     cnv_image_free(&img);
     return st;
 }

@@ -4,30 +4,50 @@
  * backward, computes the gradient of any score with respect to the input
  * image, and builds visualizations on it.
  *
- * USAGE (this example is compiled and run by `make test`, see
- * tests/example.c; keep the two identical):
+ * USAGE: the gradient of a class score with respect to the input image,
+ * the library's main job (compiled and run by `make test` from the
+ * repository root, see tests/example.c; keep the two identical):
  *
  *     cnv_model *m = NULL;
  *     cnv_session *s = NULL;
- *     cnv_status st = cnv_model_load_onnx("weights/fashion_mnist.onnx", &m);
+ *     cnv_image img = {0};
+ *     char err[256] = "";
+ *     float seed[10] = {0}; // d(seed . scores) / d(input): here the score
+ *     seed[9] = 1.0f;       // of class 9 of the default model, Ankle boot
+ *     cnv_status st = cnv_image_load("docs/img/ankle_boot.png", &img, err, sizeof err);
+ *     if (st == CNV_OK) st = cnv_model_load_onnx("weights/fashion_mnist.onnx", &m);
  *     if (st == CNV_OK) st = cnv_session_create(m, &s);
  *     if (st == CNV_OK) st = cnv_session_plan(s, 1, 28, 28);
+ *     if (st == CNV_OK) st = cnv_session_set_image(s, 0, &img, NULL);
  *     if (st == CNV_OK) st = cnv_session_forward(s);
- *     if (st != CNV_OK) fprintf(stderr, "%s\n", s ? cnv_session_errmsg(s) : cnv_model_errmsg(m));
+ *     if (st == CNV_OK) st = cnv_session_backward(s, cnv_model_score_tensor(m), seed, 10);
+ *     if (st == CNV_OK) printf("d score / d pixel (14, 14): %g\n", cnv_session_input_grad(s)[14 * 28 + 14]);
+ *     if (st != CNV_OK) fprintf(stderr, "%s\n", err[0] ? err : s ? cnv_session_errmsg(s) : cnv_model_errmsg(m));
+ *     cnv_image_free(&img);
  *     cnv_session_free(s);
  *     cnv_model_free(m);
  *
  * CONVENTIONS
  * - Every fallible function returns a cnv_status. CNV_OK is 0. On failure the
- *   handle's message (cnv_model_errmsg, cnv_session_errmsg) says what went
- *   wrong: which node, which tensor, which shape. cnv_status_string() gives a
- *   static text for the code alone.
+ *   message of the handle that was called (cnv_model_errmsg,
+ *   cnv_session_errmsg, ...) says what went wrong: which node, which
+ *   tensor, which shape. cnv_status_string() gives a static text for the
+ *   code alone.
+ * - A model may be shared read-only by many threads, so the queries that
+ *   only read it never write its message: those that can fail take an
+ *   errbuf (char *, size), as do the functions without a handle (images).
  * - Constructors return the handle even when they fail (unless memory ran
  *   out), so that its message can be read; free it afterwards. Every _free
  *   accepts NULL.
  * - Pointers passed in are borrowed: the library copies what it keeps.
- *   Pointers returned by the library are owned by the handle they came from
- *   and stay valid until the next call that re-plans or frees it.
+ *   Buffers the caller passes to be filled come with their length in
+ *   elements. Pointers returned by the library are owned by the handle they
+ *   came from and stay valid until the next call that re-plans or frees it.
+ * - Tensors are named by index (cnv_model_tensor_index resolves a name
+ *   once), so that running a plan does no string work.
+ * - Options come in a params struct: get the defaults from
+ *   cnv_X_params_default() and change what you need, so that fields added
+ *   later keep old code working. Callbacks take their user pointer first.
  * - The library never prints, exits or aborts on anything a caller or a file
  *   can influence.
  *
@@ -62,9 +82,9 @@ extern "C" {
 #endif
 
 #define CNV_VERSION_MAJOR 0
-#define CNV_VERSION_MINOR 1
+#define CNV_VERSION_MINOR 2
 #define CNV_VERSION_PATCH 0
-#define CNV_VERSION_STRING "0.1.0"
+#define CNV_VERSION_STRING "0.2.0"
 
 CNV_API const char *cnv_version(void);
 
@@ -92,8 +112,8 @@ CNV_API const char *cnv_status_string(cnv_status st);
  * are set (pass NULL to restore malloc/free). Used to count allocations and
  * to inject failures in tests. Set it while no handle is alive. */
 typedef struct cnv_allocator {
-    void *(*malloc_fn)(size_t size, void *user);
-    void (*free_fn)(void *ptr, void *user);
+    void *(*malloc_fn)(void *user, size_t size);
+    void (*free_fn)(void *user, void *ptr);
     void *user;
 } cnv_allocator;
 CNV_API void cnv_set_allocator(const cnv_allocator *a);
@@ -196,50 +216,85 @@ CNV_API cnv_status cnv_model_set_meta(cnv_model *m, const char *key,
 /* The value for key, or NULL. Owned by m. */
 CNV_API const char *cnv_model_get_meta(const cnv_model *m, const char *key);
 
-/* Introspection. Names are owned by m. */
+/* Introspection. Tensors are named by index (0 .. count - 1, stable for
+ * the model's life): inputs, constants and activations. Names are owned
+ * by m. */
+CNV_API int cnv_model_tensor_count(const cnv_model *m);
+/* The index of the tensor with this name, or -1. */
+CNV_API int cnv_model_tensor_index(const cnv_model *m, const char *name);
+/* The name of tensor t, or NULL out of range. */
+CNV_API const char *cnv_model_tensor_name(const cnv_model *m, int t);
+/* Graph inputs and outputs: their tensors (-1 out of range), and each
+ * input's declared shape (-1 for a size given at planning). */
 CNV_API int cnv_model_input_count(const cnv_model *m);
-CNV_API const char *cnv_model_input_name(const cnv_model *m, int i);
+CNV_API int cnv_model_input(const cnv_model *m, int i);
 CNV_API cnv_status cnv_model_input_shape(const cnv_model *m, int i,
                                          cnv_shape *out);
 CNV_API int cnv_model_output_count(const cnv_model *m);
-CNV_API const char *cnv_model_output_name(const cnv_model *m, int i);
+CNV_API int cnv_model_output(const cnv_model *m, int i);
+/* Nodes, in an order where each comes after the producers of its inputs:
+ * op type and name (NULL out of range), the tensor of its first output and
+ * of its k-th input (-1 for an absent optional input or out of range), and
+ * the number of its inputs. */
 CNV_API int cnv_model_node_count(const cnv_model *m);
-/* Op type, node name and first output of node i (NULLs if i is out of
- * range). */
 CNV_API const char *cnv_model_node_op(const cnv_model *m, int i);
 CNV_API const char *cnv_model_node_name(const cnv_model *m, int i);
-CNV_API const char *cnv_model_node_output(const cnv_model *m, int i);
-/* The name of node i's k-th input ("" for an absent optional one), or NULL
- * out of range; the number of its inputs. */
-CNV_API const char *cnv_model_node_input(const cnv_model *m, int i, int k);
+CNV_API int cnv_model_node_output(const cnv_model *m, int i);
+CNV_API int cnv_model_node_input(const cnv_model *m, int i, int k);
 CNV_API int cnv_model_node_input_count(const cnv_model *m, int i);
-CNV_API int cnv_model_has_tensor(const cnv_model *m, const char *name);
-/* Tensors by index (0 .. count - 1, stable for the model's life): inputs,
- * constants and activations. The index of a name, or -1; the name of an
- * index (owned by m), or NULL. */
-CNV_API int cnv_model_tensor_count(const cnv_model *m);
-CNV_API int cnv_model_tensor_index(const cnv_model *m, const char *name);
-CNV_API const char *cnv_model_tensor_name(const cnv_model *m, int t);
 
 /* Shapes without a session: what a plan for these input shapes (one per
  * graph input, as for cnv_session_plan_shapes) gives every tensor, into
- * shapes (n_shapes = cnv_model_tensor_count), and each node's forward
- * floating-point operations (a multiply-add counts 2; element-wise ops 1
- * per output element) into flops (n_flops = cnv_model_node_count; may be
- * NULL). Allocates no tensor, starts no thread and leaves OpenBLAS alone.
- * A query of a shared model: failures are written to errbuf (may be
- * NULL), never to m. */
+ * shapes (n_shapes = cnv_model_tensor_count), and into flops (n_flops =
+ * cnv_model_node_count; may be NULL) the floating-point operations of each
+ * node's forward pass that are multiply-adds (convolutions, matrix
+ * products; a multiply-add counts 2; 0 for the other ops). Allocates no
+ * tensor, starts no thread and leaves OpenBLAS alone. */
 CNV_API cnv_status cnv_model_infer_shapes(const cnv_model *m, int n_inputs,
                                           const cnv_shape *inputs,
                                           cnv_shape *shapes, int n_shapes,
                                           double *flops, int n_flops,
                                           char *errbuf, size_t errlen);
 
-/* The tensor of raw class scores (logits): the input of a final Softmax or
- * LogSoftmax node, else the first graph output; NULL without outputs. The
- * visualizations ascend and differentiate this tensor, never the
- * probabilities. Owned by m. */
-CNV_API const char *cnv_model_score_tensor(const cnv_model *m);
+/* The tensor of raw class scores (logits): the input of a final op that
+ * turns scores into probabilities (Softmax), else the first graph output;
+ * -1 without outputs. The visualizations ascend and differentiate this
+ * tensor, never the probabilities. */
+CNV_API int cnv_model_score_tensor(const cnv_model *m);
+
+/* Resolves a layer name a user typed into a tensor of m: the exact name of
+ * a tensor, of a node (its first output), or a text that occurs in exactly
+ * one node's output name ("features.7/expand3x3_activation").
+ * CNV_ERR_NOT_FOUND when nothing or several tensors match (errbuf says
+ * which), and for a constant. */
+CNV_API cnv_status cnv_model_find_layer(const cnv_model *m, const char *text,
+                                        int *tensor,
+                                        char *errbuf, size_t errlen);
+
+/* The layers `cnnviz layers` shows, in depth order: the output of every
+ * activation (Relu), and every feature map (Conv output) that no
+ * activation reads. When there are more than max (> 0), max of them,
+ * evenly spaced, the first and the last included. Writes their tensors
+ * into layers (max entries; or every one when max <= 0; may be NULL to
+ * count) and returns how many. */
+CNV_API int cnv_model_layers(const cnv_model *m, int max, int *layers);
+
+/* The class names, from the cnnviz.labels metadata (one per line; a
+ * leading WordNet id "n01440764 " is dropped): *names (may be NULL) points
+ * to an array owned by m, and the count is returned (0 without labels).
+ * Setting cnnviz.labels (cnv_model_set_meta) replaces them; more than
+ * CNV_MAX_LABELS lines are refused there. */
+#define CNV_MAX_LABELS 1000000
+CNV_API int cnv_model_labels(const cnv_model *m, const char *const **names);
+/* Reads a labels file (the same text, at most 64 MiB) into the model's
+ * cnnviz.labels, so that cnv_model_save_onnx keeps them. */
+CNV_API cnv_status cnv_model_load_labels(cnv_model *m, const char *path);
+/* A class a user typed: a number ("281"; within the labels when the model
+ * has some), or a label, compared without case, whole or its first
+ * comma-separated name ("tabby" for "tabby, tabby cat"). */
+CNV_API cnv_status cnv_model_find_class(const cnv_model *m, const char *text,
+                                        int *cls,
+                                        char *errbuf, size_t errlen);
 
 /* A float constant's data, writable (for trainers), and its shape. */
 CNV_API cnv_status cnv_model_param(cnv_model *m, const char *name,
@@ -258,6 +313,8 @@ typedef struct cnv_session cnv_session;
 CNV_API cnv_status cnv_session_create(const cnv_model *m, cnv_session **out);
 CNV_API void cnv_session_free(cnv_session *s);
 CNV_API const char *cnv_session_errmsg(const cnv_session *s);
+/* The model s runs (NULL for NULL). */
+CNV_API const cnv_model *cnv_session_model(const cnv_session *s);
 
 /* When on, backward also computes gradients of the float constants
  * (weights, biases), read with cnv_session_grad. Off by default: frozen
@@ -288,29 +345,29 @@ CNV_API cnv_status cnv_session_plan(cnv_session *s, int n, int h, int w);
 CNV_API cnv_status cnv_session_plan_shapes(cnv_session *s, int n_inputs,
                                            const cnv_shape *shapes);
 
-/* The buffer of a tensor's values (inputs are written here before forward)
- * and its planned shape (shape may be NULL). Owned by s; valid until the
- * next plan. Constants are read-only through this pointer. */
-CNV_API cnv_status cnv_session_tensor(cnv_session *s, const char *name,
-                                      float **data, cnv_shape *shape);
+/* The buffer of tensor t's values (inputs are written here before
+ * forward) and its planned shape (shape may be NULL). Owned by s; valid
+ * until the next plan. Constants are read-only through this pointer. */
+CNV_API cnv_status cnv_session_tensor(cnv_session *s, int t, float **data,
+                                      cnv_shape *shape);
 /* The first graph input's buffer, or NULL before planning. */
 CNV_API float *cnv_session_input(cnv_session *s);
 
 /* Runs every node. */
 CNV_API cnv_status cnv_session_forward(cnv_session *s);
-/* Runs only the nodes needed to compute tensor name. */
-CNV_API cnv_status cnv_session_forward_to(cnv_session *s, const char *name);
+/* Runs only the nodes needed to compute tensor t. */
+CNV_API cnv_status cnv_session_forward_to(cnv_session *s, int t);
 
-/* Backward from a seed: computes d(sum(seed * T))/dX for T the named tensor
- * and every X that needs a gradient (the graph inputs, and the parameters
- * when cnv_session_set_param_grads is on). seed has T's planned element
- * count; it is borrowed. Needs a forward that computed T first. */
-CNV_API cnv_status cnv_session_backward(cnv_session *s, const char *name,
-                                        const float *seed);
-/* The gradient computed by the last backward for a tensor (an input, or a
+/* Backward from a seed: computes d(sum(seed * T))/dX for T = tensor t and
+ * every X that needs a gradient (the graph inputs, and the parameters
+ * when cnv_session_set_param_grads is on). seed holds count values, T's
+ * planned element count; it is borrowed. Needs a forward that computed T
+ * first. */
+CNV_API cnv_status cnv_session_backward(cnv_session *s, int t,
+                                        const float *seed, size_t count);
+/* The gradient computed by the last backward for tensor t (an input, or a
  * parameter when parameter gradients are on). Owned by s. */
-CNV_API cnv_status cnv_session_grad(cnv_session *s, const char *name,
-                                    float **grad);
+CNV_API cnv_status cnv_session_grad(cnv_session *s, int t, float **grad);
 /* The first graph input's gradient, or NULL. */
 CNV_API float *cnv_session_input_grad(cnv_session *s);
 
@@ -319,7 +376,7 @@ CNV_API float *cnv_session_input_grad(cnv_session *s);
  * backward add each node's wall time to its totals, read with
  * cnv_session_node_time (node as in cnv_model_node_op; seconds). */
 CNV_API cnv_status cnv_session_set_profiling(cnv_session *s, int on);
-CNV_API cnv_status cnv_session_node_time(const cnv_session *s, int node,
+CNV_API cnv_status cnv_session_node_time(cnv_session *s, int node,
                                          double *forward_s, double *backward_s);
 
 /* ---- ONNX files ---- */
@@ -440,22 +497,55 @@ typedef enum cnv_fit {
     CNV_FIT_STRETCH = 1
 } cnv_fit;
 
+/* How pixels become the network's input: the model's own convention. */
+#define CNV_MAX_CHANNELS 4
 typedef struct cnv_preprocess {
-    int channels;       /* of the network input: 1 gray, 3 RGB */
+    int channels;       /* of the network input, 1..CNV_MAX_CHANNELS; images
+                           convert to 1 (gray), 3 (RGB) and 4 (RGBA) */
     int height, width;  /* of the network input */
     /* Per channel, applied after scaling pixels to [0,1]:
      * x = (pixel / 255 - mean) / std. A gray model uses [0]. */
-    float mean[3], std[3];
+    float mean[CNV_MAX_CHANNELS], std[CNV_MAX_CHANNELS];
     cnv_fit fit;
     /* CNV_FIT_CENTER_CROP: the shorter side before cropping; 0 means
      * round(min(height, width) * 256 / 224), 256 for a 224 crop. */
     int resize;
+    /* Which values the model gave (cnv_model_preprocess), CNV_PP_* bits;
+     * the others are defaults. */
+    unsigned found;
 } cnv_preprocess;
 
+enum {
+    CNV_PP_MEAN = 1,  /* cnnviz.mean */
+    CNV_PP_STD = 2,   /* cnnviz.std */
+    CNV_PP_SIZE = 4,  /* the declared input size, or cnnviz.image_size */
+    CNV_PP_COLOR = 8  /* cnnviz.color */
+};
+
 /* Fills pp for a channels x height x width input: mean 0, std 1,
- * CNV_FIT_CENTER_CROP, resize 0. */
+ * CNV_FIT_CENTER_CROP, resize 0, found 0. */
 CNV_API void cnv_preprocess_init(cnv_preprocess *pp, int channels,
                                  int height, int width);
+
+/* The preprocessing a model asks for: channels from its first input
+ * (which must be N x C x H x W, C in 1..CNV_MAX_CHANNELS), the size it
+ * declares or, where it leaves H and W open, its cnnviz.image_size
+ * metadata ("224x224"; 0 x 0 when neither says), mean and std from
+ * cnnviz.mean and cnnviz.std ("0.485,0.456,0.406": one value per channel,
+ * or one for all; else 0 and 1), checked against cnnviz.color ("gray",
+ * "rgb" or "rgba"), and center cropping. pp->found says which the model
+ * gave. Malformed or contradictory metadata is CNV_ERR_FORMAT, an input
+ * that is no image CNV_ERR_UNSUPPORTED; the message goes to errbuf. */
+CNV_API cnv_status cnv_model_preprocess(const cnv_model *m, cnv_preprocess *pp,
+                                        char *errbuf, size_t errlen);
+
+/* The one check every function taking a cnv_preprocess makes: 1 to
+ * CNV_MAX_CHANNELS channels, a size of 1..CNV_IMAGE_MAX_SIDE, finite
+ * means, finite positive standard deviations, a known fit, a resize of
+ * 0..CNV_IMAGE_MAX_SIDE. (Turning an image into the input also needs 1, 3
+ * or 4 channels.) */
+CNV_API cnv_status cnv_preprocess_check(const cnv_preprocess *pp,
+                                        char *errbuf, size_t errlen);
 
 /* The 8-bit picture the network sees: pp->channels channels, pp->height x
  * pp->width. RGB inputs take gray images replicated and RGBA images with
@@ -470,16 +560,24 @@ CNV_API void cnv_preprocess_init(cnv_preprocess *pp, int channels,
 CNV_API cnv_status cnv_image_prepare(const cnv_image *img,
                                      const cnv_preprocess *pp, cnv_image *out,
                                      char *errbuf, size_t errlen);
-/* cnv_image_prepare, then scaled and normalized into out, float32 NCHW of
- * pp->channels * pp->height * pp->width values (caller-allocated). */
+/* cnv_image_prepare, then scaled and normalized into out: float32 CHW,
+ * count = pp->channels * pp->height * pp->width values. */
 CNV_API cnv_status cnv_image_to_tensor(const cnv_image *img,
-                                       const cnv_preprocess *pp, float *out,
+                                       const cnv_preprocess *pp,
+                                       float *out, size_t count,
                                        char *errbuf, size_t errlen);
-/* The reverse: c (1 or 3) planes h x w, each value x * std + mean (mean
- * and std may be NULL: 0 and 1), times 255, clamped to [0,255] and
- * rounded. NaN becomes 0, +inf 255. */
-CNV_API cnv_status cnv_tensor_to_image(const float *chw, int c, int h, int w,
-                                       const float *mean, const float *std,
+/* cnv_image_to_tensor into batch item i of the session's first input, at
+ * the planned size (which replaces pp's; pp NULL: the model's,
+ * cnv_model_preprocess). The session must be planned for an image input
+ * of pp's channels. */
+CNV_API cnv_status cnv_session_set_image(cnv_session *s, int i,
+                                         const cnv_image *img,
+                                         const cnv_preprocess *pp);
+/* The reverse, for an h x w tensor of pp->channels planes (pp's size does
+ * not matter): each value x * std + mean, times 255, clamped to [0,255]
+ * and rounded. NaN becomes 0, +inf 255. */
+CNV_API cnv_status cnv_tensor_to_image(const float *chw,
+                                       const cnv_preprocess *pp, int h, int w,
                                        cnv_image *out,
                                        char *errbuf, size_t errlen);
 
@@ -607,23 +705,19 @@ typedef struct cnv_vgg_params {
 } cnv_vgg_params;
 /* 1 x 28 x 28 input, 10 classes, 24/48 channels, 128 hidden, seed 1 (the
  * shipped model: 32/64 would take over 15 minutes to train on 2 cores). */
-CNV_API cnv_vgg_params cnv_vgg_default_params(void);
+CNV_API cnv_vgg_params cnv_vgg_params_default(void);
 /* Adds the network to an empty model m. */
 CNV_API cnv_status cnv_model_build_vgg(cnv_model *m, const cnv_vgg_params *p);
 
-/* The training functions below report failures in m's message (a failing
- * session's message is copied there). */
-
 /* One training step's loss: runs forward on the batch of B images planned
- * in s (a session of m; the caller filled the input), takes the softmax
- * cross-entropy of the B x K tensor `logits` against labels (B values, each
+ * in s (the caller filled the input), takes the softmax cross-entropy of
+ * the B x K tensor `logits` against labels (n_labels = B values, each
  * below K), and runs backward from dL/dlogits = (softmax - onehot) / B, so
  * that with parameter gradients on, cnv_session_grad gives
  * d(mean loss)/d(parameter). Writes the mean loss and the number of correct
- * top-1 predictions (either may be NULL). */
-CNV_API cnv_status cnv_train_loss_backward(cnv_model *m, cnv_session *s,
-                                           const char *logits,
-                                           const uint8_t *labels,
+ * top-1 predictions (either may be NULL). Failures in s's message. */
+CNV_API cnv_status cnv_train_loss_backward(cnv_session *s, int logits,
+                                           const uint8_t *labels, int n_labels,
                                            double *loss, int *correct);
 
 /* What the trainer reports after each epoch. */
@@ -638,7 +732,7 @@ typedef struct cnv_train_epoch {
 } cnv_train_epoch;
 /* Return nonzero to stop training (cnv_train then returns
  * CNV_ERR_CANCELLED, with the weights of the last finished step). */
-typedef int (*cnv_train_progress_fn)(const cnv_train_epoch *e, void *user);
+typedef int (*cnv_train_progress_fn)(void *user, const cnv_train_epoch *e);
 
 #define CNV_AUG_SHIFT 1 /* random translation by up to max_shift pixels */
 #define CNV_AUG_FLIP 2  /* random horizontal flip */
@@ -671,35 +765,42 @@ typedef struct cnv_train_params {
 /* 10 epochs of batch 64, lr 0.05, momentum 0.9, weight decay 5e-4, mean
  * 0.2860 / std 0.3530 (Fashion-MNIST), shifts of up to 2 pixels and flips,
  * seed 1, one worker. */
-CNV_API cnv_train_params cnv_train_default_params(void);
+CNV_API cnv_train_params cnv_train_params_default(void);
 
 /* Trains m's float parameters in place on train (test may be NULL: then no
  * test accuracy is reported). The datasets' images must match the model's
- * input. On failure m's message says why. */
+ * input. On failure m's message says why (a failing session's message is
+ * copied there). */
 CNV_API cnv_status cnv_train(cnv_model *m, const cnv_dataset *train,
                              const cnv_dataset *test,
                              const cnv_train_params *p);
 
-/* Top-1 accuracy of m on d (every image, pixel/255 normalized with mean and
- * std), run in batches of `batch` images on a session of its own. logits
- * names the B x K class scores (NULL: "logits"). confusion, when not NULL,
- * has classes*classes entries: confusion[true * classes + predicted] counts
- * images; classes must then be at least K and d's class count. */
-CNV_API cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d,
-                                const char *logits, int batch,
-                                float mean, float std, double *accuracy,
-                                int64_t *confusion, int classes);
+/* Top-1 accuracy of m on d (every image, pixel/255 normalized with pp's
+ * mean and std; pp NULL: the model's, cnv_model_preprocess), run in
+ * batches of `batch` images on a session of its own. logits is the tensor
+ * of the B x K class scores (-1: cnv_model_score_tensor). confusion, when
+ * not NULL, has classes*classes entries: confusion[true * classes +
+ * predicted] counts images; classes must then be at least K and d's class
+ * count. Failures in m's message. */
+CNV_API cnv_status cnv_evaluate(cnv_model *m, const cnv_dataset *d, int logits,
+                                int batch, const cnv_preprocess *pp,
+                                double *accuracy, int64_t *confusion,
+                                int classes);
 
 /* ---- visualizations: class models, fooling ---- */
 
-/* Shared by the iterative visualizations. Conventions:
+/* Shared by the visualizations. Conventions:
  * - They take a session of the model (planned or not: they plan it for the
- *   batch they need, so its buffers are re-planned) and the model itself,
- *   plus the per-channel mean and std that map pixels p in [0,1] to the
- *   network's input x = (p - mean) / std (NULL: 0 and 1). Images go in and
- *   come out normalized (NCHW floats), like the session's input.
- * - The class score they use is the model's raw score: its first output, or
- *   the input of that output's Softmax when it ends with one.
+ *   batch they need, so its buffers are re-planned). Images go in and come
+ *   out normalized (NCHW floats), like the session's input; where pixels
+ *   matter (their valid range, 8-bit rounding, the noise they start from)
+ *   their params name the preprocessing that maps pixels p in [0,1] to
+ *   the input x = (p - mean) / std: NULL is the model's
+ *   (cnv_model_preprocess), checked by cnv_preprocess_check either way.
+ * - The class score they use is the model's raw score
+ *   (cnv_model_score_tensor).
+ * - Buffers they fill come with their length in floats; a wrong length is
+ *   CNV_ERR_INVALID_ARG, with the length needed in the message.
  * - On failure the session's message (cnv_session_errmsg) says why.
  * - Results are deterministic for a given seed and thread count.
  *
@@ -744,8 +845,8 @@ typedef struct cnv_classmodel_params {
     int softmax;         /* 1: ascend the softmax probability instead of
                             the raw score, for comparison (default 0) */
     float init_std;      /* std of the initial noise, normalized (default 1) */
-    int height, width;   /* image size; 0: the model's declared size, or
-                            its cnnviz.image_size metadata ("HxW") */
+    int height, width;   /* image size; 0: the preprocessing's */
+    const cnv_preprocess *preprocess; /* NULL: the model's (default) */
     uint64_t seed;       /* item i starts from a stream of (seed, class i),
                             so a class gives the same image alone or in a
                             batch, up to GEMM rounding (default 0) */
@@ -761,16 +862,15 @@ CNV_API cnv_classmodel_params cnv_classmodel_params_default(void);
 CNV_API void cnv_classmodel_params_resolve(cnv_classmodel_params *p, int c,
                                            int h, int w);
 
-/* Makes n class models in one batched run: images (n x c x h x w, caller-
- * allocated, h and w from p or the model) receives the class model of
- * classes[i] in item i. scores and probs (n values each, may be NULL)
+/* Makes n class models in one batched run: images (count = n x c x h x w
+ * floats, h and w from p or the preprocessing) receives the class model
+ * of classes[i] in item i. scores and probs (n values each, may be NULL)
  * receive each image's final raw score and softmax probability of its
  * class, from a last forward pass. */
-CNV_API cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m,
-                                  const float *mean, const float *std,
-                                  int n, const int *classes,
+CNV_API cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes,
                                   const cnv_classmodel_params *p,
-                                  float *images, float *scores, float *probs);
+                                  float *images, size_t count,
+                                  float *scores, float *probs);
 
 /* Fooling image (Szegedy et al. 2014, "Intriguing properties of neural
  * networks"): a small change that makes the network call an image
@@ -787,6 +887,7 @@ typedef struct cnv_fool_params {
     float min_prob;           /* go on until the target also has at least
                                  this probability, in [0,1) (default 0:
                                  stop as soon as it is top-1) */
+    const cnv_preprocess *preprocess; /* NULL: the model's (default) */
     cnv_progress_fn progress; /* may be NULL */
     void *user;
 } cnv_fool_params;
@@ -805,15 +906,14 @@ typedef struct cnv_fool_result {
     float mean_abs;     /* mean absolute change, gray levels (0..255) */
 } cnv_fool_result;
 
-/* image: one normalized c x h x w image (borrowed). fooled (same size,
- * caller-allocated) receives the 8-bit-rounded fooling image, normalized.
- * last_delta and sum_delta (same size, may be NULL) receive the last step
- * and the sum of all steps, normalized units. Not reaching the target in
- * max_iters is not an error: r->fooled is 0 and fooled holds the last
- * (rounded) image. */
-CNV_API cnv_status cnv_fool(cnv_session *s, const cnv_model *m,
-                            const float *mean, const float *std,
-                            const float *image, int h, int w, int target,
+/* image: one normalized c x h x w image (borrowed), count = c x h x w
+ * floats. fooled (count floats) receives the 8-bit-rounded fooling image,
+ * normalized. last_delta and sum_delta (count floats each, may be NULL)
+ * receive the last step and the sum of all steps, normalized units. Not
+ * reaching the target in max_iters is not an error: r->fooled is 0 and
+ * fooled holds the last (rounded) image. */
+CNV_API cnv_status cnv_fool(cnv_session *s, const float *image, size_t count,
+                            int h, int w, int target,
                             const cnv_fool_params *p, float *fooled,
                             float *last_delta, float *sum_delta,
                             cnv_fool_result *r);
@@ -821,20 +921,11 @@ CNV_API cnv_status cnv_fool(cnv_session *s, const cnv_model *m,
 /* ---- visualizations: saliency, neurons, dream ---- */
 
 /* These follow the conventions of the class-model section above: a session
- * of the model (re-planned for what they need), the model, images in and
- * out normalized, failures in cnv_session_errmsg, results deterministic
- * for a seed and thread count, cnv_progress_fn / cnv_frame_fn callbacks
- * that may cancel (CNV_ERR_CANCELLED). Layers are tensor names; see
- * cnv_find_layer for the names a user may type. */
-
-/* Resolves a layer name a user typed into a tensor of m (*name is owned by
- * m): the exact name of a tensor, of a node (its first output), or a text
- * that occurs in exactly one node's output name
- * ("features.7/expand3x3_activation"). CNV_ERR_NOT_FOUND when nothing or
- * several tensors match; errbuf (may be NULL) then says which. */
-CNV_API cnv_status cnv_find_layer(const cnv_model *m, const char *text,
-                                  const char **name,
-                                  char *errbuf, size_t errlen);
+ * of the model (re-planned for what they need), images in and out
+ * normalized, failures in cnv_session_errmsg, results deterministic for a
+ * seed and thread count, cnv_progress_fn / cnv_frame_fn callbacks that may
+ * cancel (CNV_ERR_CANCELLED). Layers are named as users type them
+ * (cnv_model_find_layer). */
 
 /* Saliency maps: an h x w map of how much each pixel matters to one class
  * score S_c (the raw score, as in the class-model section). */
@@ -888,14 +979,16 @@ typedef struct cnv_saliency_info {
     int layer_height, layer_width; /* GRADCAM: u and v */
 } cnv_saliency_info;
 
-/* image: one normalized c x h x w image (borrowed). map (h*w floats,
- * caller-allocated) receives the unnormalized saliency map: NaN where the
- * gradient was NaN, never rescaled (cnv_map_to_gray does that). info may be
- * NULL. The session's ReLU mode is CNV_RELU_GRAD afterwards (GUIDED sets
- * CNV_RELU_GUIDED for its pass and restores it). */
-CNV_API cnv_status cnv_saliency(cnv_session *s, const cnv_model *m,
-                                const float *image, int h, int w,
-                                const cnv_saliency_params *p, float *map,
+/* image: one normalized c x h x w image (borrowed, count = c x h x w
+ * floats). map (map_count = h x w floats) receives the unnormalized
+ * saliency map: NaN where the gradient was NaN, never rescaled
+ * (cnv_map_to_gray does that). info may be NULL. The session's ReLU mode
+ * is CNV_RELU_GRAD afterwards (GUIDED sets CNV_RELU_GUIDED for its pass and
+ * restores it). */
+CNV_API cnv_status cnv_saliency(cnv_session *s, const float *image,
+                                size_t count, int h, int w,
+                                const cnv_saliency_params *p,
+                                float *map, size_t map_count,
                                 cnv_saliency_info *info);
 
 /* Neuron visualization (Erhan et al. 2009; Yosinski et al. 2015,
@@ -928,8 +1021,8 @@ typedef struct cnv_neuron_params {
     int clamp;           /* clamp to valid pixels (default 1) */
     int pre_relu;        /* dead channels: the Relu's input (default 1) */
     float init_std;      /* initial noise std, gray levels (default 10) */
-    int height, width;   /* image size; 0: the model's declared size, or
-                            its cnnviz.image_size metadata ("HxW") */
+    int height, width;   /* image size; 0: the preprocessing's */
+    const cnv_preprocess *preprocess; /* NULL: the model's (default) */
     int batch;           /* channels per batched pass; 0: all (default 0) */
     uint64_t seed;       /* item i starts from the stream (seed, channel),
                             so a channel gives the same image alone or in a
@@ -941,20 +1034,13 @@ typedef struct cnv_neuron_params {
 } cnv_neuron_params;
 CNV_API cnv_neuron_params cnv_neuron_params_default(void);
 
-/* images (n x c x h x w, caller-allocated) receives the visualization of
+/* images (count = n x c x h x w floats) receives the visualization of
  * channels[i] in item i. before and after (n values each, may be NULL)
  * receive the objective on the starting noise and on the result. */
-CNV_API cnv_status cnv_neuron(cnv_session *s, const cnv_model *m,
-                              const float *mean, const float *std,
-                              int n, const int *channels,
-                              const cnv_neuron_params *p, float *images,
+CNV_API cnv_status cnv_neuron(cnv_session *s, int n, const int *channels,
+                              const cnv_neuron_params *p,
+                              float *images, size_t count,
                               float *before, float *after);
-
-/* The layers `cnnviz layers` shows, in depth order: the output of every
- * Relu, and of every Conv whose output no Relu reads. When there are more
- * than max (> 0), max of them, evenly spaced, the first and the last
- * included. Writes the names (owned by m) and returns how many. */
-CNV_API int cnv_viz_layers(const cnv_model *m, int max, const char **names);
 
 /* Deep dream (Mordvintsev, Olah, Tyka 2015, "Inceptionism") with a zoom:
  * gradient ascent on the mean of a layer (or of one channel), the gradient
@@ -972,7 +1058,8 @@ typedef struct cnv_dream_params {
     int channel;         /* -1: the whole layer (default); else one channel */
     int channel_every;   /* > 0: a new random channel every N frames
                             (the first one too; default 0) */
-    int height, width;   /* frame size; 0: the model's declared size */
+    int height, width;   /* frame size; 0: the preprocessing's */
+    const cnv_preprocess *preprocess; /* NULL: the model's (default) */
     int start;           /* first octave height (default 64) */
     int octaves;         /* >= 1 (default 4) */
     float octave_scale;  /* > 1 (default 1.4) */
@@ -995,13 +1082,13 @@ typedef struct cnv_dream_params {
 } cnv_dream_params;
 CNV_API cnv_dream_params cnv_dream_params_default(void);
 
-/* Runs the octaves and the movie. out (c x height x width, may be NULL)
- * receives the last frame; channels (frames ints, may be NULL) the channel
- * each frame ascended (-1: the whole layer). */
-CNV_API cnv_status cnv_dream(cnv_session *s, const cnv_model *m,
-                             const float *mean, const float *std,
-                             const cnv_dream_params *p, float *out,
-                             int *channels);
+/* Runs the octaves and the movie. out (count = c x height x width floats;
+ * may be NULL) receives the last frame; channels (n_channels = frames
+ * ints; may be NULL) the channel each frame ascended (-1: the whole
+ * layer). */
+CNV_API cnv_status cnv_dream(cnv_session *s, const cnv_dream_params *p,
+                             float *out, size_t count,
+                             int *channels, int n_channels);
 
 #ifdef __cplusplus
 }

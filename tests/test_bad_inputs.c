@@ -953,7 +953,7 @@ static void test_bad_images(void **state)
     cnv_preprocess pp;
     cnv_preprocess_init(&pp, 3, 4, 7);
     float t[3 * 4 * 7];
-    assert_int_equal(cnv_image_to_tensor(&img, &pp, t, g_msg, sizeof g_msg), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&img, &pp, t, tu_pp_len(&pp), g_msg, sizeof g_msg), CNV_OK);
     assert_true(t[9] == t[28 + 9] && t[9] == t[56 + 9]);
     assert_true(fabsf(t[9] - (float)(9 * 37 % 256) / 255.0f) < 1e-6f);
     cnv_image_free(&img);
@@ -965,7 +965,7 @@ static void test_bad_images(void **state)
     assert_int_equal(img.data[3], 37);
     cnv_preprocess_init(&pp, 1, 2, 6);
     float tg[12];
-    assert_int_equal(cnv_image_to_tensor(&img, &pp, tg, g_msg, sizeof g_msg), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&img, &pp, tg, tu_pp_len(&pp), g_msg, sizeof g_msg), CNV_OK);
     cnv_image_free(&img);
     free(p.b);
     p = make_png(6, 2, 8, 6);
@@ -977,10 +977,10 @@ static void test_bad_images(void **state)
     p = make_png(6, 2, 8, 2);
     assert_int_equal(img_load("RGB PNG", p.b, p.n, &img), CNV_OK);
     cnv_preprocess_init(&pp, 2, 4, 4);
-    assert_int_not_equal(cnv_image_to_tensor(&img, &pp, t, g_msg, sizeof g_msg), CNV_OK);
+    assert_int_not_equal(cnv_image_to_tensor(&img, &pp, t, tu_pp_len(&pp), g_msg, sizeof g_msg), CNV_OK);
     printf("  %-34s -> %s\n", "a 2-channel network input", g_msg);
     cnv_preprocess_init(&pp, 3, 0, 4);
-    assert_int_not_equal(cnv_image_to_tensor(&img, &pp, t, g_msg, sizeof g_msg), CNV_OK);
+    assert_int_not_equal(cnv_image_to_tensor(&img, &pp, t, tu_pp_len(&pp), g_msg, sizeof g_msg), CNV_OK);
     printf("  %-34s -> %s\n", "a 0x4 network input", g_msg);
     cnv_image_free(&img);
     free(p.b);

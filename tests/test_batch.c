@@ -112,17 +112,17 @@ static int compare_to_single_images(const cnv_model *m, cnv_session *b, const fl
     for (int i = 0; i < NB; i++) {
         memcpy(cnv_session_input(one), x + i * in1, (size_t)in1 * sizeof(float));
         assert_int_equal(cnv_session_forward(one), CNV_OK);
-        assert_int_equal(cnv_session_backward(one, "prob", seed + i * out1), CNV_OK);
+        assert_int_equal(tu_backward(one, "prob", seed + i * out1), CNV_OK);
         for (int k = -1; k < cnv_model_node_count(m); k++) {
-            const char *name = k < 0 ? "x" : cnv_model_node_output(m, k);
+            const char *name = k < 0 ? "x" : cnv_model_tensor_name(m, cnv_model_node_output(m, k));
             float *vb, *v1, *gb, *g1;
             cnv_shape sb, s1;
-            assert_int_equal(cnv_session_tensor(b, name, &vb, &sb), CNV_OK);
-            assert_int_equal(cnv_session_tensor(one, name, &v1, &s1), CNV_OK);
+            assert_int_equal(cnv_session_tensor(b, tu_t(b, name), &vb, &sb), CNV_OK);
+            assert_int_equal(cnv_session_tensor(one, tu_t(one, name), &v1, &s1), CNV_OK);
             int64_t n1 = cnv_shape_count(&s1);
             assert_int_equal(cnv_shape_count(&sb), NB * n1);
-            assert_int_equal(cnv_session_grad(b, name, &gb), CNV_OK);
-            assert_int_equal(cnv_session_grad(one, name, &g1), CNV_OK);
+            assert_int_equal(cnv_session_grad(b, tu_t(b, name), &gb), CNV_OK);
+            assert_int_equal(cnv_session_grad(one, tu_t(one, name), &g1), CNV_OK);
             if (memcmp(vb + i * n1, v1, (size_t)n1 * sizeof(float)) != 0 ||
                 memcmp(gb + i * n1, g1, (size_t)n1 * sizeof(float)) != 0)
                 fail_msg("image %d, tensor '%s': the batch differs from the image alone", i, name);
@@ -152,7 +152,7 @@ static void test_batch_equals_single_images(void **state)
             fill(x, seed, (uint64_t)(threads * 2 + round));
             memcpy(cnv_session_input(b), x, sizeof x);
             assert_int_equal(cnv_session_forward(b), CNV_OK);
-            assert_int_equal(cnv_session_backward(b, "prob", seed), CNV_OK);
+            assert_int_equal(tu_backward(b, "prob", seed), CNV_OK);
             int n = compare_to_single_images(m, b, x, seed);
             printf("%d threads, round %d: %d tensors (of %d images), values and gradients equal\n",
                    threads, round, n, NB);
@@ -171,25 +171,25 @@ static void test_partial_passes(void **state)
     fill(x, seed, 100);
     cnv_session *b = session(m, 2, NB), *one = session(m, 1, 1);
     memcpy(cnv_session_input(b), x, sizeof x);
-    assert_int_equal(cnv_session_forward_to(b, "cat"), CNV_OK);
+    assert_int_equal(cnv_session_forward_to(b, tu_t(b, "cat")), CNV_OK);
     float *cat, *g, *g1, *c1;
     cnv_shape cs;
-    assert_int_equal(cnv_session_tensor(b, "cat", &cat, &cs), CNV_OK);
+    assert_int_equal(cnv_session_tensor(b, tu_t(b, "cat"), &cat, &cs), CNV_OK);
     int64_t per = cnv_shape_count(&cs) / NB;
     float *cseed = malloc((size_t)(per * NB) * sizeof *cseed);
     assert_non_null(cseed);
     for (int64_t i = 0; i < per * NB; i++)
         cseed[i] = (float)(i % 13) - 6.0f;
-    assert_int_equal(cnv_session_backward(b, "cat", cseed), CNV_OK);
+    assert_int_equal(tu_backward(b, "cat", cseed), CNV_OK);
     /* prob was not computed */
-    assert_int_equal(cnv_session_backward(b, "prob", seed), CNV_ERR_STATE);
-    assert_int_equal(cnv_session_grad(b, "x", &g), CNV_OK);
+    assert_int_equal(tu_backward(b, "prob", seed), CNV_ERR_STATE);
+    assert_int_equal(cnv_session_grad(b, tu_t(b, "x"), &g), CNV_OK);
     for (int i = 0; i < NB; i++) {
         memcpy(cnv_session_input(one), x + i * 3 * H * W, 3 * H * W * sizeof(float));
-        assert_int_equal(cnv_session_forward_to(one, "cat"), CNV_OK);
-        assert_int_equal(cnv_session_backward(one, "cat", cseed + i * per), CNV_OK);
-        assert_int_equal(cnv_session_tensor(one, "cat", &c1, NULL), CNV_OK);
-        assert_int_equal(cnv_session_grad(one, "x", &g1), CNV_OK);
+        assert_int_equal(cnv_session_forward_to(one, tu_t(one, "cat")), CNV_OK);
+        assert_int_equal(tu_backward(one, "cat", cseed + i * per), CNV_OK);
+        assert_int_equal(cnv_session_tensor(one, tu_t(one, "cat"), &c1, NULL), CNV_OK);
+        assert_int_equal(cnv_session_grad(one, tu_t(one, "x"), &g1), CNV_OK);
         assert_memory_equal(cat + i * per, c1, (size_t)per * sizeof(float));
         assert_memory_equal(g + i * 3 * H * W, g1, 3 * H * W * sizeof(float));
     }
@@ -211,8 +211,8 @@ static void test_softmax_over_batch_axis(void **state)
     memcpy(cnv_session_input(b), x, sizeof x);
     assert_int_equal(cnv_session_forward(b), CNV_OK);
     float *lg, *pr;
-    assert_int_equal(cnv_session_tensor(b, "logits", &lg, NULL), CNV_OK);
-    assert_int_equal(cnv_session_tensor(b, "prob", &pr, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(b, tu_t(b, "logits"), &lg, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(b, tu_t(b, "prob"), &pr, NULL), CNV_OK);
     double worst = 0;
     for (int j = 0; j < 7; j++) {
         double mx = -INFINITY, sum = 0;

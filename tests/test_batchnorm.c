@@ -37,7 +37,7 @@ static cnv_session *session(cnv_model *m, const float *x, int param_grads)
     if (cnv_session_plan_shapes(s, 1, &xs) != CNV_OK)
         fail_msg("plan: %s", cnv_session_errmsg(s));
     float *d;
-    assert_int_equal(cnv_session_tensor(s, "x", &d, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &d, NULL), CNV_OK);
     memcpy(d, x, (size_t)cnv_shape_count(&xs) * sizeof(float));
     return s;
 }
@@ -66,7 +66,7 @@ static void test_bn_hand(void **state)
     cnv_session *s = session(m, x, 0);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
     float want[] = {0, 0.5f, 1, 3};
     for (int i = 0; i < 4; i++)
         assert_float_equal(y[i], want[i], 1e-6);
@@ -98,7 +98,7 @@ static void test_bn_naive(void **state)
         cnv_session *s = session(m, x, 0);
         assert_int_equal(cnv_session_forward(s), CNV_OK);
         float *y;
-        assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
         for (int64_t i = 0; i < cnt; i++) {
             int c = (int)((i / inner) % C);
             double ref =
@@ -199,7 +199,7 @@ static void test_bn_modes_and_errors(void **state)
         cnv_session *s = session(m, x, 0);
         assert_int_equal(cnv_session_forward(s), CNV_OK);
         float *y;
-        assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
         for (int i = 0; i < 6; i++) {
             if (sp == 0)
                 y0[i] = y[i];

@@ -137,12 +137,12 @@ static void clamp_quantize(void **state)
     cnv_quantize_pixels(q, 1, 3, H, W, mean, std);
     cnv_image img = {0};
     char err[256];
-    assert_int_equal(cnv_tensor_to_image(x, 3, H, W, mean, std, &img, err, sizeof err), CNV_OK);
+    assert_int_equal(tu_to_image(x, 3, H, W, mean, std, &img, err, sizeof err), CNV_OK);
     cnv_preprocess pp;
     cnv_preprocess_init(&pp, 3, H, W);
     memcpy(pp.mean, mean, sizeof mean);
     memcpy(pp.std, std, sizeof std);
-    assert_int_equal(cnv_image_to_tensor(&img, &pp, back, err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&img, &pp, back, tu_pp_len(&pp), err, sizeof err), CNV_OK);
     double worst = 0.0;
     for (int c = 0; c < 3; c++)
         for (int j = 0; j < H * W; j++) {
@@ -271,7 +271,7 @@ static void decay_math(void **state)
     (void)state;
     float W[LK * 16];
     cnv_model *m = linear_model(W, 1); /* ends in Softmax: the raw score is used */
-    assert_string_equal(cnv_model_score_tensor(m), "logits");
+    assert_string_equal(cnv_model_tensor_name(m, cnv_model_score_tensor(m)), "logits");
     cnv_session *s;
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
     cnv_classmodel_params p = cnv_classmodel_params_default();
@@ -285,9 +285,9 @@ static void decay_math(void **state)
     const int cls[2] = {2, 0};
     float x0[32], x[32], score[2], prob[2];
     p.iters = 0;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 2, cls, &p, x0, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 2, cls, &p, x0, NULL, NULL), CNV_OK);
     p.iters = 25;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 2, cls, &p, x, score, prob), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 2, cls, &p, x, score, prob), CNV_OK);
     double a = 1.0 - 2.0 * p.lr * p.l2, aT = pow(a, p.iters), worst = 0.0;
     for (int i = 0; i < 2; i++) {
         double sc = i == 0 ? 0.3 : 0.1; /* bias */
@@ -306,7 +306,7 @@ static void decay_math(void **state)
     p.l2 = 0.0f;
     p.l1 = 0.05f;
     p.iters = 10;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
     worst = 0.0;
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 16; j++) {
@@ -322,7 +322,7 @@ static void decay_math(void **state)
     p.l1 = 0.0f;
     p.softmax = 1;
     p.iters = 1;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
     worst = 0.0;
     const double bias[LK] = {0.1, -0.2, 0.3};
     for (int i = 0; i < 2; i++) {
@@ -353,7 +353,7 @@ static void decay_math(void **state)
     p.normalize_grad = 1;
     p.iters = 1;
     p.lr = 0.5f;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 2, cls, &p, x, NULL, NULL), CNV_OK);
     for (int i = 0; i < 2; i++) {
         double d2 = 0.0;
         for (int j = 0; j < 16; j++)
@@ -412,8 +412,8 @@ static void determinism_cancel_frames(void **state)
     const int cls[2] = {4, 7};
     enum { ITEM = 2 * 8 * 6 };
     float a[2 * ITEM], b[2 * ITEM], one[ITEM], pa[2], pb[2];
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 2, cls, &p, a, NULL, pa), CNV_OK);
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, pb), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, mean, std, 2, cls, &p, a, NULL, pa), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, pb), CNV_OK);
     assert_memory_equal(a, b, sizeof a);
     assert_memory_equal(pa, pb, sizeof pa);
     /* the pixel range holds */
@@ -426,12 +426,12 @@ static void determinism_cancel_frames(void **state)
     float p0[2];
     cnv_classmodel_params q = p;
     q.iters = 0;
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 2, cls, &q, b, NULL, p0), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, mean, std, 2, cls, &q, b, NULL, p0), CNV_OK);
     printf("small net: p(class) %.3f -> %.3f, %.3f -> %.3f\n", (double)p0[0], (double)pa[0],
            (double)p0[1], (double)pa[1]);
     assert_true(pa[0] > p0[0] && pa[1] > p0[1]);
     /* item 1 alone equals item 1 of the batch (its own stream) */
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 1, &cls[1], &p, one, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, mean, std, 1, &cls[1], &p, one, NULL, NULL), CNV_OK);
     double worst = 0.0;
     for (int i = 0; i < ITEM; i++)
         worst = fmax(worst, fabs((double)one[i] - a[ITEM + i]));
@@ -439,7 +439,7 @@ static void determinism_cancel_frames(void **state)
     assert_true(worst < 1e-3);
     /* another seed, another image */
     p.seed = 1235;
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, NULL), CNV_OK);
     assert_true(memcmp(a, b, sizeof a) != 0);
 
     /* cancel from progress: stops at step 3, with CNV_ERR_CANCELLED */
@@ -447,7 +447,7 @@ static void determinism_cancel_frames(void **state)
     k.stop_at = 3;
     p.progress = count_progress;
     p.user = &k;
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, NULL),
                      CNV_ERR_CANCELLED);
     assert_int_equal(k.calls, 3);
     assert_non_null(strstr(cnv_session_errmsg(s), "cancelled"));
@@ -456,7 +456,7 @@ static void determinism_cancel_frames(void **state)
     memset(&k, 0, sizeof k);
     p.frame = count_frame;
     p.frame_every = 10;
-    assert_int_equal(cnv_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, mean, std, 2, cls, &p, b, NULL, NULL), CNV_OK);
     assert_int_equal(k.calls, 25);
     assert_int_equal(k.frames, 4);
     const int want[4] = {0, 10, 20, 25};
@@ -478,36 +478,36 @@ static void errors(void **state)
     cnv_classmodel_params p = cnv_classmodel_params_default();
     p.iters = 1;
     /* the model leaves H, W open */
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
     printf("message: %s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "height"));
     p.height = p.width = 8;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
     printf("message: %s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "class 10"));
     cls = 1;
     p.blur_sigma = -1.0f;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
     p.blur_sigma = NAN;
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
     p.blur_sigma = 0.5f;
     const float bad_std[2] = {0.0f, 1.0f};
-    assert_int_equal(cnv_classmodel(s, m, NULL, bad_std, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, bad_std, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 0, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 0, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_classmodel(s, NULL, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, NULL, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_classmodel(NULL, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(NULL, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
     /* NULL params mean the defaults, which leave the size to the model */
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 1, &cls, NULL, img, NULL, NULL),
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 1, &cls, NULL, img, NULL, NULL),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL), CNV_OK);
+    assert_int_equal(tu_classmodel(s, m, NULL, NULL, 1, &cls, &p, img, NULL, NULL), CNV_OK);
     cnv_session_free(s);
     cnv_model_free(m);
 }
@@ -516,12 +516,12 @@ static void errors(void **state)
  * each failure is reported as CNV_ERR_NOMEM (or a plan error) with a
  * message, never a crash; the sanitizer build checks nothing leaks. */
 static int fail_at, n_allocs;
-static void *failing_malloc(size_t n, void *user)
+static void *failing_malloc(void *user, size_t n)
 {
     (void)user;
     return n_allocs++ == fail_at ? NULL : malloc(n);
 }
-static void plain_free(void *p, void *user)
+static void plain_free(void *user, void *p)
 {
     (void)user;
     free(p);
@@ -552,10 +552,10 @@ static void allocation_failures(void **state)
             cnv_set_allocator(&a);
             cnv_status st;
             if (which == 0)
-                st = cnv_classmodel(s, m, mean, std, 2, cls, &p, img, NULL, NULL);
+                st = tu_classmodel(s, m, mean, std, 2, cls, &p, img, NULL, NULL);
             else {
                 cnv_fool_result res;
-                st = cnv_fool(s, m, mean, std, x, 8, 8, 3, &fp, fooled, last, NULL, &res);
+                st = tu_fool(s, m, mean, std, x, 8, 8, 3, &fp, fooled, last, NULL, &res);
             }
             cnv_set_allocator(NULL);
             if (fail_at >= n_allocs) { /* nothing failed: the run is complete */
@@ -711,7 +711,7 @@ static void squeezenet_class_models(void **state)
     cnv_classmodel_params p = cnv_classmodel_params_default();
     p.iters = 50;
     double t0 = now();
-    if (cnv_classmodel(s, m, mean, std, N, cls, &p, img, NULL, prob) != CNV_OK)
+    if (tu_classmodel(s, m, mean, std, N, cls, &p, img, NULL, prob) != CNV_OK)
         fail_msg("%s", cnv_session_errmsg(s));
     double t1 = now();
 
@@ -726,12 +726,12 @@ static void squeezenet_class_models(void **state)
     for (int i = 0; i < N; i++) {
         cnv_image im = {0}, back = {0};
         snprintf(path, sizeof path, "%s/%d.png", dir, cls[i]);
-        assert_int_equal(cnv_tensor_to_image(img + (size_t)i * ITEM, 3, 224, 224, mean, std, &im,
+        assert_int_equal(tu_to_image(img + (size_t)i * ITEM, 3, 224, 224, mean, std, &im,
                                              err, sizeof err),
                          CNV_OK);
         assert_int_equal(cnv_image_write_png(&im, path, err, sizeof err), CNV_OK);
         assert_int_equal(cnv_image_load(path, &back, err, sizeof err), CNV_OK);
-        assert_int_equal(cnv_image_to_tensor(&back, &pp, in + (size_t)i * ITEM, err, sizeof err),
+        assert_int_equal(cnv_image_to_tensor(&back, &pp, in + (size_t)i * ITEM, tu_pp_len(&pp), err, sizeof err),
                          CNV_OK);
         cnv_image_free(&im);
         cnv_image_free(&back);
@@ -740,7 +740,7 @@ static void squeezenet_class_models(void **state)
     rmdir(dir);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *logits;
-    assert_int_equal(cnv_session_tensor(s, "logits", &logits, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &logits, NULL), CNV_OK);
     int ok = 1;
     for (int i = 0; i < N; i++) {
         float pr[1000];
@@ -782,7 +782,7 @@ static void fashion_class_models(void **state)
     enum { ITEM = 28 * 28 };
     float img[10 * ITEM], prob[10];
     double t0 = now();
-    if (cnv_classmodel(s, m, &mean, &sd, 10, cls, NULL, img, NULL, prob) != CNV_OK)
+    if (tu_classmodel(s, m, &mean, &sd, 10, cls, NULL, img, NULL, prob) != CNV_OK)
         fail_msg("%s", cnv_session_errmsg(s));
     double t1 = now();
     char dir[] = "/tmp/cnv_cmfashion_XXXXXX", file[128], err[256];
@@ -796,12 +796,12 @@ static void fashion_class_models(void **state)
         cnv_image im = {0}, back = {0};
         snprintf(file, sizeof file, "%s/%d.png", dir, i);
         assert_int_equal(
-            cnv_tensor_to_image(img + i * ITEM, 1, 28, 28, &mean, &sd, &im, err, sizeof err),
+            tu_to_image(img + i * ITEM, 1, 28, 28, &mean, &sd, &im, err, sizeof err),
             CNV_OK);
         assert_int_equal(cnv_image_write_png(&im, file, err, sizeof err), CNV_OK);
         assert_int_equal(cnv_image_load(file, &back, err, sizeof err), CNV_OK);
         assert_int_equal(
-            cnv_image_to_tensor(&back, &pp, cnv_session_input(s) + i * ITEM, err, sizeof err),
+            cnv_image_to_tensor(&back, &pp, cnv_session_input(s) + i * ITEM, tu_pp_len(&pp), err, sizeof err),
             CNV_OK);
         cnv_image_free(&im);
         cnv_image_free(&back);
@@ -810,7 +810,7 @@ static void fashion_class_models(void **state)
     rmdir(dir);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *z;
-    assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &z, NULL), CNV_OK);
     int ok = 1;
     for (int i = 0; i < 10; i++) {
         float pr[10];

@@ -47,7 +47,7 @@ static cnv_session *session(cnv_model *m, const float *const *data, int param_gr
         fail_msg("plan: %s", cnv_session_errmsg(s));
     for (int i = 0; i < ni; i++) {
         float *d;
-        assert_int_equal(cnv_session_tensor(s, cnv_model_input_name(m, i), &d, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, tu_input_name(m, i)), &d, NULL), CNV_OK);
         memcpy(d, data[i], (size_t)cnv_shape_count(&shapes[i]) * sizeof(float));
     }
     return s;
@@ -66,7 +66,7 @@ static void test_concat_hand(void **state)
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     assert_true(ys.ndim == 1 && ys.dims[0] == 5);
     for (int i = 0; i < 5; i++)
         assert_true(y[i] == (float)(i + 1));
@@ -80,7 +80,7 @@ static void test_concat_hand(void **state)
     m = cat_model(13, 2, sh2, NULL, NULL, 1, &axm1, &st);
     s = session(m, (const float *const[]){c, d}, 0);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     float want[] = {1, 2, 5, 3, 4, 6};
     assert_true(ys.ndim == 2 && ys.dims[0] == 2 && ys.dims[1] == 3);
     for (int i = 0; i < 6; i++)
@@ -93,7 +93,7 @@ static void test_concat_hand(void **state)
     assert_int_equal(st, CNV_OK);
     s = session(m, (const float *const[]){c, d}, 0);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     for (int i = 0; i < 6; i++)
         assert_true(y[i] == want[i]);
     cnv_session_free(s);
@@ -126,7 +126,7 @@ static void check_against_index_map(int r, const int64_t *base, int ax, int n, c
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     int total = 0;
     for (int k = 0; k < n; k++)
         total += lens[k];

@@ -146,7 +146,7 @@ static void frames_and_determinism(void **state)
     p.user = &a;
     float out[ITEM];
     int ch[5];
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, out, ch));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, out, ch));
     assert_int_equal(a.n, 5);
     assert_int_equal(a.steps, 3 * 6 + 4 * 3);
     assert_memory_equal(out, a.img[4], sizeof out);
@@ -157,25 +157,25 @@ static void frames_and_determinism(void **state)
     assert_true(a.last_obj > a.first_obj * 2.0f);
     /* the session ends planned at the frame size */
     cnv_shape sh;
-    ok_s(s, cnv_session_tensor(s, "x", NULL, &sh));
+    ok_s(s, cnv_session_tensor(s, tu_t(s, "x"), NULL, &sh));
     assert_true(sh.dims[2] == H && sh.dims[3] == W);
     /* valid pixels */
     for (int i = 0; i < ITEM; i++)
         assert_true(out[i] >= -2.0f - 1e-6f && out[i] <= 2.0f + 1e-6f);
     /* the same seed gives the same frames, bit for bit */
     p.user = &b;
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, NULL, NULL));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, NULL));
     assert_int_equal(b.n, 5);
     assert_memory_equal(a.img, b.img, sizeof a.img[0] * 5);
     /* another seed other frames */
     memset(&b, 0, sizeof b);
     p.seed = 4;
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, NULL, NULL));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, NULL));
     assert_true(memcmp(a.img[0], b.img[0], sizeof a.img[0]) != 0);
     /* a frame callback that stops the run */
     memset(&b, 0, sizeof b);
     b.cancel_at = 2;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_CANCELLED);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_CANCELLED);
     assert_int_equal(b.n, 2);
     assert_non_null(strstr(cnv_session_errmsg(s), "cancelled"));
     cnv_session_free(s);
@@ -204,7 +204,7 @@ static void zero_steps_are_exact(void **state)
     p.frames = 3;
     p.zoom = 1.5f;
     p.user = &a;
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, NULL, NULL));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, NULL));
     assert_int_equal(a.n, 3);
     assert_memory_equal(a.img[0], photo, sizeof photo);
     /* zoom 1.5: 20 x 24 -> 30 x 36, crop offset (5, 6) */
@@ -236,7 +236,7 @@ static void random_channels(void **state)
     p.frame_steps = 1;
     p.user = &a;
     int ch[12], ch2[12], changes = 0;
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, NULL, ch));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, ch));
     for (int f = 0; f < 12; f++) {
         assert_true(ch[f] >= 0 && ch[f] < 8);
         if (f % 3)
@@ -247,13 +247,13 @@ static void random_channels(void **state)
     printf("random channels: %d %d %d %d\n", ch[0], ch[3], ch[6], ch[9]);
     assert_true(changes >= 1);
     memset(&a, 0, sizeof a);
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, NULL, ch2));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, ch2));
     assert_memory_equal(ch, ch2, sizeof ch);
     /* one fixed channel */
     memset(&a, 0, sizeof a);
     p.channel_every = 0;
     p.channel = 5;
-    ok_s(s, cnv_dream(s, m, MEAN, STD, &p, NULL, ch));
+    ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, ch));
     for (int f = 0; f < 12; f++)
         assert_int_equal(ch[f], 5);
     cnv_session_free(s);
@@ -270,36 +270,36 @@ static void errors(void **state)
     p.frame = NULL;
     p.progress = NULL;
     p.layer = "nonesuch";
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_NOT_FOUND);
     printf("%s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "nonesuch"));
     p.layer = NULL;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
     p.layer = "relu2";
     p.channel = 8;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
     printf("%s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "out of range"));
     p.channel = -1;
     cnv_dream_params q = p;
     q.octaves = 0;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
     q = p;
     q.zoom = 0.5f;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
     q = p;
     q.octave_scale = NAN;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
     q = p;
     q.frames = 0;
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
     q = p;
     q.height = q.width = 0; /* the model leaves its size open */
-    assert_int_equal(cnv_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, STD, &q, NULL, NULL), CNV_ERR_INVALID_ARG);
     const float zero_std[3] = {0.25f, 0, 0.25f};
-    assert_int_equal(cnv_dream(s, m, MEAN, zero_std, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_dream(s, NULL, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_dream(NULL, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, m, MEAN, zero_std, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(s, NULL, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_dream(NULL, m, MEAN, STD, &p, NULL, NULL), CNV_ERR_INVALID_ARG);
     cnv_session_free(s);
     cnv_model_free(m);
 }

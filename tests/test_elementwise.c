@@ -21,11 +21,11 @@ static void relu_forward_and_zero(void **state)
     cnv_session *s = tu_session(m, xs, 1);
     run_forward(s);
     float *y;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
     assert_true(y[0] == 0.0f && y[1] == 0.0f && y[2] == 0.0f && y[3] == 0.5f && isnan(y[4]));
     /* the gradient at exactly 0 is 0 (documented), elsewhere the step */
     const float seed[5] = {1, 1, 1, 1, 1};
-    assert_int_equal(cnv_session_backward(s, "y", seed), CNV_OK);
+    assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
     float *g = cnv_session_input_grad(s);
     assert_true(g[0] == 0.0f && g[1] == 0.0f && g[2] == 0.0f && g[3] == 1.0f);
     cnv_session_free(s);
@@ -43,7 +43,7 @@ static void relu_guided(void **state)
     assert_int_equal(cnv_session_set_relu_mode(s, CNV_RELU_GUIDED), CNV_OK);
     run_forward(s);
     const float seed[4] = {5.0f, -1.0f, 2.0f, 0.0f};
-    assert_int_equal(cnv_session_backward(s, "y", seed), CNV_OK);
+    assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
     float *g = cnv_session_input_grad(s);
     assert_true(g[0] == 0.0f && g[1] == 0.0f && g[2] == 2.0f && g[3] == 0.0f);
     cnv_session_free(s);
@@ -80,8 +80,8 @@ static void identity_and_dropout(void **state)
         cnv_session *s = tu_session(m, NULL, 4);
         run_forward(s);
         float *x, *y;
-        assert_int_equal(cnv_session_tensor(s, "x", &x, NULL), CNV_OK);
-        assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &x, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
         assert_memory_equal(x, y, 12 * sizeof(float));
         tu_fd_assert(ops[k], tu_fd_check(s, m, "y", 1e-2, 50, 5), 1e-3);
         cnv_session_free(s);
@@ -114,9 +114,9 @@ static void add_broadcast(void **state)
         cnv_session *s = tu_session(m, NULL, 10 + k);
         run_forward(s);
         float *a, *b, *y;
-        assert_int_equal(cnv_session_tensor(s, "a", &a, NULL), CNV_OK);
-        assert_int_equal(cnv_session_tensor(s, "b", &b, NULL), CNV_OK);
-        assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "a"), &a, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "b"), &b, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
         /* b's own strides, right-aligned against a (2,3,4,5) */
         int64_t bd[4] = {1, 1, 1, 1};
         for (int d = 0; d < bs[k].ndim; d++)

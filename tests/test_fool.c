@@ -70,18 +70,18 @@ static int classify_bytes(cnv_session *s, const float *img, uint8_t *bytes)
 {
     cnv_image im = {0};
     char err[256];
-    assert_int_equal(cnv_tensor_to_image(img, 1, 4, 4, &MEAN, &STD, &im, err, sizeof err), CNV_OK);
+    assert_int_equal(tu_to_image(img, 1, 4, 4, &MEAN, &STD, &im, err, sizeof err), CNV_OK);
     cnv_preprocess pp;
     cnv_preprocess_init(&pp, 1, 4, 4);
     pp.mean[0] = MEAN;
     pp.std[0] = STD;
     assert_int_equal(cnv_session_plan(s, 1, 4, 4), CNV_OK);
-    assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), tu_pp_len(&pp), err, sizeof err), CNV_OK);
     memcpy(bytes, im.data, D);
     cnv_image_free(&im);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *z;
-    assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &z, NULL), CNV_OK);
     return cnv_argmax(z, K);
 }
 
@@ -98,7 +98,7 @@ static void linear_fool(void **state)
     assert_int_equal(p.max_iters, 100);
     p.lr = 0.05f;
     cnv_fool_result r;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, last, sum, &r), CNV_OK);
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, last, sum, &r), CNV_OK);
     printf("linear: fooled %d after %d steps, class %d (p %.3f) -> %d (p %.3f), linf %g, "
            "mean %.3f\n",
            r.fooled, r.iters, r.before_class, (double)r.before_prob, r.after_class,
@@ -137,18 +137,18 @@ static void linear_fool(void **state)
     assert_true(worst <= 0.5 / 255.0 / STD + 1e-5);
     /* deterministic */
     int iters0 = r.iters;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r), CNV_OK);
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r), CNV_OK);
     assert_memory_equal(again, fooled, sizeof fooled);
     /* min_prob: more steps, until the rounded image gives the target 0.95 */
     p.min_prob = 0.95f;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r), CNV_OK);
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r), CNV_OK);
     printf("linear: min_prob 0.95 reached after %d steps (p %.3f) instead of %d\n", r.iters,
            (double)r.target_prob, iters0);
     assert_int_equal(r.fooled, 1);
     assert_true(r.target_prob >= 0.95f && r.iters > iters0);
     assert_int_equal(classify_bytes(s, again, out), 2);
     p.min_prob = 1.0f;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
     cnv_session_free(s);
     cnv_model_free(m);
@@ -189,7 +189,7 @@ static void rounding_is_rechecked(void **state)
     p.progress = on_progress;
     p.user = &g;
     cnv_fool_result r;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r), CNV_OK);
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r), CNV_OK);
     /* after one step the float image is already the target */
     double gain = 0.0, wn = 0.0;
     for (int j = 0; j < D; j++) {
@@ -210,7 +210,7 @@ static void rounding_is_rechecked(void **state)
      * top-1 reported */
     p.max_iters = 1;
     p.progress = NULL;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r), CNV_OK);
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r), CNV_OK);
     assert_int_equal(r.fooled, 0);
     assert_int_equal(r.iters, 1);
     assert_int_equal(r.after_class, 0);
@@ -235,32 +235,32 @@ static void cancel_and_errors(void **state)
     p.progress = on_progress;
     p.user = &g;
     cnv_fool_result r;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r),
                      CNV_ERR_CANCELLED);
     assert_int_equal(g.calls, 3);
     assert_int_equal(r.iters, 3);
     assert_non_null(strstr(cnv_session_errmsg(s), "cancelled"));
     p.progress = NULL;
 
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 3, &p, fooled, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 3, &p, fooled, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
     printf("message: %s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "target 3"));
     p.lr = 0.0f;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
     p.lr = 1.0f;
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 0, 4, 2, &p, fooled, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 0, 4, 2, &p, fooled, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, NULL, 4, 4, 2, &p, fooled, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, NULL, 4, 4, 2, &p, fooled, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, NULL, NULL, NULL, &r),
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, NULL, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_fool(NULL, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r),
+    assert_int_equal(tu_fool(NULL, m, &MEAN, &STD, x, 4, 4, 2, &p, fooled, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
     /* a 5x4 image does not fit Flatten->Gemm(16) */
     float big[20] = {0};
-    assert_int_not_equal(cnv_fool(s, m, &MEAN, &STD, big, 5, 4, 2, &p, fooled, NULL, NULL, &r),
+    assert_int_not_equal(tu_fool(s, m, &MEAN, &STD, big, 5, 4, 2, &p, fooled, NULL, NULL, &r),
                          CNV_OK);
     printf("message: %s\n", cnv_session_errmsg(s));
     /* NULL params are the defaults */
@@ -269,7 +269,7 @@ static void cancel_and_errors(void **state)
     cnv_session_free(s);
     m = linear_model(W, b);
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
-    assert_int_equal(cnv_fool(s, m, &MEAN, &STD, x, 4, 4, 2, NULL, fooled, NULL, NULL, &r), CNV_OK);
+    assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, NULL, fooled, NULL, NULL, &r), CNV_OK);
     assert_int_equal(r.fooled, 1);
     cnv_session_free(s);
     cnv_model_free(m);
@@ -352,11 +352,11 @@ static void cli(void **state)
             pp.std[0] = STD;
             assert_int_equal(cnv_session_create(m, &s), CNV_OK);
             assert_int_equal(cnv_session_plan(s, 1, 4, 4), CNV_OK);
-            assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), err, sizeof err),
+            assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), tu_pp_len(&pp), err, sizeof err),
                              CNV_OK);
             assert_int_equal(cnv_session_forward(s), CNV_OK);
             float *z;
-            assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+            assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &z, NULL), CNV_OK);
             assert_int_equal(cnv_argmax(z, K), 2);
             cnv_session_free(s);
         }
@@ -442,29 +442,29 @@ static void squeezenet_fool(void **state)
         cnv_image im = {0};
         snprintf(path, sizeof path, SHARED "images/%s.jpg", photos[i]);
         assert_int_equal(cnv_image_load(path, &im, err, sizeof err), CNV_OK);
-        assert_int_equal(cnv_image_to_tensor(&im, &pp, x, err, sizeof err), CNV_OK);
+        assert_int_equal(cnv_image_to_tensor(&im, &pp, x, tu_pp_len(&pp), err, sizeof err), CNV_OK);
         cnv_image_free(&im);
         for (int t = 0; t < 5; t++) {
             cnv_fool_result r;
-            if (cnv_fool(s, m, mean, std, x, 224, 224, targets[t], NULL, fooled, NULL, NULL, &r) !=
+            if (tu_fool(s, m, mean, std, x, 224, 224, targets[t], NULL, fooled, NULL, NULL, &r) !=
                 CNV_OK)
                 fail_msg("%s", cnv_session_errmsg(s));
             /* save, read back, classify */
             cnv_image out = {0}, back = {0};
             snprintf(path, sizeof path, "%s/%s_%d.png", dir, photos[i], targets[t]);
             assert_int_equal(
-                cnv_tensor_to_image(fooled, 3, 224, 224, mean, std, &out, err, sizeof err), CNV_OK);
+                tu_to_image(fooled, 3, 224, 224, mean, std, &out, err, sizeof err), CNV_OK);
             assert_int_equal(cnv_image_write_png(&out, path, err, sizeof err), CNV_OK);
             assert_int_equal(cnv_image_load(path, &back, err, sizeof err), CNV_OK);
             assert_int_equal(cnv_session_plan(s, 1, 224, 224), CNV_OK);
-            assert_int_equal(cnv_image_to_tensor(&back, &pp, cnv_session_input(s), err, sizeof err),
+            assert_int_equal(cnv_image_to_tensor(&back, &pp, cnv_session_input(s), tu_pp_len(&pp), err, sizeof err),
                              CNV_OK);
             cnv_image_free(&out);
             cnv_image_free(&back);
             remove(path);
             assert_int_equal(cnv_session_forward(s), CNV_OK);
             float *z, pr[1000];
-            assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+            assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &z, NULL), CNV_OK);
             cnv_softmax(z, 1000, pr);
             int top = cnv_argmax(pr, 1000);
             printf("%s -> %3d: %2d steps, top-1 %3d (p %.3f) -> saved PNG %3d (p %.3f), change "
@@ -526,19 +526,19 @@ static void fashion_fool(void **state)
         for (int k = 1; k <= 3; k++) {
             int target = (label + 3 * k) % 10;
             cnv_fool_result r;
-            if (cnv_fool(s, m, &mean, &sd, x, 28, 28, target, NULL, fooled, NULL, NULL, &r) !=
+            if (tu_fool(s, m, &mean, &sd, x, 28, 28, target, NULL, fooled, NULL, NULL, &r) !=
                 CNV_OK)
                 fail_msg("%s", cnv_session_errmsg(s));
             cnv_image im = {0};
-            assert_int_equal(cnv_tensor_to_image(fooled, 1, 28, 28, &mean, &sd, &im, err, sizeof err),
+            assert_int_equal(tu_to_image(fooled, 1, 28, 28, &mean, &sd, &im, err, sizeof err),
                              CNV_OK);
             assert_int_equal(cnv_session_plan(s, 1, 28, 28), CNV_OK);
-            assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), err, sizeof err),
+            assert_int_equal(cnv_image_to_tensor(&im, &pp, cnv_session_input(s), tu_pp_len(&pp), err, sizeof err),
                              CNV_OK);
             cnv_image_free(&im);
             assert_int_equal(cnv_session_forward(s), CNV_OK);
             float *z;
-            assert_int_equal(cnv_session_tensor(s, "logits", &z, NULL), CNV_OK);
+            assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &z, NULL), CNV_OK);
             int top = cnv_argmax(z, 10);
             printf("fashion t10k[%d] (label %d, top-1 %d) -> %d: %2d steps, saved top-1 %d, change "
                    "max %2g mean %.2f\n",

@@ -111,7 +111,7 @@ static void test_forward(void **state)
                 assert_int_equal(cnv_session_forward(s), CNV_OK);
                 float *y;
                 cnv_shape ys;
-                assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+                assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
                 assert_int_equal(ys.ndim, 2);
                 assert_int_equal(ys.dims[0], GM);
                 assert_int_equal(ys.dims[1], GN);
@@ -149,7 +149,7 @@ static void test_forward_hand(void **state)
     cnv_session *s = tu_session(m, in, 1);
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
     const float e[4] = { 41, 41, 89, 97 };
     for (int i = 0; i < 4; i++)
         assert_float_equal(y[i], e[i], 1e-5);
@@ -207,7 +207,7 @@ static void test_backward_fd_param_grads(void **state)
     cnv_shape as = tu_shape(2, GK, GM);
     assert_int_equal(cnv_session_plan_shapes(s, 1, &as), CNV_OK);
     float *a;
-    assert_int_equal(cnv_session_tensor(s, "a", &a, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "a"), &a, NULL), CNV_OK);
     tu_rng r;
     tu_rng_init(&r, 8);
     tu_fill(&r, a, GM * GK, -1.0f, 1.0f);

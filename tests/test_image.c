@@ -391,7 +391,7 @@ static void test_center_crop_exact(void **state)
     memcpy(pp.mean, mean, sizeof mean);
     memcpy(pp.std, std, sizeof std);
     float *t = malloc(3 * 224 * 224 * sizeof *t);
-    assert_int_equal(cnv_image_to_tensor(&img, &pp, t, err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&img, &pp, t, tu_pp_len(&pp), err, sizeof err), CNV_OK);
     double worst = 0;
     for (int k = 0; k < 3; k++)
         for (int y = 0; y < 224; y++)
@@ -468,14 +468,14 @@ static void test_same_size_and_channels(void **state)
     float *t1 = malloc(3 * 224 * 224 * sizeof *t1), *t2 = malloc(3 * 224 * 224 * sizeof *t2);
     pp.mean[0] = 0.5f;
     pp.std[2] = 0.25f;
-    assert_int_equal(cnv_image_to_tensor(&img, &pp, t1, err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&img, &pp, t1, tu_pp_len(&pp), err, sizeof err), CNV_OK);
     cnv_image back = {0};
-    assert_int_equal(cnv_tensor_to_image(t1, 3, 224, 224, pp.mean, pp.std, &back, err, sizeof err), CNV_OK);
+    assert_int_equal(tu_to_image(t1, 3, 224, 224, pp.mean, pp.std, &back, err, sizeof err), CNV_OK);
     assert_memory_equal(back.data, img.data, 224 * 224 * 3);
     assert_int_equal(cnv_image_write_png(&back, tmp_path("saved.png"), err, sizeof err), CNV_OK);
     cnv_image re = {0};
     assert_int_equal(cnv_image_load(tmp_path("saved.png"), &re, err, sizeof err), CNV_OK);
-    assert_int_equal(cnv_image_to_tensor(&re, &pp, t2, err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_image_to_tensor(&re, &pp, t2, tu_pp_len(&pp), err, sizeof err), CNV_OK);
     assert_memory_equal(t1, t2, 3 * 224 * 224 * sizeof *t1);
     cnv_image_free(&re);
     cnv_image_free(&back);
@@ -546,11 +546,11 @@ static void test_same_size_and_channels(void **state)
     cnv_preprocess_init(&c3, 3, 10, 10);
     c3.std[1] = 0.0f;
     float tiny[300];
-    assert_int_equal(cnv_image_to_tensor(&con, &c3, tiny, err, sizeof err), CNV_ERR_INVALID_ARG);
+    assert_int_equal(cnv_image_to_tensor(&con, &c3, tiny, tu_pp_len(&c3), err, sizeof err), CNV_ERR_INVALID_ARG);
     assert_non_null(strstr(err, "std"));
     cnv_image badimg = {0, 5, 3, cp};
     cnv_preprocess_init(&c3, 3, 10, 10);
-    assert_int_equal(cnv_image_to_tensor(&badimg, &c3, tiny, err, sizeof err), CNV_ERR_INVALID_ARG);
+    assert_int_equal(cnv_image_to_tensor(&badimg, &c3, tiny, tu_pp_len(&c3), err, sizeof err), CNV_ERR_INVALID_ARG);
 }
 
 static void test_tensor_to_image_clamps(void **state)
@@ -560,7 +560,7 @@ static void test_tensor_to_image_clamps(void **state)
     const float v[8] = {NAN, INFINITY, -INFINITY, 1e30f, -1e30f, 0.5f, 0.0f, 1.0f};
     const unsigned char want[8] = {0, 255, 0, 255, 0, 128, 0, 255};
     cnv_image img = {0};
-    assert_int_equal(cnv_tensor_to_image(v, 1, 2, 4, NULL, NULL, &img, err, sizeof err), CNV_OK);
+    assert_int_equal(tu_to_image(v, 1, 2, 4, NULL, NULL, &img, err, sizeof err), CNV_OK);
     assert_int_equal(img.channels, 1);
     assert_int_equal(img.width, 4);
     assert_memory_equal(img.data, want, 8);
@@ -573,16 +573,16 @@ static void test_tensor_to_image_clamps(void **state)
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < 2; i++)
             chw[k * 2 + i] = ((float)px[i][k] / 255.0f - mean[k]) / std[k];
-    assert_int_equal(cnv_tensor_to_image(chw, 3, 1, 2, mean, std, &img, err, sizeof err), CNV_OK);
+    assert_int_equal(tu_to_image(chw, 3, 1, 2, mean, std, &img, err, sizeof err), CNV_OK);
     for (int i = 0; i < 2; i++)
         for (int k = 0; k < 3; k++)
             assert_int_equal(img.data[i * 3 + k], px[i][k]);
     cnv_image_free(&img);
-    assert_int_equal(cnv_tensor_to_image(chw, 2, 1, 2, NULL, NULL, &img, err, sizeof err),
+    assert_int_equal(tu_to_image(chw, 2, 1, 2, NULL, NULL, &img, err, sizeof err),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_tensor_to_image(chw, 1, 0, 2, NULL, NULL, &img, err, sizeof err),
+    assert_int_equal(tu_to_image(chw, 1, 0, 2, NULL, NULL, &img, err, sizeof err),
                      CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_tensor_to_image(chw, 1, 1 << 20, 1 << 20, NULL, NULL, &img, err, sizeof err),
+    assert_int_equal(tu_to_image(chw, 1, 1 << 20, 1 << 20, NULL, NULL, &img, err, sizeof err),
                      CNV_ERR_INVALID_ARG);
 }
 
@@ -1035,7 +1035,7 @@ static void test_text_and_grid(void **state)
 static long g_alloc_left;
 static long g_live;
 
-static void *failing_malloc(size_t n, void *user)
+static void *failing_malloc(void *user, size_t n)
 {
     (void)user;
     if (g_alloc_left-- <= 0)
@@ -1046,7 +1046,7 @@ static void *failing_malloc(size_t n, void *user)
     return p;
 }
 
-static void counting_free(void *p, void *user)
+static void counting_free(void *user, void *p)
 {
     (void)user;
     g_live--;
@@ -1124,7 +1124,7 @@ static void test_imagenet_reference(void **state)
         const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
         memcpy(pp.mean, mean, sizeof mean);
         memcpy(pp.std, std, sizeof std);
-        assert_int_equal(cnv_image_to_tensor(&img, &pp, got, err, sizeof err), CNV_OK);
+        assert_int_equal(cnv_image_to_tensor(&img, &pp, got, tu_pp_len(&pp), err, sizeof err), CNV_OK);
         double max = 0, sum = 0;
         int differ = 0;
         for (size_t i = 0; i < 3 * 224 * 224; i++) {

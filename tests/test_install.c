@@ -127,6 +127,18 @@ static void installed_example_runs_standin(void **state)
     if (cnv_model_save_onnx(m, path) != CNV_OK)
         fail_msg("%s", cnv_model_errmsg(m));
     cnv_model_free(m);
+    /* and the picture the example reads, where it looks for it */
+    char err[256];
+    cnv_image img = {0};
+    snprintf(path, sizeof path, "%s/docs", cwd);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/docs/img", cwd);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/docs/img/ankle_boot.png", cwd);
+    if (cnv_image_load("docs/img/ankle_boot.png", &img, err, sizeof err) != CNV_OK ||
+        cnv_image_write_png(&img, path, err, sizeof err) != CNV_OK)
+        fail_msg("%s", err);
+    cnv_image_free(&img);
     assert_int_equal(run_script("run", cwd), 0);
 }
 

@@ -87,24 +87,24 @@ static void find_layer(void **state)
     cnv_model *m = net(1);
     const char *name = NULL;
     char err[256];
-    assert_int_equal(cnv_find_layer(m, "t/relu2", &name, err, sizeof err), CNV_OK);
+    assert_int_equal(tu_find_layer(m, "t/relu2", &name, err, sizeof err), CNV_OK);
     assert_string_equal(name, "t/relu2");
-    assert_int_equal(cnv_find_layer(m, "conv2", &name, err, sizeof err), CNV_OK); /* node name */
+    assert_int_equal(tu_find_layer(m, "conv2", &name, err, sizeof err), CNV_OK); /* node name */
     assert_string_equal(name, "t/conv2");
-    assert_int_equal(cnv_find_layer(m, "pool", &name, err, sizeof err), CNV_OK); /* unique part */
+    assert_int_equal(tu_find_layer(m, "pool", &name, err, sizeof err), CNV_OK); /* unique part */
     assert_string_equal(name, "t/pool1");
-    assert_int_equal(cnv_find_layer(m, "x", &name, err, sizeof err), CNV_OK); /* the input */
-    assert_int_equal(cnv_find_layer(m, "relu", &name, err, sizeof err), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_find_layer(m, "x", &name, err, sizeof err), CNV_OK); /* the input */
+    assert_int_equal(tu_find_layer(m, "relu", &name, err, sizeof err), CNV_ERR_NOT_FOUND);
     printf("'relu': %s\n", err);
     assert_non_null(strstr(err, "ambiguous"));
     assert_non_null(strstr(err, "t/relu1"));
-    assert_int_equal(cnv_find_layer(m, "nonesuch", &name, err, sizeof err), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_find_layer(m, "nonesuch", &name, err, sizeof err), CNV_ERR_NOT_FOUND);
     printf("'nonesuch': %s\n", err);
     assert_non_null(strstr(err, "no layer 'nonesuch'"));
-    assert_int_equal(cnv_find_layer(m, "w2", &name, err, sizeof err), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_find_layer(m, "w2", &name, err, sizeof err), CNV_ERR_NOT_FOUND);
     assert_non_null(strstr(err, "constant"));
-    assert_int_equal(cnv_find_layer(m, "", &name, err, sizeof err), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_find_layer(m, "nonesuch", &name, NULL, 0), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_find_layer(m, "", &name, err, sizeof err), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_find_layer(m, "nonesuch", &name, NULL, 0), CNV_ERR_NOT_FOUND);
     cnv_model_free(m);
 }
 
@@ -131,33 +131,33 @@ static void viz_layers(void **state)
     cnv_model *m = net(1);
     const char *names[8];
     /* Relu outputs, and Conv outputs no Relu reads: conv3 */
-    assert_int_equal(cnv_viz_layers(m, 0, NULL), 3);
-    assert_int_equal(cnv_viz_layers(m, 0, names), 3);
+    assert_int_equal(tu_layer_names(m, 0, NULL), 3);
+    assert_int_equal(tu_layer_names(m, 0, names), 3);
     assert_string_equal(names[0], "t/relu1");
     assert_string_equal(names[1], "t/relu2");
     assert_string_equal(names[2], "t/conv3");
-    assert_int_equal(cnv_viz_layers(m, 2, names), 2);
+    assert_int_equal(tu_layer_names(m, 2, names), 2);
     assert_string_equal(names[0], "t/relu1");
     assert_string_equal(names[1], "t/conv3");
     cnv_model_free(m);
     m = relu_chain(9);
     const char *ch[9];
     /* 9 layers, 5 kept: evenly spaced indices 0, 2, 4, 6, 8 */
-    assert_int_equal(cnv_viz_layers(m, 5, ch), 5);
+    assert_int_equal(tu_layer_names(m, 5, ch), 5);
     for (int i = 0; i < 5; i++) {
         char want[8];
         snprintf(want, sizeof want, "r%d", 2 * i);
         assert_string_equal(ch[i], want);
     }
     /* 4 kept: 0, 2.67, 5.33, 8 rounded -> 0, 3, 5, 8 */
-    assert_int_equal(cnv_viz_layers(m, 4, ch), 4);
+    assert_int_equal(tu_layer_names(m, 4, ch), 4);
     assert_string_equal(ch[1], "r3");
     assert_string_equal(ch[2], "r5");
     assert_string_equal(ch[3], "r8");
-    assert_int_equal(cnv_viz_layers(m, 1, ch), 1);
+    assert_int_equal(tu_layer_names(m, 1, ch), 1);
     assert_string_equal(ch[0], "r8");
-    assert_int_equal(cnv_viz_layers(m, 20, ch), 9);
-    assert_int_equal(cnv_viz_layers(NULL, 3, ch), 0);
+    assert_int_equal(tu_layer_names(m, 20, ch), 9);
+    assert_int_equal(tu_layer_names(NULL, 3, ch), 0);
     cnv_model_free(m);
 }
 
@@ -178,7 +178,7 @@ static void neuron_raises_activation(void **state)
     enum { ITEM = 3 * 12 * 12 };
     const int chans[3] = {0, 3, 6};
     float imgs[3 * ITEM], one[ITEM], again[3 * ITEM], before[3], after[3], b1, a1;
-    ok_s(s, cnv_neuron(s, m, mean, std, 3, chans, &p, imgs, before, after));
+    ok_s(s, tu_neuron(s, m, mean, std, 3, chans, &p, imgs, before, after));
     for (int i = 0; i < 3; i++) {
         printf("relu2 channel %d: mean activation %.4f -> %.4f\n", chans[i], before[i], after[i]);
         assert_true(after[i] > before[i] + 0.5f);
@@ -187,10 +187,10 @@ static void neuron_raises_activation(void **state)
     /* pixels stay in the valid range */
     for (int i = 0; i < 3 * ITEM; i++)
         assert_true(imgs[i] >= -2.0f - 1e-6f && imgs[i] <= 2.0f + 1e-6f);
-    ok_s(s, cnv_neuron(s, m, mean, std, 3, chans, &p, again, NULL, NULL));
+    ok_s(s, tu_neuron(s, m, mean, std, 3, chans, &p, again, NULL, NULL));
     assert_memory_equal(imgs, again, sizeof imgs);
     /* channel 3 alone starts from the same stream: the same image up to GEMM rounding */
-    ok_s(s, cnv_neuron(s, m, mean, std, 1, &chans[1], &p, one, &b1, &a1));
+    ok_s(s, tu_neuron(s, m, mean, std, 1, &chans[1], &p, one, &b1, &a1));
     double worst = 0.0;
     for (int i = 0; i < ITEM; i++)
         worst = fmax(worst, fabs((double)one[i] - imgs[ITEM + i]));
@@ -198,7 +198,7 @@ static void neuron_raises_activation(void **state)
     assert_true(worst < 1e-3);
     /* batch 2 over 3 channels: the spare item of the second pass is ignored */
     p.batch = 2;
-    ok_s(s, cnv_neuron(s, m, mean, std, 3, chans, &p, again, NULL, NULL));
+    ok_s(s, tu_neuron(s, m, mean, std, 3, chans, &p, again, NULL, NULL));
     worst = 0.0;
     for (int i = 0; i < 3 * ITEM; i++)
         worst = fmax(worst, fabs((double)again[i] - imgs[i]));
@@ -208,7 +208,7 @@ static void neuron_raises_activation(void **state)
     p.batch = 0;
     p.unit_y = 2;
     p.unit_x = 3;
-    ok_s(s, cnv_neuron(s, m, mean, std, 1, &chans[1], &p, one, &b1, &a1));
+    ok_s(s, tu_neuron(s, m, mean, std, 1, &chans[1], &p, one, &b1, &a1));
     printf("relu2 channel 3 unit (2,3): %.4f -> %.4f\n", b1, a1);
     assert_true(a1 > b1 + 0.5f);
     cnv_session_free(s);
@@ -242,11 +242,11 @@ static void dead_channel_pre_relu(void **state)
     int ch = 0;
     float img[16], before, after;
     p.pre_relu = 0;
-    ok_s(s, cnv_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
+    ok_s(s, tu_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
     printf("dead channel, ascending r: %g -> %g\n", before, after);
     assert_true(before == 0.0f && after == 0.0f);
     p.pre_relu = 1;
-    ok_s(s, cnv_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
+    ok_s(s, tu_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
     printf("dead channel, ascending r's input: %g -> %g\n", before, after);
     assert_true(before == 0.0f && after > 0.4f);
     cnv_session_free(s);
@@ -287,47 +287,47 @@ static void neuron_errors(void **state)
     p.iters = 10;
     float img[2 * 3 * 144];
     int ch[2] = {1, 8};
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     assert_non_null(strstr(cnv_session_errmsg(s), "no layer"));
     p.layer = "nonesuch";
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_NOT_FOUND);
     printf("%s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "nonesuch"));
     p.layer = "t/relu2";
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 2, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 2, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     printf("%s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "channel 8 is out of range"));
     p.unit_y = 6;
     p.unit_x = 0;
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     printf("%s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "outside"));
     p.unit_x = -1;
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     p.unit_y = -1;
     p.iters = -1;
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     p.iters = 10;
     const float bad_std[3] = {1, 0, 1};
-    assert_int_equal(cnv_neuron(s, m, NULL, bad_std, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 0, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_neuron(NULL, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, bad_std, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 0, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(NULL, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     /* the model leaves H and W open: a size is required */
     p.height = p.width = 0;
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     p.height = p.width = 12;
     /* progress cancels; frames arrive every frame_every steps */
     int last = 0, count = 0;
     p.progress = cancel_at_3;
     p.user = &last;
-    assert_int_equal(cnv_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_CANCELLED);
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_CANCELLED);
     assert_int_equal(last, 3);
     p.progress = NULL;
     p.frame = frames_seen;
     p.frame_every = 5;
     p.user = &count;
     ch[1] = 2;
-    ok_s(s, cnv_neuron(s, m, NULL, NULL, 2, ch, &p, img, NULL, NULL));
+    ok_s(s, tu_neuron(s, m, NULL, NULL, 2, ch, &p, img, NULL, NULL));
     assert_int_equal(count, 2);
     cnv_session_free(s);
     cnv_model_free(m);
@@ -365,7 +365,7 @@ static void squeezenet_neurons(void **state)
     cnv_session *s;
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
     const char *names[32];
-    int n = cnv_viz_layers(m, 0, names);
+    int n = tu_layer_names(m, 0, names);
     printf("SqueezeNet: %d layers for the sheet, first %s, last %s\n", n, names[0], names[n - 1]);
     assert_int_equal(n, 26);
     assert_string_equal(names[25], "/classifier/classifier.2/Relu_output_0");
@@ -376,7 +376,7 @@ static void squeezenet_neurons(void **state)
     const int ch[4] = {5, 17, 40, 63};
     float *img = malloc(4 * 3 * 64 * 64 * sizeof *img), before[4], after[4];
     assert_non_null(img);
-    ok_s(s, cnv_neuron(s, m, mean, std, 4, ch, &p, img, before, after));
+    ok_s(s, tu_neuron(s, m, mean, std, 4, ch, &p, img, before, after));
     for (int i = 0; i < 4; i++) {
         printf("%s channel %d: %.4f -> %.4f\n", p.layer, ch[i], before[i], after[i]);
         assert_true(after[i] > 3.0f * before[i] && after[i] > before[i] + 1.0f);

@@ -12,7 +12,7 @@ typedef struct counter {
     long fail_after; /* > 0: the n-th malloc from now fails */
 } counter;
 
-static void *count_malloc(size_t n, void *user)
+static void *count_malloc(void *user, size_t n)
 {
     counter *c = user;
     if (c->fail_after > 0 && --c->fail_after == 0)
@@ -21,7 +21,7 @@ static void *count_malloc(size_t n, void *user)
     return malloc(n);
 }
 
-static void count_free(void *p, void *user)
+static void count_free(void *user, void *p)
 {
     counter *c = user;
     if (p)
@@ -64,25 +64,25 @@ static void iterate(cnv_session *s, int param_grads)
     float *x = cnv_session_input(s), *g;
     x[5] += 0.01f; /* the input changes between iterations */
     ok(s, cnv_session_forward(s));
-    ok(s, cnv_session_backward(s, "logits", seed));
+    ok(s, tu_backward(s, "logits", seed));
     assert_non_null(cnv_session_input_grad(s));
-    ok(s, cnv_session_backward(s, "side", seed)); /* reaches no input */
-    ok(s, cnv_session_forward_to(s, "cat"));
-    ok(s, cnv_session_backward(s, "cat", cseed));
-    ok(s, cnv_session_grad(s, "x", &g));
+    ok(s, tu_backward(s, "side", seed)); /* reaches no input */
+    ok(s, cnv_session_forward_to(s, tu_t(s, "cat")));
+    ok(s, tu_backward(s, "cat", cseed));
+    ok(s, cnv_session_grad(s, tu_t(s, "x"), &g));
     if (param_grads)
-        ok(s, cnv_session_grad(s, "wb", &g));
+        ok(s, cnv_session_grad(s, tu_t(s, "wb"), &g));
     ok(s, cnv_session_set_relu_mode(s, CNV_RELU_GUIDED));
     ok(s, cnv_session_forward(s));
-    ok(s, cnv_session_backward(s, "logits", seed));
+    ok(s, tu_backward(s, "logits", seed));
     ok(s, cnv_session_set_relu_mode(s, CNV_RELU_GRAD));
     ok(s, cnv_session_plan(s, 2, 8, 8)); /* the same shape: a no-op */
     float *p;
     cnv_shape sh;
-    ok(s, cnv_session_tensor(s, "logits", &p, &sh));
+    ok(s, cnv_session_tensor(s, tu_t(s, "logits"), &p, &sh));
     /* failing calls only write the message */
-    assert_int_equal(cnv_session_tensor(s, "nope", &p, NULL), CNV_ERR_NOT_FOUND);
-    assert_int_equal(cnv_session_backward(s, "logits", NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "nope"), &p, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_backward(s, "logits", NULL), CNV_ERR_INVALID_ARG);
 }
 
 static void no_allocation_after_plan(void **state)
@@ -112,7 +112,7 @@ static void no_allocation_after_plan(void **state)
         float seed[SN_CLASSES] = {1};
         for (int it = 0; it < 5; it++) {
             ok(s, cnv_session_forward(s));
-            ok(s, cnv_session_backward(s, "logits", seed));
+            ok(s, tu_backward(s, "logits", seed));
         }
         assert_int_equal(g_count.mallocs, planned);
         cnv_session_free(s);

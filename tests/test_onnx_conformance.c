@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "engine/op.h"
 #include "onnx/onnx.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node"
@@ -176,8 +177,8 @@ static void run_case(ccase *c)
         if (ins[i].dtype != CNV_FLOAT32)
             continue;
         float *d;
-        const char *name = cnv_model_input_name(m, k++);
-        if (cnv_session_tensor(s, name, &d, NULL) != CNV_OK)
+        const char *name = tu_input_name(m, k++);
+        if (cnv_session_tensor(s, tu_t(s, name), &d, NULL) != CNV_OK)
             FAIL("input '%s': %s", name, cnv_session_errmsg(s));
         int64_t n = cnv_shape_count(&ins[i].shape);
         if (n > 0)
@@ -187,13 +188,13 @@ static void run_case(ccase *c)
         FAIL("forward: %s", cnv_session_errmsg(s));
 
     for (int k = 0; k < n_out; k++) {
-        const char *name = cnv_model_output_name(m, k);
+        const char *name = cnv_model_tensor_name(m, cnv_model_output(m, k));
         float *got;
         cnv_shape gs;
         char b1[128], b2[128];
         if (outs[k].dtype != CNV_FLOAT32)
             SKIP("output_%d.pb is not float", k);
-        if (cnv_session_tensor(s, name, &got, &gs) != CNV_OK)
+        if (cnv_session_tensor(s, tu_t(s, name), &got, &gs) != CNV_OK)
             FAIL("output '%s': %s", name, cnv_session_errmsg(s));
         if (!cnv_shape_equal(&gs, &outs[k].shape))
             FAIL("output '%s' has shape %s, expected %s", name, cnv_shape_str(&gs, b1, sizeof b1),

@@ -195,7 +195,7 @@ static void run_1x3(cnv_model *m, const float *x, float *out)
     if (cnv_session_forward(s) != CNV_OK)
         fail_msg("%s", cnv_session_errmsg(s));
     float *y;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, NULL), CNV_OK);
     memcpy(out, y, 3 * sizeof *y);
     cnv_session_free(s);
 }
@@ -303,7 +303,7 @@ static void add_variants(void **state)
         uint8_t *buf = add_model(cases[i].fn, &len);
         cnv_model *m = load_ok(buf, len);
         assert_int_equal(cnv_model_input_count(m), 1);
-        assert_string_equal(cnv_model_input_name(m, 0), "x");
+        assert_string_equal(tu_input_name(m, 0), "x");
         assert_int_equal(cnv_model_node_count(m), 1);
         assert_string_equal(cnv_model_node_op(m, 0), "Add");
         assert_string_equal(cnv_model_node_name(m, 0), "add1");
@@ -535,7 +535,7 @@ static void attributes_and_meta(void **state)
     assert_int_equal(cnv_session_forward(ses), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(ses, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(ses, tu_t(ses, "y"), &y, &ys), CNV_OK);
     assert_true(ys.ndim == 4 && ys.dims[2] == 3 && ys.dims[3] == 3);
     const float want[9] = {4, 6, 4, 6, 9, 6, 4, 6, 4};
     for (int i = 0; i < 9; i++)
@@ -868,7 +868,7 @@ static void bound_inputs(void **state)
     cnv_shape in = tu_shape(2, 2, 3), out;
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
     assert_int_equal(cnv_session_plan_shapes(s, 1, &in), CNV_OK);
-    assert_int_equal(cnv_session_tensor(s, "y", NULL, &out), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), NULL, &out), CNV_OK);
     assert_true(out.ndim == 2 && out.dims[0] == 3 && out.dims[1] == 2);
     cnv_session_free(s);
     cnv_model_free(m);
@@ -946,7 +946,7 @@ static void truncation_and_mutation(void **state)
 
 static long g_alloc_left; /* allocations until the failing one; -1 never */
 
-static void *failing_malloc(size_t n, void *user)
+static void *failing_malloc(void *user, size_t n)
 {
     (void)user;
     if (g_alloc_left == 0)
@@ -956,7 +956,7 @@ static void *failing_malloc(size_t n, void *user)
     return malloc(n);
 }
 
-static void plain_free(void *p, void *user)
+static void plain_free(void *user, void *p)
 {
     (void)user;
     free(p);
@@ -1038,7 +1038,7 @@ static void real_conv_model(void **state)
         fail_msg("%s", cnv_session_errmsg(s));
     for (int i = 0; i < 2; i++) {
         float *d;
-        assert_int_equal(cnv_session_tensor(s, cnv_model_input_name(m, i), &d, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, tu_input_name(m, i)), &d, NULL), CNV_OK);
         memcpy(d, vals[i], (size_t)cnv_shape_count(&shapes[i]) * sizeof(float));
         cnv_free_buffer(vals[i]);
     }
@@ -1048,7 +1048,7 @@ static void real_conv_model(void **state)
     snprintf(path, sizeof path, "%s/test_data_set_0/output_0.pb", dir);
     read_pb(path, &dt, &ws, &want);
     float *y;
-    assert_int_equal(cnv_session_tensor(s, cnv_model_output_name(m, 0), &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, cnv_model_tensor_name(m, cnv_model_output(m, 0))), &y, &ys), CNV_OK);
     assert_true(cnv_shape_equal(&ys, &ws));
     int64_t at;
     double err = tu_max_rel_diff(y, want, cnv_shape_count(&ws), &at);

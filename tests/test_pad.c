@@ -50,7 +50,7 @@ static cnv_session *session(cnv_model *m, const float *x, int param_grads)
     if (cnv_session_plan_shapes(s, 1, &xs) != CNV_OK)
         fail_msg("plan: %s", cnv_session_errmsg(s));
     float *d;
-    assert_int_equal(cnv_session_tensor(s, "x", &d, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &d, NULL), CNV_OK);
     memcpy(d, x, (size_t)cnv_shape_count(&xs) * sizeof(float));
     return s;
 }
@@ -62,7 +62,7 @@ static void expect_2d(cnv_model *m, const float *x, int r, int c, const float *w
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     assert_int_equal(ys.ndim, 2);
     assert_int_equal(ys.dims[0], r);
     assert_int_equal(ys.dims[1], c);
@@ -148,7 +148,7 @@ static void check_against_index_map(int r, uint64_t seed)
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     assert_int_equal(ys.ndim, r);
     for (int d = 0; d < r; d++)
         assert_int_equal(ys.dims[d], od[d]);

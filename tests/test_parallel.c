@@ -134,7 +134,7 @@ static cnv_model *vgg(void)
 {
     cnv_model *m = NULL;
     assert_int_equal(cnv_model_create(&m), CNV_OK);
-    cnv_vgg_params p = cnv_vgg_default_params();
+    cnv_vgg_params p = cnv_vgg_params_default();
     p.height = H;
     p.width = W;
     p.width1 = 16;
@@ -162,18 +162,18 @@ static outputs run_net(cnv_model *m, int batch, int threads)
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y, *dw;
     cnv_shape ys, ws;
-    assert_int_equal(cnv_session_tensor(s, "logits", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &y, &ys), CNV_OK);
     outputs o = { 0 };
     o.n_logits = cnv_shape_count(&ys);
     float *seed = malloc((size_t)o.n_logits * sizeof *seed);
     assert_non_null(seed);
     for (int64_t i = 0; i < o.n_logits; i++)
         seed[i] = (float)(i % 5) - 2.0f;
-    assert_int_equal(cnv_session_backward(s, "logits", seed), CNV_OK);
+    assert_int_equal(tu_backward(s, "logits", seed), CNV_OK);
     free(seed);
     const char *w0 = cnv_model_param_name(m, 0);
     assert_int_equal(cnv_model_param(m, w0, NULL, &ws), CNV_OK);
-    assert_int_equal(cnv_session_grad(s, w0, &dw), CNV_OK);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, w0), &dw), CNV_OK);
     o.n_dx = (int64_t)batch * H * W;
     o.n_dw = cnv_shape_count(&ws);
     o.logits = malloc((size_t)o.n_logits * sizeof(float));
@@ -241,14 +241,14 @@ static void test_network_threads(void **state)
 
 static long g_mallocs;
 
-static void *count_malloc(size_t n, void *user)
+static void *count_malloc(void *user, size_t n)
 {
     (void)user;
     __atomic_fetch_add(&g_mallocs, 1, __ATOMIC_RELAXED);
     return malloc(n);
 }
 
-static void plain_free(void *p, void *user)
+static void plain_free(void *user, void *p)
 {
     (void)user;
     free(p);
@@ -270,7 +270,7 @@ static void test_no_allocation(void **state)
         long before = g_mallocs;
         for (int it = 0; it < 5; it++) {
             assert_int_equal(cnv_session_forward(s), CNV_OK);
-            assert_int_equal(cnv_session_backward(s, "logits", seed), CNV_OK);
+            assert_int_equal(tu_backward(s, "logits", seed), CNV_OK);
         }
         printf("batch %d on 2 threads: %ld allocations in 5 iterations\n", batch, g_mallocs - before);
         assert_int_equal(g_mallocs - before, 0);

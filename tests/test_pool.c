@@ -65,7 +65,7 @@ static void run(const char *op, cnv_shape xs, const float *x, int n_attrs, const
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     int64_t n = cnv_shape_count(&ys);
     assert_true(n <= y_cap);
     memcpy(y_out, y, (size_t)n * sizeof(float));
@@ -84,10 +84,10 @@ static void run_grad(const char *op, cnv_shape xs, const float *x, int n_attrs,
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y, *dx;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     memcpy(y_out, y, (size_t)cnv_shape_count(&ys) * sizeof(float));
-    assert_int_equal(cnv_session_backward(s, "y", dy), CNV_OK);
-    assert_int_equal(cnv_session_grad(s, "x", &dx), CNV_OK);
+    assert_int_equal(tu_backward(s, "y", dy), CNV_OK);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, "x"), &dx), CNV_OK);
     memcpy(dx_out, dx, (size_t)cnv_shape_count(&xs) * sizeof(float));
     cnv_session_free(s);
     cnv_model_free(m);

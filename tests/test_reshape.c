@@ -29,15 +29,15 @@ static void check_copy(cnv_model *m, const char *label, int ndim, const int64_t 
         fail_msg("%s: %s", label, cnv_session_errmsg(s));
     float *x, *y, *g;
     cnv_shape ysh;
-    assert_int_equal(cnv_session_tensor(s, "x", &x, NULL), CNV_OK);
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ysh), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &x, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ysh), CNV_OK);
     expect_shape(&ysh, ndim, dims);
     assert_memory_equal(x, y, 24 * sizeof(float));
     float seed[24];
     for (int i = 0; i < 24; i++)
         seed[i] = (float)(i - 11) * 0.25f;
-    assert_int_equal(cnv_session_backward(s, "y", seed), CNV_OK);
-    assert_int_equal(cnv_session_grad(s, "x", &g), CNV_OK);
+    assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, "x"), &g), CNV_OK);
     assert_memory_equal(g, seed, sizeof seed);
     tu_fd_assert(label, tu_fd_check(s, m, "y", 1e-2, 24, 5), 1e-4);
     cnv_session_free(s);
@@ -272,12 +272,12 @@ static void flatten_reshape_chain(void **state)
         assert_int_equal(cnv_session_plan_shapes(s, 1, &sh), CNV_OK);
         float *x, *y;
         cnv_shape ysh;
-        assert_int_equal(cnv_session_tensor(s, "x", &x, NULL), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &x, NULL), CNV_OK);
         tu_rng r;
         tu_rng_init(&r, (uint64_t)n);
         tu_fill(&r, x, 12 * n, -1.0f, 1.0f);
         assert_int_equal(cnv_session_forward(s), CNV_OK);
-        assert_int_equal(cnv_session_tensor(s, "y", &y, &ysh), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ysh), CNV_OK);
         const int64_t dims[3] = {n, 4, 3};
         expect_shape(&ysh, 3, dims);
         assert_memory_equal(x, y, (size_t)(12 * n) * sizeof(float));

@@ -117,12 +117,12 @@ static void direct_grad(cnv_model *m, const char *score, const float *x, int c, 
     ok_s(s, cnv_session_forward(s));
     cnv_shape sh;
     float *y;
-    ok_s(s, cnv_session_tensor(s, score, &y, &sh));
+    ok_s(s, cnv_session_tensor(s, tu_t(s, score), &y, &sh));
     int64_t n = cnv_shape_count(&sh);
     float *seed = calloc((size_t)n, sizeof *seed);
     assert_non_null(seed);
     seed[k] = 1.0f;
-    ok_s(s, cnv_session_backward(s, score, seed));
+    ok_s(s, tu_backward(s, score, seed));
     memcpy(g, cnv_session_input_grad(s), (size_t)c * h * w * sizeof *g);
     free(seed);
     cnv_session_free(s);
@@ -142,9 +142,9 @@ static void grad_matches_direct_backward(void **state)
     cnv_saliency_params p = cnv_saliency_params_default();
     cnv_saliency_info info;
     /* default class: the top-1 one */
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, map, &info));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, map, &info));
     float *logits;
-    ok_s(s, cnv_session_tensor(s, "logits", &logits, NULL));
+    ok_s(s, cnv_session_tensor(s, tu_t(s, "logits"), &logits, NULL));
     int top = 0;
     for (int k = 1; k < 7; k++)
         if (logits[k] > logits[top])
@@ -162,7 +162,7 @@ static void grad_matches_direct_backward(void **state)
     /* every class, by number */
     for (int k = 0; k < 7; k++) {
         p.class_index = k;
-        ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, map, &info));
+        ok_s(s, tu_saliency(s, m, x, 6, 6, &p, map, &info));
         assert_int_equal(info.class_index, k);
         direct_grad(m, "logits", x, 3, 6, 6, k, g);
         ref_absmax(g, 3, 36, ref);
@@ -184,17 +184,17 @@ static void smoothgrad_zero_noise_is_grad(void **state)
     cnv_session *s = new_session(m);
     cnv_saliency_params p = cnv_saliency_params_default();
     p.class_index = 2;
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, grad, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, grad, NULL));
     p.method = CNV_SALIENCY_SMOOTHGRAD;
     p.noise = 0.0f;
     p.samples = 7;
     p.batch = 1; /* batch 1: the very same GEMMs as the plain gradient */
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, sg, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, sg, NULL));
     for (int i = 0; i < 36; i++)
         assert_true(sg[i] == grad[i]);
     /* batched copies: equal up to GEMM rounding */
     p.batch = 3;
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, sg, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, sg, NULL));
     double worst = 0.0;
     for (int i = 0; i < 36; i++)
         worst = fmax(worst, fabs((double)sg[i] - grad[i]) / fmax(1e-3, fabs(grad[i])));
@@ -231,24 +231,24 @@ static void smoothgrad_seeded(void **state)
     p.samples = 10;
     p.seed = 11;
     p.batch = 4;
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, a, NULL));
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, b, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, a, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, b, NULL));
     assert_memory_equal(a, b, sizeof a);
     p.batch = 10;
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, b, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, b, NULL));
     double worst = 0.0;
     for (int i = 0; i < 36; i++)
         worst = fmax(worst, fabs((double)a[i] - b[i]) / fmax(1e-3, fabs(a[i])));
     printf("SmoothGrad batch 4 vs 10, same seed: max rel diff %g\n", worst);
     assert_true(worst < 1e-5);
     p.seed = 12;
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, c, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, c, NULL));
     assert_true(memcmp(a, c, sizeof a) != 0);
     int calls = 0;
     p.progress = count_calls;
     p.user = &calls;
     p.batch = 2;
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, c, NULL), CNV_ERR_CANCELLED);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, c, NULL), CNV_ERR_CANCELLED);
     assert_int_equal(calls, 2);
     assert_non_null(strstr(cnv_session_errmsg(s), "cancelled"));
     cnv_session_free(s);
@@ -287,20 +287,20 @@ static void guided_by_hand(void **state)
     float map[2];
     cnv_saliency_params p = cnv_saliency_params_default();
     p.method = CNV_SALIENCY_GUIDED;
-    ok_s(s, cnv_saliency(s, m, x, 1, 2, &p, map, NULL));
+    ok_s(s, tu_saliency(s, m, x, 1, 2, &p, map, NULL));
     printf("guided map (%g, %g), expected (2.5, 0.5)\n", map[0], map[1]);
     assert_true(map[0] == 2.5f && map[1] == 0.5f);
     /* the gradient that reached the relu's input is the guided one */
     float *gh;
-    ok_s(s, cnv_session_grad(s, "hpre", &gh));
+    ok_s(s, cnv_session_grad(s, tu_t(s, "hpre"), &gh));
     assert_true(gh[0] == 2.0f && gh[1] == 0.0f && gh[2] == 0.5f);
     /* the mode is restored: the plain gradient again */
     p.method = CNV_SALIENCY_GRAD;
-    ok_s(s, cnv_saliency(s, m, x, 1, 2, &p, map, NULL));
+    ok_s(s, tu_saliency(s, m, x, 1, 2, &p, map, NULL));
     assert_true(map[0] == 2.5f && map[1] == 2.5f);
     /* and a session left in guided mode still gets the true gradient */
     ok_s(s, cnv_session_set_relu_mode(s, CNV_RELU_GUIDED));
-    ok_s(s, cnv_saliency(s, m, x, 1, 2, &p, map, NULL));
+    ok_s(s, tu_saliency(s, m, x, 1, 2, &p, map, NULL));
     assert_true(map[0] == 2.5f && map[1] == 2.5f);
     cnv_session_free(s);
     cnv_model_free(m);
@@ -324,12 +324,12 @@ static void guided_passes_only_positive(void **state)
     int negatives = 0;
     for (int method = 0; method < 2; method++) {
         p.method = method ? CNV_SALIENCY_GUIDED : CNV_SALIENCY_GRAD;
-        ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, map, NULL));
+        ok_s(s, tu_saliency(s, m, x, 6, 6, &p, map, NULL));
         for (int k = 0; k < 2; k++) {
             float *g;
             cnv_shape sh;
-            ok_s(s, cnv_session_grad(s, relu_in[k], &g));
-            ok_s(s, cnv_session_tensor(s, relu_in[k], NULL, &sh));
+            ok_s(s, cnv_session_grad(s, tu_t(s, relu_in[k]), &g));
+            ok_s(s, cnv_session_tensor(s, tu_t(s, relu_in[k]), NULL, &sh));
             for (int64_t i = 0; i < cnv_shape_count(&sh); i++) {
                 if (method)
                     assert_true(g[i] >= 0.0f);
@@ -386,7 +386,7 @@ static void gradcam_by_hand(void **state)
      * and, with A_0 = x, A_1 = -x: cam = ReLU((W[c,0] - W[c,1]) / 16 * x). */
     for (int c = 0; c < 2; c++) {
         p.class_index = c;
-        ok_s(s, cnv_saliency(s, m, x, 4, 4, &p, map, &info));
+        ok_s(s, tu_saliency(s, m, x, 4, 4, &p, map, &info));
         assert_string_equal(info.layer, "A");
         assert_int_equal(info.layer_height, 4);
         assert_int_equal(info.layer_width, 4);
@@ -403,7 +403,7 @@ static void gradcam_by_hand(void **state)
      * 0.75, 1 (clamped), i.e. weights U below. */
     p.class_index = 0;
     p.layer = "B";
-    ok_s(s, cnv_saliency(s, m, x, 4, 4, &p, map, &info));
+    ok_s(s, tu_saliency(s, m, x, 4, 4, &p, map, &info));
     assert_string_equal(info.layer, "B");
     assert_int_equal(info.layer_height, 2);
     float b0[4] = {(1 + 2 + 3 - 1) / 4.0f, (-1 + 0 + 2 + 2) / 4.0f, (0 + 1 + 1 + 1) / 4.0f,
@@ -451,23 +451,23 @@ static void constant_and_nan_maps(void **state)
         char err[256];
         cnv_saliency_params p = cnv_saliency_params_default();
         if (k == 0) {
-            ok_s(s, cnv_saliency(s, m, x, 1, 3, &p, map, NULL));
+            ok_s(s, tu_saliency(s, m, x, 1, 3, &p, map, NULL));
             assert_true(map[0] == 2.0f && map[1] == 2.0f && map[2] == 2.0f);
             assert_int_equal(cnv_map_to_gray(map, 1, 3, &img, err, sizeof err), CNV_OK);
             assert_true(img.data[0] == 0 && img.data[1] == 0 && img.data[2] == 0);
         } else {
             /* the score is NaN: no top-1 class, so one must be named */
-            assert_int_equal(cnv_saliency(s, m, x, 1, 3, &p, map, NULL), CNV_ERR_INVALID_ARG);
+            assert_int_equal(tu_saliency(s, m, x, 1, 3, &p, map, NULL), CNV_ERR_INVALID_ARG);
             printf("NaN score: %s\n", cnv_session_errmsg(s));
             assert_non_null(strstr(cnv_session_errmsg(s), "NaN"));
             p.class_index = 0;
-            ok_s(s, cnv_saliency(s, m, x, 1, 3, &p, map, NULL));
+            ok_s(s, tu_saliency(s, m, x, 1, 3, &p, map, NULL));
             assert_true(map[0] == 1.0f && isnan(map[1]) && map[2] == 3.0f);
             assert_int_equal(cnv_map_to_gray(map, 1, 3, &img, err, sizeof err), CNV_OK);
             assert_true(img.data[0] == 0 && img.data[1] == 0 && img.data[2] == 255);
             p.method = CNV_SALIENCY_SMOOTHGRAD;
             p.samples = 3;
-            ok_s(s, cnv_saliency(s, m, x, 1, 3, &p, map, NULL));
+            ok_s(s, tu_saliency(s, m, x, 1, 3, &p, map, NULL));
             assert_true(isnan(map[1]) && fabsf(map[0] - 1.0f) < 1e-6f && fabsf(map[2] - 3.0f) < 1e-6f);
         }
         cnv_image_free(&img);
@@ -483,7 +483,7 @@ static void constant_and_nan_maps(void **state)
     char err[256];
     cnv_saliency_params p = cnv_saliency_params_default();
     p.method = CNV_SALIENCY_GRADCAM;
-    ok_s(s, cnv_saliency(s, m, zero, 4, 4, &p, cmap, NULL));
+    ok_s(s, tu_saliency(s, m, zero, 4, 4, &p, cmap, NULL));
     for (int i = 0; i < 16; i++)
         assert_true(cmap[i] == 0.0f);
     assert_int_equal(cnv_map_to_gray(cmap, 4, 4, &img, err, sizeof err), CNV_OK);
@@ -494,7 +494,7 @@ static void constant_and_nan_maps(void **state)
     float xn[16] = {1, 2, -1, 0, 3, -1, 2, 2, 0, 1, -2, 4, 1, 1, 1, -3};
     xn[5] = NAN;
     p.class_index = 0;
-    ok_s(s, cnv_saliency(s, m, xn, 4, 4, &p, cmap, NULL));
+    ok_s(s, tu_saliency(s, m, xn, 4, 4, &p, cmap, NULL));
     for (int i = 0; i < 16; i++)
         assert_true(i == 5 ? isnan(cmap[i]) : isfinite(cmap[i]));
     cnv_session_free(s);
@@ -511,36 +511,36 @@ static void errors(void **state)
     float x[3 * 36] = {0}, map[36];
     cnv_saliency_params p = cnv_saliency_params_default();
     p.class_index = 7;
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
     printf("class 7: %s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "out of range"));
     p.class_index = 0;
     p.method = CNV_SALIENCY_GRADCAM;
     p.layer = "nonesuch";
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
     printf("layer nonesuch: %s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "nonesuch"));
     p.layer = "c"; /* c1, c2 ... */
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
     printf("layer c: %s\n", cnv_session_errmsg(s));
     assert_non_null(strstr(cnv_session_errmsg(s), "ambiguous"));
     p.layer = "w1";
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
     assert_non_null(strstr(cnv_session_errmsg(s), "constant"));
     p.layer = "r2";
-    ok_s(s, cnv_saliency(s, m, x, 6, 6, &p, map, NULL));
+    ok_s(s, tu_saliency(s, m, x, 6, 6, &p, map, NULL));
     p.layer = NULL;
     p.method = (cnv_saliency_method)9;
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
     p.method = CNV_SALIENCY_SMOOTHGRAD;
     p.samples = 0;
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
     p = cnv_saliency_params_default();
     p.score = "nope";
-    assert_int_equal(cnv_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
-    assert_int_equal(cnv_saliency(s, m, NULL, 6, 6, NULL, map, NULL), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_saliency(s, m, x, 0, 6, NULL, map, NULL), CNV_ERR_INVALID_ARG);
-    assert_int_equal(cnv_saliency(NULL, m, x, 6, 6, NULL, map, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(tu_saliency(s, m, NULL, 6, 6, NULL, map, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_saliency(s, m, x, 0, 6, NULL, map, NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(tu_saliency(NULL, m, x, 6, 6, NULL, map, NULL), CNV_ERR_INVALID_ARG);
     assert_int_equal(cnv_saliency_method_parse("gradcam"), CNV_SALIENCY_GRADCAM);
     assert_int_equal(cnv_saliency_method_parse("nope"), -1);
     assert_string_equal(cnv_saliency_method_name(CNV_SALIENCY_SMOOTHGRAD), "smoothgrad");
@@ -587,13 +587,13 @@ static void squeezenet_grad_and_gradcam(void **state)
     float *map = malloc(HW * sizeof *map), *ref = malloc(HW * sizeof *ref);
     assert_true(x && g && map && ref);
     if (cnv_image_load(SHARED "images/cat.jpg", &img, err, sizeof err) != CNV_OK ||
-        cnv_image_to_tensor(&img, &pp, x, err, sizeof err) != CNV_OK)
+        cnv_image_to_tensor(&img, &pp, x, tu_pp_len(&pp), err, sizeof err) != CNV_OK)
         fail_msg("%s", err);
     cnv_image_free(&img);
     cnv_session *s = new_session(m);
     cnv_saliency_params p = cnv_saliency_params_default();
     cnv_saliency_info info;
-    ok_s(s, cnv_saliency(s, m, x, 224, 224, &p, map, &info));
+    ok_s(s, tu_saliency(s, m, x, 224, 224, &p, map, &info));
     direct_grad(m, "logits", x, 3, 224, 224, info.class_index, g);
     ref_absmax(g, 3, HW, ref);
     double worst = 0.0, mx = 0.0;
@@ -605,7 +605,7 @@ static void squeezenet_grad_and_gradcam(void **state)
            info.class_index, worst, mx);
     assert_true(worst <= 1e-6 * mx);
     p.method = CNV_SALIENCY_GRADCAM;
-    ok_s(s, cnv_saliency(s, m, x, 224, 224, &p, map, &info));
+    ok_s(s, tu_saliency(s, m, x, 224, 224, &p, map, &info));
     printf("Grad-CAM layer %s (%dx%d)\n", info.layer, info.layer_height, info.layer_width);
     assert_string_equal(info.layer, "/classifier/classifier.2/Relu_output_0");
     assert_int_equal(info.layer_height, 13);

@@ -63,7 +63,7 @@ static const float *val(cnv_session *s, const char *name, int64_t *n)
 {
     float *p;
     cnv_shape sh;
-    if (cnv_session_tensor(s, name, &p, &sh) != CNV_OK)
+    if (cnv_session_tensor(s, tu_t(s, name), &p, &sh) != CNV_OK)
         fail_msg("%s", cnv_session_errmsg(s));
     *n = cnv_shape_count(&sh);
     return p;
@@ -99,7 +99,7 @@ static void test_values_kept(void **state)
         /* forward_to a fused Relu's output computes it */
         float *x = cnv_session_input(s);
         x[0] += 0.5f;
-        assert_int_equal(cnv_session_forward_to(s, "yb"), CNV_OK);
+        assert_int_equal(cnv_session_forward_to(s, tu_t(s, "yb")), CNV_OK);
         yb = val(s, "yb", &nyb);
         zb = val(s, "zb", &nzb);
         for (int64_t i = 0; i < nzb; i++)
@@ -172,16 +172,16 @@ static void test_gradients_intermediate_seeds(void **state)
             float *sd = calloc((size_t)n2, sizeof *sd);
             assert_non_null(sd);
             tu_fill(&r, sd, n1, -1.0f, 1.0f); /* image 0 only */
-            assert_int_equal(cnv_session_backward(s1, seeds[k], sd), CNV_OK);
-            assert_int_equal(cnv_session_backward(s2, seeds[k], sd), CNV_OK);
+            assert_int_equal(tu_backward(s1, seeds[k], sd), CNV_OK);
+            assert_int_equal(tu_backward(s2, seeds[k], sd), CNV_OK);
             free(sd);
             int any = 0;
             for (int t = -1; t < cnv_model_param_count(m1); t++) {
                 const char *name = t < 0 ? "x" : cnv_model_param_name(m1, t);
                 float *g1, *g2;
-                if (cnv_session_grad(s1, name, &g1) != CNV_OK)
+                if (cnv_session_grad(s1, tu_t(s1, name), &g1) != CNV_OK)
                     continue;
-                assert_int_equal(cnv_session_grad(s2, name, &g2), CNV_OK);
+                assert_int_equal(cnv_session_grad(s2, tu_t(s2, name), &g2), CNV_OK);
                 cnv_shape sh;
                 if (t < 0)
                     sh = x1;

@@ -30,7 +30,7 @@ static void run(int64_t opset, cnv_shape xs, const float *x, int n_attrs, const 
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *y;
     cnv_shape ys;
-    assert_int_equal(cnv_session_tensor(s, "y", &y, &ys), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
     assert_int_equal(ys.ndim, xs.ndim);
     for (int i = 0; i < xs.ndim; i++)
         assert_int_equal(ys.dims[i], xs.dims[i]);

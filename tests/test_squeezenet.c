@@ -48,7 +48,7 @@ static void check_photo(const char *photo, int cls)
     memcpy(cnv_session_input(s), x, N_IN * sizeof(float));
     assert_int_equal(cnv_session_forward(s), CNV_OK);
     float *logits;
-    assert_int_equal(cnv_session_tensor(s, "logits", &logits, NULL), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "logits"), &logits, NULL), CNV_OK);
     double max_diff = 0.0, max_ref = 0.0;
     for (int i = 0; i < 1000; i++) {
         max_diff = fmax(max_diff, fabs((double)logits[i] - ref_logits[i]));
@@ -56,7 +56,7 @@ static void check_photo(const char *photo, int cls)
     }
     float seed[1000] = {0};
     seed[cls] = 1.0f;
-    assert_int_equal(cnv_session_backward(s, "logits", seed), CNV_OK);
+    assert_int_equal(tu_backward(s, "logits", seed), CNV_OK);
     const float *g = cnv_session_input_grad(s);
     double num = 0.0, den = 0.0;
     for (int i = 0; i < N_IN; i++) {

@@ -33,7 +33,7 @@ static cnv_model *build_model(void)
 {
     cnv_model *m = NULL;
     assert_int_equal(cnv_model_create(&m), CNV_OK);
-    cnv_vgg_params p = cnv_vgg_default_params();
+    cnv_vgg_params p = cnv_vgg_params_default();
     p.height = H;
     p.width = W;
     p.width1 = 8; /* big enough for OpenBLAS to split GEMMs over threads */
@@ -62,15 +62,15 @@ static int run_once(cnv_session *s, int t, result *out)
     if (cnv_session_forward(s) != CNV_OK)
         return 1;
     float *y, seed[N_OUT];
-    if (cnv_session_tensor(s, "logits", &y, NULL) != CNV_OK)
+    if (cnv_session_tensor(s, tu_t(s, "logits"), &y, NULL) != CNV_OK)
         return 1;
     for (int i = 0; i < N_OUT; i++)
         seed[i] = (float)((i + t) % 3) - 1.0f;
-    if (cnv_session_backward(s, "logits", seed) != CNV_OK)
+    if (tu_backward(s, "logits", seed) != CNV_OK)
         return 1;
     float *dw;
     const char *w0 = cnv_model_param_name(g_model, 0);
-    if (cnv_session_grad(s, w0, &dw) != CNV_OK)
+    if (cnv_session_grad(s, tu_t(s, w0), &dw) != CNV_OK)
         return 1;
     memcpy(out->logits, y, sizeof out->logits);
     memcpy(out->dx, cnv_session_input_grad(s), sizeof out->dx);

@@ -16,7 +16,7 @@ static cnv_model *tiny_vgg(uint64_t seed, int classes)
 {
     cnv_model *m = NULL;
     assert_int_equal(cnv_model_create(&m), CNV_OK);
-    cnv_vgg_params p = cnv_vgg_default_params();
+    cnv_vgg_params p = cnv_vgg_params_default();
     p.height = p.width = 8;
     p.width1 = 2;
     p.width2 = 3;
@@ -32,8 +32,9 @@ static cnv_model *tiny_vgg(uint64_t seed, int classes)
 static double batch_loss(cnv_model *m, cnv_session *s, const uint8_t *labels)
 {
     double loss = 0;
-    if (cnv_train_loss_backward(m, s, "logits", labels, &loss, NULL) != CNV_OK)
-        fail_msg("%s", cnv_model_errmsg(m));
+    (void)m;
+    if (cnv_train_loss_backward(s, tu_t(s, "logits"), labels, tu_batch(s), &loss, NULL) != CNV_OK)
+        fail_msg("%s", cnv_session_errmsg(s));
     return loss;
 }
 
@@ -66,7 +67,7 @@ static void loss_gradient_fd(void **state)
         float *w, *g;
         cnv_shape sh;
         assert_int_equal(cnv_model_param(m, name, &w, &sh), CNV_OK);
-        assert_int_equal(cnv_session_grad(s, name, &g), CNV_OK);
+        assert_int_equal(cnv_session_grad(s, tu_t(s, name), &g), CNV_OK);
         int64_t n = cnv_shape_count(&sh);
         float *analytic = malloc((size_t)n * sizeof *analytic);
         assert_non_null(analytic);
@@ -115,7 +116,7 @@ static void loss_hand(void **state)
     const uint8_t labels[2] = {1, 2};
     double loss;
     int correct;
-    assert_int_equal(cnv_train_loss_backward(m, s, "y", labels, &loss, &correct), CNV_OK);
+    assert_int_equal(cnv_train_loss_backward(s, tu_t(s, "y"), labels, tu_batch(s), &loss, &correct), CNV_OK);
     double l0 = log(3.0), e = exp(1.0), l1 = log(1 + e + e * e) - 2.0;
     assert_true(fabs(loss - (l0 + l1) / 2) < 1e-6);
     /* argmax of row 0 is the first of equal values (0), row 1 is 2 */
@@ -127,9 +128,9 @@ static void loss_hand(void **state)
         assert_true(fabs(g[i] - want[i]) < 1e-6);
     /* a label outside the logits is refused before anything runs */
     const uint8_t bad[2] = {1, 3};
-    assert_int_equal(cnv_train_loss_backward(m, s, "y", bad, &loss, NULL), CNV_ERR_INVALID_ARG);
-    assert_non_null(strstr(cnv_model_errmsg(m), "label 3"));
-    assert_int_equal(cnv_train_loss_backward(m, s, "nope", labels, &loss, NULL), CNV_ERR_NOT_FOUND);
+    assert_int_equal(cnv_train_loss_backward(s, tu_t(s, "y"), bad, tu_batch(s), &loss, NULL), CNV_ERR_INVALID_ARG);
+    assert_non_null(strstr(cnv_session_errmsg(s), "label 3"));
+    assert_int_equal(cnv_train_loss_backward(s, tu_t(s, "nope"), labels, tu_batch(s), &loss, NULL), CNV_ERR_NOT_FOUND);
     cnv_session_free(s);
     cnv_model_free(m);
 }
@@ -139,11 +140,11 @@ static void build_vgg_checks(void **state)
     (void)state;
     cnv_model *m = NULL;
     assert_int_equal(cnv_model_create(&m), CNV_OK);
-    cnv_vgg_params p = cnv_vgg_default_params();
+    cnv_vgg_params p = cnv_vgg_params_default();
     assert_int_equal(cnv_model_build_vgg(m, &p), CNV_OK);
     assert_int_equal(cnv_model_input_count(m), 1);
-    assert_string_equal(cnv_model_input_name(m, 0), "image");
-    assert_string_equal(cnv_model_output_name(m, 0), "logits");
+    assert_string_equal(tu_input_name(m, 0), "image");
+    assert_string_equal(cnv_model_tensor_name(m, cnv_model_output(m, 0)), "logits");
     cnv_shape sh;
     assert_int_equal(cnv_model_input_shape(m, 0, &sh), CNV_OK);
     assert_true(sh.ndim == 4 && sh.dims[0] == -1 && sh.dims[1] == 1 && sh.dims[2] == 28 && sh.dims[3] == 28);
@@ -197,7 +198,7 @@ typedef struct seen {
     int stop_after;
 } seen;
 
-static int on_epoch(const cnv_train_epoch *e, void *user)
+static int on_epoch(void *user, const cnv_train_epoch *e)
 {
     seen *s = user;
     s->epochs++;
@@ -234,7 +235,7 @@ static void deterministic_and_cancel(void **state)
     /* two runs with the batch split between 2 workers, one with 1 */
     for (int run = 0; run < 3; run++) {
         cnv_model *m = tiny_vgg(11, 4);
-        cnv_train_params p = cnv_train_default_params();
+        cnv_train_params p = cnv_train_params_default();
         p.epochs = 3;
         p.batch = 16;
         p.seed = 42;
@@ -266,7 +267,7 @@ static void deterministic_and_cancel(void **state)
     assert_true(acc[0] >= 0.9 && acc[2] >= 0.9);
 
     cnv_model *m = tiny_vgg(11, 4);
-    cnv_train_params p = cnv_train_default_params();
+    cnv_train_params p = cnv_train_params_default();
     p.epochs = 5;
     p.batch = 16;
     seen sn = {0, 0, 0, 2};
@@ -279,7 +280,7 @@ static void deterministic_and_cancel(void **state)
     p.progress = NULL;
     p.lr = -1;
     assert_int_equal(cnv_train(m, d, NULL, &p), CNV_ERR_INVALID_ARG);
-    p = cnv_train_default_params();
+    p = cnv_train_params_default();
     cnv_model *wide = tiny_vgg(11, 3); /* 3 logits, labels up to 3 */
     assert_int_equal(cnv_train(wide, d, NULL, &p), CNV_ERR_SHAPE);
     printf("refused: %s\n", cnv_model_errmsg(wide));
@@ -319,12 +320,12 @@ static void short_training_run(void **state)
         fail_msg("%s", cnv_dataset_errmsg(te));
     cnv_model *m = NULL;
     assert_int_equal(cnv_model_create(&m), CNV_OK);
-    cnv_vgg_params vp = cnv_vgg_default_params();
+    cnv_vgg_params vp = cnv_vgg_params_default();
     vp.width1 = 16;
     vp.width2 = 32;
     vp.seed = 3;
     assert_int_equal(cnv_model_build_vgg(m, &vp), CNV_OK);
-    cnv_train_params p = cnv_train_default_params();
+    cnv_train_params p = cnv_train_params_default();
     p.epochs = 1;
     p.batch = 16;
     p.lr = 0.01f;
@@ -433,7 +434,9 @@ static void committed_model_accuracy(void **state)
         fail_msg("%s", cnv_dataset_errmsg(te));
     double acc;
     int64_t conf[100];
-    if (cnv_evaluate(m, te, "logits", 250, strtof(mean_s, NULL), strtof(std_s, NULL), &acc, conf, 10) != CNV_OK)
+    const float mean = strtof(mean_s, NULL), std = strtof(std_s, NULL);
+    cnv_preprocess pp = tu_pp(1, 28, 28, &mean, &std);
+    if (cnv_evaluate(m, te, cnv_model_tensor_index(m, "logits"), 250, &pp, &acc, conf, 10) != CNV_OK)
         fail_msg("%s", cnv_model_errmsg(m));
     int64_t sum = 0, diag = 0;
     for (int i = 0; i < 100; i++)

@@ -1,14 +1,14 @@
 /* Helpers shared by the cnnviz subcommands: the command-line parser, model
- * options and metadata, class names, parsing, JSON strings. */
+ * options over the model's own preprocessing, class names, parsing, JSON
+ * strings. The program uses the public API only. */
 #include "cli_common.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *const cli_model_help =
@@ -61,8 +61,8 @@ static int parse_size(const char *s, int *h, int *w)
     return 0;
 }
 
-/* a,b,c (1 or 3 values; one value is repeated) */
-static int parse_floats3(const char *s, float out[3])
+/* a,b,c (1 or 3 values; one value is repeated) into out[0..2] */
+static int parse_floats3(const char *s, float out[CNV_MAX_CHANNELS])
 {
     float v[3];
     int n = 0;
@@ -103,19 +103,11 @@ void cli_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-void cli_softmax(const float *z, float *p, int n)
+double cli_now(void)
 {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (z[i] > mx)
-            mx = z[i];
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        p[i] = expf(z[i] - mx);
-        sum += p[i];
-    }
-    for (int i = 0; i < n; i++)
-        p[i] = (float)(p[i] / sum);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------- options */
@@ -228,91 +220,6 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
     return CLI_RUN;
 }
 
-/* --------------------------------------------------------------- labels */
-
-static void free_labels(cli_model *m)
-{
-    for (int i = 0; i < m->n_labels; i++)
-        free(m->labels[i]);
-    free(m->labels);
-    m->labels = NULL;
-    m->n_labels = 0;
-}
-
-/* Splits text into lines; a leading WordNet id ("n01440764 ") is dropped. */
-static int set_labels(cli_model *m, const char *text)
-{
-    free_labels(m);
-    int cap = 0;
-    const char *p = text;
-    while (*p) {
-        const char *e = strchr(p, '\n');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        const char *line = p;
-        p = e ? e + 1 : p + len;
-        if (len && line[len - 1] == '\r')
-            len--;
-        if (len > 10 && line[0] == 'n' && line[9] == ' ') {
-            int id = 1;
-            for (int k = 1; k < 9; k++)
-                id &= isdigit((unsigned char)line[k]) != 0;
-            if (id) {
-                line += 10;
-                len -= 10;
-            }
-        }
-        if (!e && len == 0)
-            break;
-        if (m->n_labels == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nl = realloc(m->labels, (size_t)cap * sizeof *nl);
-            if (!nl)
-                return cli_error("out of memory reading labels");
-            m->labels = nl;
-        }
-        m->labels[m->n_labels] = strndup(line, len);
-        if (!m->labels[m->n_labels])
-            return cli_error("out of memory reading labels");
-        m->n_labels++;
-    }
-    return 0;
-}
-
-static int read_labels_file(cli_model *m, const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cli_error("cannot open labels file '%s': %s", path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    size_t k;
-    while (buf && (k = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += k;
-        if (len == cap) {
-            if (cap >= ((size_t)64 << 20)) {
-                free(buf);
-                fclose(f);
-                return cli_error("labels file '%s' is larger than 64 MB", path);
-            }
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return cli_error("out of memory reading '%s'", path);
-    buf[len] = '\0';
-    int rc = set_labels(m, buf);
-    free(buf);
-    return rc;
-}
-
 /* ---------------------------------------------------------------- model */
 
 static char *find_default_model(void)
@@ -361,72 +268,50 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         return 1;
     }
     cnv_model *m = out->model;
-    cnv_shape in;
-    if (cnv_model_input_count(m) != 1 || cnv_model_input_shape(m, 0, &in) != CNV_OK || in.ndim != 4 ||
-        (in.dims[1] != 1 && in.dims[1] != 3)) {
-        cli_error("model '%s': expected one image input of shape N x C x H x W with C = 1 or 3", out->path);
-        cli_model_close(out);
-        return 1;
+    char err[512];
+    int rc = 0;
+    /* The model's own preprocessing (its metadata), then the preset, then
+     * explicit options. */
+    if (cnv_model_input_count(m) != 1)
+        rc = cli_error("model '%s': expected one image input, it has %d inputs", out->path,
+                       cnv_model_input_count(m));
+    else if (cnv_model_output_count(m) < 1)
+        rc = cli_error("model '%s' declares no output", out->path);
+    else if (cnv_model_preprocess(m, &out->pp, err, sizeof err) != CNV_OK)
+        rc = cli_error("model '%s': %s", out->path, err);
+    cnv_preprocess *pp = &out->pp;
+    if (!rc && !(pp->found & CNV_PP_SIZE))
+        pp->height = pp->width = 224;
+    if (!rc && o->preset) {
+        if (strcmp(o->preset, "imagenet")) {
+            rc = cli_error("unknown preset '%s' (known: imagenet)", o->preset);
+        } else {
+            const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+            memcpy(pp->mean, mean, sizeof mean);
+            memcpy(pp->std, std, sizeof std);
+            pp->height = pp->width = 224;
+        }
     }
-    if (cnv_model_output_count(m) < 1) {
-        cli_error("model '%s' declares no output", out->path);
+    if (!rc && o->mean && parse_floats3(o->mean, pp->mean))
+        rc = cli_error("--mean '%s': expected one or three numbers separated by commas", o->mean);
+    if (!rc && o->std && parse_floats3(o->std, pp->std))
+        rc = cli_error("--std '%s': expected one or three numbers separated by commas", o->std);
+    if (!rc && o->size && parse_size(o->size, &pp->height, &pp->width))
+        rc = cli_error("--size '%s': expected HxW, e.g. 224x224", o->size);
+    if (!rc && o->labels && cnv_model_load_labels(m, o->labels) != CNV_OK)
+        rc = cli_error("%s", cnv_model_errmsg(m));
+    if (!rc && cnv_preprocess_check(pp, err, sizeof err) != CNV_OK)
+        rc = cli_error("%s", err);
+    if (rc) {
         cli_model_close(out);
-        return 1;
+        return rc;
     }
     out->output = cnv_model_score_tensor(m); /* raw scores, even after a final Softmax */
-    out->channels = (int)in.dims[1];
-    out->height = in.dims[2] > 0 ? (int)in.dims[2] : 224;
-    out->width = in.dims[3] > 0 ? (int)in.dims[3] : 224;
-    for (int c = 0; c < 3; c++) {
-        out->mean[c] = 0.0f;
-        out->std[c] = 1.0f;
-    }
-
-    /* The model's metadata, then the preset, then explicit options. */
-    const char *v;
-    const char *bad = NULL;
-    if ((v = cnv_model_get_meta(m, "cnnviz.mean")) && parse_floats3(v, out->mean))
-        bad = "cnnviz.mean";
-    if ((v = cnv_model_get_meta(m, "cnnviz.std")) && parse_floats3(v, out->std))
-        bad = "cnnviz.std";
-    if ((v = cnv_model_get_meta(m, "cnnviz.image_size")) && parse_size(v, &out->height, &out->width))
-        bad = "cnnviz.image_size";
-    if ((v = cnv_model_get_meta(m, "cnnviz.color")) && strcmp(v, out->channels == 3 ? "rgb" : "gray"))
-        bad = "cnnviz.color";
-    if (bad) {
-        cli_error("model '%s': metadata %s is not valid for this model", out->path, bad);
-        cli_model_close(out);
-        return 1;
-    }
-    if ((v = cnv_model_get_meta(m, "cnnviz.labels")) && set_labels(out, v)) {
-        cli_model_close(out);
-        return 1;
-    }
-    if (o->preset) {
-        if (strcmp(o->preset, "imagenet")) {
-            cli_model_close(out);
-            return cli_error("unknown preset '%s' (known: imagenet)", o->preset);
-        }
-        const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-        memcpy(out->mean, mean, sizeof mean);
-        memcpy(out->std, std, sizeof std);
-        out->height = out->width = 224;
-    }
-    int rc = 0;
-    if (o->mean && parse_floats3(o->mean, out->mean))
-        rc = cli_error("--mean '%s': expected one or three numbers separated by commas", o->mean);
-    if (!rc && o->std && parse_floats3(o->std, out->std))
-        rc = cli_error("--std '%s': expected one or three numbers separated by commas", o->std);
-    if (!rc && o->size && parse_size(o->size, &out->height, &out->width))
-        rc = cli_error("--size '%s': expected HxW, e.g. 224x224", o->size);
-    if (!rc && o->labels)
-        rc = read_labels_file(out, o->labels);
-    for (int c = 0; !rc && c < 3; c++)
-        if (!(out->std[c] > 0.0f))
-            rc = cli_error("the standard deviation must be positive");
-    if (rc)
-        cli_model_close(out);
-    return rc;
+    out->channels = pp->channels;
+    out->height = pp->height;
+    out->width = pp->width;
+    out->n_labels = cnv_model_labels(m, &out->labels);
+    return 0;
 }
 
 void cli_model_close(cli_model *m)
@@ -435,29 +320,15 @@ void cli_model_close(cli_model *m)
         return;
     cnv_model_free(m->model);
     free(m->path);
-    free_labels(m);
     memset(m, 0, sizeof *m);
 }
 
 int cli_class_lookup(const cli_model *m, const char *text, int *cls)
 {
-    int k;
-    int n_classes = m->n_labels;
-    if (parse_int(text, &k) == 0) {
-        if (k < 0 || (n_classes && k >= n_classes))
-            return cli_error("class %d is out of range (the model has %d classes)", k, n_classes);
-        *cls = k;
-        return 0;
-    }
-    for (int i = 0; i < m->n_labels; i++) {
-        const char *l = m->labels[i];
-        size_t first = strcspn(l, ",");
-        if (!strcasecmp(l, text) || (strlen(text) == first && !strncasecmp(l, text, first))) {
-            *cls = i;
-            return 0;
-        }
-    }
-    return cli_error("no class named '%s'%s", text, m->n_labels ? "" : " (the model has no labels; give a number)");
+    char err[512];
+    if (cnv_model_find_class(m->model, text, cls, err, sizeof err) != CNV_OK)
+        return cli_error("%s", err);
+    return 0;
 }
 
 const char *cli_label(const cli_model *m, int k)
@@ -477,11 +348,10 @@ int cli_load_input(const cli_model *m, const char *path, int height, int width, 
     cnv_image img = {0};
     if (cnv_image_load(path, &img, err, sizeof err) != CNV_OK)
         return cli_error("%s", err);
-    cnv_preprocess pp;
-    cnv_preprocess_init(&pp, m->channels, height, width);
-    memcpy(pp.mean, m->mean, sizeof pp.mean);
-    memcpy(pp.std, m->std, sizeof pp.std);
-    cnv_status st = cnv_image_to_tensor(&img, &pp, out, err, sizeof err);
+    cnv_preprocess pp = m->pp;
+    pp.height = height;
+    pp.width = width;
+    cnv_status st = cnv_image_to_tensor(&img, &pp, out, (size_t)pp.channels * height * width, err, sizeof err);
     cnv_image_free(&img);
     if (st != CNV_OK)
         return cli_error("%s: %s", path, err);
@@ -492,7 +362,7 @@ int cli_save_input_png(const cli_model *m, const float *chw, int height, int wid
 {
     char err[512];
     cnv_image img = {0};
-    cnv_status st = cnv_tensor_to_image(chw, m->channels, height, width, m->mean, m->std, &img, err, sizeof err);
+    cnv_status st = cnv_tensor_to_image(chw, &m->pp, height, width, &img, err, sizeof err);
     if (st == CNV_OK)
         st = cnv_image_write_png(&img, path, err, sizeof err);
     cnv_image_free(&img);

@@ -87,16 +87,17 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args);
 typedef struct cli_model {
     cnv_model *model;
     char *path;
-    int channels, height, width; /* input C and the default H x W */
-    float mean[3], std[3];
-    char **labels;
+    cnv_preprocess pp;           /* the model's, with the options over it */
+    int channels, height, width; /* pp's: input C and the default H x W */
+    const char *const *labels;   /* the model's (cnv_model_labels) */
     int n_labels;
-    const char *output; /* the raw class-score tensor (cnv_model_score_tensor) */
+    int output; /* the raw class-score tensor (cnv_model_score_tensor) */
 } cli_model;
 
 /* Loads the model (default: weights/fashion_mnist.onnx, looked up in
  * $CNNVIZ_MODEL, the current directory, then beside the executable in
- * ../weights and ../share/cnnviz) and reads its metadata, the options
+ * ../weights and ../share/cnnviz) and its preprocessing
+ * (cnv_model_preprocess; 224 x 224 when it gives no size), the options
  * overriding it. Returns 0 on success, 1 after printing the error. */
 int cli_model_open(const cli_model_opts *o, cli_model *out);
 void cli_model_close(cli_model *m);
@@ -117,8 +118,8 @@ int cli_save_input_png(const cli_model *m, const float *chw, int height, int wid
  * frames of small models are too small to look at); k <= 1 leaves it. */
 cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen);
 
-/* Softmax of n scores into p (may alias). */
-void cli_softmax(const float *z, float *p, int n);
+/* Seconds on the monotonic clock. */
+double cli_now(void);
 
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);

@@ -21,9 +21,7 @@ static const char usage[] =
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    return cli_now() * 1e3;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -64,41 +62,35 @@ static double peak_rss_mb(void)
     return kb / 1024.0;
 }
 
-/* Forward FLOPs of Conv and Gemm nodes (2 per multiply-add). */
-static double forward_flops(cnv_session *s, const cnv_model *m)
+/* Forward FLOPs of the multiply-add ops (2 per multiply-add) for this
+ * input shape; 0 when they cannot be inferred. */
+static double forward_flops(const cnv_model *m, const cnv_shape *in)
 {
-    double total = 0.0;
-    for (int i = 0; i < cnv_model_node_count(m); i++) {
-        const char *op = cnv_model_node_op(m, i);
-        cnv_shape y, w;
-        if (strcmp(op, "Conv") && strcmp(op, "Gemm"))
-            continue;
-        if (cnv_session_tensor(s, cnv_model_node_output(m, i), NULL, &y) != CNV_OK ||
-            cnv_session_tensor(s, cnv_model_node_input(m, i, 1), NULL, &w) != CNV_OK)
-            continue;
-        double out = (double)cnv_shape_count(&y);
-        if (!strcmp(op, "Conv") && w.ndim == 4)
-            total += 2.0 * out * (double)(w.dims[1] * w.dims[2] * w.dims[3]);
-        else if (y.ndim == 2 && y.dims[1] > 0)
-            total += 2.0 * out * (double)cnv_shape_count(&w) / (double)y.dims[1];
-    }
+    int nt = cnv_model_tensor_count(m), nn = cnv_model_node_count(m);
+    cnv_shape *shapes = malloc(((size_t)nt + 1) * sizeof *shapes);
+    double *flops = malloc(((size_t)nn + 1) * sizeof *flops), total = 0.0;
+    if (shapes && flops && cnv_model_infer_shapes(m, 1, in, shapes, nt, flops, nn, NULL, 0) == CNV_OK)
+        for (int i = 0; i < nn; i++)
+            total += flops[i];
+    free(shapes);
+    free(flops);
     return total;
 }
 
 /* Per-node times summed by op type, then the slowest nodes. */
-static void print_profile(cnv_session *s, const cnv_model *m, const char *output, const float *seed,
+static void print_profile(cnv_session *s, const cnv_model *m, int output, const float *seed, size_t n_seed,
                           int iters)
 {
     cnv_session_set_profiling(s, 1);
     cnv_shape in;
-    if (cnv_session_tensor(s, cnv_model_input_name(m, 0), NULL, &in) != CNV_OK ||
+    if (cnv_session_tensor(s, cnv_model_input(m, 0), NULL, &in) != CNV_OK ||
         cnv_session_plan_shapes(s, 1, &in) != CNV_OK) {
         cli_error("--profile: %s", cnv_session_errmsg(s));
         return;
     }
     for (int k = 0; k < iters; k++) {
         cnv_session_forward(s);
-        cnv_session_backward(s, output, seed);
+        cnv_session_backward(s, output, seed, n_seed);
     }
     int n = cnv_model_node_count(m);
     double tot_f = 0.0, tot_b = 0.0;
@@ -216,7 +208,7 @@ int cmd_bench(int argc, char **argv)
         cnv_session_forward(s);
         double t1 = now_ms();
         cnv_session_forward(s);
-        cnv_session_backward(s, cm.output, seed);
+        cnv_session_backward(s, cm.output, seed, (size_t)ny);
         double t2 = now_ms();
         if (k >= 0) {
             tf[k] = t1 - t0;
@@ -224,7 +216,9 @@ int cmd_bench(int argc, char **argv)
         }
     }
     stats f = summarize(tf, iters), fb = summarize(tb, iters);
-    double gflop = forward_flops(s, cm.model) / 1e9;
+    cnv_shape in;
+    cnv_session_tensor(s, cnv_model_input(cm.model, 0), NULL, &in);
+    double gflop = forward_flops(cm.model, &in) / 1e9;
     double rss_mb = peak_rss_mb();
     if (json) {
         printf("{\"model\": ");
@@ -244,7 +238,7 @@ int cmd_bench(int argc, char **argv)
         printf("  %.3f GFLOP per forward pass; peak RSS %.1f MB\n", gflop, rss_mb);
     }
     if (profile)
-        print_profile(s, cm.model, cm.output, seed, iters);
+        print_profile(s, cm.model, cm.output, seed, (size_t)ny, iters);
     free(seed), free(tf), free(tb);
     cnv_session_free(s);
     cli_model_close(&cm);

@@ -58,7 +58,7 @@ int cmd_classify(int argc, char **argv)
             rc = cli_error("out of memory");
             break;
         }
-        cli_softmax(scores, p, n);
+        cnv_softmax(scores, n, p);
         int kk = top < n ? top : n;
         /* partial selection sort: K is small */
         for (int i = 0; i < n; i++)

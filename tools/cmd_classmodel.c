@@ -71,8 +71,7 @@ static cnv_status make_sheet(const run_ctx *r, const float *images, int h, int w
     size_t item = (size_t)r->cm->channels * h * w;
     cnv_status st = CNV_OK;
     for (int i = 0; i < r->n && st == CNV_OK; i++)
-        st = cnv_tensor_to_image(images + i * item, r->cm->channels, h, w, r->cm->mean,
-                                 r->cm->std, &tiles[i], err, errlen);
+        st = cnv_tensor_to_image(images + i * item, &r->cm->pp, h, w, &tiles[i], err, errlen);
     cnv_image *small = NULL;
     if (st == CNV_OK && r->tile > 0) {
         /* thumbnails: the tiles themselves stay full size for the files */
@@ -166,13 +165,6 @@ static char *item_path(const char *out, int cls)
     return p;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int cmd_classmodel(int argc, char **argv)
 {
     cli_model_opts mo = {0};
@@ -225,6 +217,7 @@ int cmd_classmodel(int argc, char **argv)
     }
     int h = cm.height, w = cm.width, c = cm.channels;
     p.height = h;
+    p.preprocess = &cm.pp;
     p.width = w;
     cnv_classmodel_params_resolve(&p, c, h, w); /* to report what runs */
     size_t item = (size_t)c * h * w;
@@ -279,9 +272,9 @@ int cmd_classmodel(int argc, char **argv)
     }
     p.progress = on_progress;
     p.user = &rx;
-    double t0 = now();
-    st = cnv_classmodel(s, cm.model, cm.mean, cm.std, n, classes, &p, images, scores, probs);
-    double secs = now() - t0;
+    double t0 = cli_now();
+    st = cnv_classmodel(s, n, classes, &p, images, (size_t)n * item, scores, probs);
+    double secs = cli_now() - t0;
     if (!rx.quiet)
         fputc('\n', stderr);
     if (st != CNV_OK) {
@@ -320,11 +313,10 @@ int cmd_classmodel(int argc, char **argv)
                 goto done;
             }
         } else {
-            cnv_preprocess pp;
-            cnv_preprocess_init(&pp, c, h, w);
-            memcpy(pp.mean, cm.mean, sizeof pp.mean);
-            memcpy(pp.std, cm.std, sizeof pp.std);
-            if (cnv_image_to_tensor(&tiles[i], &pp, in + i * item, err, sizeof err) != CNV_OK) {
+            cnv_preprocess pp = cm.pp;
+            pp.height = h;
+            pp.width = w;
+            if (cnv_image_to_tensor(&tiles[i], &pp, in + i * item, item, err, sizeof err) != CNV_OK) {
                 rc = cli_error("%s", err);
                 goto done;
             }
@@ -337,18 +329,20 @@ int cmd_classmodel(int argc, char **argv)
         goto done;
     }
     int K = (int)(cnv_shape_count(&ysh) / n);
+    float *prob = malloc((size_t)K * sizeof *prob);
+    if (!prob) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
     for (int i = 0; i < n; i++) {
-        const float *row = sc + (size_t)i * K; /* raw scores */
+        cnv_softmax(sc + (size_t)i * K, K, prob); /* the raw scores' probabilities */
         top[i] = 0;
         for (int k = 1; k < K; k++)
-            if (row[k] > row[top[i]])
+            if (prob[k] > prob[top[i]])
                 top[i] = k;
-        /* the softmax probability of the top class, without a buffer */
-        double z = 0.0;
-        for (int k = 0; k < K; k++)
-            z += exp((double)row[k] - row[top[i]]);
-        ptop[i] = (float)(1.0 / z);
+        ptop[i] = prob[top[i]];
     }
+    free(prob);
 
     if (json) {
         printf("{\"model\": ");

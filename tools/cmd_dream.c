@@ -67,7 +67,7 @@ static int on_progress(void *user, int iter, int total, float objective, float p
 
 static int on_frame(void *user, int iter, const float *images, int n, int c, int h, int w)
 {
-    (void)n;
+    (void)n, (void)c;
     dream_ctx *d = user;
     size_t len = strlen(d->dir) + 32;
     char *path = malloc(len);
@@ -76,7 +76,7 @@ static int on_frame(void *user, int iter, const float *images, int n, int c, int
     snprintf(d->err, sizeof d->err, "out of memory");
     if (path) {
         snprintf(path, len, "%s/frame_%04d.png", d->dir, iter);
-        st = cnv_tensor_to_image(images, c, h, w, d->cm->mean, d->cm->std, &img, d->err, sizeof d->err);
+        st = cnv_tensor_to_image(images, &d->cm->pp, h, w, &img, d->err, sizeof d->err);
         if (st == CNV_OK)
             st = cli_upscale_image(&img, d->upscale, d->err, sizeof d->err);
         if (st == CNV_OK)
@@ -171,25 +171,28 @@ int cmd_dream(int argc, char **argv)
     rc = 0;
     char err[512];
     const char *layer = NULL;
+    int t = -1;
     if (layer_text) {
-        if (cnv_find_layer(cm.model, layer_text, &layer, err, sizeof err) != CNV_OK)
+        if (cnv_model_find_layer(cm.model, layer_text, &t, err, sizeof err) != CNV_OK)
             rc = cli_error("dream: %s", err);
     } else {
-        int n = cnv_viz_layers(cm.model, 0, NULL);
-        const char **names = calloc((size_t)n + 1, sizeof *names);
-        if (!names)
+        int n = cnv_model_layers(cm.model, 0, NULL);
+        int *layers = calloc((size_t)n + 1, sizeof *layers);
+        if (!layers)
             rc = cli_error("out of memory");
         else if (n == 0)
-            rc = cli_error("dream: the model has no Conv or Relu layer; give --layer");
+            rc = cli_error("dream: the model has no activation or feature map to dream on; give --layer");
         else {
-            cnv_viz_layers(cm.model, 0, names);
-            layer = names[(int)(0.6 * (n - 1))];
+            cnv_model_layers(cm.model, 0, layers);
+            t = layers[(int)(0.6 * (n - 1))];
         }
-        free(names);
+        free(layers);
     }
+    layer = cnv_model_tensor_name(cm.model, t);
     p.layer = layer;
     p.height = h;
     p.width = w;
+    p.preprocess = &cm.pp;
     float *init = NULL, *last = NULL;
     int *chans = NULL;
     cnv_session *s = NULL;
@@ -214,7 +217,7 @@ int cmd_dream(int argc, char **argv)
         p.progress = on_progress;
         p.frame = on_frame;
         p.user = &d;
-        cnv_status st = cnv_dream(s, cm.model, cm.mean, cm.std, &p, last, chans);
+        cnv_status st = cnv_dream(s, &p, last, (size_t)c * h * w, chans, p.frames);
         if (d.progress)
             fputc('\n', stderr);
         if (st != CNV_OK)

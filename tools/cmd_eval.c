@@ -116,7 +116,7 @@ int cmd_eval(int argc, char **argv)
             rc = cli_error("out of memory");
         for (int b = 0; !rc && b < sh[0]; b++)
             seed[(size_t)b * per + cls] = 1.0f;
-        if (!rc && cnv_session_backward(s, cm.output, seed) != CNV_OK)
+        if (!rc && cnv_session_backward(s, cm.output, seed, (size_t)ny) != CNV_OK)
             rc = cli_error("%s", cnv_session_errmsg(s));
         if (!rc)
             rc = write_f32(grad_out, cnv_session_input_grad(s), n);

@@ -16,26 +16,27 @@ static const char usage[] =
     "  --batch B      images per forward pass (default 250)\n"
     "  --json         one JSON document on stdout\n";
 
-/* The width of the model's class scores, found by planning one image. */
+/* The width of the model's class scores, from the shapes of one image. */
 static int logits_width(const cli_model *cm, int h, int w, int *k)
 {
-    cnv_session *s = NULL;
-    cnv_shape sh;
-    cnv_status st = cnv_session_create(cm->model, &s);
-    if (st == CNV_OK)
-        st = cnv_session_plan(s, 1, h, w);
-    if (st == CNV_OK)
-        st = cnv_session_tensor(s, cm->output, NULL, &sh);
-    if (st != CNV_OK) {
-        cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
-        cnv_session_free(s);
-        return 1;
+    int nt = cnv_model_tensor_count(cm->model);
+    cnv_shape in = {4, {1, cm->channels, h, w}}, *shapes = calloc((size_t)nt + 1, sizeof *shapes);
+    char err[512];
+    if (!shapes)
+        return cli_error("out of memory");
+    int rc = 0;
+    if (cnv_model_infer_shapes(cm->model, 1, &in, shapes, nt, NULL, 0, err, sizeof err) != CNV_OK) {
+        rc = cli_error("%s", err);
+    } else {
+        const cnv_shape *sh = &shapes[cm->output];
+        if (sh->ndim != 2 || sh->dims[0] != 1 || sh->dims[1] < 1 || sh->dims[1] > 4096)
+            rc = cli_error("the model's output '%s' is not a vector of class scores",
+                           cnv_model_tensor_name(cm->model, cm->output));
+        else
+            *k = (int)sh->dims[1];
     }
-    cnv_session_free(s);
-    if (sh.ndim != 2 || sh.dims[0] != 1 || sh.dims[1] < 1 || sh.dims[1] > 4096)
-        return cli_error("the model's output '%s' is not a vector of class scores", cm->output);
-    *k = (int)sh.dims[1];
-    return 0;
+    free(shapes);
+    return rc;
 }
 
 int cmd_evaluate(int argc, char **argv)
@@ -80,7 +81,7 @@ int cmd_evaluate(int argc, char **argv)
         goto done;
     }
     double acc;
-    if (cnv_evaluate(cm.model, d, cm.output, batch, cm.mean[0], cm.std[0], &acc, conf, classes) != CNV_OK) {
+    if (cnv_evaluate(cm.model, d, cm.output, batch, &cm.pp, &acc, conf, classes) != CNV_OK) {
         cli_error("%s", cnv_model_errmsg(cm.model));
         goto done;
     }

@@ -69,7 +69,7 @@ static int delta_image(const cli_model *cm, const float *d, int h, int w, cnv_im
         return cli_error("out of memory");
     for (int k = 0; k < c; k++)
         for (size_t j = 0; j < plane; j++)
-            mag[k * plane + j] = fabs((double)d[k * plane + j] * cm->std[k] * 255.0);
+            mag[k * plane + j] = fabs((double)d[k * plane + j] * cm->pp.std[k] * 255.0);
     qsort(mag, n, sizeof *mag, cmp_double);
     double ref = mag[(size_t)(0.99 * (double)(n - 1))];
     if (!(ref > 0.0))
@@ -81,7 +81,7 @@ static int delta_image(const cli_model *cm, const float *d, int h, int w, cnv_im
         return cli_error("%s", err);
     for (int k = 0; k < c; k++)
         for (size_t j = 0; j < plane; j++) {
-            double v = 128.0 + *gain * (double)d[k * plane + j] * cm->std[k] * 255.0;
+            double v = 128.0 + *gain * (double)d[k * plane + j] * cm->pp.std[k] * 255.0;
             img->data[j * c + k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : lrint(v));
         }
     return 0;
@@ -100,11 +100,9 @@ static int write_sheet(const cli_model *cm, const float *x, const float *fooled,
 {
     char err[512];
     cnv_image t[4] = {{0}}, small[4] = {{0}}, sheet = {0};
-    cnv_status st = cnv_tensor_to_image(x, cm->channels, h, w, cm->mean, cm->std, &t[0], err,
-                                        sizeof err);
+    cnv_status st = cnv_tensor_to_image(x, &cm->pp, h, w, &t[0], err, sizeof err);
     if (st == CNV_OK)
-        st = cnv_tensor_to_image(fooled, cm->channels, h, w, cm->mean, cm->std, &t[1], err,
-                                 sizeof err);
+        st = cnv_tensor_to_image(fooled, &cm->pp, h, w, &t[1], err, sizeof err);
     const cnv_image *src[4] = {&t[0], &t[1], dl, ds};
     int th = tile > 0 ? (int)((long)tile * h / w) : h;
     for (int i = 0; i < 4 && st == CNV_OK; i++)
@@ -122,27 +120,19 @@ static int write_sheet(const cli_model *cm, const float *x, const float *fooled,
     return st == CNV_OK ? 0 : cli_error("%s", err);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Top-1 of the session's planned single image. */
 static int top1(cnv_session *s, const cli_model *cm, int *cls, float *prob, float *ptarget,
                 int target)
 {
-    const char *out = cm->output;
     float *sc;
     cnv_shape sh;
-    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, out, &sc, &sh) != CNV_OK)
+    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, cm->output, &sc, &sh) != CNV_OK)
         return cli_error("%s", cnv_session_errmsg(s));
     int K = (int)cnv_shape_count(&sh);
     float *p = malloc((size_t)K * sizeof *p);
     if (!p)
         return cli_error("out of memory");
-    cli_softmax(sc, p, K); /* cm->output holds raw scores */
+    cnv_softmax(sc, K, p); /* cm->output holds raw scores */
     int b = 0;
     for (int k = 1; k < K; k++)
         if (p[k] > p[b])
@@ -177,7 +167,7 @@ static int load_dataset_image(const cli_model *cm, const char *dir, int index, i
         size_t plane = (size_t)h * w;
         for (int k = 0; k < c; k++)
             for (size_t j = 0; j < plane; j++)
-                x[k * plane + j] = ((float)px[k * plane + j] / 255.0f - cm->mean[k]) / cm->std[k];
+                x[k * plane + j] = ((float)px[k * plane + j] / 255.0f - cm->pp.mean[k]) / cm->pp.std[k];
     }
     cnv_dataset_free(d);
     return rc;
@@ -276,9 +266,10 @@ int cmd_fool(int argc, char **argv)
     p.progress = on_progress;
     p.user = &silent;
     cnv_fool_result r;
-    double t0 = now();
-    st = cnv_fool(s, cm.model, cm.mean, cm.std, x, h, w, target, &p, fooled, last, sum, &r);
-    double secs = now() - t0;
+    p.preprocess = &cm.pp;
+    double t0 = cli_now();
+    st = cnv_fool(s, x, (size_t)cm.channels * h * w, h, w, target, &p, fooled, last, sum, &r);
+    double secs = cli_now() - t0;
     if (!silent)
         fputc('\n', stderr);
     if (st != CNV_OK) {

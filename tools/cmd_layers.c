@@ -169,29 +169,29 @@ int cmd_layers(int argc, char **argv)
     char err[512];
     /* the rows: listed, or chosen by the library */
     int n = 0;
-    const char **names = NULL;
+    int *layers = NULL;
     char *list_copy = NULL;
     if (layer_list) {
         list_copy = strdup(layer_list);
-        names = calloc(strlen(layer_list) + 1, sizeof *names);
-        if (!list_copy || !names)
+        layers = calloc(strlen(layer_list) + 1, sizeof *layers);
+        if (!list_copy || !layers)
             rc = cli_error("out of memory");
         for (char *save = NULL, *tok = rc ? NULL : strtok_r(list_copy, ",", &save); tok && !rc;
              tok = strtok_r(NULL, ",", &save)) {
-            if (cnv_find_layer(cm.model, tok, &names[n], err, sizeof err) != CNV_OK)
+            if (cnv_model_find_layer(cm.model, tok, &layers[n], err, sizeof err) != CNV_OK)
                 rc = cli_error("layers: %s", err);
             n++;
         }
     } else {
-        n = cnv_viz_layers(cm.model, max_layers, NULL);
-        names = calloc((size_t)n + 1, sizeof *names);
-        if (!names)
+        n = cnv_model_layers(cm.model, max_layers, NULL);
+        layers = calloc((size_t)n + 1, sizeof *layers);
+        if (!layers)
             rc = cli_error("out of memory");
         else
-            cnv_viz_layers(cm.model, max_layers, names);
+            cnv_model_layers(cm.model, max_layers, layers);
     }
     if (!rc && n == 0)
-        rc = cli_error("layers: the model has no Conv or Relu layer to show");
+        rc = cli_error("layers: the model has no activation or feature map to show");
     row_info *rows = calloc((size_t)n + 1, sizeof *rows);
     char **titles = calloc((size_t)n + 1, sizeof *titles);
     cnv_session *s = NULL;
@@ -202,9 +202,9 @@ int cmd_layers(int argc, char **argv)
     size_t item = (size_t)c * h * w;
     for (int r = 0; !rc && r < n; r++) {
         row_info *ri = &rows[r];
-        ri->name = names[r];
+        ri->name = cnv_model_tensor_name(cm.model, layers[r]);
         cnv_shape sh;
-        if (cnv_session_plan(s, 1, h, w) != CNV_OK || cnv_session_tensor(s, ri->name, NULL, &sh) != CNV_OK) {
+        if (cnv_session_plan(s, 1, h, w) != CNV_OK || cnv_session_tensor(s, layers[r], NULL, &sh) != CNV_OK) {
             rc = cli_error("%s", cnv_session_errmsg(s));
             break;
         }
@@ -231,10 +231,10 @@ int cmd_layers(int argc, char **argv)
             p.layer = ri->name;
             p.height = h;
             p.width = w;
+            p.preprocess = &cm.pp;
             p.progress = !quiet && isatty(2) ? on_progress : NULL;
             p.user = sn;
-            if (cnv_neuron(s, cm.model, cm.mean, cm.std, ri->k, ri->ch, &p, imgs, ri->before, ri->after) !=
-                CNV_OK)
+            if (cnv_neuron(s, ri->k, ri->ch, &p, imgs, (size_t)ri->k * item, ri->before, ri->after) != CNV_OK)
                 rc = cli_error("%s", cnv_session_errmsg(s));
             for (int i = 0; !rc && i < ri->k; i++) {
                 char lb[32];
@@ -242,8 +242,7 @@ int cmd_layers(int argc, char **argv)
                 labels[i] = strdup(lb);
                 if (!labels[i])
                     rc = cli_error("out of memory");
-                else if (cnv_tensor_to_image(imgs + i * item, c, h, w, cm.mean, cm.std, &tiles[i], err,
-                                             sizeof err) != CNV_OK)
+                else if (cnv_tensor_to_image(imgs + i * item, &cm.pp, h, w, &tiles[i], err, sizeof err) != CNV_OK)
                     rc = cli_error("%s", err);
             }
             if (!rc && cnv_image_grid(tiles, ri->k, ri->k, (const char *const *)labels, 4, &ri->img, err,
@@ -291,7 +290,7 @@ int cmd_layers(int argc, char **argv)
     }
     free(rows);
     free(titles);
-    free(names);
+    free(layers);
     free(list_copy);
     cnv_session_free(s);
     cli_model_close(&cm);

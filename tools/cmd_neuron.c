@@ -106,13 +106,15 @@ int cmd_neuron(int argc, char **argv)
     rc = 0;
     p.height = h;
     p.width = w;
-    const char *layer = NULL;
+    p.preprocess = &cm.pp;
+    int t;
     char err[512];
-    if (cnv_find_layer(cm.model, p.layer, &layer, err, sizeof err) != CNV_OK) {
+    if (cnv_model_find_layer(cm.model, p.layer, &t, err, sizeof err) != CNV_OK) {
         cli_error("neuron: %s", err);
         cli_model_close(&cm);
         return 1;
     }
+    const char *layer = cnv_model_tensor_name(cm.model, t);
     p.layer = layer;
     float *img = malloc((size_t)c * h * w * sizeof *img), before = 0, after = 0;
     cnv_session *s = NULL;
@@ -123,12 +125,12 @@ int cmd_neuron(int argc, char **argv)
     if (!rc) {
         if (!quiet && isatty(2))
             p.progress = on_progress;
-        if (cnv_neuron(s, cm.model, cm.mean, cm.std, 1, &channel, &p, img, &before, &after) != CNV_OK)
+        if (cnv_neuron(s, 1, &channel, &p, img, (size_t)c * h * w, &before, &after) != CNV_OK)
             rc = cli_error("%s", cnv_session_errmsg(s));
     }
     if (!rc) {
         cnv_image png = {0};
-        if (cnv_tensor_to_image(img, c, h, w, cm.mean, cm.std, &png, err, sizeof err) != CNV_OK ||
+        if (cnv_tensor_to_image(img, &cm.pp, h, w, &png, err, sizeof err) != CNV_OK ||
             cli_upscale_image(&png, up, err, sizeof err) != CNV_OK || cnv_image_write_png(&png, out, err, sizeof err) != CNV_OK)
             rc = cli_error("%s", err);
         cnv_image_free(&png);

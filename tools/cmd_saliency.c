@@ -182,7 +182,7 @@ int cmd_saliency(int argc, char **argv)
         rc = cli_load_input(&cm, image, h, w, x);
     if (!rc && cnv_session_create(cm.model, &s) != CNV_OK)
         rc = cli_error("out of memory");
-    if (!rc && (overlay || sheet) && cnv_tensor_to_image(x, c, h, w, cm.mean, cm.std, &photo, err, sizeof err))
+    if (!rc && (overlay || sheet) && cnv_tensor_to_image(x, &cm.pp, h, w, &photo, err, sizeof err))
         rc = cli_error("%s", err);
     /* the sheet: the input, then per method its map and overlay */
     int n_methods = all ? 4 : 1, n_tiles = 0;
@@ -193,7 +193,7 @@ int cmd_saliency(int argc, char **argv)
         if (all)
             p.method = (cnv_saliency_method)k;
         p.progress = !quiet && isatty(2) && p.method == CNV_SALIENCY_SMOOTHGRAD ? on_progress : NULL;
-        if (cnv_saliency(s, cm.model, x, h, w, &p, map, &info) != CNV_OK) {
+        if (cnv_saliency(s, x, (size_t)c * h * w, h, w, &p, map, (size_t)h * w, &info) != CNV_OK) {
             rc = cli_error("%s", cnv_session_errmsg(s));
             break;
         }

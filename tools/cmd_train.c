@@ -44,7 +44,7 @@ typedef struct history {
     int n, quiet;
 } history;
 
-static int on_epoch(const cnv_train_epoch *e, void *user)
+static int on_epoch(void *user, const cnv_train_epoch *e)
 {
     history *h = user;
     h->e[h->n++] = *e;
@@ -100,8 +100,8 @@ int cmd_train(int argc, char **argv)
 {
     const char *data = DEFAULT_DATA, *out = NULL, *labels_path = NULL;
     int json = 0, quiet = 0, threads = 0, limit = 0;
-    cnv_train_params p = cnv_train_default_params();
-    cnv_vgg_params vp = cnv_vgg_default_params();
+    cnv_train_params p = cnv_train_params_default();
+    cnv_vgg_params vp = cnv_vgg_params_default();
     const cli_opt opts[] = {
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),

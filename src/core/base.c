@@ -20,7 +20,7 @@ void *cnv_malloc(size_t n)
 {
     if (n == 0)
         n = 1;
-    return g_alloc.malloc_fn ? g_alloc.malloc_fn(n, g_alloc.user) : malloc(n);
+    return g_alloc.malloc_fn ? g_alloc.malloc_fn(g_alloc.user, n) : malloc(n);
 }
 
 void *cnv_calloc(size_t count, size_t size)
@@ -63,7 +63,7 @@ void cnv_free(void *p)
     if (!p)
         return;
     if (g_alloc.free_fn)
-        g_alloc.free_fn(p, g_alloc.user);
+        g_alloc.free_fn(g_alloc.user, p);
     else
         free(p);
 }

@@ -1,4 +1,4 @@
-/* splitmix64 and xorshift64*, with their uniform and normal draws. */
+/* splitmix64 and xorshift64*, with their uniform and normal draws (rng.h). */
 #include "core/rng.h"
 
 #include <math.h>
@@ -11,14 +11,27 @@ uint64_t cnv_splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-double cnv_unit53(uint64_t v)
+/* The top 53 bits of v as a double in [0, 1). */
+static double unit53(uint64_t v)
 {
     return (double)(v >> 11) * (1.0 / 9007199254740992.0);
 }
 
-double cnv_box_muller(double u1, double u2)
+/* Box-Muller: a standard normal value from u1 in (0, 1] and u2 in [0, 1). */
+static double box_muller(double u1, double u2)
 {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+uint64_t cnv_splitmix64_below(uint64_t *state, uint64_t n)
+{
+    return cnv_splitmix64(state) % n;
+}
+
+double cnv_splitmix64_normal(uint64_t *state)
+{
+    double u1 = 1.0 - unit53(cnv_splitmix64(state)), u2 = unit53(cnv_splitmix64(state));
+    return box_muller(u1, u2);
 }
 
 void cnv_rng_seed(cnv_rng *r, uint64_t seed)
@@ -56,8 +69,8 @@ float cnv_rng_normal(cnv_rng *r)
 {
     /* u1 in (0, 1]: log(u1) is finite */
     double u1 = ((double)(cnv_rng_next(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0);
-    double u2 = cnv_unit53(cnv_rng_next(r));
-    return (float)cnv_box_muller(u1, u2);
+    double u2 = unit53(cnv_rng_next(r));
+    return (float)box_muller(u1, u2);
 }
 
 int cnv_rng_int(cnv_rng *r, int lo, int hi)

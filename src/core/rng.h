@@ -5,17 +5,19 @@
 
 #include <stdint.h>
 
-/* splitmix64 (Steele, Lea, Flood 2014): adds a fixed odd step to *state
- * and returns its mix; any state is fine, 0 included. It seeds cnv_rng,
- * and the trainer draws from it directly (the stream that fixed the
- * shipped model's weights, so it stays). */
+/* Two generators: splitmix64 (Steele, Lea, Flood 2014), which seeds the
+ * other and is the trainer's own stream (its draws fixed the shipped
+ * model's weights, docs/TRAINING.md), and xorshift64*, the
+ * visualizations'. */
+
+/* Adds a fixed odd step to *state and returns its mix; any state is fine,
+ * 0 included. */
 uint64_t cnv_splitmix64(uint64_t *state);
-
-/* The top 53 bits of v as a double in [0, 1). */
-double cnv_unit53(uint64_t v);
-
-/* Box-Muller: a standard normal value from u1 in (0, 1] and u2 in [0, 1). */
-double cnv_box_muller(double u1, double u2);
+/* From the same stream: an integer in [0, n) for n >= 1 (the bias of a
+ * 64-bit modulo is far below anything a shuffle of 2^31 items could show),
+ * and a standard normal value (one per two draws). */
+uint64_t cnv_splitmix64_below(uint64_t *state, uint64_t n);
+double cnv_splitmix64_normal(uint64_t *state);
 
 /* xorshift64*: small and fast; the generator of the visualizations. */
 typedef struct cnv_rng {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "engine/op.h"
 
 const char *cnv_version(void)
@@ -63,9 +64,15 @@ void cnv_model_free(cnv_model *m)
     cnv_free(m->inputs);
     cnv_free(m->outputs);
     cnv_free(m->meta);
+    cnv_labels_free(&m->labels);
     cnv_strmap_free(&m->tensor_index);
     cnv_strmap_free(&m->meta_index);
     cnv_free(m);
+}
+
+cnv_err *cnv_model_err(cnv_model *m)
+{
+    return m ? &m->err : NULL;
 }
 
 const char *cnv_model_errmsg(const cnv_model *m)
@@ -104,11 +111,6 @@ int cnv_model_tensor_index(const cnv_model *m, const char *name)
 const char *cnv_model_tensor_name(const cnv_model *m, int t)
 {
     return m && t >= 0 && t < m->n_tensors ? m->tensors[t].name : NULL;
-}
-
-int cnv_model_has_tensor(const cnv_model *m, const char *name)
-{
-    return m && name && cnv_model_find(m, name) >= 0;
 }
 
 static cnv_status check_name(cnv_model *m, const char *name, const char *what)
@@ -431,25 +433,36 @@ cnv_status cnv_model_set_meta(cnv_model *m, const char *key, const char *value)
 {
     if (!m || !key || !value)
         return CNV_ERR_INVALID_ARG;
+    cnv_labels labels = {0};
+    int is_labels = strcmp(key, CNV_META_LABELS) == 0;
+    cnv_status st = is_labels ? cnv_labels_parse(value, &labels, &m->err) : CNV_OK;
+    if (st != CNV_OK)
+        return st;
     char *v = cnv_strdup(value);
-    if (!v)
+    if (!v) {
+        cnv_labels_free(&labels);
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
+    }
     int i = cnv_strmap_get(&m->meta_index, key);
-    if (i >= 0) {
-        cnv_free(m->meta[i].value);
-        m->meta[i].value = v;
-        return CNV_OK;
+    if (i < 0) {
+        char *k = cnv_strdup(key);
+        if (!k || !cnv_grow((void **)&m->meta, &m->cap_meta, (size_t)m->n_meta + 1, sizeof *m->meta) ||
+            !cnv_strmap_put(&m->meta_index, k, m->n_meta)) {
+            cnv_free(k);
+            cnv_free(v);
+            cnv_labels_free(&labels);
+            return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
+        }
+        i = m->n_meta++;
+        m->meta[i].key = k;
+        m->meta[i].value = NULL;
     }
-    char *k = cnv_strdup(key);
-    if (!k || !cnv_grow((void **)&m->meta, &m->cap_meta, (size_t)m->n_meta + 1, sizeof *m->meta) ||
-        !cnv_strmap_put(&m->meta_index, k, m->n_meta)) {
-        cnv_free(k);
-        cnv_free(v);
-        return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
+    cnv_free(m->meta[i].value);
+    m->meta[i].value = v;
+    if (is_labels) {
+        cnv_labels_free(&m->labels);
+        m->labels = labels;
     }
-    m->meta[m->n_meta].key = k;
-    m->meta[m->n_meta].value = v;
-    m->n_meta++;
     return CNV_OK;
 }
 
@@ -468,9 +481,9 @@ int cnv_model_input_count(const cnv_model *m)
     return m ? m->n_inputs : 0;
 }
 
-const char *cnv_model_input_name(const cnv_model *m, int i)
+int cnv_model_input(const cnv_model *m, int i)
 {
-    return m && i >= 0 && i < m->n_inputs ? m->tensors[m->inputs[i]].name : NULL;
+    return m && i >= 0 && i < m->n_inputs ? m->inputs[i] : -1;
 }
 
 cnv_status cnv_model_input_shape(const cnv_model *m, int i, cnv_shape *out)
@@ -486,9 +499,9 @@ int cnv_model_output_count(const cnv_model *m)
     return m ? m->n_outputs : 0;
 }
 
-const char *cnv_model_output_name(const cnv_model *m, int i)
+int cnv_model_output(const cnv_model *m, int i)
 {
-    return m && i >= 0 && i < m->n_outputs ? m->tensors[m->outputs[i]].name : NULL;
+    return m && i >= 0 && i < m->n_outputs ? m->outputs[i] : -1;
 }
 
 int cnv_model_node_count(const cnv_model *m)
@@ -506,19 +519,14 @@ const char *cnv_model_node_name(const cnv_model *m, int i)
     return m && i >= 0 && i < m->n_nodes ? m->nodes[i].name : NULL;
 }
 
-const char *cnv_model_node_output(const cnv_model *m, int i)
+int cnv_model_node_output(const cnv_model *m, int i)
 {
-    if (!m || i < 0 || i >= m->n_nodes || m->nodes[i].n_out < 1)
-        return NULL;
-    return m->tensors[m->nodes[i].out[0]].name;
+    return m && i >= 0 && i < m->n_nodes && m->nodes[i].n_out > 0 ? m->nodes[i].out[0] : -1;
 }
 
-const char *cnv_model_node_input(const cnv_model *m, int i, int k)
+int cnv_model_node_input(const cnv_model *m, int i, int k)
 {
-    if (!m || i < 0 || i >= m->n_nodes || k < 0 || k >= m->nodes[i].n_in)
-        return NULL;
-    int t = m->nodes[i].in[k];
-    return t >= 0 ? m->tensors[t].name : "";
+    return m && i >= 0 && i < m->n_nodes && k >= 0 && k < m->nodes[i].n_in ? m->nodes[i].in[k] : -1;
 }
 
 int cnv_model_node_input_count(const cnv_model *m, int i)

@@ -38,6 +38,15 @@ typedef struct cnv_node {
     void *params; /* op->params_size bytes, filled by op->parse */
 } cnv_node;
 
+/* Class names, parsed from the cnnviz.labels metadata whenever it is set
+ * (labels.c): a copy of the text with its lines cut in place, and a
+ * pointer to each. */
+typedef struct cnv_labels {
+    char *text;
+    const char **names;
+    int n;
+} cnv_labels;
+
 struct cnv_model {
     cnv_err err;
     int64_t opset;
@@ -53,10 +62,18 @@ struct cnv_model {
     size_t cap_meta;
     struct cnv_meta { char *key, *value; } *meta;
     cnv_strmap meta_index; /* key -> metadata index */
+    cnv_labels labels;
 };
 
 /* Index of the tensor with this name, or -1. */
 int cnv_model_find(const cnv_model *m, const char *name);
+
+/* The metadata key whose value holds the class names. */
+#define CNV_META_LABELS "cnnviz.labels"
+/* Parses a cnnviz.labels text into *l (labels.c). On failure *l is
+ * untouched and e says why (too many lines, out of memory). */
+cnv_status cnv_labels_parse(const char *text, cnv_labels *l, cnv_err *e);
+void cnv_labels_free(cnv_labels *l);
 
 /* ---- attribute access for op parse functions ----
  * Each returns CNV_OK and the default when the attribute is absent, and an

@@ -132,8 +132,9 @@ struct cnv_op {
      * out[0], *offset elements in (Concat): the planner may then place the
      * input there, and forward finds it in place. */
     int (*input_view)(const cnv_op_ctx *c, int k, int64_t *offset);
-    /* Floating-point operations of one forward pass of the planned node
-     * (a multiply-add counts 2); NULL: one per output element. */
+    /* The floating-point operations of one forward pass of the planned
+     * node, for ops made of multiply-adds (a multiply-add counts 2); NULL
+     * for the others, whose cost is their memory traffic. */
     double (*flops)(const cnv_op_ctx *c);
 };
 

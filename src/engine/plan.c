@@ -132,7 +132,7 @@ static cnv_status infer(infer_job *j)
         if (work > j->work_max)
             j->work_max = work;
         if (j->flops)
-            j->flops[i] = n->op->flops ? n->op->flops(c) : (double)c->out[0]->count;
+            j->flops[i] = n->op->flops ? n->op->flops(c) : 0.0;
     }
     return CNV_OK;
 }

@@ -46,17 +46,17 @@ int cnv_model_feeds(const cnv_model *m, int from, int to, unsigned char *mark)
     return mark[from];
 }
 
-const char *cnv_model_score_tensor(const cnv_model *m)
+int cnv_model_score_tensor(const cnv_model *m)
 {
     if (!m || m->n_outputs < 1)
-        return NULL;
+        return -1;
     int t = m->outputs[0], p = m->tensors[t].producer;
     if (p >= 0) {
         const cnv_node *n = &m->nodes[p];
         if ((n->op->flags & CNV_OP_PROBABILITIES) && n->n_in >= 1 && n->in[0] >= 0)
-            return m->tensors[n->in[0]].name;
+            return n->in[0];
     }
-    return m->tensors[t].name;
+    return t;
 }
 
 /* A layer sheet shows every activation's output, and every feature map
@@ -72,8 +72,8 @@ static int is_layer(const cnv_model *m, int t)
     return t >= 0 && m->tensors[t].kind != CNV_T_CONST;
 }
 
-cnv_status cnv_find_layer(const cnv_model *m, const char *text, const char **name, char *errbuf,
-                          size_t errlen)
+cnv_status cnv_model_find_layer(const cnv_model *m, const char *text, int *tensor, char *errbuf,
+                                size_t errlen)
 {
     char dummy[8];
     if (!errbuf || !errlen) {
@@ -81,7 +81,7 @@ cnv_status cnv_find_layer(const cnv_model *m, const char *text, const char **nam
         errlen = sizeof dummy;
     }
     errbuf[0] = '\0';
-    if (!m || !text || !name || !*text) {
+    if (!m || !text || !tensor || !*text) {
         snprintf(errbuf, errlen, "no layer name given");
         return CNV_ERR_INVALID_ARG;
     }
@@ -91,12 +91,12 @@ cnv_status cnv_find_layer(const cnv_model *m, const char *text, const char **nam
             snprintf(errbuf, errlen, "'%s' is a constant (a weight), not a layer", text);
             return CNV_ERR_NOT_FOUND;
         }
-        *name = m->tensors[t].name;
+        *tensor = t;
         return CNV_OK;
     }
     for (int i = 0; i < m->n_nodes; i++)
         if (m->nodes[i].name && !strcmp(m->nodes[i].name, text)) {
-            *name = m->tensors[m->nodes[i].out[0]].name;
+            *tensor = m->nodes[i].out[0];
             return CNV_OK;
         }
     int found = -1, count = 0;
@@ -110,7 +110,7 @@ cnv_status cnv_find_layer(const cnv_model *m, const char *text, const char **nam
             }
         }
     if (count == 1) {
-        *name = m->tensors[found].name;
+        *tensor = found;
         return CNV_OK;
     }
     if (count == 0) {
@@ -137,7 +137,7 @@ cnv_status cnv_find_layer(const cnv_model *m, const char *text, const char **nam
     return CNV_ERR_NOT_FOUND;
 }
 
-int cnv_viz_layers(const cnv_model *m, int max, const char **names)
+int cnv_model_layers(const cnv_model *m, int max, int *layers)
 {
     if (!m)
         return 0;
@@ -164,8 +164,8 @@ int cnv_viz_layers(const cnv_model *m, int max, const char **names)
                         keep = (int)(((int64_t)k * (total - 1) * 2 + (max - 1)) / (2 * (max - 1))) == idx;
                 }
                 if (keep) {
-                    if (names)
-                        names[written] = m->tensors[n->out[0]].name;
+                    if (layers)
+                        layers[written] = n->out[0];
                     written++;
                 }
             }

@@ -1,8 +1,8 @@
 /* Questions about a model that the layers above the engine ask (the
  * visualizations, the trainer): what a tensor is, in the terms the ops
  * declare about themselves (engine/op.h), never by op type. The public
- * ones (cnv_find_layer, cnv_viz_layers, cnv_model_score_tensor) are in
- * query.c too. */
+ * ones (cnv_model_find_layer, cnv_model_layers, cnv_model_score_tensor)
+ * are in query.c too. */
 #ifndef CNV_QUERY_H
 #define CNV_QUERY_H
 

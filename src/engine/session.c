@@ -42,6 +42,11 @@ cnv_status cnv_session_set_threads(cnv_session *s, int n)
     return CNV_OK;
 }
 
+const cnv_model *cnv_session_model(const cnv_session *s)
+{
+    return s ? s->m : NULL;
+}
+
 cnv_err *cnv_session_err(cnv_session *s)
 {
     return s ? &s->err : NULL;
@@ -110,24 +115,23 @@ static cnv_status need_plan(cnv_session *s)
     return CNV_OK;
 }
 
-static cnv_status lookup(cnv_session *s, const char *name, int *t)
+/* A planned session and a tensor index of its model. */
+static cnv_status need_tensor(cnv_session *s, int t, const char *what)
 {
-    *t = name ? cnv_model_find(s->m, name) : -1;
-    if (*t < 0)
-        return cnv_fail(&s->err, CNV_ERR_NOT_FOUND, "no tensor named '%s'", name ? name : "(null)");
-    return CNV_OK;
+    cnv_status st = need_plan(s);
+    if (st == CNV_OK && (t < 0 || t >= s->m->n_tensors))
+        st = cnv_fail(&s->err, CNV_ERR_NOT_FOUND, "%s: no tensor %d (the model has %d; "
+                      "cnv_model_tensor_index gives -1 for an unknown name)", what, t, s->m->n_tensors);
+    return st;
 }
 
-cnv_status cnv_session_tensor(cnv_session *s, const char *name, float **data, cnv_shape *shape)
+cnv_status cnv_session_tensor(cnv_session *s, int t, float **data, cnv_shape *shape)
 {
-    int t;
-    cnv_status st = need_plan(s);
-    if (st == CNV_OK)
-        st = lookup(s, name, &t);
+    cnv_status st = need_tensor(s, t, "cnv_session_tensor");
     if (st != CNV_OK)
         return st;
     if (!s->vals[t].data)
-        return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED, "tensor '%s' is not a float tensor", name);
+        return cnv_fail(&s->err, CNV_ERR_UNSUPPORTED, "tensor '%s' is not a float tensor", s->m->tensors[t].name);
     if (data)
         *data = s->vals[t].data;
     if (shape)
@@ -186,12 +190,9 @@ static void mark_ancestors(cnv_session *s, int t)
     }
 }
 
-cnv_status cnv_session_forward_to(cnv_session *s, const char *name)
+cnv_status cnv_session_forward_to(cnv_session *s, int t)
 {
-    int t;
-    cnv_status st = need_plan(s);
-    if (st == CNV_OK)
-        st = lookup(s, name, &t);
+    cnv_status st = need_tensor(s, t, "forward");
     if (st != CNV_OK)
         return st;
     const cnv_model *m = s->m;
@@ -203,18 +204,19 @@ cnv_status cnv_session_forward_to(cnv_session *s, const char *name)
     return CNV_OK;
 }
 
-cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *seed)
+cnv_status cnv_session_backward(cnv_session *s, int t, const float *seed, size_t count)
 {
-    int t;
-    cnv_status st = need_plan(s);
-    if (st == CNV_OK)
-        st = lookup(s, name, &t);
+    cnv_status st = need_tensor(s, t, "backward");
     if (st != CNV_OK)
         return st;
+    const cnv_model *m = s->m;
+    const char *name = m->tensors[t].name;
+    cnv_val *v = &s->vals[t];
     if (!seed)
         return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "backward from '%s': no seed", name);
-    const cnv_model *m = s->m;
-    cnv_val *v = &s->vals[t];
+    if (count != (size_t)v->count)
+        return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "backward from '%s': a seed of %zu values, the tensor has %lld",
+                        name, count, (long long)v->count);
     if (m->tensors[t].kind == CNV_T_ACT && !s->valid[t])
         return cnv_fail(&s->err, CNV_ERR_STATE,
                         "backward from '%s': it was not computed by the last forward", name);
@@ -271,17 +273,14 @@ cnv_status cnv_session_backward(cnv_session *s, const char *name, const float *s
     return CNV_OK;
 }
 
-cnv_status cnv_session_grad(cnv_session *s, const char *name, float **grad)
+cnv_status cnv_session_grad(cnv_session *s, int t, float **grad)
 {
-    int t;
-    cnv_status st = need_plan(s);
-    if (st == CNV_OK)
-        st = lookup(s, name, &t);
+    cnv_status st = need_tensor(s, t, "cnv_session_grad");
     if (st != CNV_OK)
         return st;
     if (!s->vals[t].grad)
         return cnv_fail(&s->err, CNV_ERR_NOT_FOUND,
-                        "tensor '%s' has no gradient (it does not depend on an input%s)", name,
+                        "tensor '%s' has no gradient (it does not depend on an input%s)", s->m->tensors[t].name,
                         s->param_grads ? " or a parameter" : "; parameter gradients are off");
     if (grad)
         *grad = s->vals[t].grad;
@@ -301,10 +300,14 @@ cnv_status cnv_session_set_profiling(cnv_session *s, int on)
     return CNV_OK;
 }
 
-cnv_status cnv_session_node_time(const cnv_session *s, int node, double *forward_s, double *backward_s)
+cnv_status cnv_session_node_time(cnv_session *s, int node, double *forward_s, double *backward_s)
 {
-    if (!s || !s->prof || node < 0 || node >= s->m->n_nodes)
+    if (!s)
         return CNV_ERR_INVALID_ARG;
+    if (!s->prof)
+        return cnv_fail(&s->err, CNV_ERR_STATE, "no profile: cnv_session_set_profiling, then plan");
+    if (node < 0 || node >= s->m->n_nodes)
+        return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "node %d: the model has %d", node, s->m->n_nodes);
     if (forward_s)
         *forward_s = s->prof[2 * node];
     if (backward_s)

@@ -3,6 +3,7 @@
 #ifndef CNV_SESSION_H
 #define CNV_SESSION_H
 
+#include "engine/engine.h"
 #include "engine/op.h"
 
 struct cnv_session {
@@ -38,10 +39,5 @@ struct cnv_session {
 cnv_status cnv_session_plan_now(cnv_session *s, int n, const cnv_shape *shapes);
 /* Releases the plan, not the team (plan.c). */
 void cnv_session_drop_plan(cnv_session *s);
-
-/* The session's message buffer, for library code built on sessions (the
- * visualizations, the trainer) to report through cnv_session_errmsg.
- * NULL for NULL. */
-cnv_err *cnv_session_err(cnv_session *s);
 
 #endif

@@ -1,4 +1,4 @@
-/* Internal helpers shared by the image files (image.c, gif.c, font.c). */
+/* Internal helpers shared by the image files. */
 #ifndef CNV_IMAGE_H
 #define CNV_IMAGE_H
 
@@ -8,5 +8,18 @@
 /* Bytes of a w x h x c image after checking w, h > 0, c in {1,3,4} and
  * that the total fits an int (stb's sizes and strides are ints). */
 int cnv_image_bytes(int w, int h, int c, size_t *bytes);
+/* A usable input image: non-NULL data and a size within cnv_image_bytes;
+ * what names the caller in the message. */
+cnv_status cnv_image_check(const cnv_image *img, const char *what, char *buf, size_t len);
+/* out = a new w x h x c image (uninitialized pixels). */
+cnv_status cnv_image_alloc(int w, int h, int c, cnv_image *out, char *buf, size_t len);
+/* An h x w float plane with h, w > 0 whose bytes fit an int (stb's
+ * strides are ints). */
+int cnv_plane_ok(int h, int w);
+/* Empties an errbuf (NULL or len 0: nothing). */
+void cnv_errbuf_clear(char *buf, size_t len);
+/* v in [0, 255] rounded to a byte; NaN and below 0 give 0, 255 and above
+ * 255. */
+unsigned char cnv_to_byte(double v);
 
 #endif

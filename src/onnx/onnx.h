@@ -1,11 +1,12 @@
-/* Internal interface of the native ONNX reader and writer (onnx_read.c,
- * onnx_write.c): the TensorProto decoder they share and the loader with
- * input bindings that the conformance runner uses. */
+/* Internal interface of the native ONNX reader and writer (read.c,
+ * write.c): the TensorProto decoder they share and the loader with input
+ * bindings that the conformance runner uses. They read and write the
+ * engine's model representation (engine/model.h), nothing else of it. */
 #ifndef CNV_ONNX_H
 #define CNV_ONNX_H
 
 #include "core/file.h"
-#include "engine/op.h"
+#include "engine/model.h"
 #include "onnx/pb.h"
 
 /* Files larger than this are refused before reading (2 GiB, protobuf's own

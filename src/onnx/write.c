@@ -121,8 +121,9 @@ static void write_attr(cnv_pbw *w, const cnv_attr_def *a)
     cnv_pbw_end(w, at);
 }
 
-static void write_node(cnv_pbw *w, const cnv_model *m, const cnv_node *n)
+static void write_node(cnv_pbw *w, const cnv_model *m, int i_node)
 {
+    const cnv_node *n = &m->nodes[i_node];
     size_t nd = cnv_pbw_begin(w, 1);
     for (int i = 0; i < n->n_in; i++)
         cnv_pbw_string(w, 1, n->in[i] >= 0 ? m->tensors[n->in[i]].name : "");
@@ -130,7 +131,7 @@ static void write_node(cnv_pbw *w, const cnv_model *m, const cnv_node *n)
         cnv_pbw_string(w, 2, m->tensors[n->out[i]].name);
     if (n->name && n->name[0])
         cnv_pbw_string(w, 3, n->name);
-    cnv_pbw_string(w, 4, n->op->type);
+    cnv_pbw_string(w, 4, cnv_model_node_op(m, i_node));
     for (int i = 0; i < n->n_attrs; i++)
         write_attr(w, &n->attrs[i]);
     cnv_pbw_end(w, nd);
@@ -195,7 +196,7 @@ void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m)
 
     size_t g = cnv_pbw_begin(w, 7);
     for (int i = 0; i < m->n_nodes; i++)
-        write_node(w, m, &m->nodes[i]);
+        write_node(w, m, i);
     cnv_pbw_string(w, 2, "cnnviz");
     for (int i = 0; i < m->n_tensors; i++) {
         const cnv_tensor_def *t = &m->tensors[i];

@@ -59,50 +59,38 @@ static cnv_status check_params(const cnv_classmodel_params *p, cnv_err *err)
     return CNV_OK;
 }
 
-cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
-                          int n, const int *classes, const cnv_classmodel_params *pp,
-                          float *images, float *scores, float *probs)
+cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_classmodel_params *pp,
+                          float *images, size_t count, float *scores, float *probs)
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
     cnv_err *err = cnv_session_err(s);
-    if (!m || !classes || !images || n <= 0)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "classmodel: model %s, classes %s, images %s, n %d", m ? "ok" : "NULL",
+    if (!classes || !images || n <= 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: classes %s, images %s, n %d",
                         classes ? "ok" : "NULL", images ? "ok" : "NULL", n);
     cnv_classmodel_params p = pp ? *pp : cnv_classmodel_params_default();
     cnv_status st = check_params(&p, err);
     if (st != CNV_OK)
         return st;
-    int c, h, w;
-    if ((st = cnv_viz_input_geom(m, &c, &h, &w, err)) != CNV_OK)
+    cnv_viz v;
+    int score;
+    if ((st = cnv_viz_begin(&v, s, "classmodel", p.preprocess, p.height, p.width)) != CNV_OK ||
+        (st = cnv_viz_check_len(&v, "images", count, n)) != CNV_OK || (st = cnv_viz_score_tensor(&v, &score)) != CNV_OK)
         return st;
-    if (p.height > 0)
-        h = p.height;
-    if (p.width > 0)
-        w = p.width;
-    if (h <= 0 || w <= 0)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "classmodel: the model leaves the image size open; set height and width");
+    int c = v.c, h = v.h, w = v.w;
+    const float *mean = v.pp.mean, *std = v.pp.std;
     cnv_classmodel_params_resolve(&p, c, h, w);
-    for (int k = 0; k < c; k++)
-        if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
-            return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: std[%d] is %g", k,
-                            (double)std[k]);
-    const char *score = cnv_model_score_tensor(m);
-    if (!score)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG, "classmodel: the model has no output");
     if ((st = cnv_session_plan(s, n, h, w)) != CNV_OK)
         return st;
     float *in = cnv_session_input(s), *sc;
     int K;
-    if ((st = cnv_viz_scores(s, score, n, &sc, &K, err)) != CNV_OK)
+    if ((st = cnv_viz_scores(&v, score, n, &sc, &K)) != CNV_OK)
         return st;
     for (int i = 0; i < n; i++)
         if (classes[i] < 0 || classes[i] >= K)
             return cnv_fail(err, CNV_ERR_INVALID_ARG,
                             "classmodel: class %d of item %d is outside 0..%d of '%s'",
-                            classes[i], i, K - 1, score);
+                            classes[i], i, K - 1, cnv_model_tensor_name(v.m, score));
 
     size_t plane = (size_t)h * w, item = plane * c, total, nk, nscratch;
     if (!cnv_mul_size(item, (size_t)n, &total) || !cnv_mul_size((size_t)n, (size_t)K, &nk) ||
@@ -156,12 +144,12 @@ cnv_status cnv_classmodel(cnv_session *s, const cnv_model *m, const float *mean,
                     row[k] = pc * ((k == classes[i] ? 1.0f : 0.0f) - prob[k]);
             }
         }
-        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+        if ((st = cnv_session_backward(s, score, seed, nk)) != CNV_OK)
             goto done;
         float *g = cnv_session_input_grad(s);
         if (!g) {
             st = cnv_fail(err, CNV_ERR_STATE, "classmodel: '%s' does not depend on the input",
-                          score);
+                          cnv_model_tensor_name(v.m, score));
             goto done;
         }
         double obj = 0.0, pr = 0.0;

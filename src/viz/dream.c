@@ -4,8 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/query.h"
-#include "engine/session.h"
 #include "viz/viz.h"
 
 cnv_dream_params cnv_dream_params_default(void)
@@ -50,14 +48,14 @@ static cnv_status check_params(const cnv_dream_params *p, cnv_err *err)
 
 /* What one octave or frame works on. */
 typedef struct dream_run {
+    cnv_viz v;          /* its size: the current octave's or the frame's */
     cnv_session *s;
-    const char *layer;
-    const char *ascent; /* the layer, or its Relu's input (pre_relu) */
+    int layer;
+    int pre;            /* the layer's pre-activation (pre_relu), or -1 */
     const cnv_dream_params *p;
-    const float *mean, *std;
-    int c;
     cnv_rng rng;
     float *seed;     /* d(objective)/d(layer), sized for the current plan */
+    float *seed2;    /* the same size: cnv_viz_layer_grads' scratch */
     size_t seed_cap; /* floats */
     float *scratch;  /* roll scratch: at least the largest plane */
     int C;           /* the layer's channels */
@@ -74,6 +72,9 @@ static cnv_status plan_size(dream_run *r, int h, int w)
     cnv_status st = cnv_session_plan(r->s, 1, h, w);
     if (st != CNV_OK)
         return st;
+    r->v.h = h;
+    r->v.w = w;
+    r->v.item = (size_t)r->v.c * h * w;
     cnv_shape sh;
     if ((st = cnv_session_tensor(r->s, r->layer, NULL, &sh)) != CNV_OK)
         return st;
@@ -81,15 +82,17 @@ static cnv_status plan_size(dream_run *r, int h, int w)
     if (sh.ndim < 2 || sh.dims[0] != 1 || sh.dims[1] < 1 || cnt <= 0) {
         char buf[128];
         return cnv_fail(r->err, CNV_ERR_SHAPE, "dream: layer '%s' has shape %s: expected 1 x channels x ...",
-                        r->layer, cnv_shape_str(&sh, buf, sizeof buf));
+                        cnv_model_tensor_name(r->v.m, r->layer), cnv_shape_str(&sh, buf, sizeof buf));
     }
     r->C = (int)sh.dims[1];
     r->P = (size_t)(cnt / sh.dims[1]);
     if ((size_t)cnt > r->seed_cap) {
         cnv_free(r->seed);
+        cnv_free(r->seed2);
         r->seed = cnv_malloc((size_t)cnt * sizeof *r->seed);
-        r->seed_cap = r->seed ? (size_t)cnt : 0;
-        if (!r->seed)
+        r->seed2 = cnv_malloc((size_t)cnt * sizeof *r->seed2);
+        r->seed_cap = r->seed && r->seed2 ? (size_t)cnt : 0;
+        if (!r->seed_cap)
             return cnv_fail(r->err, CNV_ERR_NOMEM, "dream: out of memory for a seed of %lld values",
                             (long long)cnt);
     }
@@ -102,24 +105,43 @@ static cnv_status pick_channel(dream_run *r)
         r->channel = cnv_rng_int(&r->rng, 0, r->C - 1);
     else if (r->p->channel >= r->C)
         return cnv_fail(r->err, CNV_ERR_INVALID_ARG, "dream: channel %d is out of range (layer '%s' has %d)",
-                        r->p->channel, r->layer, r->C);
+                        r->p->channel, cnv_model_tensor_name(r->v.m, r->layer), r->C);
     else
         r->channel = r->p->channel;
     return CNV_OK;
 }
 
-/* One ascent step on img (c x h x w, planned): DeepDream's step, the
+/* Rolls the gradient back as the input was rolled, steps, and clamps
+ * (cnv_viz_grad_fn, for the one image). */
+typedef struct dream_step {
+    dream_run *r;
+    float *img;
+    int dy, dx;
+} dream_step;
+
+static void step_image(void *arg, int i, float *g)
+{
+    (void)i;
+    dream_step *ds = arg;
+    dream_run *r = ds->r;
+    const cnv_viz *v = &r->v;
+    cnv_roll_chw(g, v->c, v->h, v->w, -ds->dy, -ds->dx, r->scratch);
+    cnv_viz_step(v, ds->img, g, r->p->lr, 0.0f);
+    if (r->p->clamp)
+        cnv_clamp_pixels(ds->img, 1, v->c, v->h, v->w, v->pp.mean, v->pp.std);
+}
+
+/* One ascent step on img (of the planned size): DeepDream's step, the
  * gradient of the mean activation scaled by 1 / mean|g|. */
-static cnv_status step(dream_run *r, float *img, int h, int w)
+static cnv_status step(dream_run *r, float *img)
 {
     const cnv_dream_params *p = r->p;
-    int c = r->c;
-    size_t plane = (size_t)h * w, item = (size_t)c * plane;
+    const cnv_viz *v = &r->v;
     float *in = cnv_session_input(r->s);
-    memcpy(in, img, item * sizeof *in);
-    int dy = cnv_rng_int(&r->rng, -p->jitter, p->jitter);
-    int dx = cnv_rng_int(&r->rng, -p->jitter, p->jitter);
-    cnv_roll_chw(in, c, h, w, dy, dx, r->scratch);
+    memcpy(in, img, v->item * sizeof *in);
+    dream_step ds = {r, img, cnv_rng_int(&r->rng, -p->jitter, p->jitter), 0};
+    ds.dx = cnv_rng_int(&r->rng, -p->jitter, p->jitter);
+    cnv_roll_chw(in, v->c, v->h, v->w, ds.dy, ds.dx, r->scratch);
     cnv_status st = cnv_session_forward_to(r->s, r->layer);
     float *act;
     if (st == CNV_OK)
@@ -139,35 +161,8 @@ static cnv_status step(dream_run *r, float *img, int h, int w)
     memset(r->seed, 0, n * sizeof *r->seed);
     for (size_t j = 0; j < count; j++)
         r->seed[from + j] = 1.0f / (float)count;
-    if ((st = cnv_session_backward(r->s, r->layer, r->seed)) != CNV_OK)
+    if ((st = cnv_viz_layer_grads(v, r->layer, r->pre, r->seed, n, n, 1, r->seed2, step_image, &ds)) != CNV_OK)
         return st;
-    float *g = cnv_session_input_grad(r->s);
-    if (!g)
-        return cnv_fail(r->err, CNV_ERR_STATE, "dream: layer '%s' does not depend on the input", r->layer);
-    /* The target off everywhere: follow the Relu's input this step (the
-     * forward values are still in place for a second backward). */
-    if (r->ascent != r->layer) {
-        size_t j = 0;
-        while (j < item && g[j] == 0.0f)
-            j++;
-        if (j == item && (st = cnv_session_backward(r->s, r->ascent, r->seed)) != CNV_OK)
-            return st;
-    }
-    cnv_roll_chw(g, c, h, w, -dy, -dx, r->scratch);
-    double abs_sum = 0.0;
-    for (size_t j = 0; j < item; j++)
-        abs_sum += fabs((double)g[j]);
-    double mean_abs = abs_sum / (double)item;
-    if (mean_abs > 0.0 && isfinite(mean_abs))
-        for (int k = 0; k < c; k++) {
-            double sc = (double)p->lr / 255.0 / (r->std ? r->std[k] : 1.0) / mean_abs;
-            float *xk = img + (size_t)k * plane;
-            const float *gk = g + (size_t)k * plane;
-            for (size_t j = 0; j < plane; j++)
-                xk[j] = (float)(xk[j] + sc * gk[j]);
-        }
-    if (p->clamp)
-        cnv_clamp_pixels(img, 1, c, h, w, r->mean, r->std);
     r->step++;
     if (p->progress && p->progress(p->user, r->step, r->total, r->objective, 0.0f))
         return cnv_fail(r->err, CNV_ERR_CANCELLED, "dream: cancelled at step %d of %d", r->step, r->total);
@@ -181,39 +176,28 @@ static cnv_status resize(const float *in, int c, int h, int w, float *out, int o
     return st == CNV_OK ? st : cnv_fail(err, st, "dream: %s", msg);
 }
 
-cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
-                     const cnv_dream_params *pp, float *out, int *channels)
+cnv_status cnv_dream(cnv_session *s, const cnv_dream_params *pp, float *out, size_t count, int *channels,
+                     int n_channels)
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
     cnv_err *err = cnv_session_err(s);
-    if (!m)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG, "dream: no model");
     cnv_dream_params p = pp ? *pp : cnv_dream_params_default();
     cnv_status st = check_params(&p, err);
     if (st != CNV_OK)
         return st;
-    int c, H, W;
-    if ((st = cnv_viz_input_geom(m, &c, &H, &W, err)) != CNV_OK)
+    dream_run r;
+    memset(&r, 0, sizeof r);
+    int layer;
+    if ((st = cnv_viz_begin(&r.v, s, "dream", p.preprocess, p.height, p.width)) != CNV_OK ||
+        (out && (st = cnv_viz_check_len(&r.v, "out", count, 1)) != CNV_OK) ||
+        (st = cnv_viz_layer(&r.v, p.layer, &layer)) != CNV_OK)
         return st;
-    if (p.height > 0)
-        H = p.height;
-    if (p.width > 0)
-        W = p.width;
-    if (H < 1 || W < 1 || H > 16384 || W > 16384)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "dream: frame size %dx%d (give height and width in 1..16384 when the model does not "
-                        "declare them)",
-                        H, W);
-    for (int k = 0; std && k < c; k++)
-        if (!(std[k] > 0.0f) || !isfinite(std[k]))
-            return cnv_fail(err, CNV_ERR_INVALID_ARG, "dream: std[%d] is %g", k, std[k]);
-    const char *layer;
-    char msg[256];
-    if ((st = cnv_find_layer(m, p.layer, &layer, msg, sizeof msg)) != CNV_OK)
-        return cnv_fail(err, st, "dream: %s", msg);
-    if ((st = cnv_session_set_relu_mode(s, CNV_RELU_GRAD)) != CNV_OK)
-        return st;
+    if (channels && n_channels != p.frames)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "dream: channels holds %d values, one per frame needs %d",
+                        n_channels, p.frames);
+    int c = r.v.c, H = r.v.h, W = r.v.w;
+    const float *mean = r.v.pp.mean, *std = r.v.pp.std;
 
     /* Octave sizes: start * scale^k, at most the frame, the last the frame. */
     int oh[64], ow[64];
@@ -235,18 +219,10 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
     }
     int zh = (int)lround(H * (double)p.zoom), zw = (int)lround(W * (double)p.zoom);
     size_t frame = (size_t)c * H * W, big = (size_t)c * zh * zw;
-    dream_run r;
-    memset(&r, 0, sizeof r);
     r.s = s;
     r.layer = layer;
-    r.ascent = layer;
-    int pre = p.pre_relu ? cnv_model_pre_activation(m, cnv_model_find(m, layer)) : -1;
-    if (pre >= 0)
-        r.ascent = m->tensors[pre].name;
+    r.pre = p.pre_relu ? cnv_model_pre_activation(r.v.m, layer) : -1;
     r.p = &p;
-    r.mean = mean;
-    r.std = std;
-    r.c = c;
     r.err = err;
     r.total = p.octaves * p.steps + (p.frames - 1) * p.frame_steps;
     cnv_rng_seed(&r.rng, p.seed);
@@ -267,7 +243,7 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
     } else {
         size_t plane = (size_t)oh[0] * ow[0];
         for (int k = 0; k < c; k++) {
-            float sd = p.init_std / 255.0f / (std ? std[k] : 1.0f);
+            float sd = p.init_std / 255.0f / std[k];
             for (size_t j = 0; j < plane; j++)
                 base[(size_t)k * plane + j] = sd * cnv_rng_normal(&r.rng);
         }
@@ -298,7 +274,7 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
         if (k == 0 && (st = pick_channel(&r)) != CNV_OK)
             goto done;
         for (int t = 0; t < p.steps; t++)
-            if ((st = step(&r, img, h, w)) != CNV_OK)
+            if ((st = step(&r, img)) != CNV_OK)
                 goto done;
         for (size_t j = 0; j < item; j++)
             detail[j] = img[j] - base[j];
@@ -319,7 +295,7 @@ cnv_status cnv_dream(cnv_session *s, const cnv_model *m, const float *mean, cons
                                tmp + ((size_t)k * zh + y0 + y) * zw + x0, (size_t)W * sizeof *img);
             }
             for (int t = 0; t < p.frame_steps; t++)
-                if ((st = step(&r, img, H, W)) != CNV_OK)
+                if ((st = step(&r, img)) != CNV_OK)
                     goto done;
         }
         if (channels)
@@ -338,5 +314,6 @@ done:
     cnv_free(tmp);
     cnv_free(r.scratch);
     cnv_free(r.seed);
+    cnv_free(r.seed2);
     return st;
 }

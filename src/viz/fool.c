@@ -17,7 +17,7 @@ cnv_fool_params cnv_fool_params_default(void)
 
 /* Forward on the session's input; top-1 and the probabilities of the
  * top-1 and of the target into *top, *ptop, *ptarget. */
-static cnv_status classify(cnv_session *s, const char *score, const float *sc, int K, int target,
+static cnv_status classify(cnv_session *s, int score, const float *sc, int K, int target,
                            float *prob, int *top, float *ptop, float *ptarget)
 {
     cnv_status st = cnv_session_forward_to(s, score);
@@ -30,18 +30,16 @@ static cnv_status classify(cnv_session *s, const char *score, const float *sc, i
     return CNV_OK;
 }
 
-cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
-                    const float *image, int h, int w, int target, const cnv_fool_params *pp,
-                    float *fooled, float *last_delta, float *sum_delta, cnv_fool_result *r)
+cnv_status cnv_fool(cnv_session *s, const float *image, size_t count, int h, int w, int target,
+                    const cnv_fool_params *pp, float *fooled, float *last_delta, float *sum_delta,
+                    cnv_fool_result *r)
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
     cnv_err *err = cnv_session_err(s);
-    if (!m || !image || !fooled || !r || h <= 0 || w <= 0)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "fool: model %s, image %s, fooled %s, result %s, size %dx%d",
-                        m ? "ok" : "NULL", image ? "ok" : "NULL", fooled ? "ok" : "NULL",
-                        r ? "ok" : "NULL", h, w);
+    if (!image || !fooled || !r || h <= 0 || w <= 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: image %s, fooled %s, result %s, size %dx%d",
+                        image ? "ok" : "NULL", fooled ? "ok" : "NULL", r ? "ok" : "NULL", h, w);
     memset(r, 0, sizeof *r);
     cnv_fool_params p = pp ? *pp : cnv_fool_params_default();
     if (p.max_iters < 0 || !isfinite(p.lr) || !(p.lr > 0.0f) || !(p.min_prob >= 0.0f) ||
@@ -49,25 +47,24 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
                         "fool: max_iters %d (>= 0), lr %g (> 0), min_prob %g (0 <= p < 1)",
                         p.max_iters, (double)p.lr, (double)p.min_prob);
-    int c, mh, mw;
-    cnv_status st = cnv_viz_input_geom(m, &c, &mh, &mw, err);
-    if (st != CNV_OK)
+    cnv_viz v;
+    int score;
+    cnv_status st;
+    if ((st = cnv_viz_begin(&v, s, "fool", p.preprocess, h, w)) != CNV_OK ||
+        (st = cnv_viz_check_len(&v, "the image", count, 1)) != CNV_OK ||
+        (st = cnv_viz_score_tensor(&v, &score)) != CNV_OK)
         return st;
-    for (int k = 0; k < c; k++)
-        if (std && !(std[k] != 0.0f && isfinite(std[k]) && isfinite(mean ? mean[k] : 0.0f)))
-            return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: std[%d] is %g", k, (double)std[k]);
-    const char *score = cnv_model_score_tensor(m);
-    if (!score)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: the model has no output");
+    int c = v.c;
+    const float *mean = v.pp.mean, *std = v.pp.std;
     if ((st = cnv_session_plan(s, 1, h, w)) != CNV_OK)
         return st;
     float *in = cnv_session_input(s), *sc;
     int K;
-    if ((st = cnv_viz_scores(s, score, 1, &sc, &K, err)) != CNV_OK)
+    if ((st = cnv_viz_scores(&v, score, 1, &sc, &K)) != CNV_OK)
         return st;
     if (target < 0 || target >= K)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: target %d is outside 0..%d of '%s'",
-                        target, K - 1, score);
+                        target, K - 1, cnv_model_tensor_name(v.m, score));
 
     size_t item = (size_t)c * h * w;
     float *x = cnv_malloc(item * sizeof(float));
@@ -121,11 +118,12 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
                 break;
         }
         float objective = sc[target];
-        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+        if ((st = cnv_session_backward(s, score, seed, (size_t)K)) != CNV_OK)
             goto done;
         const float *g = cnv_session_input_grad(s);
         if (!g) {
-            st = cnv_fail(err, CNV_ERR_STATE, "fool: '%s' does not depend on the input", score);
+            st = cnv_fail(err, CNV_ERR_STATE, "fool: '%s' does not depend on the input",
+                          cnv_model_tensor_name(v.m, score));
             goto done;
         }
         double nrm = 0.0;
@@ -156,7 +154,7 @@ cnv_status cnv_fool(cnv_session *s, const cnv_model *m, const float *mean, const
     double sum = 0.0, mx = 0.0;
     size_t plane = (size_t)h * w;
     for (int k = 0; k < c; k++) {
-        float mk = mean ? mean[k] : 0.0f, sk = std ? std[k] : 1.0f;
+        float mk = mean[k], sk = std[k];
         for (size_t j = 0; j < plane; j++) {
             int d = cnv_pixel_byte(fooled[k * plane + j], mk, sk) -
                     cnv_pixel_byte(image[k * plane + j], mk, sk);

@@ -4,8 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/query.h"
-#include "engine/session.h"
 #include "viz/viz.h"
 
 /* --------------------------------------------------------------- neuron */
@@ -50,13 +48,6 @@ static cnv_status check_params(const cnv_neuron_params *p, cnv_err *err)
     return CNV_OK;
 }
 
-/* The tensor the ascent seeds: the layer, or the input of the activation
- * that made it (same shape) when pre_relu is on. */
-static const char *ascent_tensor(const cnv_model *m, const char *layer, int pre_relu)
-{
-    int pre = pre_relu ? cnv_model_pre_activation(m, cnv_model_find(m, layer)) : -1;
-    return pre >= 0 ? m->tensors[pre].name : layer;
-}
 
 /* The layer as n x C x P (P: spatial positions, 1 for a 2-D layer). */
 typedef struct layer_geom {
@@ -64,10 +55,11 @@ typedef struct layer_geom {
     size_t P;
 } layer_geom;
 
-static cnv_status layer_geometry(cnv_session *s, const char *name, int n, layer_geom *g, cnv_err *err)
+static cnv_status layer_geometry(cnv_session *s, int t, int n, layer_geom *g, cnv_err *err)
 {
+    const char *name = cnv_model_tensor_name(cnv_session_model(s), t);
     cnv_shape sh;
-    cnv_status st = cnv_session_tensor(s, name, NULL, &sh);
+    cnv_status st = cnv_session_tensor(s, t, NULL, &sh);
     if (st != CNV_OK)
         return st;
     int64_t cnt = cnv_shape_count(&sh);
@@ -95,69 +87,48 @@ static float objective(const float *act, const layer_geom *g, int i, int ch, lon
     return (float)(sum / (double)g->P);
 }
 
-static int all_zero(const float *g, size_t n)
+/* What the ascent step needs for each item's gradient (cnv_viz_grad_fn). */
+typedef struct neuron_step {
+    const cnv_viz *v;
+    float *img;          /* the chunk's first image */
+    const int *dy, *dx;  /* each item's roll */
+    float *scratch;      /* roll scratch */
+    float lr, decay;
+} neuron_step;
+
+/* Rolls item i's gradient back as its image was rolled, then steps. */
+static void step_item(void *arg, int i, float *g)
 {
-    for (size_t j = 0; j < n; j++)
-        if (g[j] != 0.0f)
-            return 0;
-    return 1;
+    const neuron_step *ns = arg;
+    const cnv_viz *v = ns->v;
+    cnv_roll_chw(g, v->c, v->h, v->w, -ns->dy[i], -ns->dx[i], ns->scratch);
+    cnv_viz_step(v, ns->img + (size_t)i * v->item, g, ns->lr, ns->decay);
 }
 
-/* x += step_k * g / mean|g| per channel k, after x *= 1 - decay. A zero or
- * non-finite mean|g| leaves the image to the decay alone. */
-static void ascend(float *x, const float *g, int c, size_t plane, const float *std, float lr,
-                   float decay)
-{
-    size_t n = (size_t)c * plane;
-    double sum = 0.0;
-    for (size_t j = 0; j < n; j++)
-        sum += fabs((double)g[j]);
-    double mean_abs = sum / (double)n;
-    int ok = mean_abs > 0.0 && isfinite(mean_abs);
-    for (int k = 0; k < c; k++) {
-        double step = ok ? (double)lr / 255.0 / (std ? std[k] : 1.0) / mean_abs : 0.0;
-        float *xk = x + (size_t)k * plane;
-        const float *gk = g + (size_t)k * plane;
-        for (size_t j = 0; j < plane; j++)
-            xk[j] = (float)(xk[j] * (1.0 - (double)decay) + step * gk[j]);
-    }
-}
-
-cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, const float *std, int n,
-                      const int *channels, const cnv_neuron_params *pp, float *images, float *before,
-                      float *after)
+cnv_status cnv_neuron(cnv_session *s, int n, const int *channels, const cnv_neuron_params *pp, float *images,
+                      size_t count, float *before, float *after)
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
     cnv_err *err = cnv_session_err(s);
-    if (!m || n < 1 || !channels || !images)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "neuron: needs a model, n >= 1 (got %d) channels and an output buffer", n);
+    if (n < 1 || !channels || !images)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: needs n >= 1 (got %d) channels and an output buffer",
+                        n);
     cnv_neuron_params p = pp ? *pp : cnv_neuron_params_default();
     cnv_status st = check_params(&p, err);
     if (st != CNV_OK)
         return st;
-    int c, h, w;
-    if ((st = cnv_viz_input_geom(m, &c, &h, &w, err)) != CNV_OK)
+    cnv_viz v;
+    int layer;
+    if ((st = cnv_viz_begin(&v, s, "neuron", p.preprocess, p.height, p.width)) != CNV_OK ||
+        (st = cnv_viz_check_len(&v, "images", count, n)) != CNV_OK || (st = cnv_viz_layer(&v, p.layer, &layer)) != CNV_OK)
         return st;
-    if (p.height > 0)
-        h = p.height;
-    if (p.width > 0)
-        w = p.width;
-    if (h < 1 || w < 1)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "neuron: the model does not declare its input size; give height and width");
-    for (int k = 0; std && k < c; k++)
-        if (!(std[k] > 0.0f) || !isfinite(std[k]))
-            return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: std[%d] is %g", k, std[k]);
-    const char *layer;
-    char msg[256];
-    if ((st = cnv_find_layer(m, p.layer, &layer, msg, sizeof msg)) != CNV_OK)
-        return cnv_fail(err, st, "neuron: %s", msg);
-    const char *ascent = ascent_tensor(m, layer, p.pre_relu);
+    int c = v.c, h = v.h, w = v.w;
+    const float *mean = v.pp.mean, *std = v.pp.std;
+    const char *name = cnv_model_tensor_name(v.m, layer);
+    int pre = p.pre_relu ? cnv_model_pre_activation(v.m, layer) : -1;
     int B = p.batch > 0 && p.batch < n ? p.batch : n;
-    if ((st = cnv_session_set_relu_mode(s, CNV_RELU_GRAD)) != CNV_OK ||
-        (st = cnv_session_plan(s, B, h, w)) != CNV_OK)
+    if ((st = cnv_session_plan(s, B, h, w)) != CNV_OK)
         return st;
     layer_geom g = {0, 0, 0, 0};
     if ((st = layer_geometry(s, layer, B, &g, err)) != CNV_OK)
@@ -165,13 +136,13 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
     for (int i = 0; i < n; i++)
         if (channels[i] < 0 || channels[i] >= g.C)
             return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: channel %d is out of range (layer '%s' has %d)",
-                            channels[i], layer, g.C);
+                            channels[i], name, g.C);
     long unit = -1;
     if (p.unit_y >= 0) {
         if (g.H < 0 || p.unit_y >= g.H || p.unit_x >= g.W)
             return cnv_fail(err, CNV_ERR_INVALID_ARG,
                             "neuron: unit (%d, %d) is outside layer '%s' (%d x %d positions)", p.unit_y,
-                            p.unit_x, layer, g.H < 0 ? 1 : g.H, g.W < 0 ? (int)g.P : g.W);
+                            p.unit_x, name, g.H < 0 ? 1 : g.H, g.W < 0 ? (int)g.P : g.W);
         unit = (long)p.unit_y * g.W + p.unit_x;
     }
 
@@ -206,7 +177,7 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
             cnv_rng_seed2(&rng[i], p.seed, (uint64_t)channels[first + i]);
             float *x = img + (size_t)i * item;
             for (int k = 0; k < c; k++) {
-                float sd = p.init_std / 255.0f / (std ? std[k] : 1.0f);
+                float sd = p.init_std / 255.0f / std[k];
                 for (size_t j = 0; j < plane; j++)
                     x[(size_t)k * plane + j] = sd * cnv_rng_normal(&rng[i]);
             }
@@ -232,50 +203,19 @@ cnv_status cnv_neuron(cnv_session *s, const cnv_model *m, const float *mean, con
                 goto done;
             double obj = 0.0;
             for (int i = 0; i < used; i++) {
-                float v = objective(act, &g, i, channels[first + i], unit);
-                obj += v;
+                float o = objective(act, &g, i, channels[first + i], unit);
+                obj += o;
                 if (t == 0 && before)
-                    before[first + i] = v;
+                    before[first + i] = o;
                 if (last && after)
-                    after[first + i] = v;
+                    after[first + i] = o;
             }
             if (last)
                 break;
-            if ((st = cnv_session_backward(s, layer, seed)) != CNV_OK)
+            neuron_step ns = {&v, img, dy, dx, scratch, p.lr, p.decay};
+            if ((st = cnv_viz_layer_grads(&v, layer, pre, seed, nseed, (size_t)g.C * g.P, used, seed2, step_item,
+                                          &ns)) != CNV_OK)
                 goto done;
-            float *gr = cnv_session_input_grad(s);
-            if (!gr) {
-                st = cnv_fail(err, CNV_ERR_STATE, "neuron: layer '%s' does not depend on the input", layer);
-                goto done;
-            }
-            /* Items whose gradient is all zero (the target is off
-             * everywhere) wait for a second backward from the Relu's
-             * input; the forward values are still in place for it. */
-            int dead = 0;
-            memset(seed2, 0, nseed * sizeof *seed2);
-            for (int i = 0; i < used; i++) {
-                float *gi = gr + (size_t)i * item;
-                if (ascent != layer && all_zero(gi, item)) {
-                    size_t off = (size_t)i * g.C * g.P;
-                    memcpy(seed2 + off, seed + off, (size_t)g.C * g.P * sizeof *seed2);
-                    dead++;
-                    continue;
-                }
-                cnv_roll_chw(gi, c, h, w, -dy[i], -dx[i], scratch);
-                ascend(img + (size_t)i * item, gi, c, plane, std, p.lr, p.decay);
-            }
-            if (dead) {
-                if ((st = cnv_session_backward(s, ascent, seed2)) != CNV_OK)
-                    goto done;
-                gr = cnv_session_input_grad(s);
-                for (int i = 0; i < used; i++) {
-                    if (seed2[(size_t)i * g.C * g.P + (size_t)channels[first + i] * g.P + (unit >= 0 ? (size_t)unit : 0)] == 0.0f)
-                        continue;
-                    float *gi = gr + (size_t)i * item;
-                    cnv_roll_chw(gi, c, h, w, -dy[i], -dx[i], scratch);
-                    ascend(img + (size_t)i * item, gi, c, plane, std, p.lr, p.decay);
-                }
-            }
             if (p.clamp)
                 cnv_clamp_pixels(img, used, c, h, w, mean, std);
             if (p.blur_every > 0 && (t + 1) % p.blur_every == 0)

@@ -3,8 +3,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/query.h"
-#include "engine/session.h"
 #include "viz/viz.h"
 
 static const char *const g_method_names[] = {"grad", "smoothgrad", "guided", "gradcam"};
@@ -60,15 +58,16 @@ static void abs_max_channels(const float *g, int c, size_t plane, float *map)
  * position in the current plan and leads to the score. */
 static int default_cam_layer(cnv_session *s, const cnv_model *m, int score, unsigned char *mark)
 {
-    for (int i = m->n_nodes - 1; i >= 0; i--) {
-        const cnv_node *n = &m->nodes[i];
+    cnv_model_feeds(m, score, score, mark); /* marks everything the score depends on */
+    for (int i = cnv_model_node_count(m) - 1; i >= 0; i--) {
         if (!cnv_model_node_is_layer(m, i))
             continue;
+        int t = cnv_model_node_output(m, i);
         cnv_shape sh;
-        if (cnv_session_tensor(s, m->tensors[n->out[0]].name, NULL, &sh) != CNV_OK)
+        if (cnv_session_tensor(s, t, NULL, &sh) != CNV_OK)
             continue;
-        if (sh.ndim == 4 && sh.dims[2] * sh.dims[3] > 1 && cnv_model_feeds(m, n->out[0], score, mark))
-            return n->out[0];
+        if (sh.ndim == 4 && sh.dims[2] * sh.dims[3] > 1 && mark[t])
+            return t;
     }
     return -1;
 }
@@ -151,11 +150,11 @@ static cnv_status check_params(const cnv_saliency_params *p, cnv_err *err)
 }
 
 /* The batch's raw scores (n x K) after a forward pass up to `score`. */
-static cnv_status scores(cnv_session *s, const char *score, int n, float **sc, int *K, cnv_err *err)
+static cnv_status scores(const cnv_viz *v, int score, int n, float **sc, int *K)
 {
-    cnv_status st = cnv_session_forward_to(s, score);
+    cnv_status st = cnv_session_forward_to(v->s, score);
     if (st == CNV_OK)
-        st = cnv_viz_scores(s, score, n, sc, K, err);
+        st = cnv_viz_scores(v, score, n, sc, K);
     return st;
 }
 
@@ -163,9 +162,12 @@ static cnv_status scores(cnv_session *s, const char *score, int n, float **sc, i
  * so that sigma 0 gives back the plain gradient exactly (n equal floats
  * sum exactly, and the division is exact). Sample j's noise comes from
  * the stream (seed, j), whatever the batch. */
-static cnv_status smoothgrad(cnv_session *s, const char *score, const float *image, int c, int h,
-                             int w, int cls, const cnv_saliency_params *p, float *map, cnv_err *err)
+static cnv_status smoothgrad(const cnv_viz *v, int score, const float *image, int cls,
+                             const cnv_saliency_params *p, float *map)
 {
+    cnv_session *s = v->s;
+    cnv_err *err = v->err;
+    int c = v->c, h = v->h, w = v->w;
     size_t item = (size_t)c * h * w;
     int B = p->batch < p->samples ? p->batch : p->samples;
     double lo = INFINITY, hi = -INFINITY;
@@ -181,7 +183,7 @@ static cnv_status smoothgrad(cnv_session *s, const char *score, const float *ima
         return st;
     float *in = cnv_session_input(s), *sc;
     int K;
-    if ((st = scores(s, score, B, &sc, &K, err)) != CNV_OK)
+    if ((st = scores(v, score, B, &sc, &K)) != CNV_OK)
         return st;
     double *sum = cnv_calloc(item, sizeof *sum);
     float *seed = cnv_malloc((size_t)B * K * sizeof *seed);
@@ -204,14 +206,15 @@ static cnv_status smoothgrad(cnv_session *s, const char *score, const float *ima
             for (size_t j = 0; j < item; j++)
                 x[j] += sigma * cnv_rng_normal(&r);
         }
-        if ((st = scores(s, score, B, &sc, &K, err)) != CNV_OK)
+        if ((st = scores(v, score, B, &sc, &K)) != CNV_OK)
             goto done;
         cnv_seed_classes(seed, B, K, cls_of);
-        if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+        if ((st = cnv_session_backward(s, score, seed, (size_t)B * K)) != CNV_OK)
             goto done;
         const float *g = cnv_session_input_grad(s);
         if (!g) {
-            st = cnv_fail(err, CNV_ERR_STATE, "saliency: '%s' does not depend on the input", score);
+            st = cnv_fail(err, CNV_ERR_STATE, "saliency: '%s' does not depend on the input",
+                          cnv_model_tensor_name(v->m, score));
             goto done;
         }
         double mean_score = 0.0, mean_prob = 0.0;
@@ -242,40 +245,41 @@ done:
     return st;
 }
 
-static cnv_status gradcam(cnv_session *s, const cnv_model *m, int score_t, const char *score,
-                          const float *seed, int h, int w, const cnv_saliency_params *p,
-                          float *map, cnv_saliency_info *info, cnv_err *err)
+static cnv_status gradcam(const cnv_viz *v, int score, const float *seed, int n_seed,
+                          const cnv_saliency_params *p, float *map, cnv_saliency_info *info)
 {
-    unsigned char *mark = cnv_malloc((size_t)m->n_tensors + 1);
+    cnv_session *s = v->s;
+    const cnv_model *m = v->m;
+    cnv_err *err = v->err;
+    const char *score_name = cnv_model_tensor_name(m, score);
+    unsigned char *mark = cnv_malloc((size_t)cnv_model_tensor_count(m) + 1);
     if (!mark)
         return cnv_fail(err, CNV_ERR_NOMEM, "saliency: out of memory");
     cnv_status st = CNV_OK;
     int t;
     float *cam = NULL;
     if (p->layer) {
-        const char *name;
         char msg[256];
-        if ((st = cnv_find_layer(m, p->layer, &name, msg, sizeof msg)) != CNV_OK) {
+        if ((st = cnv_model_find_layer(m, p->layer, &t, msg, sizeof msg)) != CNV_OK) {
             st = cnv_fail(err, st, "Grad-CAM: %s", msg);
             goto done;
         }
-        t = cnv_model_find(m, name);
-        if (!cnv_model_feeds(m, t, score_t, mark)) {
+        if (!cnv_model_feeds(m, t, score, mark)) {
             st = cnv_fail(err, CNV_ERR_INVALID_ARG, "Grad-CAM: layer '%s' does not lead to the score '%s'",
-                          name, score);
+                          cnv_model_tensor_name(m, t), score_name);
             goto done;
         }
-    } else if ((t = default_cam_layer(s, m, score_t, mark)) < 0) {
+    } else if ((t = default_cam_layer(s, m, score, mark)) < 0) {
         st = cnv_fail(err, CNV_ERR_NOT_FOUND,
-                      "Grad-CAM: no Conv or Relu output with a spatial size above 1x1 leads to '%s'; "
+                      "Grad-CAM: no activation or feature map with a spatial size above 1x1 leads to '%s'; "
                       "name a layer",
-                      score);
+                      score_name);
         goto done;
     }
-    const char *name = m->tensors[t].name;
+    const char *name = cnv_model_tensor_name(m, t);
     float *a, *da;
     cnv_shape sh;
-    if ((st = cnv_session_tensor(s, name, &a, &sh)) != CNV_OK)
+    if ((st = cnv_session_tensor(s, t, &a, &sh)) != CNV_OK)
         goto done;
     if (sh.ndim != 4 || sh.dims[0] != 1) {
         char buf[128];
@@ -283,24 +287,24 @@ static cnv_status gradcam(cnv_session *s, const cnv_model *m, int score_t, const
                       cnv_shape_str(&sh, buf, sizeof buf));
         goto done;
     }
-    if ((st = cnv_session_backward(s, score, seed)) != CNV_OK)
+    if ((st = cnv_session_backward(s, score, seed, (size_t)n_seed)) != CNV_OK)
         goto done;
-    if ((st = cnv_session_grad(s, name, &da)) != CNV_OK) {
+    if ((st = cnv_session_grad(s, t, &da)) != CNV_OK) {
         st = cnv_fail(err, st, "Grad-CAM: layer '%s' does not depend on the input", name);
         goto done;
     }
-    int K = (int)sh.dims[1], u = (int)sh.dims[2], v = (int)sh.dims[3];
-    cam = cnv_malloc((size_t)u * v * sizeof *cam);
+    int K = (int)sh.dims[1], u = (int)sh.dims[2], vv = (int)sh.dims[3];
+    cam = cnv_malloc((size_t)u * vv * sizeof *cam);
     if (!cam) {
         st = cnv_fail(err, CNV_ERR_NOMEM, "Grad-CAM: out of memory");
         goto done;
     }
-    gradcam_map(a, da, K, u, v, cam);
-    bilinear(cam, u, v, map, h, w);
+    gradcam_map(a, da, K, u, vv, cam);
+    bilinear(cam, u, vv, map, v->h, v->w);
     if (info) {
         info->layer = name;
         info->layer_height = u;
-        info->layer_width = v;
+        info->layer_width = vv;
     }
 done:
     cnv_free(cam);
@@ -308,42 +312,45 @@ done:
     return st;
 }
 
-cnv_status cnv_saliency(cnv_session *s, const cnv_model *m, const float *image, int h, int w,
-                        const cnv_saliency_params *pp, float *map, cnv_saliency_info *info)
+cnv_status cnv_saliency(cnv_session *s, const float *image, size_t count, int h, int w,
+                        const cnv_saliency_params *pp, float *map, size_t map_count, cnv_saliency_info *info)
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
     cnv_err *err = cnv_session_err(s);
-    if (!m || !image || !map || h < 1 || w < 1)
+    if (!image || !map || h < 1 || w < 1)
         return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "saliency: needs a model, an image of at least 1x1 (got %dx%d) and a map", h, w);
+                        "saliency: needs an image of at least 1x1 (got %dx%d) and a map", h, w);
     cnv_saliency_params p = pp ? *pp : cnv_saliency_params_default();
     cnv_status st = check_params(&p, err);
     if (st != CNV_OK)
         return st;
-    int c, dh, dw;
-    if ((st = cnv_viz_input_geom(m, &c, &dh, &dw, err)) != CNV_OK)
+    /* Every method but GUIDED ascends the true gradient, whatever mode the
+     * session was left in (cnv_viz_begin sets it). */
+    cnv_viz v;
+    if ((st = cnv_viz_begin(&v, s, "saliency", NULL, h, w)) != CNV_OK ||
+        (st = cnv_viz_check_len(&v, "the image", count, 1)) != CNV_OK)
         return st;
-    const char *score = p.score ? p.score : cnv_model_score_tensor(m);
-    int score_t = score ? cnv_model_find(m, score) : -1;
-    if (score_t < 0)
+    if (map_count != (size_t)h * w)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: the map holds %zu floats, %dx%d needs %zu", map_count,
+                        h, w, (size_t)h * w);
+    int score = p.score ? cnv_model_tensor_index(v.m, p.score) : cnv_model_score_tensor(v.m);
+    if (score < 0)
         return cnv_fail(err, CNV_ERR_NOT_FOUND, "saliency: no score tensor '%s'",
-                        score ? score : "(the model has no output)");
+                        p.score ? p.score : "(the model has no output)");
+    const char *score_name = cnv_model_tensor_name(v.m, score);
     if (info) {
         memset(info, 0, sizeof *info);
         info->class_index = -1;
     }
-    /* Every method but GUIDED ascends the true gradient, whatever mode the
-     * session was left in. */
-    if ((st = cnv_session_set_relu_mode(s, CNV_RELU_GRAD)) != CNV_OK)
-        return st;
     if ((st = cnv_session_plan(s, 1, h, w)) != CNV_OK)
         return st;
-    size_t item = (size_t)c * h * w, plane = (size_t)h * w;
+    int c = v.c;
+    size_t item = v.item, plane = (size_t)h * w;
     memcpy(cnv_session_input(s), image, item * sizeof(float));
     float *sc;
     int K;
-    if ((st = scores(s, score, 1, &sc, &K, err)) != CNV_OK)
+    if ((st = scores(&v, score, 1, &sc, &K)) != CNV_OK)
         return st;
     int cls = p.class_index;
     if (cls < 0) {
@@ -352,10 +359,10 @@ cnv_status cnv_saliency(cnv_session *s, const cnv_model *m, const float *image, 
             if (sc[k] == sc[k] && (cls < 0 || sc[k] > sc[cls]))
                 cls = k;
         if (cls < 0)
-            return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: every score of '%s' is NaN", score);
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: every score of '%s' is NaN", score_name);
     } else if (cls >= K) {
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: class %d is out of range ('%s' has %d classes)",
-                        cls, score, K);
+                        cls, score_name, K);
     }
     float *seed = cnv_malloc((size_t)K * sizeof *seed);
     float *prob = cnv_malloc((size_t)K * sizeof *prob);
@@ -376,23 +383,23 @@ cnv_status cnv_saliency(cnv_session *s, const cnv_model *m, const float *image, 
         /* ReLU's forward is the same in both modes: only backward differs. */
         if (p.method == CNV_SALIENCY_GUIDED && (st = cnv_session_set_relu_mode(s, CNV_RELU_GUIDED)) != CNV_OK)
             break;
-        st = cnv_session_backward(s, score, seed);
+        st = cnv_session_backward(s, score, seed, (size_t)K);
         cnv_session_set_relu_mode(s, CNV_RELU_GRAD);
         if (st != CNV_OK)
             break;
         const float *g = cnv_session_input_grad(s);
         if (!g) {
-            st = cnv_fail(err, CNV_ERR_STATE, "saliency: '%s' does not depend on the input", score);
+            st = cnv_fail(err, CNV_ERR_STATE, "saliency: '%s' does not depend on the input", score_name);
             break;
         }
         abs_max_channels(g, c, plane, map);
         break;
     }
     case CNV_SALIENCY_SMOOTHGRAD:
-        st = smoothgrad(s, score, image, c, h, w, cls, &p, map, err);
+        st = smoothgrad(&v, score, image, cls, &p, map);
         break;
     case CNV_SALIENCY_GRADCAM:
-        st = gradcam(s, m, score_t, score, seed, h, w, &p, map, info, err);
+        st = gradcam(&v, score, seed, K, &p, map, info);
         break;
     }
 done:

@@ -1,13 +1,16 @@
-/* Machinery shared by the gradient-ascent visualizations (class models,
- * fooling images, neuron/layer maximization, deep dream, saliency): a seeded
- * RNG, jitter rolls, Gaussian blur, pixel-range clamping and 8-bit
- * quantization in normalized space, backward seeds, and session helpers. */
+/* Machinery shared by the visualizations (class models, fooling images,
+ * saliency, neurons, deep dream): how each one starts (cnv_viz_begin), the
+ * ascent step of neurons and dreams, and the image kernels (jitter rolls,
+ * Gaussian blur, pixel-range clamping and 8-bit quantization in normalized
+ * space, backward seeds). The visualizations reach the engine only through
+ * the public API and engine/engine.h. */
 #ifndef CNV_VIZ_H
 #define CNV_VIZ_H
 
 #include "core/numeric.h"
 #include "core/rng.h"
-#include "engine/session.h"
+#include "core/shape.h"
+#include "engine/engine.h"
 
 /* ----------------------------------------------------------- jitter roll */
 
@@ -59,18 +62,60 @@ void cnv_seed_classes(float *seed, int n, int k, const int *cls);
  * gradient of that channel's spatial mean. */
 void cnv_seed_channel_mean(float *seed, int n, int c, int h, int w, const int *ch);
 
-/* ------------------------------------------------------ session helpers */
+/* ---------------------------------------------------------------- start */
 
+/* What a visualization works with, resolved once by cnv_viz_begin. */
+typedef struct cnv_viz {
+    cnv_session *s;
+    const cnv_model *m; /* the session's */
+    cnv_err *err;       /* the session's message */
+    const char *what;   /* "classmodel": messages start with it */
+    cnv_preprocess pp;  /* checked; its size is the image size */
+    int c, h, w;        /* pp's channels, height and width */
+    size_t item;        /* c * h * w */
+} cnv_viz;
 
-/* Geometry of the image input: channels, and the declared height and width,
- * or where the model leaves them open, its "cnnviz.image_size" metadata
- * ("HxW"); -1 when neither says. Fails with a message in err when
- * the model's first input is not 4-D. */
-cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_err *err);
+/* The prelude every visualization shares: the preprocessing (pp, or the
+ * model's when NULL) with its size replaced by height x width where they
+ * are > 0, checked once by cnv_preprocess_check (a model that leaves its
+ * size open then needs them), and the session set to the true gradient.
+ * Failures land on s, prefixed with what. */
+cnv_status cnv_viz_begin(cnv_viz *v, cnv_session *s, const char *what, const cnv_preprocess *pp,
+                         int height, int width);
 
-/* The planned session's score tensor `name` as an n x k matrix (*sc is the
+/* Fails unless a buffer called `name` of count floats holds n images. */
+cnv_status cnv_viz_check_len(const cnv_viz *v, const char *name, size_t count, int n);
+
+/* The model's raw class scores (cnv_model_score_tensor), or a failure. */
+cnv_status cnv_viz_score_tensor(const cnv_viz *v, int *t);
+
+/* A layer as the user typed it (cnv_model_find_layer), or a failure. */
+cnv_status cnv_viz_layer(const cnv_viz *v, const char *text, int *t);
+
+/* The planned session's tensor t as an n x k matrix of scores (*sc is the
  * session's buffer): its first dim must be the batch n. */
-cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, int *k,
-                          cnv_err *err);
+cnv_status cnv_viz_scores(const cnv_viz *v, int t, int n, float **sc, int *k);
+
+/* ------------------------------------------------------ ascent on a layer */
+
+/* Called with each item's input gradient, rolled as the input was. */
+typedef void (*cnv_viz_grad_fn)(void *arg, int item, float *g);
+
+/* The input gradient of items 0..used-1 from a backward from `layer`
+ * seeded with seed (count floats, per of them for each item), each handed
+ * to fn. An item whose gradient comes out all zero (its target is off
+ * everywhere, as a ReLU's output often is on the starting noise) is
+ * handed over instead with the gradient of the same seed on `pre` (the
+ * activation's input, of the same shape; -1: none), from a second
+ * backward over the same forward. scratch holds count floats. */
+cnv_status cnv_viz_layer_grads(const cnv_viz *v, int layer, int pre, const float *seed, size_t count, size_t per,
+                               int used, float *scratch, cnv_viz_grad_fn fn, void *arg);
+
+/* The step of neurons and dreams: x = x * (1 - decay) + step_k * g, with
+ * step_k = lr / 255 / std_k / mean|g| for channel k, so that lr is the
+ * mean change of a pixel in gray levels whatever the model's std. A zero
+ * or non-finite mean|g| leaves x to the decay alone. x and g are one CHW
+ * image of v's size. */
+void cnv_viz_step(const cnv_viz *v, float *x, const float *g, float lr, float decay);
 
 #endif

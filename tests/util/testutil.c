@@ -128,7 +128,7 @@ cnv_session *tu_session(cnv_model *m, const float *const *data, uint64_t seed)
     for (int i = 0; i < n; i++) {
         float *x;
         cnv_shape sh;
-        assert_int_equal(cnv_session_tensor(s, cnv_model_input_name(m, i), &x, &sh), CNV_OK);
+        assert_int_equal(cnv_session_tensor(s, cnv_model_input(m, i), &x, &sh), CNV_OK);
         int64_t count = cnv_shape_count(&sh);
         if (data && data[i])
             memcpy(x, data[i], (size_t)count * sizeof(float));
@@ -136,6 +136,150 @@ cnv_session *tu_session(cnv_model *m, const float *const *data, uint64_t seed)
             tu_fill(&r, x, count, -1.0f, 1.0f);
     }
     return s;
+}
+
+int tu_t(const cnv_session *s, const char *name)
+{
+    return cnv_model_tensor_index(cnv_session_model(s), name);
+}
+
+int tu_batch(cnv_session *s)
+{
+    cnv_shape sh;
+    if (cnv_session_tensor(s, cnv_model_input(cnv_session_model(s), 0), NULL, &sh) != CNV_OK || sh.ndim < 1)
+        return 0;
+    return (int)sh.dims[0];
+}
+
+cnv_status tu_backward(cnv_session *s, const char *name, const float *seed)
+{
+    int t = tu_t(s, name);
+    cnv_shape sh;
+    size_t count = t >= 0 && cnv_session_tensor(s, t, NULL, &sh) == CNV_OK ? (size_t)cnv_shape_count(&sh) : 0;
+    return cnv_session_backward(s, t, seed, count);
+}
+
+cnv_status tu_find_layer(const cnv_model *m, const char *text, const char **name, char *err, size_t errlen)
+{
+    int t = -1;
+    cnv_status st = cnv_model_find_layer(m, text, &t, err, errlen);
+    if (st == CNV_OK)
+        *name = cnv_model_tensor_name(m, t);
+    return st;
+}
+
+int tu_layer_names(const cnv_model *m, int max, const char **names)
+{
+    int n = cnv_model_layers(m, max, NULL), *t = calloc((size_t)n + 1, sizeof *t);
+    assert_non_null(t);
+    n = cnv_model_layers(m, max, t);
+    for (int i = 0; names && i < n; i++)
+        names[i] = cnv_model_tensor_name(m, t[i]);
+    free(t);
+    return n;
+}
+
+const char *tu_input_name(const cnv_model *m, int i)
+{
+    return cnv_model_tensor_name(m, cnv_model_input(m, i));
+}
+
+cnv_preprocess tu_pp(int c, int h, int w, const float *mean, const float *std)
+{
+    cnv_preprocess pp;
+    cnv_preprocess_init(&pp, c, h, w);
+    for (int k = 0; k < c && k < CNV_MAX_CHANNELS; k++) {
+        pp.mean[k] = mean ? mean[k] : 0.0f;
+        pp.std[k] = std ? std[k] : 1.0f;
+    }
+    return pp;
+}
+
+/* The model's preprocessing with mean and std replaced (NULL: 0 and 1) and
+ * the size replaced where h, w > 0; its channels from the input when the
+ * model's own cannot be read. */
+static cnv_preprocess viz_pp(const cnv_model *m, const float *mean, const float *std, int h, int w)
+{
+    cnv_preprocess pp;
+    if (cnv_model_preprocess(m, &pp, NULL, 0) != CNV_OK) {
+        cnv_shape in = {0};
+        cnv_model_input_shape(m, 0, &in);
+        cnv_preprocess_init(&pp, in.ndim == 4 ? (int)in.dims[1] : 0, 0, 0);
+    }
+    for (int k = 0; k < CNV_MAX_CHANNELS; k++) {
+        pp.mean[k] = mean && k < pp.channels ? mean[k] : 0.0f;
+        pp.std[k] = std && k < pp.channels ? std[k] : 1.0f;
+    }
+    if (h > 0)
+        pp.height = h;
+    if (w > 0)
+        pp.width = w;
+    return pp;
+}
+
+/* Floats of n images of pp's size (0 for n < 1). */
+static size_t images_len(const cnv_preprocess *pp, int n)
+{
+    return n > 0 ? (size_t)n * (size_t)pp->channels * (size_t)pp->height * (size_t)pp->width : 0;
+}
+
+cnv_status tu_classmodel(cnv_session *s, const cnv_model *m, const float *mean, const float *std, int n,
+                         const int *classes, const cnv_classmodel_params *p, float *images, float *scores,
+                         float *probs)
+{
+    cnv_classmodel_params q = p ? *p : cnv_classmodel_params_default();
+    cnv_preprocess pp = viz_pp(m, mean, std, q.height, q.width);
+    q.preprocess = &pp;
+    return cnv_classmodel(s, n, classes, &q, images, images_len(&pp, n), scores, probs);
+}
+
+cnv_status tu_fool(cnv_session *s, const cnv_model *m, const float *mean, const float *std, const float *image,
+                   int h, int w, int target, const cnv_fool_params *p, float *fooled, float *last_delta,
+                   float *sum_delta, cnv_fool_result *r)
+{
+    cnv_fool_params q = p ? *p : cnv_fool_params_default();
+    cnv_preprocess pp = viz_pp(m, mean, std, h, w);
+    q.preprocess = &pp;
+    return cnv_fool(s, image, images_len(&pp, 1), h, w, target, &q, fooled, last_delta, sum_delta, r);
+}
+
+cnv_status tu_saliency(cnv_session *s, const cnv_model *m, const float *image, int h, int w,
+                       const cnv_saliency_params *p, float *map, cnv_saliency_info *info)
+{
+    cnv_preprocess pp = viz_pp(m, NULL, NULL, h, w);
+    return cnv_saliency(s, image, images_len(&pp, 1), h, w, p, map, h > 0 && w > 0 ? (size_t)h * w : 0, info);
+}
+
+cnv_status tu_neuron(cnv_session *s, const cnv_model *m, const float *mean, const float *std, int n,
+                     const int *channels, const cnv_neuron_params *p, float *images, float *before, float *after)
+{
+    cnv_neuron_params q = p ? *p : cnv_neuron_params_default();
+    cnv_preprocess pp = viz_pp(m, mean, std, q.height, q.width);
+    q.preprocess = &pp;
+    return cnv_neuron(s, n, channels, &q, images, images_len(&pp, n), before, after);
+}
+
+cnv_status tu_dream(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
+                    const cnv_dream_params *p, float *out, int *channels)
+{
+    cnv_dream_params q = p ? *p : cnv_dream_params_default();
+    cnv_preprocess pp = viz_pp(m, mean, std, q.height, q.width);
+    q.preprocess = &pp;
+    return cnv_dream(s, &q, out, out ? images_len(&pp, 1) : 0, channels, channels ? q.frames : 0);
+}
+
+size_t tu_pp_len(const cnv_preprocess *pp)
+{
+    return pp && pp->channels > 0 && pp->height > 0 && pp->width > 0
+               ? (size_t)pp->channels * (size_t)pp->height * (size_t)pp->width
+               : 0;
+}
+
+cnv_status tu_to_image(const float *chw, int c, int h, int w, const float *mean, const float *std,
+                       cnv_image *out, char *err, size_t errlen)
+{
+    cnv_preprocess pp = tu_pp(c, h, w, mean, std);
+    return cnv_tensor_to_image(chw, &pp, h, w, out, err, errlen);
 }
 
 double tu_max_rel_diff(const float *a, const float *b, int64_t n, int64_t *at)
@@ -158,7 +302,7 @@ double tu_max_rel_diff(const float *a, const float *b, int64_t n, int64_t *at)
 static double objective(cnv_session *s, const char *out, const float *seed, int64_t n)
 {
     float *y;
-    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, out, &y, NULL) != CNV_OK)
+    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, tu_t(s, out), &y, NULL) != CNV_OK)
         fail_msg("forward: %s", cnv_session_errmsg(s));
     double f = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -194,7 +338,7 @@ tu_fd_result tu_fd_check(cnv_session *s, cnv_model *m, const char *out, double h
     tu_fd_result r = {0.0, 0};
     float *y;
     cnv_shape ysh;
-    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, out, &y, &ysh) != CNV_OK)
+    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, tu_t(s, out), &y, &ysh) != CNV_OK)
         fail_msg("forward: %s", cnv_session_errmsg(s));
     int64_t n_out = cnv_shape_count(&ysh);
     float *sd = malloc((size_t)n_out * sizeof(float));
@@ -202,20 +346,20 @@ tu_fd_result tu_fd_check(cnv_session *s, cnv_model *m, const char *out, double h
     tu_rng rng;
     tu_rng_init(&rng, seed);
     tu_fill(&rng, sd, n_out, -1.0f, 1.0f);
-    if (cnv_session_backward(s, out, sd) != CNV_OK)
+    if (cnv_session_backward(s, tu_t(s, out), sd, (size_t)n_out) != CNV_OK)
         fail_msg("backward: %s", cnv_session_errmsg(s));
 
     /* Keep copies of the analytic gradients: each probe's forward leaves
      * them alone, but tidy code should not rely on that. */
     int n_in = cnv_model_input_count(m), n_par = cnv_model_param_count(m);
     for (int k = 0; k < n_in + n_par; k++) {
-        const char *name = k < n_in ? cnv_model_input_name(m, k) : cnv_model_param_name(m, k - n_in);
+        const char *name = k < n_in ? tu_input_name(m, k) : cnv_model_param_name(m, k - n_in);
         float *g, *x;
         cnv_shape sh;
-        if (cnv_session_grad(s, name, &g) != CNV_OK)
+        if (cnv_session_grad(s, tu_t(s, name), &g) != CNV_OK)
             continue; /* parameters when parameter gradients are off */
         if (k < n_in)
-            assert_int_equal(cnv_session_tensor(s, name, &x, &sh), CNV_OK);
+            assert_int_equal(cnv_session_tensor(s, tu_t(s, name), &x, &sh), CNV_OK);
         else
             assert_int_equal(cnv_model_param(m, name, &x, &sh), CNV_OK);
         int64_t count = cnv_shape_count(&sh);

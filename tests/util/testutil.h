@@ -43,6 +43,50 @@ cnv_attr tu_attr_string(const char *name, const char *v);
  * uniform in [-1,1] from seed). Fails the test on error. */
 cnv_session *tu_session(cnv_model *m, const float *const *data, uint64_t seed);
 
+/* The index of tensor `name` of s's model (-1 when there is none: the
+ * session's calls then fail with CNV_ERR_NOT_FOUND). */
+int tu_t(const cnv_session *s, const char *name);
+/* The batch size of s's planned first input. */
+int tu_batch(cnv_session *s);
+/* cnv_session_backward from tensor `name` with a seed of its planned
+ * element count (-1 when it has none: the call then fails). */
+cnv_status tu_backward(cnv_session *s, const char *name, const float *seed);
+/* The name of a layer a user typed (cnv_model_find_layer), or NULL. */
+cnv_status tu_find_layer(const cnv_model *m, const char *text, const char **name, char *err,
+                         size_t errlen);
+/* cnv_model_layers as names (names may be NULL to count). */
+int tu_layer_names(const cnv_model *m, int max, const char **names);
+/* The name of graph input i. */
+const char *tu_input_name(const cnv_model *m, int i);
+/* A preprocessing of c channels, h x w, with these means and standard
+ * deviations (NULL: 0 and 1). */
+cnv_preprocess tu_pp(int c, int h, int w, const float *mean, const float *std);
+
+/* The visualizations with 0.1's arguments, so that their tests read as
+ * before: mean and std (NULL: 0 and 1, whatever the model's metadata
+ * says) become the params' preprocessing, and each buffer's length is the
+ * one the call needs (the size from the params or the model). They call
+ * the real functions; tests of the lengths themselves call those. */
+cnv_status tu_classmodel(cnv_session *s, const cnv_model *m, const float *mean, const float *std, int n,
+                         const int *classes, const cnv_classmodel_params *p, float *images, float *scores,
+                         float *probs);
+cnv_status tu_fool(cnv_session *s, const cnv_model *m, const float *mean, const float *std, const float *image,
+                   int h, int w, int target, const cnv_fool_params *p, float *fooled, float *last_delta,
+                   float *sum_delta, cnv_fool_result *r);
+cnv_status tu_saliency(cnv_session *s, const cnv_model *m, const float *image, int h, int w,
+                       const cnv_saliency_params *p, float *map, cnv_saliency_info *info);
+cnv_status tu_neuron(cnv_session *s, const cnv_model *m, const float *mean, const float *std, int n,
+                     const int *channels, const cnv_neuron_params *p, float *images, float *before, float *after);
+cnv_status tu_dream(cnv_session *s, const cnv_model *m, const float *mean, const float *std,
+                    const cnv_dream_params *p, float *out, int *channels);
+
+/* Floats of a tensor of pp's channels and size. */
+size_t tu_pp_len(const cnv_preprocess *pp);
+/* cnv_tensor_to_image with 0.1's arguments: mean and std (NULL: 0 and 1)
+ * for c channels. */
+cnv_status tu_to_image(const float *chw, int c, int h, int w, const float *mean, const float *std,
+                       cnv_image *out, char *err, size_t errlen);
+
 /* Maximum |a-b| / max(1, |b|) over n values; index of the worst in *at. */
 double tu_max_rel_diff(const float *a, const float *b, int64_t n, int64_t *at);
 

@@ -1,11 +1,8 @@
-/* Shared machinery of the gradient-ascent visualizations: RNG, jitter
- * rolls, Gaussian blur, pixel-range clamping and quantization, backward
- * seeds and small session helpers (see viz.h). */
+/* The visualizations' image kernels: jitter rolls, Gaussian blur,
+ * pixel-range clamping and 8-bit quantization, backward seeds (viz.h). */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "engine/session.h"
 #include "viz/viz.h"
 
 /* ----------------------------------------------------------- jitter roll */
@@ -179,54 +176,4 @@ void cnv_seed_channel_mean(float *seed, int n, int c, int h, int w, const int *c
         for (size_t j = 0; j < plane; j++)
             p[j] = 1.0f / (float)plane;
     }
-}
-
-/* ------------------------------------------------------ session helpers */
-
-cnv_status cnv_viz_input_geom(const cnv_model *m, int *c, int *h, int *w, cnv_err *err)
-{
-    if (!m || m->n_inputs < 1)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG, "the model has no input");
-    const cnv_tensor_def *t = &m->tensors[m->inputs[0]];
-    if (t->shape.ndim != 4 || t->shape.dims[1] <= 0 || t->shape.dims[1] > 4)
-        return cnv_fail(err, CNV_ERR_SHAPE,
-                        "input '%s' is not an NCHW image (%d dims, %lld channels)", t->name,
-                        t->shape.ndim, t->shape.ndim >= 2 ? (long long)t->shape.dims[1] : -1LL);
-    *c = (int)t->shape.dims[1];
-    *h = t->shape.dims[2] > 0 && t->shape.dims[2] <= INT32_MAX ? (int)t->shape.dims[2] : -1;
-    *w = t->shape.dims[3] > 0 && t->shape.dims[3] <= INT32_MAX ? (int)t->shape.dims[3] : -1;
-    /* an exported model often leaves H, W open; the metadata convention
-     * then says what it was trained on */
-    const char *v = cnv_model_get_meta(m, "cnnviz.image_size");
-    if ((*h <= 0 || *w <= 0) && v) {
-        char *end;
-        long a = strtol(v, &end, 10), b = a;
-        if (*end == 'x' || *end == 'X')
-            b = strtol(end + 1, &end, 10);
-        if (!*end && a > 0 && b > 0 && a <= 65536 && b <= 65536) {
-            if (*h <= 0)
-                *h = (int)a;
-            if (*w <= 0)
-                *w = (int)b;
-        }
-    }
-    return CNV_OK;
-}
-
-/* The raw scores of the planned batch as an n x k matrix. */
-cnv_status cnv_viz_scores(cnv_session *s, const char *name, int n, float **sc, int *k,
-                               cnv_err *err)
-{
-    cnv_shape sh;
-    cnv_status st = cnv_session_tensor(s, name, sc, &sh);
-    if (st != CNV_OK)
-        return st;
-    int64_t cnt = cnv_shape_count(&sh);
-    if (sh.ndim < 1 || sh.dims[0] != n || cnt <= 0 || cnt % n != 0 || cnt / n > INT32_MAX)
-        return cnv_fail(err, CNV_ERR_SHAPE,
-                        "score tensor '%s' has %d dims, first %lld, for a batch of %d: expected "
-                        "batch x classes",
-                        name, sh.ndim, sh.ndim > 0 ? (long long)sh.dims[0] : -1LL, n);
-    *k = (int)(cnt / n);
-    return CNV_OK;
 }

@@ -1,0 +1,85 @@
+/* How every visualization starts (viz.h): the preprocessing it works in,
+ * checked once, and the lookups of scores and layers it needs. */
+#include <string.h>
+
+#include "viz/viz.h"
+
+cnv_status cnv_viz_begin(cnv_viz *v, cnv_session *s, const char *what, const cnv_preprocess *pp,
+                         int height, int width)
+{
+    memset(v, 0, sizeof *v);
+    v->s = s;
+    v->m = cnv_session_model(s);
+    v->err = cnv_session_err(s);
+    v->what = what;
+    char msg[CNV_ERR_LEN];
+    cnv_status st = CNV_OK;
+    if (pp)
+        v->pp = *pp;
+    else if ((st = cnv_model_preprocess(v->m, &v->pp, msg, sizeof msg)) != CNV_OK)
+        return cnv_fail(v->err, st, "%s: %s", what, msg);
+    if (height > 0)
+        v->pp.height = height;
+    if (width > 0)
+        v->pp.width = width;
+    if (v->pp.height <= 0 || v->pp.width <= 0)
+        return cnv_fail(v->err, CNV_ERR_INVALID_ARG,
+                        "%s: the model does not say its input size (it declares none and has no "
+                        "cnnviz.image_size); set height and width",
+                        what);
+    if ((st = cnv_preprocess_check(&v->pp, msg, sizeof msg)) != CNV_OK)
+        return cnv_fail(v->err, st, "%s: %s", what, msg);
+    cnv_shape in;
+    if (cnv_model_input_shape(v->m, 0, &in) != CNV_OK || in.ndim != 4 || in.dims[1] != v->pp.channels)
+        return cnv_fail(v->err, CNV_ERR_SHAPE,
+                        "%s: the preprocessing has %d channels; the model's input is not N x %d x H x W", what,
+                        v->pp.channels, v->pp.channels);
+    v->c = v->pp.channels;
+    v->h = v->pp.height;
+    v->w = v->pp.width;
+    v->item = (size_t)v->c * v->h * v->w;
+    return cnv_session_set_relu_mode(s, CNV_RELU_GRAD);
+}
+
+cnv_status cnv_viz_check_len(const cnv_viz *v, const char *name, size_t count, int n)
+{
+    size_t need;
+    if (!cnv_mul_size(v->item, (size_t)n, &need))
+        return cnv_fail(v->err, CNV_ERR_NOMEM, "%s: %d images of %dx%dx%d are too many", v->what, n, v->c, v->h,
+                        v->w);
+    if (count != need)
+        return cnv_fail(v->err, CNV_ERR_INVALID_ARG,
+                        "%s: %s holds %zu floats; %d image%s of %dx%dx%d need %zu", v->what, name, count, n,
+                        n == 1 ? "" : "s", v->c, v->h, v->w, need);
+    return CNV_OK;
+}
+
+cnv_status cnv_viz_score_tensor(const cnv_viz *v, int *t)
+{
+    *t = cnv_model_score_tensor(v->m);
+    if (*t < 0)
+        return cnv_fail(v->err, CNV_ERR_INVALID_ARG, "%s: the model has no output", v->what);
+    return CNV_OK;
+}
+
+cnv_status cnv_viz_layer(const cnv_viz *v, const char *text, int *t)
+{
+    char msg[256];
+    cnv_status st = cnv_model_find_layer(v->m, text, t, msg, sizeof msg);
+    return st == CNV_OK ? st : cnv_fail(v->err, st, "%s: %s", v->what, msg);
+}
+
+cnv_status cnv_viz_scores(const cnv_viz *v, int t, int n, float **sc, int *k)
+{
+    cnv_shape sh;
+    cnv_status st = cnv_session_tensor(v->s, t, sc, &sh);
+    if (st != CNV_OK)
+        return st;
+    int64_t cnt = cnv_shape_count(&sh);
+    if (sh.ndim < 1 || sh.dims[0] != n || cnt <= 0 || cnt % n != 0 || cnt / n > INT32_MAX)
+        return cnv_fail(v->err, CNV_ERR_SHAPE,
+                        "score tensor '%s' has %d dims, first %lld, for a batch of %d: expected batch x classes",
+                        cnv_model_tensor_name(v->m, t), sh.ndim, sh.ndim > 0 ? (long long)sh.dims[0] : -1LL, n);
+    *k = (int)(cnt / n);
+    return CNV_OK;
+}
