@@ -10,13 +10,13 @@
 
 #define FUZZ_MAX_ALLOC ((size_t)256 << 20)
 
-static void *fuzz_malloc(size_t n, void *user)
+static void *fuzz_malloc(void *user, size_t n)
 {
     (void)user;
     return n > FUZZ_MAX_ALLOC ? NULL : malloc(n);
 }
 
-static void fuzz_free(void *p, void *user)
+static void fuzz_free(void *user, void *p)
 {
     (void)user;
     free(p);
