@@ -18,7 +18,9 @@ struct cnv_session {
     int planned_param_grads, planned_threads;
     cnv_team *team; /* the plan's threads; NULL for one (kept across plans) */
     void *book;     /* the bookkeeping arrays below: one allocation */
-    void *data;     /* values, gradients, op states, workspace: one allocation */
+    void *data;     /* values and gradients: one allocation */
+    void *state;    /* every node's op state: one allocation */
+    void *work;     /* the workspace the nodes share */
     cnv_shape *in_shapes;    /* per graph input: its planned shape */
     cnv_val *vals;           /* per tensor */
     cnv_val **io;            /* per node: its in, then its out pointers */
