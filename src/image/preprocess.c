@@ -163,7 +163,10 @@ cnv_status cnv_model_preprocess(const cnv_model *m, cnv_preprocess *pp, char *er
                                    "metadata cnnviz.color '%s' does not fit the input's %d channels", v, c);
         pp->found |= CNV_PP_COLOR;
     }
-    return check(pp, pp->found & CNV_PP_SIZE, errbuf, errlen);
+    char msg[256];
+    if (check(pp, pp->found & CNV_PP_SIZE, msg, sizeof msg) != CNV_OK)
+        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_FORMAT, "the model's cnnviz metadata is not valid: %s", msg);
+    return CNV_OK;
 }
 
 /* ---------------------------------------------------- image -> network */
