@@ -1135,7 +1135,7 @@ static void test_imagenet_reference(void **state)
         }
         double mean_d = sum / (3 * 224 * 224);
         /* PIL resizes with an antialiased triangle filter, we with stb's
-         * Mitchell filter when shrinking (src/image.c says why), and stb's
+         * Mitchell filter when shrinking (src/image/resize.c says why), and stb's
          * JPEG decoder differs from libjpeg by a level here and there. One
          * 8-bit level of channel 0 is 1 / (255 * 0.229) = 0.0171; measured:
          * mean 0.006 (cat) and 0.008 (dog), max 0.16. */

@@ -325,7 +325,7 @@ static void write_table(FILE *fp)
 
 static void write_ops(FILE *fp)
 {
-    fprintf(fp, "Ops in the registry (src/ops.c) when the table was made:");
+    fprintf(fp, "Ops in the registry (src/engine/registry.c) when the table was made:");
     for (int i = 0; i < cnv_op_count(); i++)
         fprintf(fp, "%s `%s`", i ? "," : "", cnv_op_at(i)->type);
     fprintf(fp, ".\n\n");

@@ -1,4 +1,4 @@
-/* The ONNX reader (src/onnx_read.c) on real files from the ONNX test data
+/* The ONNX reader (src/onnx/read.c) on real files from the ONNX test data
  * and on small models encoded here byte by byte: data types, Constant
  * nodes, every malformed length, count and dimension we could think of,
  * truncation at every offset, byte mutations, and allocation failures. */

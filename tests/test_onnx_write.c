@@ -1,4 +1,4 @@
-/* The ONNX writer (src/onnx_write.c): a model built with the builder is
+/* The ONNX writer (src/onnx/write.c): a model built with the builder is
  * saved, loaded back and must match in structure and in its forward pass;
  * saving is atomic; and, where some python3 can import onnx, the written
  * file passes onnx.checker.check_model. */

@@ -1,4 +1,4 @@
-/* Protocol Buffers wire-format primitives (src/pb.c): varint limits, lengths
+/* Protocol Buffers wire-format primitives (src/onnx/pb.c): varint limits, lengths
  * past the end, forbidden wire types and field numbers, the nesting limit,
  * packed repeated fields, and the writer against hand-encoded bytes. */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* The executor's plan-time rewrites (src/session.c): Conv + Relu fusion,
+/* The executor's plan-time rewrites (src/engine/plan.c): Conv + Relu fusion,
  * Concat inputs living inside the Concat output, gradients stored by their
  * first writer. Every tensor must keep its own value, and gradients from
  * any seed must match finite differences, with the rewrites on (batch 1)
