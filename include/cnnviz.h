@@ -963,8 +963,10 @@ typedef struct cnv_saliency_params {
                           changes speed and memory, not the result beyond
                           GEMM rounding (default 4) */
     uint64_t seed;     /* SMOOTHGRAD: noise seed (default 0) */
-    const char *layer; /* GRADCAM: the tensor A; NULL: the last 4-D output
-                          of a Conv or Relu whose u*v > 1 (default NULL) */
+    const char *layer; /* GRADCAM: the layer A (as cnv_model_find_layer
+                          reads it); NULL: the last 4-D activation output
+                          or feature map (Relu, Conv) whose u*v > 1 that
+                          leads to the score (default NULL) */
     cnv_progress_fn progress; /* SMOOTHGRAD: after every pass, iter =
                                  copies done (may be NULL) */
     void *user;
