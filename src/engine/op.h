@@ -28,9 +28,10 @@ typedef struct cnv_run_opts {
 } cnv_run_opts;
 
 /* y[i] = f(x[i]) for n values: the forward of an op that declares itself
- * an epilogue (cnv_op.epilogue). params are its node's. */
+ * an epilogue (cnv_op.epilogue). geom is its node's plan-time geometry
+ * (cnv_op_ctx.geom: Clip's bounds, an activation's constants). */
 typedef void (*cnv_pointwise_fn)(const float *restrict x, float *restrict y, int64_t n,
-                                 const void *params);
+                                 const void *geom);
 
 /* An epilogue the planner fused into a producer (an op flagged
  * CNV_OP_TAKES_EPILOGUE): its forward also writes fn(y) into out, block by
@@ -38,7 +39,7 @@ typedef void (*cnv_pointwise_fn)(const float *restrict x, float *restrict y, int
  * consumer node then does nothing in forward. fn is NULL when none. */
 typedef struct cnv_epilogue {
     cnv_pointwise_fn fn;
-    const void *params;
+    const void *geom; /* the consumer's cnv_op_ctx.geom */
     cnv_val *out;
 } cnv_epilogue;
 

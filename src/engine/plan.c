@@ -339,7 +339,7 @@ static void plan_epilogues(cnv_session *s)
         if (i < 0 || !(m->nodes[i].op->flags & CNV_OP_TAKES_EPILOGUE) || m->nodes[i].out[0] != r->in[0] ||
             s->ctx[i].epilogue.fn)
             continue;
-        s->ctx[i].epilogue = (cnv_epilogue){r->op->epilogue, r->params, &s->vals[r->out[0]]};
+        s->ctx[i].epilogue = (cnv_epilogue){r->op->epilogue, s->ctx[j].geom, &s->vals[r->out[0]]};
         s->fused[j] = 1;
     }
 }

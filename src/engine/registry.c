@@ -8,7 +8,10 @@
 /* X(name): the op is `const cnv_op cnv_op_<name>`, in table order. */
 #define CNV_OPS(X)                                                                                 \
     X(relu) X(identity) X(dropout) X(flatten) X(reshape) X(add) X(conv) X(gemm) X(maxpool)        \
-    X(averagepool) X(globalaveragepool) X(concat) X(softmax) X(batchnorm) X(pad)
+    X(averagepool) X(globalaveragepool) X(concat) X(softmax) X(batchnorm) X(pad)                  \
+    X(clip) X(sigmoid) X(hardsigmoid) X(hardswish) X(tanh) X(leakyrelu) X(elu) X(selu) X(celu)     \
+    X(softplus) X(softsign) X(thresholdedrelu) X(gelu) X(erf) X(sqrt) X(exp) X(log) X(neg)        \
+    X(reciprocal) X(abs) X(sub) X(mul) X(div) X(pow) X(prelu) X(sum) X(mean) X(max) X(min)
 
 #define DECLARE(name) extern const cnv_op cnv_op_##name;
 CNV_OPS(DECLARE)

@@ -259,7 +259,7 @@ static void epilogue_block(void *arg, int m0, int m1, int n0, int n1)
     const conv_unit *u = arg;
     const cnv_epilogue *ep = &u->c->epilogue;
     for (int64_t m = m0; m < m1; m++)
-        ep->fn(u->y + m * u->g->p + n0, u->y_epi + m * u->g->p + n0, n1 - n0, ep->params);
+        ep->fn(u->y + m * u->g->p + n0, u->y_epi + m * u->g->p + n0, n1 - n0, ep->geom);
 }
 
 static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)

@@ -1,5 +1,6 @@
-/* Element-wise ops: Relu, Identity, Dropout (identity at inference) and Add
- * with ONNX (numpy) broadcasting. */
+/* Relu, Identity and Dropout (identity at inference), and the element-wise
+ * loops other ops share (elementwise.h). Add and the other broadcast ops
+ * are in binary.c. */
 #include <string.h>
 
 #include "engine/op.h"
@@ -23,9 +24,9 @@ static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cn
 
 // y = max(x, 0); NaN passes through, as in ONNX and PyTorch. It is also
 // the epilogue a Conv applies for a Relu that reads it.
-static void relu(const float *restrict x, float *restrict y, int64_t n, const void *params)
+static void relu(const float *restrict x, float *restrict y, int64_t n, const void *geom)
 {
-    (void)params;
+    (void)geom;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) {
@@ -203,120 +204,4 @@ const cnv_op cnv_op_dropout = {
     .type = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2,
     .int_inputs = 1u << 2, /* training_mode (a bool, read as INT64) */
     .parse = dropout_parse, .plan = dropout_plan, .forward = copy_forward, .backward = copy_backward,
-};
-
-/* ------------------------------------------------------------------ Add */
-
-/* Output shape and the element strides of each input within it (0 along
- * broadcast dimensions), all at the output's rank. */
-typedef struct bcast_geom {
-    int ndim;
-    int64_t dims[CNV_MAX_DIMS];
-    int64_t sa[CNV_MAX_DIMS], sb[CNV_MAX_DIMS];
-    int same; /* both inputs have the output's shape: a plain loop */
-} bcast_geom;
-
-static void strides_for(const cnv_shape *s, int ndim, int64_t *st)
-{
-    int64_t stride = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        int k = d - (ndim - s->ndim); /* the input's own dimension, if any */
-        int64_t len = k >= 0 ? s->dims[k] : 1;
-        st[d] = len == 1 ? 0 : stride;
-        stride *= len;
-    }
-}
-
-static cnv_status add_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
-{
-    (void)state, (void)work;
-    const cnv_shape *a = &c->in[0]->shape, *b = &c->in[1]->shape;
-    bcast_geom *g = (bcast_geom *)c->geom;
-    memset(g, 0, sizeof *g);
-    g->ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
-    cnv_shape *y = &c->out[0]->shape;
-    y->ndim = g->ndim;
-    for (int d = 0; d < g->ndim; d++) {
-        int ka = d - (g->ndim - a->ndim), kb = d - (g->ndim - b->ndim);
-        int64_t la = ka >= 0 ? a->dims[ka] : 1, lb = kb >= 0 ? b->dims[kb] : 1;
-        if (la != lb && la != 1 && lb != 1) {
-            char sa[128], sb[128];
-            return cnv_fail(e, CNV_ERR_SHAPE, "shapes %s and %s do not broadcast",
-                            cnv_shape_str(a, sa, sizeof sa), cnv_shape_str(b, sb, sizeof sb));
-        }
-        y->dims[d] = g->dims[d] = la == 1 ? lb : la;
-    }
-    strides_for(a, g->ndim, g->sa);
-    strides_for(b, g->ndim, g->sb);
-    g->same = cnv_shape_equal(a, y) && cnv_shape_equal(b, y);
-    return CNV_OK;
-}
-
-/* Visits every output element with the matching offsets into a and b,
- * keeping a multi-dimensional counter (no division per element). */
-#define BCAST_LOOP(g, body)                                                             \
-    do {                                                                                \
-        int64_t idx_[CNV_MAX_DIMS] = {0}, ia = 0, ib = 0, i = 0;                         \
-        int64_t total_ = 1;                                                             \
-        for (int d_ = 0; d_ < (g)->ndim; d_++)                                          \
-            total_ *= (g)->dims[d_];                                                    \
-        for (i = 0; i < total_; i++) {                                                  \
-            body;                                                                       \
-            for (int d_ = (g)->ndim - 1; d_ >= 0; d_--) {                               \
-                ia += (g)->sa[d_];                                                      \
-                ib += (g)->sb[d_];                                                      \
-                if (++idx_[d_] < (g)->dims[d_])                                         \
-                    break;                                                              \
-                ia -= (g)->sa[d_] * (g)->dims[d_];                                      \
-                ib -= (g)->sb[d_] * (g)->dims[d_];                                      \
-                idx_[d_] = 0;                                                           \
-            }                                                                           \
-        }                                                                               \
-    } while (0)
-
-static void add_forward(cnv_op_ctx *c)
-{
-    const bcast_geom *g = (const bcast_geom *)c->geom;
-    const float *a = c->in[0]->data, *b = c->in[1]->data;
-    float *y = c->out[0]->data;
-    if (g->same) {
-        for (int64_t i = 0; i < c->out[0]->count; i++)
-            y[i] = a[i] + b[i];
-        return;
-    }
-    BCAST_LOOP(g, y[i] = a[ia] + b[ib]);
-}
-
-// Each input's gradient is dy summed over the dimensions it was broadcast
-// along. With grad_store (only when both inputs are distinct tensors, see
-// the planner) a same-shape input is copied, a broadcast one zeroed first.
-static void add_backward(cnv_op_ctx *c)
-{
-    const bcast_geom *g = (const bcast_geom *)c->geom;
-    const float *dy = c->out[0]->grad;
-    float *da = c->in[0]->grad, *db = c->in[1]->grad;
-    int64_t n = c->out[0]->count;
-    if (g->same) {
-        if (da)
-            cnv_grad_pass(dy, da, n, cnv_grad_store(c, 0));
-        if (db)
-            cnv_grad_pass(dy, db, n, cnv_grad_store(c, 1));
-        return;
-    }
-    if (da) {
-        if (cnv_grad_store(c, 0))
-            memset(da, 0, (size_t)c->in[0]->count * sizeof *da);
-        BCAST_LOOP(g, da[ia] += dy[i]);
-    }
-    if (db) {
-        if (cnv_grad_store(c, 1))
-            memset(db, 0, (size_t)c->in[1]->count * sizeof *db);
-        BCAST_LOOP(g, db[ib] += dy[i]);
-    }
-}
-
-const cnv_op cnv_op_add = {
-    .type = "Add", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
-    .flags = CNV_OP_GRAD_STORE,
-    .plan = add_plan, .forward = add_forward, .backward = add_backward,
 };

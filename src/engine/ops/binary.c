@@ -1,0 +1,455 @@
+/* Element-wise ops of several inputs with ONNX's (numpy's) multidirectional
+ * broadcasting: Add, Sub, Mul, Div, Pow, PRelu (its slope broadcast to the
+ * input), and the variadic Sum, Mean, Max, Min. Backward sums each input's
+ * gradient over the dimensions it was broadcast along. Gradients at
+ * PyTorch's conventions: Max/Min split a tie evenly, PRelu's input takes
+ * the slope at 0, Pow's exponent gets no gradient where the base is 0. */
+#include <math.h>
+#include <string.h>
+
+#include "engine/op.h"
+#include "engine/ops/elementwise.h"
+
+/* The output's shape, at its rank. */
+typedef struct bin_geom {
+    int ndim;
+    int64_t dims[CNV_MAX_DIMS];
+    int same; /* every input has the output's shape: plain loops */
+} bin_geom;
+_Static_assert(sizeof(bin_geom) <= CNV_GEOM_SIZE, "bin_geom fits geom");
+
+/* ----------------------------------------------------------- iteration */
+
+/* Element strides of s within an output of rank ndim and these dims: 0
+ * along the dimensions s is broadcast along. */
+static void strides_for(const cnv_shape *s, int ndim, int64_t *st)
+{
+    int64_t stride = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        int k = d - (ndim - s->ndim); /* s's own dimension, if any */
+        int64_t len = k >= 0 ? s->dims[k] : 1;
+        st[d] = len == 1 ? 0 : stride;
+        stride *= len;
+    }
+}
+
+/* The output walked as rows: the dimensions merged where both operands
+ * allow it (each one's stride at d equals its stride at d+1 times the
+ * length of d+1), so that the innermost row is as long as can be and each
+ * operand either steps by 1 along it or stays put (a stride of 0: the
+ * broadcast scalar of a squeeze-excitation gate, a per-channel bias). */
+typedef struct walk {
+    int nd;                  /* merged rank; the last dim is the row */
+    int64_t dims[CNV_MAX_DIMS];
+    int64_t sa[CNV_MAX_DIMS], sb[CNV_MAX_DIMS];
+} walk;
+
+static void walk_init(walk *w, const bin_geom *g, const cnv_shape *a, const cnv_shape *b)
+{
+    int64_t sa[CNV_MAX_DIMS], sb[CNV_MAX_DIMS];
+    strides_for(a, g->ndim, sa);
+    strides_for(b, g->ndim, sb);
+    w->nd = 0;
+    for (int d = 0; d < g->ndim; d++) {
+        if (g->dims[d] == 1)
+            continue; /* a dimension of 1 walks nowhere */
+        int k = w->nd - 1;
+        if (k >= 0 && sa[d] * g->dims[d] == w->sa[k] && sb[d] * g->dims[d] == w->sb[k] &&
+            (w->sa[k] == 0) == (sa[d] == 0) && (w->sb[k] == 0) == (sb[d] == 0)) {
+            w->dims[k] *= g->dims[d];
+            w->sa[k] = sa[d];
+            w->sb[k] = sb[d];
+            continue;
+        }
+        w->dims[w->nd] = g->dims[d];
+        w->sa[w->nd] = sa[d];
+        w->sb[w->nd] = sb[d];
+        w->nd++;
+    }
+    if (w->nd == 0) { /* a scalar output */
+        w->nd = 1;
+        w->dims[0] = 1;
+        w->sa[0] = w->sb[0] = 0;
+    }
+}
+
+/* Calls row(arg, y offset, a offset, b offset) for every row of the walk,
+ * the row being w->dims[nd-1] long with steps w->sa[nd-1], w->sb[nd-1]
+ * (each 0 or 1). */
+typedef void (*row_fn)(void *arg, int64_t y, int64_t a, int64_t b);
+
+static void walk_rows(const walk *w, row_fn row, void *arg)
+{
+    int64_t idx[CNV_MAX_DIMS] = {0}, ia = 0, ib = 0, iy = 0, len = w->dims[w->nd - 1];
+    int64_t rows = 1;
+    for (int d = 0; d < w->nd - 1; d++)
+        rows *= w->dims[d];
+    for (int64_t r = 0; r < rows; r++) {
+        row(arg, iy, ia, ib);
+        iy += len;
+        for (int d = w->nd - 2; d >= 0; d--) {
+            ia += w->sa[d];
+            ib += w->sb[d];
+            if (++idx[d] < w->dims[d])
+                break;
+            ia -= w->sa[d] * w->dims[d];
+            ib -= w->sb[d] * w->dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ the ops */
+
+enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_PRELU, OP_MAX, OP_MIN };
+
+static inline float apply(int op, float a, float b)
+{
+    switch (op) {
+    case OP_ADD: return a + b;
+    case OP_SUB: return a - b;
+    case OP_MUL: return a * b;
+    case OP_DIV: return a / b;
+    case OP_POW: return powf(a, b);
+    case OP_PRELU: return a < 0.0f ? b * a : a;
+    case OP_MAX: return a != a ? a : b != b ? b : a >= b ? a : b; /* NaN wins, as numpy */
+    default: return a != a ? a : b != b ? b : a <= b ? a : b;     /* OP_MIN */
+    }
+}
+
+/* One row of y = a op b, each operand stepping by 1 or 0: the three
+ * shapes of loop written out so each vectorizes. */
+typedef struct fwd_job {
+    int op;
+    const float *a, *b;
+    float *y;
+    int64_t len, sa, sb;
+} fwd_job;
+
+static void forward_row(void *arg, int64_t iy, int64_t ia, int64_t ib)
+{
+    const fwd_job *j = arg;
+    const float *a = j->a + ia, *b = j->b + ib; /* a may be y (a fold) */
+    float *y = j->y + iy;
+    int op = j->op;
+    if (j->sa && j->sb)
+        for (int64_t i = 0; i < j->len; i++)
+            y[i] = apply(op, a[i], b[i]);
+    else if (j->sa)
+        for (int64_t i = 0; i < j->len; i++)
+            y[i] = apply(op, a[i], b[0]);
+    else if (j->sb)
+        for (int64_t i = 0; i < j->len; i++)
+            y[i] = apply(op, a[0], b[i]);
+    else
+        for (int64_t i = 0; i < j->len; i++)
+            y[i] = apply(op, a[0], b[0]);
+}
+
+/* y = a op b over the output (y may be a: the variadic ops fold into y). */
+static void fold(int op, const bin_geom *g, const cnv_val *a, const float *adata, const cnv_val *b, float *y)
+{
+    walk w;
+    walk_init(&w, g, &a->shape, &b->shape);
+    fwd_job j = {op, adata, b->data, y, w.dims[w.nd - 1], w.sa[w.nd - 1], w.sb[w.nd - 1]};
+    walk_rows(&w, forward_row, &j);
+}
+
+/* ------------------------------------------------------------- planning */
+
+static cnv_status bin_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
+{
+    (void)state;
+    bin_geom *g = (bin_geom *)c->geom;
+    int n = c->node->n_in;
+    g->ndim = 0;
+    for (int k = 0; k < n; k++)
+        if (c->in[k]->shape.ndim > g->ndim)
+            g->ndim = c->in[k]->shape.ndim;
+    for (int d = 0; d < g->ndim; d++)
+        g->dims[d] = 1;
+    for (int k = 0; k < n; k++) {
+        const cnv_shape *s = &c->in[k]->shape;
+        for (int d = 0; d < s->ndim; d++) {
+            int o = d + g->ndim - s->ndim;
+            int64_t len = s->dims[d];
+            if (len != g->dims[o] && len != 1 && g->dims[o] != 1) {
+                char sa[128], sb[128];
+                return cnv_fail(e, CNV_ERR_SHAPE, "input %d of shape %s does not broadcast with %s", k,
+                                cnv_shape_str(s, sa, sizeof sa), cnv_shape_str(&c->in[0]->shape, sb, sizeof sb));
+            }
+            if (len != 1)
+                g->dims[o] = len;
+        }
+    }
+    cnv_shape *y = &c->out[0]->shape;
+    y->ndim = g->ndim;
+    memcpy(y->dims, g->dims, sizeof g->dims);
+    g->same = 1;
+    for (int k = 0; k < n; k++)
+        g->same &= cnv_shape_equal(&c->in[k]->shape, y);
+    *work = 0;
+    return CNV_OK;
+}
+
+/* Max and Min keep each output element's count of tied inputs. */
+static cnv_status select_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
+{
+    cnv_status st = bin_plan(c, state, work, e);
+    if (st == CNV_OK && c->node->n_in > 1 &&
+        !cnv_mul_size((size_t)cnv_shape_count(&c->out[0]->shape), sizeof(float), work))
+        return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
+    return st;
+}
+
+/* PRelu: the slope broadcasts to the input (unidirectionally), which the
+ * output's shape must be. */
+static cnv_status prelu_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
+{
+    cnv_status st = bin_plan(c, state, work, e);
+    if (st == CNV_OK && !cnv_shape_equal(&c->out[0]->shape, &c->in[0]->shape)) {
+        char sx[128], ss[128];
+        return cnv_fail(e, CNV_ERR_SHAPE, "the slope %s does not broadcast to the input %s",
+                        cnv_shape_str(&c->in[1]->shape, ss, sizeof ss), cnv_shape_str(&c->in[0]->shape, sx, sizeof sx));
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------- forward */
+
+static void bin_forward(cnv_op_ctx *c, int op)
+{
+    const bin_geom *g = (const bin_geom *)c->geom;
+    float *y = c->out[0]->data;
+    int64_t n = c->out[0]->count;
+    if (g->same && c->node->n_in == 2) {
+        const float *restrict a = c->in[0]->data, *restrict b = c->in[1]->data;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = apply(op, a[i], b[i]);
+        return;
+    }
+    fold(op, g, c->in[0], c->in[0]->data, c->in[1], y);
+}
+
+/* Sum, Mean, Max, Min: the first input broadcast into y, then each next one
+ * folded in. */
+static void var_forward(cnv_op_ctx *c, int op, int mean)
+{
+    const bin_geom *g = (const bin_geom *)c->geom;
+    float *y = c->out[0]->data;
+    int64_t n = c->out[0]->count;
+    int fop = op == OP_MAX || op == OP_MIN ? op : OP_ADD;
+    cnv_val yv = *c->out[0];
+    if (c->node->n_in == 1) {
+        memcpy(y, c->in[0]->data, (size_t)n * sizeof *y);
+    } else {
+        fold(fop, g, c->in[0], c->in[0]->data, c->in[1], y);
+        for (int k = 2; k < c->node->n_in; k++)
+            fold(fop, g, &yv, y, c->in[k], y);
+    }
+    if (mean)
+        for (int64_t i = 0; i < n; i++)
+            y[i] /= (float)c->node->n_in;
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* One input's gradient row: dx[ix] (+)= t(dy, a, b, y) along the row, ix
+ * stepping by sx (1, or 0: a reduction into one element). */
+typedef struct bwd_job {
+    int op, which;          /* which: 0 for a's gradient, 1 for b's */
+    const float *a, *b, *y, *dy, *cnt;
+    float *dx;
+    int64_t len, sa, sb;
+    float scale;            /* Mean's 1 / n */
+} bwd_job;
+
+/* d(a op b)/d(a or b) times g, at (a, b) with output o. */
+static inline float dterm(int op, int which, float a, float b, float o, float g)
+{
+    switch (op) {
+    case OP_ADD: return g;
+    case OP_SUB: return which ? -g : g;
+    case OP_MUL: return which ? g * a : g * b;
+    case OP_DIV: return which ? -g * o / b : g / b;
+    case OP_POW:
+        if (which) /* d/db a^b = a^b log a; none where a is 0 (PyTorch) */
+            return a == 0.0f ? 0.0f : g * o * logf(a);
+        return b == 0.0f ? 0.0f : g * b * powf(a, b - 1.0f);
+    case OP_PRELU:
+        if (which)
+            return a > 0.0f ? 0.0f : g * a;
+        return a > 0.0f ? g : g * b;
+    default:
+        return g;
+    }
+}
+
+static void backward_row(void *arg, int64_t iy, int64_t ia, int64_t ib)
+{
+    const bwd_job *j = arg;
+    const float *a = j->a + ia, *b = j->b + ib, *y = j->y + iy, *dy = j->dy + iy;
+    float *dx = j->dx + (j->which ? ib : ia);
+    int64_t sx = j->which ? j->sb : j->sa;
+    if (sx) {
+        for (int64_t i = 0; i < j->len; i++)
+            dx[i] += dterm(j->op, j->which, a[i * j->sa], b[i * j->sb], y[i], dy[i]);
+        return;
+    }
+    double s = 0.0; /* a broadcast operand: the row sums into one element */
+    for (int64_t i = 0; i < j->len; i++)
+        s += dterm(j->op, j->which, a[i * j->sa], b[i * j->sb], y[i], dy[i]);
+    dx[0] += (float)s;
+}
+
+/* Adds input k's gradient of a binary op; zeroes it first when the
+ * executor asks for a store. */
+static void grad_of(cnv_op_ctx *c, int op, int k)
+{
+    const bin_geom *g = (const bin_geom *)c->geom;
+    cnv_val *x = c->in[k];
+    if (!x->grad)
+        return;
+    const cnv_val *a = c->in[0], *b = c->in[1];
+    if (g->same && (op == OP_ADD || (op == OP_SUB && k == 0))) {
+        cnv_grad_pass(c->out[0]->grad, x->grad, x->count, cnv_grad_store(c, k));
+        return;
+    }
+    if (cnv_grad_store(c, k))
+        memset(x->grad, 0, (size_t)x->count * sizeof *x->grad);
+    walk w;
+    walk_init(&w, g, &a->shape, &b->shape);
+    bwd_job j = {op, k, a->data, b->data, c->out[0]->data, c->out[0]->grad, NULL, x->grad,
+                 w.dims[w.nd - 1], w.sa[w.nd - 1], w.sb[w.nd - 1], 1.0f};
+    walk_rows(&w, backward_row, &j);
+}
+
+static void bin_backward(cnv_op_ctx *c, int op)
+{
+    /* both inputs the same tensor: the executor zeroed it, each adds */
+    grad_of(c, op, 0);
+    grad_of(c, op, 1);
+}
+
+/* Sum and Mean: each input gets dy (over n for Mean) summed over its
+ * broadcast dimensions. Max and Min: dy goes to the inputs equal to the
+ * output, split evenly between ties (their count kept in the workspace). */
+typedef struct var_job {
+    const float *x, *y, *dy, *cnt;
+    float *dx;
+    int64_t len, sx, sy;
+    int select;  /* Max/Min: only where x == y, over the tie count */
+    float scale;
+} var_job;
+
+/* Walked with y as the first operand and x as the second. */
+static void var_row(void *arg, int64_t iy, int64_t unused, int64_t ix)
+{
+    (void)unused;
+    const var_job *j = arg;
+    const float *x = j->x + ix, *y = j->y + iy, *dy = j->dy + iy, *cnt = j->cnt ? j->cnt + iy : NULL;
+    float *dx = j->dx + ix;
+    double s = 0.0;
+    for (int64_t i = 0; i < j->len; i++) {
+        float d = dy[i] * j->scale;
+        if (j->select)
+            d = x[i * j->sx] == y[i] ? dy[i] / cnt[i] : 0.0f;
+        if (j->sx)
+            dx[i] += d;
+        else
+            s += d;
+    }
+    if (!j->sx)
+        dx[0] += (float)s;
+}
+
+/* cnt[i] = how many inputs equal y[i]. */
+typedef struct count_job {
+    const float *x, *y;
+    float *cnt;
+    int64_t len, sx;
+} count_job;
+
+static void count_row(void *arg, int64_t iy, int64_t unused, int64_t ix)
+{
+    (void)unused;
+    const count_job *j = arg;
+    for (int64_t i = 0; i < j->len; i++)
+        j->cnt[iy + i] += j->x[ix + i * j->sx] == j->y[iy + i];
+}
+
+static void var_backward(cnv_op_ctx *c, int op, int mean)
+{
+    const bin_geom *g = (const bin_geom *)c->geom;
+    const cnv_val *yv = c->out[0];
+    int select = op == OP_MAX || op == OP_MIN, n = c->node->n_in;
+    float *cnt = select && n > 1 ? c->work : NULL;
+    if (cnt) {
+        memset(cnt, 0, (size_t)yv->count * sizeof *cnt);
+        for (int k = 0; k < n; k++) {
+            walk w;
+            walk_init(&w, g, &yv->shape, &c->in[k]->shape);
+            count_job j = {c->in[k]->data, yv->data, cnt, w.dims[w.nd - 1], w.sb[w.nd - 1]};
+            walk_rows(&w, count_row, &j);
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        cnv_val *x = c->in[k];
+        if (!x->grad)
+            continue;
+        if (cnv_grad_store(c, k))
+            memset(x->grad, 0, (size_t)x->count * sizeof *x->grad);
+        walk w;
+        walk_init(&w, g, &yv->shape, &x->shape);
+        var_job j = {x->data, yv->data, yv->grad, cnt, x->grad, w.dims[w.nd - 1], w.sb[w.nd - 1],
+                     w.sa[w.nd - 1], cnt != NULL, mean ? 1.0f / (float)n : 1.0f};
+        walk_rows(&w, var_row, &j);
+    }
+}
+
+/* ------------------------------------------------------------ the table */
+
+#define BINARY(name, TYPE, OP)                                                                   \
+    static void name##_forward(cnv_op_ctx *c) { bin_forward(c, OP); }                         \
+    static void name##_backward(cnv_op_ctx *c) { bin_backward(c, OP); }                       \
+    const cnv_op cnv_op_##name = {                                                             \
+        .type = TYPE, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,                    \
+        .flags = CNV_OP_GRAD_STORE, .plan = bin_plan, .forward = name##_forward,               \
+        .backward = name##_backward,                                                           \
+    };
+
+BINARY(add, "Add", OP_ADD)
+BINARY(sub, "Sub", OP_SUB)
+BINARY(mul, "Mul", OP_MUL)
+BINARY(div, "Div", OP_DIV)
+BINARY(pow, "Pow", OP_POW)
+
+static void prelu_forward(cnv_op_ctx *c)
+{
+    bin_forward(c, OP_PRELU);
+}
+
+static void prelu_backward(cnv_op_ctx *c)
+{
+    bin_backward(c, OP_PRELU);
+}
+
+const cnv_op cnv_op_prelu = {
+    .type = "PRelu", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_GRAD_STORE | CNV_OP_ACTIVATION, .plan = prelu_plan, .forward = prelu_forward,
+    .backward = prelu_backward,
+};
+
+#define VARIADIC(name, TYPE, OP, MEAN, PLAN)                                                     \
+    static void name##_forward(cnv_op_ctx *c) { var_forward(c, OP, MEAN); }                   \
+    static void name##_backward(cnv_op_ctx *c) { var_backward(c, OP, MEAN); }                 \
+    const cnv_op cnv_op_##name = {                                                             \
+        .type = TYPE, .min_in = 1, .max_in = 1 << 16, .min_out = 1, .max_out = 1,              \
+        .flags = CNV_OP_GRAD_STORE | CNV_OP_ALL_REQUIRED, .plan = PLAN,                        \
+        .forward = name##_forward, .backward = name##_backward,                                \
+    };
+
+VARIADIC(sum, "Sum", OP_ADD, 0, bin_plan)
+VARIADIC(mean, "Mean", OP_ADD, 1, bin_plan)
+VARIADIC(max, "Max", OP_MAX, 0, select_plan)
+VARIADIC(min, "Min", OP_MIN, 0, select_plan)
