@@ -21,6 +21,9 @@ typedef struct cnv_tensor_def {
     void *data;      /* CONST: owned values (float or int64_t) */
     int producer;    /* ACT: index of the producing node; else -1 */
     int activated;   /* read by an activation node (CNV_OP_ACTIVATION) */
+    int file_type;   /* graph inputs and outputs: the ONNX element type the
+                        file declared (FLOAT16 and DOUBLE run as float), so
+                        a model written back says the same; 0 when none */
 } cnv_tensor_def;
 
 /* An attribute as the model stores it: a deep copy of the cnv_attr given

@@ -17,8 +17,12 @@ typedef struct cnv_val {
     const int64_t *i64; /* int64 constants (shapes, pads); else NULL */
     cnv_shape shape;
     int64_t count;      /* elements */
-    int is_const;       /* a model constant: value known at plan time */
+    int is_const;       /* known at plan time: a model constant, or folded
+                           (cnv_op.fold) */
 } cnv_val;
+
+/* Where folded values live (plan.c): blocks freed with the plan. */
+typedef struct cnv_fold_arena cnv_fold_arena;
 
 #define CNV_GEOM_SIZE 512
 
@@ -65,6 +69,7 @@ typedef struct cnv_op_ctx {
      * with cnv_grad_store. */
     const unsigned char *grad_store;
     cnv_epilogue epilogue; /* CNV_OP_TAKES_EPILOGUE ops only */
+    cnv_fold_arena *arena; /* plan time only: for cnv_fold_values */
     /* Plan-time geometry (output sizes, resolved pads, ...) that forward and
      * backward read; an op casts it to its own struct. */
     _Alignas(16) unsigned char geom[CNV_GEOM_SIZE];
@@ -94,6 +99,9 @@ enum {
     CNV_OP_ACTIVATION = 1 << 3,
     CNV_OP_FEATURES = 1 << 4,
     CNV_OP_PROBABILITIES = 1 << 5,
+    /* fold reads only its inputs' shapes (Shape): it is tried whatever
+     * the inputs hold */
+    CNV_OP_FOLD_SHAPES = 1 << 6,
 };
 
 struct cnv_op {
@@ -137,7 +145,24 @@ struct cnv_op {
      * node, for ops made of multiply-adds (a multiply-add counts 2); NULL
      * for the others, whose cost is their memory traffic. */
     double (*flops)(const cnv_op_ctx *c);
+    /* Plan-time evaluation: shape arithmetic (Shape, Gather, Concat, ...
+     * on INT64 values, as exports compute Reshape targets) and ops on
+     * constants (an Identity or Cast of a weight). The planner calls it
+     * instead of plan when every present input is known at plan time and
+     * none needs a gradient (or always, with CNV_OP_FOLD_SHAPES). It either
+     * sets every out[k]'s shape and values (cnv_fold_values, or
+     * cnv_fold_alias) and *done = 1, or leaves *done 0 and plan runs.
+     * A folded node does nothing in forward or backward. */
+    cnv_status (*fold)(cnv_op_ctx *c, int *done, cnv_err *e);
 };
+
+/* For fold: *values gets room for out's values (out->shape set first), as
+ * INT64 when i64 is nonzero, else float; out becomes known at plan time.
+ * Fails when the plan's folded values would pass their limit. */
+cnv_status cnv_fold_values(cnv_op_ctx *c, cnv_val *out, int i64, void **values, cnv_err *e);
+/* For fold: out takes in's shape and values (borrowed) and becomes known
+ * at plan time. */
+void cnv_fold_alias(cnv_val *out, const cnv_val *in);
 
 /* The registry (registry.c): the op for an ONNX op_type, or NULL. */
 const cnv_op *cnv_op_find(const char *type);

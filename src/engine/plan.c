@@ -39,6 +39,68 @@ static int round_up(size_t n, size_t *out)
     return cnv_add_size(n, ALIGN - 1, out) && ((*out &= ~(size_t)(ALIGN - 1)), 1);
 }
 
+/* ------------------------------------------------------- folded values */
+
+/* Shape arithmetic folds to a few dozen small vectors; a file that asks for
+ * more (a ConstantOfShape of a huge shape) is refused rather than
+ * allocated. */
+#define FOLD_MAX_BYTES ((size_t)64 << 20)
+
+/* data holds INT64 or float values: malloc's alignment with next padded
+ * to 16 bytes serves both. */
+typedef struct fold_block {
+    struct fold_block *next;
+    void *pad;
+    unsigned char data[];
+} fold_block;
+
+struct cnv_fold_arena {
+    fold_block *head;
+    size_t total;
+};
+
+cnv_status cnv_fold_values(cnv_op_ctx *c, cnv_val *out, int i64, void **values, cnv_err *e)
+{
+    cnv_fold_arena *a = c->arena;
+    int64_t count = cnv_shape_count(&out->shape);
+    size_t bytes;
+    *values = NULL;
+    if (count < 0 || !cnv_mul_size((size_t)count, 8, &bytes) || !cnv_add_size(a->total, bytes, &a->total) ||
+        a->total > FOLD_MAX_BYTES)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "the values computed at plan time pass %zu MiB",
+                        FOLD_MAX_BYTES >> 20);
+    fold_block *b = cnv_malloc(sizeof *b + (bytes ? bytes : 1));
+    if (!b)
+        return cnv_fail(e, CNV_ERR_NOMEM, "out of memory folding a node at plan time");
+    b->next = a->head;
+    a->head = b;
+    out->count = count;
+    out->is_const = 1;
+    out->data = i64 ? NULL : (float *)b->data;
+    out->i64 = i64 ? (const int64_t *)b->data : NULL;
+    *values = b->data;
+    return CNV_OK;
+}
+
+void cnv_fold_alias(cnv_val *out, const cnv_val *in)
+{
+    out->shape = in->shape;
+    out->count = in->count;
+    out->data = in->data;
+    out->i64 = in->i64;
+    out->is_const = 1;
+}
+
+static void fold_arena_free(cnv_fold_arena *a)
+{
+    while (a->head) {
+        fold_block *b = a->head;
+        a->head = b->next;
+        cnv_free(b);
+    }
+    a->total = 0;
+}
+
 /* -------------------------------------------------------------- shapes */
 
 /* What the shapes step works on: one context and pointer array per node
@@ -57,8 +119,28 @@ typedef struct infer_job {
     size_t *state_size;      /* per node; NULL: not wanted */
     size_t work_max;         /* out: the largest workspace asked for */
     double *flops;           /* per node; NULL: not wanted */
+    int param_grads;         /* float constants need gradients: keep
+                                the nodes that read them */
+    cnv_fold_arena *arena;   /* folded values */
+    unsigned char *folded;   /* per node: folded at plan time; NULL: not wanted */
     cnv_err *err;
 } infer_job;
+
+/* Whether node n may be folded: its op can, and every present input is
+ * known at plan time and needs no gradient. */
+static int foldable(const infer_job *j, const cnv_node *n, const cnv_op_ctx *c)
+{
+    if (!n->op->fold)
+        return 0;
+    if (n->op->flags & CNV_OP_FOLD_SHAPES)
+        return 1;
+    for (int k = 0; k < n->n_in; k++) {
+        const cnv_val *v = c->in[k];
+        if (v && (!v->is_const || (j->param_grads && v->data && j->m->tensors[n->in[k]].kind == CNV_T_CONST)))
+            return 0;
+    }
+    return 1;
+}
 
 /* Shapes: inputs as given, constants as stored, activations by each op's
  * plan, in node order (every node comes after its inputs' producers). */
@@ -98,25 +180,31 @@ static cnv_status infer(infer_job *j)
         c->in = j->io + at;
         c->out = c->in + n->n_in;
         c->grad_store = j->store ? j->store + at : NULL;
-        for (int k = 0; k < n->n_in; k++) {
-            const cnv_tensor_def *d = n->in[k] >= 0 ? &m->tensors[n->in[k]] : NULL;
-            c->in[k] = d ? &j->vals[n->in[k]] : NULL;
-            if (d && d->kind == CNV_T_ACT && d->dtype != CNV_FLOAT32)
-                return cnv_fail(j->err, CNV_ERR_UNSUPPORTED, "node '%s': input '%s' is not float", n->name,
-                                d->name);
-            if (d && !(k < 32 && (n->op->int_inputs >> k & 1)) && c->in[k]->i64)
-                return cnv_fail(j->err, CNV_ERR_UNSUPPORTED,
-                                "node '%s' (%s): input %d is an INT64 tensor, a float one is needed", n->name,
-                                n->op->type, k);
-        }
+        for (int k = 0; k < n->n_in; k++)
+            c->in[k] = n->in[k] >= 0 ? &j->vals[n->in[k]] : NULL;
         for (int k = 0; k < n->n_out; k++)
             c->out[k] = &j->vals[n->out[k]];
         size_t state = 0, work = 0;
         cnv_err e;
         cnv_err_clear(&e);
-        cnv_status st = n->op->plan(c, &state, &work, &e);
+        int done = 0;
+        cnv_status st = CNV_OK;
+        if (foldable(j, n, c)) {
+            c->arena = j->arena;
+            st = n->op->fold(c, &done, &e);
+            c->arena = NULL;
+        }
+        for (int k = 0; st == CNV_OK && !done && k < n->n_in; k++)
+            if (c->in[k] && !(k < 32 && (n->op->int_inputs >> k & 1)) && c->in[k]->i64)
+                return cnv_fail(j->err, CNV_ERR_UNSUPPORTED,
+                                "node '%s' (%s): input %d ('%s') holds INT64 values; a float tensor is needed",
+                                n->name, n->op->type, k, m->tensors[n->in[k]].name);
+        if (st == CNV_OK && !done)
+            st = n->op->plan(c, &state, &work, &e);
         if (st != CNV_OK)
             return cnv_fail(j->err, st, "node '%s' (%s): %s", n->name, n->op->type, e.msg);
+        if (j->folded)
+            j->folded[i] = (unsigned char)done;
         for (int k = 0; k < n->n_out; k++) {
             cnv_val *v = c->out[k];
             v->count = cnv_shape_count(&v->shape);
@@ -132,7 +220,7 @@ static cnv_status infer(infer_job *j)
         if (work > j->work_max)
             j->work_max = work;
         if (j->flops)
-            j->flops[i] = n->op->flops ? n->op->flops(c) : 0.0;
+            j->flops[i] = n->op->flops && !done ? n->op->flops(c) : 0.0;
     }
     return CNV_OK;
 }
@@ -191,7 +279,8 @@ cnv_status cnv_model_infer_shapes(const cnv_model *m, int n_inputs, const cnv_sh
         if ((size_t)m->nodes[i].n_in + (size_t)m->nodes[i].n_out > widest)
             widest = (size_t)m->nodes[i].n_in + (size_t)m->nodes[i].n_out;
     cnv_run_opts opts = {0};
-    infer_job j = {.m = m, .in_shapes = inputs, .opts = &opts, .flops = flops, .err = &e};
+    cnv_fold_arena arena = {0};
+    infer_job j = {.m = m, .in_shapes = inputs, .opts = &opts, .flops = flops, .arena = &arena, .err = &e};
     carve c = {NULL, 0, 1};
     unsigned char *block = NULL;
     for (;;) {
@@ -207,6 +296,7 @@ cnv_status cnv_model_infer_shapes(const cnv_model *m, int n_inputs, const cnv_sh
     st = infer(&j);
     for (int t = 0; st == CNV_OK && shapes && t < m->n_tensors; t++)
         shapes[t] = j.vals[t].shape;
+    fold_arena_free(&arena);
     cnv_free(block);
     return st == CNV_OK ? CNV_OK : cnv_errbuf_fail(errbuf, errlen, st, "%s", e.msg);
 }
@@ -238,7 +328,7 @@ static void carve_book(cnv_session *s, plan_tmp *t, carve *c, int n_in)
     s->valid = take(c, nt, 1);
     s->has_grad = take(c, nt, 1);
     s->gready = take(c, nt, 1);
-    s->fused = take(c, nn, 1);
+    s->idle = take(c, nn, 1);
     s->prof = s->profiling ? take(c, 2 * nn, sizeof *s->prof) : NULL;
     t->state_size = take(c, nn, sizeof *t->state_size);
     t->uses = take(c, nt, sizeof *t->uses);
@@ -269,7 +359,12 @@ void cnv_session_drop_plan(cnv_session *s)
     s->vals = NULL;
     s->io = NULL;
     s->ctx = NULL;
-    s->store = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->fused = NULL;
+    s->store = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->idle = NULL;
+    if (s->folds) {
+        fold_arena_free(s->folds);
+        cnv_free(s->folds);
+        s->folds = NULL;
+    }
     s->prof = NULL;
     s->planned = 0;
 }
@@ -316,8 +411,9 @@ static void mark_grads(cnv_session *s)
         int any = 0;
         for (int k = 0; k < n->n_in; k++)
             any |= n->in[k] >= 0 && s->has_grad[n->in[k]];
-        /* An op with no backward cannot pass a gradient on. */
-        any = any && n->op->backward;
+        /* An op with no backward cannot pass a gradient on, nor a node
+         * folded at plan time. */
+        any = any && n->op->backward && !s->idle[i];
         for (int k = 0; k < n->n_out; k++)
             s->has_grad[n->out[k]] = (unsigned char)any;
     }
@@ -333,14 +429,14 @@ static void plan_epilogues(cnv_session *s)
     const cnv_model *m = s->m;
     for (int j = 0; j < m->n_nodes; j++) {
         const cnv_node *r = &m->nodes[j];
-        if (!r->op->epilogue || r->n_in < 1 || r->in[0] < 0)
+        if (!r->op->epilogue || r->n_in < 1 || r->in[0] < 0 || s->idle[j])
             continue;
         int i = m->tensors[r->in[0]].producer;
         if (i < 0 || !(m->nodes[i].op->flags & CNV_OP_TAKES_EPILOGUE) || m->nodes[i].out[0] != r->in[0] ||
             s->ctx[i].epilogue.fn)
             continue;
         s->ctx[i].epilogue = (cnv_epilogue){r->op->epilogue, s->ctx[j].geom, &s->vals[r->out[0]]};
-        s->fused[j] = 1;
+        s->idle[j] = 1;
     }
 }
 
@@ -364,7 +460,8 @@ static void plan_views(cnv_session *s, plan_tmp *t)
             int64_t off;
             for (int q = 0; q < n->n_in; q++)
                 once &= q == k || n->in[q] != x;
-            if (x < 0 || !once || x == n->out[0] || m->tensors[x].kind != CNV_T_ACT || t->view[x] >= 0 ||
+            if (x < 0 || !once || x == n->out[0] || m->tensors[x].kind != CNV_T_ACT || s->vals[x].is_const ||
+                t->view[x] >= 0 ||
                 !n->op->input_view(&s->ctx[i], k, &off))
                 continue;
             t->view[x] = n->out[0];
@@ -390,7 +487,7 @@ static cnv_status alloc_data(cnv_session *s, const plan_tmp *t, size_t work)
     size_t nt = (size_t)m->n_tensors, nn = (size_t)m->n_nodes;
     size_t tensors = 0, states = 0, bytes;
     for (size_t x = 0; x < nt; x++) {
-        int own_value = m->tensors[x].kind != CNV_T_CONST && t->view[x] < 0;
+        int own_value = !s->vals[x].is_const && t->view[x] < 0;
         int copies = own_value + (s->has_grad[x] && !t->gview[x]);
         for (int c = 0; c < copies; c++)
             if (!cnv_mul_size((size_t)s->vals[x].count, sizeof(float), &bytes) || !round_up(bytes, &bytes) ||
@@ -412,7 +509,7 @@ static cnv_status alloc_data(cnv_session *s, const plan_tmp *t, size_t work)
     memset(p, 0, tensors);
     for (size_t x = 0; x < nt; x++) {
         round_up((size_t)s->vals[x].count * sizeof(float), &bytes);
-        if (m->tensors[x].kind != CNV_T_CONST && t->view[x] < 0) {
+        if (!s->vals[x].is_const && t->view[x] < 0) {
             s->vals[x].data = (float *)p;
             p += bytes;
         }
@@ -475,9 +572,14 @@ cnv_status cnv_session_plan_now(cnv_session *s, int n, const cnv_shape *shapes)
     if ((st = alloc_book(s, &t, n)) != CNV_OK)
         return st;
     memcpy(s->in_shapes, shapes, (size_t)n * sizeof *shapes);
+    if (!(s->folds = cnv_calloc(1, sizeof *s->folds))) {
+        cnv_session_drop_plan(s);
+        return cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory planning");
+    }
     infer_job j = {.m = m, .in_shapes = shapes, .vals = s->vals, .io = s->io, .ctx = s->ctx,
                    .store = s->store, .per_node = 1, .team = s->team, .opts = &s->opts,
-                   .state_size = t.state_size, .err = &s->err};
+                   .state_size = t.state_size, .param_grads = s->param_grads, .arena = s->folds,
+                   .folded = s->idle, .err = &s->err};
     if ((st = infer(&j)) != CNV_OK) {
         cnv_session_drop_plan(s);
         return st;

@@ -11,7 +11,13 @@
     X(averagepool) X(globalaveragepool) X(concat) X(softmax) X(batchnorm) X(pad)                  \
     X(clip) X(sigmoid) X(hardsigmoid) X(hardswish) X(tanh) X(leakyrelu) X(elu) X(selu) X(celu)     \
     X(softplus) X(softsign) X(thresholdedrelu) X(gelu) X(erf) X(sqrt) X(exp) X(log) X(neg)        \
-    X(reciprocal) X(abs) X(sub) X(mul) X(div) X(pow) X(prelu) X(sum) X(mean) X(max) X(min)
+    X(reciprocal) X(abs) X(sub) X(mul) X(div) X(pow) X(prelu) X(sum) X(mean) X(max) X(min)     \
+    X(shape) X(size) X(constantofshape) X(range) X(equal) X(where) X(cast) X(gather) X(squeeze)    \
+    X(unsqueeze) X(slice) X(split) X(expand) X(tile)                                             \
+    X(matmul) X(transpose)                                                                     \
+    X(lrn) X(layernorm) X(instancenorm) X(logsoftmax)                                         \
+    X(reducesum) X(reducemean) X(reducesumsquare) X(reducel2) X(reducemax) X(reducemin) X(globalmaxpool) \
+    X(convtranspose) X(resize) X(upsample)
 
 #define DECLARE(name) extern const cnv_op cnv_op_##name;
 CNV_OPS(DECLARE)

@@ -144,12 +144,13 @@ float *cnv_session_input(cnv_session *s)
     return s && s->planned && s->m->n_inputs > 0 ? s->vals[s->m->inputs[0]].data : NULL;
 }
 
-/* Runs node i forward (a fused epilogue's work was done by its producer). */
+/* Runs node i forward (an idle node's work was done at plan time or by its
+ * producer). */
 static void run_forward(cnv_session *s, int i)
 {
     const cnv_node *n = &s->m->nodes[i];
     double t0 = s->prof ? cnv_now() : 0.0;
-    if (!s->fused[i])
+    if (!s->idle[i])
         n->op->forward(&s->ctx[i]);
     if (s->prof)
         s->prof[2 * i] += cnv_now() - t0;

@@ -31,7 +31,10 @@ struct cnv_session {
     unsigned char *valid;    /* per tensor: computed by the last forward */
     unsigned char *has_grad; /* per tensor: the plan gave it a gradient */
     unsigned char *gready;   /* per tensor: written in this backward */
-    unsigned char *fused;    /* per node: an epilogue its producer runs */
+    unsigned char *idle;     /* per node: nothing to do in forward (folded
+                                at plan time, or an epilogue its producer
+                                runs) */
+    cnv_fold_arena *folds;   /* values folded at plan time */
     double *prof;            /* per node: forward and backward seconds;
                                 NULL unless profiling */
 };

@@ -883,9 +883,11 @@ static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index
         st = cnv_fail(L->e, CNV_ERR_UNSUPPORTED, "%s is not a tensor", label);
         goto done;
     }
-    if (vi.elem != CNV_ONNX_FLOAT) {
+    /* FLOAT16 and DOUBLE inputs take the image as float32 (the engine's
+     * type); the file's type is kept for writing the model back. */
+    if (vi.elem != CNV_ONNX_FLOAT && vi.elem != CNV_ONNX_FLOAT16 && vi.elem != CNV_ONNX_DOUBLE) {
         st = cnv_fail(L->e, CNV_ERR_UNSUPPORTED,
-                      "%s has element type %s (%lld); the engine takes float inputs only", label,
+                      "%s has element type %s (%lld); the engine takes FLOAT, FLOAT16 or DOUBLE inputs", label,
                       cnv_onnx_dtype_name(vi.elem), (long long)vi.elem);
         goto done;
     }
@@ -900,6 +902,8 @@ static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index
     }
     vi.shape.ndim = (int)vi.ndim;
     st = cnv_model_add_input(L->m, vi.name, &vi.shape);
+    if (st == CNV_OK)
+        L->m->tensors[cnv_model_find(L->m, vi.name)].file_type = (int)vi.elem;
 done:
     cnv_free(vi.name);
     return st;
@@ -918,6 +922,8 @@ static cnv_status read_output(loader *L, cnv_pb *r, size_t index)
         }
     } else {
         st = cnv_model_add_output(L->m, vi.name);
+        if (st == CNV_OK && vi.has_tensor_type && vi.elem > 0 && vi.elem < 64)
+            L->m->tensors[cnv_model_find(L->m, vi.name)].file_type = (int)vi.elem;
     }
     cnv_free(vi.name);
     return st;

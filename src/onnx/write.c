@@ -208,14 +208,16 @@ void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m)
     }
     for (int i = 0; i < m->n_inputs; i++) {
         const cnv_tensor_def *t = &m->tensors[m->inputs[i]];
-        write_value_info(w, 11, t->name, CNV_ONNX_FLOAT, &t->shape, 1);
+        write_value_info(w, 11, t->name, t->file_type ? t->file_type : CNV_ONNX_FLOAT, &t->shape, 1);
     }
     cnv_shape *shapes = m->n_outputs ? cnv_calloc((size_t)m->n_outputs, sizeof *shapes) : NULL;
     if (shapes)
         output_shapes(m, shapes);
     for (int i = 0; i < m->n_outputs; i++) {
         const cnv_tensor_def *t = &m->tensors[m->outputs[i]];
-        int elem = t->kind == CNV_T_CONST && t->dtype == CNV_INT64 ? CNV_ONNX_INT64 : CNV_ONNX_FLOAT;
+        int elem = t->file_type                                    ? t->file_type
+                   : t->kind == CNV_T_CONST && t->dtype == CNV_INT64 ? CNV_ONNX_INT64
+                                                                     : CNV_ONNX_FLOAT;
         const cnv_shape *sh = t->kind == CNV_T_CONST ? &t->shape
                             : shapes && shapes[i].ndim >= 0 ? &shapes[i] : NULL;
         write_value_info(w, 12, t->name, elem, sh, 0);

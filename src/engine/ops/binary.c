@@ -407,15 +407,96 @@ static void var_backward(cnv_op_ctx *c, int op, int mean)
     }
 }
 
+/* ------------------------------------------------------------- folding */
+
+/* INT64 operands known at plan time (shape arithmetic: an export's
+ * `channels // groups`) are computed once, with C's integer semantics
+ * (division truncates); overflow and division by zero are refused. Float
+ * operands go through plan and forward as usual. */
+typedef struct ifold_job {
+    int op;
+    const int64_t *a, *b;
+    int64_t *y;
+    int64_t len, sa, sb;
+    int bad; /* an overflow or a division by zero */
+} ifold_job;
+
+static int apply_i64(int op, int64_t a, int64_t b, int64_t *y)
+{
+    switch (op) {
+    case OP_ADD: return !__builtin_add_overflow(a, b, y);
+    case OP_SUB: return !__builtin_sub_overflow(a, b, y);
+    case OP_MUL: return !__builtin_mul_overflow(a, b, y);
+    case OP_DIV:
+        if (b == 0 || (a == INT64_MIN && b == -1))
+            return 0;
+        *y = a / b;
+        return 1;
+    case OP_MAX: *y = a >= b ? a : b; return 1;
+    case OP_MIN: *y = a <= b ? a : b; return 1;
+    default: return 0;
+    }
+}
+
+static void ifold_row(void *arg, int64_t iy, int64_t ia, int64_t ib)
+{
+    ifold_job *j = arg;
+    for (int64_t i = 0; i < j->len; i++)
+        j->bad |= !apply_i64(j->op, j->a[ia + i * j->sa], j->b[ib + i * j->sb], &j->y[iy + i]);
+}
+
+static cnv_status int_fold(cnv_op_ctx *c, int op, int *done, cnv_err *e)
+{
+    int n = c->node->n_in, ints = 0;
+    for (int k = 0; k < n; k++)
+        ints += c->in[k]->i64 != NULL;
+    if (ints == 0)
+        return CNV_OK;
+    if (ints != n)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "mixes INT64 and float inputs");
+    if (op == OP_POW || op == OP_PRELU || op < 0)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "%s of INT64 values is not supported", c->node->op->type);
+    size_t state, work;
+    cnv_status st = bin_plan(c, &state, &work, e);
+    if (st != CNV_OK)
+        return st;
+    const bin_geom *g = (const bin_geom *)c->geom;
+    cnv_val *yv = c->out[0];
+    int64_t *y;
+    if ((st = cnv_fold_values(c, yv, 1, (void **)&y, e)) != CNV_OK)
+        return st;
+    if (n == 1) {
+        memcpy(y, c->in[0]->i64, (size_t)yv->count * sizeof *y);
+    } else {
+        ifold_job j = {op, c->in[0]->i64, NULL, y, 0, 0, 0, 0};
+        for (int k = 1; k < n; k++) {
+            walk w;
+            walk_init(&w, g, k == 1 ? &c->in[0]->shape : &yv->shape, &c->in[k]->shape);
+            j.b = c->in[k]->i64;
+            j.len = w.dims[w.nd - 1], j.sa = w.sa[w.nd - 1], j.sb = w.sb[w.nd - 1];
+            walk_rows(&w, ifold_row, &j);
+            j.a = y;
+        }
+        if (j.bad)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED, "the INT64 result overflows or divides by zero");
+    }
+    *done = 1;
+    return CNV_OK;
+}
+
 /* ------------------------------------------------------------ the table */
 
 #define BINARY(name, TYPE, OP)                                                                   \
     static void name##_forward(cnv_op_ctx *c) { bin_forward(c, OP); }                         \
     static void name##_backward(cnv_op_ctx *c) { bin_backward(c, OP); }                       \
+    static cnv_status name##_fold(cnv_op_ctx *c, int *done, cnv_err *e)                        \
+    {                                                                                          \
+        return int_fold(c, OP, done, e);                                                       \
+    }                                                                                          \
     const cnv_op cnv_op_##name = {                                                             \
         .type = TYPE, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,                    \
         .flags = CNV_OP_GRAD_STORE, .plan = bin_plan, .forward = name##_forward,               \
-        .backward = name##_backward,                                                           \
+        .backward = name##_backward, .fold = name##_fold,                                      \
     };
 
 BINARY(add, "Add", OP_ADD)
@@ -443,10 +524,14 @@ const cnv_op cnv_op_prelu = {
 #define VARIADIC(name, TYPE, OP, MEAN, PLAN)                                                     \
     static void name##_forward(cnv_op_ctx *c) { var_forward(c, OP, MEAN); }                   \
     static void name##_backward(cnv_op_ctx *c) { var_backward(c, OP, MEAN); }                 \
+    static cnv_status name##_fold(cnv_op_ctx *c, int *done, cnv_err *e)                        \
+    {                                                                                          \
+        return int_fold(c, MEAN ? -1 : OP, done, e);                                           \
+    }                                                                                          \
     const cnv_op cnv_op_##name = {                                                             \
         .type = TYPE, .min_in = 1, .max_in = 1 << 16, .min_out = 1, .max_out = 1,              \
         .flags = CNV_OP_GRAD_STORE | CNV_OP_ALL_REQUIRED, .plan = PLAN,                        \
-        .forward = name##_forward, .backward = name##_backward,                                \
+        .forward = name##_forward, .backward = name##_backward, .fold = name##_fold,           \
     };
 
 VARIADIC(sum, "Sum", OP_ADD, 0, bin_plan)

@@ -127,10 +127,41 @@ static void concat_backward(cnv_op_ctx *c)
     }
 }
 
+/* Values known at plan time (an export's Reshape target assembled from
+ * Shape's dims): joined once, as INT64 or float. */
+static cnv_status concat_fold(cnv_op_ctx *c, int *done, cnv_err *e)
+{
+    int n = c->node->n_in, ints = 0;
+    size_t state, work;
+    cnv_status st = concat_plan(c, &state, &work, e);
+    if (st != CNV_OK)
+        return st;
+    for (int k = 0; k < n; k++)
+        ints += c->in[k]->i64 != NULL;
+    if (ints != 0 && ints != n)
+        return cnv_fail(e, CNV_ERR_SHAPE, "mixes INT64 and float inputs");
+    const concat_geom *g = (const concat_geom *)c->geom;
+    size_t elem = ints ? sizeof(int64_t) : sizeof(float);
+    unsigned char *y;
+    if ((st = cnv_fold_values(c, c->out[0], ints != 0, (void **)&y, e)) != CNV_OK)
+        return st;
+    int64_t off = 0;
+    for (int k = 0; k < n; k++) {
+        int64_t chunk = c->in[k]->shape.dims[g->axis] * g->inner;
+        const unsigned char *x = ints ? (const void *)c->in[k]->i64 : (const void *)c->in[k]->data;
+        for (int64_t o = 0; chunk && o < g->outer; o++)
+            memcpy(y + (size_t)(o * g->out_len * g->inner + off) * elem, x + (size_t)(o * chunk) * elem,
+                   (size_t)chunk * elem);
+        off += chunk;
+    }
+    *done = 1;
+    return CNV_OK;
+}
+
 const cnv_op cnv_op_concat = {
     .type = "Concat", .min_in = 1, .max_in = 1 << 20, .min_out = 1, .max_out = 1,
     .flags = CNV_OP_GRAD_STORE | CNV_OP_ALL_REQUIRED,
     .params_size = sizeof(concat_params), .parse = concat_parse, .plan = concat_plan,
     .forward = concat_forward, .backward = concat_backward,
-    .input_view = concat_input_view,
+    .input_view = concat_input_view, .fold = concat_fold,
 };

@@ -129,13 +129,12 @@ const cnv_op cnv_op_relu = {
 
 /* ------------------------------------------------------------- Identity */
 
-static void copy_forward(cnv_op_ctx *c)
+void cnv_copy_forward(cnv_op_ctx *c)
 {
     memcpy(c->out[0]->data, c->in[0]->data, (size_t)c->out[0]->count * sizeof(float));
 }
 
-/* dx += dy, or dx = dy with grad_store. */
-static void copy_backward(cnv_op_ctx *c)
+void cnv_copy_backward(cnv_op_ctx *c)
 {
     cnv_grad_pass(c->out[0]->grad, c->in[0]->grad, c->out[0]->count, cnv_grad_store(c, 0));
 }
@@ -163,7 +162,8 @@ void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n)
 const cnv_op cnv_op_identity = {
     .type = "Identity", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .flags = CNV_OP_GRAD_STORE,
-    .plan = same_shape_plan, .forward = copy_forward, .backward = copy_backward,
+    .plan = same_shape_plan, .forward = cnv_copy_forward, .backward = cnv_copy_backward,
+    .fold = cnv_fold_view,
 };
 
 /* -------------------------------------------------------------- Dropout */
@@ -203,5 +203,6 @@ static cnv_status dropout_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_e
 const cnv_op cnv_op_dropout = {
     .type = "Dropout", .min_in = 1, .max_in = 3, .min_out = 1, .max_out = 2,
     .int_inputs = 1u << 2, /* training_mode (a bool, read as INT64) */
-    .parse = dropout_parse, .plan = dropout_plan, .forward = copy_forward, .backward = copy_backward,
+    .parse = dropout_parse, .plan = dropout_plan, .forward = cnv_copy_forward, .backward = cnv_copy_backward,
+    .fold = cnv_fold_view,
 };

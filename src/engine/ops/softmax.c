@@ -1,5 +1,8 @@
-/* Softmax (ONNX): before opset 13 over the input coerced to 2-D at axis (all
- * trailing dims together), from opset 13 over the single axis. */
+/* Softmax and LogSoftmax (ONNX): before opset 13 over the input coerced to
+ * 2-D at axis (all trailing dims together), from opset 13 over the single
+ * axis; both viewed as (outer, n, inner) with the reduction over n. */
+#include <math.h>
+
 #include "core/numeric.h"
 #include "engine/op.h"
 
@@ -83,9 +86,55 @@ static void softmax_backward(cnv_op_ctx *c)
         }
 }
 
+/* x, y are (outer, n, inner): y = x - logsumexp(x) over n, the log taken
+ * in double so that a large shift does not cost the small differences. */
+static void logsoftmax_forward(cnv_op_ctx *c)
+{
+    const softmax_geom *g = (const softmax_geom *)c->geom;
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int64_t st = g->inner;
+    for (int64_t o = 0; o < g->outer; o++)
+        for (int64_t i = 0; i < st; i++) {
+            int64_t base = o * g->n * st + i;
+            double lse = cnv_logsumexp(x + base, g->n, st);
+            for (int64_t j = 0; j < g->n; j++)
+                y[base + j * st] = (float)((double)x[base + j * st] - lse);
+        }
+}
+
+/* dx += dy - softmax(x) * sum(dy) over n, softmax(x) being exp(y). */
+static void logsoftmax_backward(cnv_op_ctx *c)
+{
+    float *dx = c->in[0]->grad;
+    if (!dx)
+        return;
+    const softmax_geom *g = (const softmax_geom *)c->geom;
+    const float *y = c->out[0]->data, *dy = c->out[0]->grad;
+    int64_t st = g->inner;
+    for (int64_t o = 0; o < g->outer; o++)
+        for (int64_t i = 0; i < st; i++) {
+            int64_t base = o * g->n * st + i;
+            double sum = 0.0;
+            for (int64_t j = 0; j < g->n; j++)
+                sum += dy[base + j * st];
+            for (int64_t j = 0; j < g->n; j++)
+                dx[base + j * st] += (float)((double)dy[base + j * st] - exp((double)y[base + j * st]) * sum);
+        }
+}
+
 const cnv_op cnv_op_softmax = {
     .type = "Softmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .flags = CNV_OP_PROBABILITIES,
     .params_size = sizeof(softmax_params), .parse = softmax_parse, .plan = softmax_plan,
     .forward = softmax_forward, .backward = softmax_backward,
+};
+
+/* Log-probabilities: to the model queries the same role as Softmax (its
+ * input holds the raw class scores). */
+const cnv_op cnv_op_logsoftmax = {
+    .type = "LogSoftmax", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
+    .flags = CNV_OP_PROBABILITIES,
+    .params_size = sizeof(softmax_params), .parse = softmax_parse, .plan = softmax_plan,
+    .forward = logsoftmax_forward, .backward = logsoftmax_backward,
 };
