@@ -566,6 +566,11 @@ cnv_status cnv_model_param(cnv_model *m, const char *name, float **data, cnv_sha
 
 /* ----------------------------------------------------------- attributes */
 
+int cnv_model_op_known(const char *op_type)
+{
+    return op_type && cnv_op_find(op_type) != NULL;
+}
+
 const cnv_attr_def *cnv_attr_find(const cnv_node *n, const char *name)
 {
     for (int i = 0; i < n->n_attrs; i++)

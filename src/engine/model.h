@@ -70,6 +70,9 @@ struct cnv_model {
 
 /* Index of the tensor with this name, or -1. */
 int cnv_model_find(const cnv_model *m, const char *name);
+/* Whether cnv_model_add_node knows op_type (the ONNX reader checks a
+ * file's ops before it decodes the weights). */
+int cnv_model_op_known(const char *op_type);
 
 /* The metadata key whose value holds the class names. */
 #define CNV_META_LABELS "cnnviz.labels"

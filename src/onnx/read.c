@@ -424,6 +424,14 @@ typedef struct loader {
     const cnv_onnx_bind *binds;
     int n_binds;
     int64_t opset; /* of the default domain; 0 when not imported */
+    /* Graph inputs a Keras-style export transposes from NHWC first, and
+     * the Transpose nodes that do it (scan_nodes, adopt_nchw). */
+    struct adoption {
+        char *input;
+        size_t node;
+        int rank4; /* the input was declared 4-D: its dims were permuted */
+    } adopt[4];
+    int n_adopt;
 } loader;
 
 /* An attribute being read, with the storage it owns. */
@@ -733,6 +741,13 @@ static cnv_status read_node(loader *L, cnv_pb *r, size_t index)
         st = add_constant(L, label, &ins, &outs, attrs, n_attrs);
         goto done;
     }
+    for (int a = 0; a < L->n_adopt; a++)
+        if (L->adopt[a].node == index && L->adopt[a].rank4) {
+            /* the NHWC -> NCHW Transpose of an adopted input */
+            st = cnv_model_add_node(L->m, "Identity", name ? name : "", 1, (const char *const *)ins.v,
+                                    (int)outs.n, (const char *const *)outs.v, 0, NULL);
+            goto done;
+        }
     cnv_attr *list = NULL;
     if (n_attrs) {
         list = cnv_calloc(n_attrs, sizeof *list);
@@ -901,6 +916,12 @@ static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index
         goto done;
     }
     vi.shape.ndim = (int)vi.ndim;
+    for (int a = 0; a < L->n_adopt; a++)
+        if (vi.ndim == 4 && L->adopt[a].node != SIZE_MAX && !strcmp(L->adopt[a].input, vi.name)) {
+            cnv_shape nhwc = vi.shape;
+            cnv_shape4(&vi.shape, nhwc.dims[0], nhwc.dims[3], nhwc.dims[1], nhwc.dims[2]);
+            L->adopt[a].rank4 = 1;
+        }
     st = cnv_model_add_input(L->m, vi.name, &vi.shape);
     if (st == CNV_OK)
         L->m->tensors[cnv_model_find(L->m, vi.name)].file_type = (int)vi.elem;
@@ -945,6 +966,121 @@ static cnv_status read_initializer(loader *L, cnv_pb *r, size_t index)
     return st;
 }
 
+/* ---------------------------------------------------------- node scan */
+
+/* One node's op_type, inputs and (for a Transpose) whether its perm is
+ * NHWC -> NCHW, without building anything. */
+typedef struct node_scan {
+    char *op, *name, *domain;
+    strlist ins;
+    int to_nchw;
+} node_scan;
+
+static void node_scan_free(node_scan *n)
+{
+    cnv_free(n->op);
+    cnv_free(n->name);
+    cnv_free(n->domain);
+    strlist_free(&n->ins);
+}
+
+static cnv_status scan_node(loader *L, cnv_pb *r, size_t index, node_scan *n)
+{
+    cnv_pb_field f;
+    fields attr_fields = {0};
+    int rc;
+    cnv_status st = CNV_OK;
+    memset(n, 0, sizeof *n);
+    while (st == CNV_OK && (rc = cnv_pb_next(r, &f)) > 0) {
+        if (f.num == 1)
+            st = strlist_push(&n->ins, r, &f, "node input");
+        else if (f.num == 3)
+            st = pb_string(r, &f, "node name", &n->name);
+        else if (f.num == 4)
+            st = pb_string(r, &f, "node op_type", &n->op);
+        else if (f.num == 7)
+            st = pb_string(r, &f, "node domain", &n->domain);
+        else if (f.num == 5)
+            st = cnv_pb_expect(r, &f, CNV_PB_LEN, "node attribute") ? CNV_ERR_FORMAT
+                 : fields_push(&attr_fields, &f, L->e);
+    }
+    if (st == CNV_OK && rc < 0)
+        st = CNV_ERR_FORMAT;
+    for (size_t i = 0; st == CNV_OK && n->op && !strcmp(n->op, "Transpose") && i < attr_fields.n; i++) {
+        cnv_pb ar;
+        attr_buf b;
+        memset(&b, 0, sizeof b);
+        if (cnv_pb_sub(r, &attr_fields.v[i], &ar) != 0) {
+            st = CNV_ERR_FORMAT;
+            break;
+        }
+        st = read_attr(L, &ar, "Transpose", (int)i, &b);
+        if (st == CNV_OK && b.a.name && !strcmp(b.a.name, "perm") && b.a.type == CNV_ATTR_INTS && b.a.n == 4)
+            n->to_nchw = b.a.ints[0] == 0 && b.a.ints[1] == 3 && b.a.ints[2] == 1 && b.a.ints[3] == 2;
+        attr_buf_free(&b);
+    }
+    cnv_free(attr_fields.v);
+    if (st != CNV_OK && st != CNV_ERR_NOMEM)
+        cnv_err_prefix(L->e, "node #%zu", index);
+    return st;
+}
+
+/* Before anything is decoded: every node's op must be one the engine has,
+ * so that a model with an unsupported op fails without decoding its
+ * weights; and a Keras-style export, which takes NHWC images and
+ * transposes them to NCHW first, is adopted as NCHW when that Transpose is
+ * all that reads its graph input: read_input permutes the declared dims
+ * and read_node makes the Transpose an Identity. Images then go in as
+ * every command makes them, and gradients come out in the same layout
+ * (docs/ONNX.md). */
+static cnv_status scan_nodes(loader *L, cnv_pb *g, const fields *nodes)
+{
+    cnv_status st = CNV_OK;
+    for (int pass = 0; pass < 2 && st == CNV_OK; pass++) {
+        int *readers = NULL;
+        if (pass == 1) {
+            if (L->n_adopt == 0)
+                break;
+            readers = cnv_calloc((size_t)L->n_adopt, sizeof *readers);
+            if (!readers)
+                return cnv_fail(L->e, CNV_ERR_NOMEM, "out of memory reading the nodes");
+        }
+        for (size_t i = 0; st == CNV_OK && i < nodes->n; i++) {
+            cnv_pb sub;
+            node_scan n;
+            if (cnv_pb_sub(g, &nodes->v[i], &sub) != 0)
+                return CNV_ERR_FORMAT;
+            if ((st = scan_node(L, &sub, i, &n)) != CNV_OK) {
+                node_scan_free(&n);
+                break;
+            }
+            int default_domain = !n.domain || !n.domain[0] || !strcmp(n.domain, "ai.onnx");
+            if (pass == 0 && n.op && default_domain && strcmp(n.op, "Constant") != 0 &&
+                !cnv_model_op_known(n.op)) {
+                st = cnv_fail(L->e, CNV_ERR_UNSUPPORTED, "node '%s': op '%s' is not supported",
+                              n.name && n.name[0] ? n.name : "(unnamed)", n.op);
+            } else if (pass == 0 && n.to_nchw && n.ins.n >= 1 && L->n_adopt < 4) {
+                struct adoption *a = &L->adopt[L->n_adopt];
+                if (!(a->input = cnv_strdup(n.ins.v[0])))
+                    st = cnv_fail(L->e, CNV_ERR_NOMEM, "out of memory reading the nodes");
+                else
+                    a->node = i, L->n_adopt++;
+            } else if (pass == 1) {
+                for (size_t k = 0; k < n.ins.n; k++)
+                    for (int a = 0; a < L->n_adopt; a++)
+                        readers[a] += !strcmp(n.ins.v[k], L->adopt[a].input);
+            }
+            node_scan_free(&n);
+        }
+        /* Only an input read by its Transpose alone is adopted. */
+        for (int a = 0; pass == 1 && a < L->n_adopt; a++)
+            if (readers[a] != 1)
+                L->adopt[a].node = SIZE_MAX;
+        cnv_free(readers);
+    }
+    return st;
+}
+
 static cnv_status read_graph(loader *L, cnv_pb *g)
 {
     fields nodes = {0}, inits = {0}, inputs = {0}, outputs = {0};
@@ -970,6 +1106,8 @@ static cnv_status read_graph(loader *L, cnv_pb *g)
     }
     if (st == CNV_OK && rc < 0)
         st = CNV_ERR_FORMAT;
+    if (st == CNV_OK)
+        st = scan_nodes(L, g, &nodes);
     for (size_t i = 0; st == CNV_OK && i < inits.n; i++)
         if ((st = cnv_pb_sub(g, &inits.v[i], &sub) ? CNV_ERR_FORMAT : CNV_OK) == CNV_OK)
             st = read_initializer(L, &sub, i);
@@ -1122,11 +1260,13 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
 static cnv_status load_into(cnv_model *m, const void *data, size_t size,
                             const cnv_onnx_bind *binds, int n_binds)
 {
-    loader L = {m, &m->err, binds, n_binds, 0};
+    loader L = {.m = m, .e = &m->err, .binds = binds, .n_binds = n_binds};
     if (!data && size)
         return cnv_fail(L.e, CNV_ERR_INVALID_ARG, "NULL data");
     cnv_err_clear(L.e);
     cnv_status st = read_model(&L, data ? data : "", size);
+    for (int a = 0; a < L.n_adopt; a++)
+        cnv_free(L.adopt[a].input);
     /* The builder calls every argument error INVALID_ARG (a name defined
      * twice, an opset out of range); coming from a file it is malformed. */
     return st == CNV_ERR_INVALID_ARG ? CNV_ERR_FORMAT : st;
