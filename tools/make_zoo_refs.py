@@ -196,6 +196,44 @@ FAMILIES = {
 }
 
 
+def caffenet_onnx(m, x):
+    """CaffeNetLRN written as the old model zoo's files are: LRN as one
+    node (torch.onnx would decompose it), opset 9, a fixed batch 1 input."""
+    H = onnx.helper
+    f, fc = m.f, m.fc
+    inits = []
+
+    def weight(name, t):
+        inits.append(nh.from_array(t.detach().numpy().astype(np.float32), name))
+        return name
+
+    def conv(i, src, dst, stride, pad):
+        c = f[i]
+        return H.make_node("Conv", [src, weight(f"conv{i}_w", c.weight), weight(f"conv{i}_b", c.bias)], [dst],
+                           kernel_shape=list(c.kernel_size), strides=[stride, stride], pads=[pad] * 4,
+                           name=f"conv{i}")
+
+    def lrn(i, src, dst):
+        n = f[i]
+        return H.make_node("LRN", [src], [dst], size=n.size, alpha=n.alpha, beta=n.beta, bias=n.k,
+                           name=f"norm{i}")
+
+    nodes = [conv(0, "data", "c1", 2, 0), H.make_node("Relu", ["c1"], ["r1"], name="relu1"), lrn(2, "r1", "n1"),
+             H.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], name="pool1"),
+             conv(4, "p1", "c2", 1, 1), H.make_node("Relu", ["c2"], ["r2"], name="relu2"), lrn(6, "r2", "n2"),
+             H.make_node("MaxPool", ["n2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2], name="pool2"),
+             H.make_node("Flatten", ["p2"], ["flat"], axis=1, name="flatten"),
+             H.make_node("Gemm", ["flat", weight("fc1_w", fc[1].weight), weight("fc1_b", fc[1].bias)], ["f1"],
+                         transB=1, name="fc6"),
+             H.make_node("Relu", ["f1"], ["r3"], name="relu6"),
+             H.make_node("Dropout", ["r3"], ["d3"], ratio=0.5, name="drop6"),
+             H.make_node("Gemm", ["d3", weight("fc2_w", fc[4].weight), weight("fc2_b", fc[4].bias)], ["logits"],
+                         transB=1, name="fc7")]
+    g = H.make_graph(nodes, "caffenet_lrn", [H.make_tensor_value_info("data", onnx.TensorProto.FLOAT, list(x.shape))],
+                     [H.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 10])], inits)
+    return H.make_model(g, opset_imports=[H.make_opsetid("", 9)], producer_name="make_zoo_refs")
+
+
 def export(m, x, opset, dynamic):
     f = io.BytesIO()
     axes = None
@@ -289,7 +327,7 @@ def main():
         m = m.float()
         floors = (max_rel(y32, y64), rel(g32, g64))
         for opset in opsets:
-            model = export(m, x, opset, None if fixed else layout)
+            model = caffenet_onnx(m, x) if fam == "caffenet_lrn" else export(m, x, opset, None if fixed else layout)
             lines.append(write(out, f"{fam}_op{opset}", model, x, y64, g64, k, layout, floors))
         if fam == "mobilenet_v2":
             # float16 weights, exactly: BatchNorm fused into the convolutions
