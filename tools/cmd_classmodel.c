@@ -301,46 +301,53 @@ int cmd_classmodel(int argc, char **argv)
         rc = cli_error("%s", err);
         goto done;
     }
-    if ((st = cnv_session_plan(s, n, h, w)) != CNV_OK) {
+    /* Classified B at a time: all n, or the batch a model fixes. */
+    cnv_shape decl;
+    int B = cnv_model_input_shape(cm.model, 0, &decl) == CNV_OK && decl.dims[0] > 0 ? (int)decl.dims[0] : n;
+    if ((st = cnv_session_plan(s, B, h, w)) != CNV_OK) {
         rc = cli_error("%s", cnv_session_errmsg(s));
         goto done;
     }
-    float *in = cnv_session_input(s);
-    for (int i = 0; i < n; i++) {
-        if (paths[i]) {
-            if (cli_load_input(&cm, paths[i], h, w, in + i * item)) {
-                rc = 1;
-                goto done;
-            }
-        } else {
-            cnv_preprocess pp = cm.pp;
-            pp.height = h;
-            pp.width = w;
-            if (cnv_image_to_tensor(&tiles[i], &pp, in + i * item, item, err, sizeof err) != CNV_OK) {
-                rc = cli_error("%s", err);
-                goto done;
+    float *in = cnv_session_input(s), *prob = NULL;
+    for (int first = 0; first < n; first += B) {
+        int used = n - first < B ? n - first : B;
+        memset(in, 0, (size_t)B * item * sizeof *in);
+        for (int i = first; i < first + used; i++) {
+            float *x = in + (size_t)(i - first) * item;
+            if (paths[i]) {
+                if (cli_load_input(&cm, paths[i], h, w, x)) {
+                    rc = 1;
+                    goto done;
+                }
+            } else {
+                cnv_preprocess pp = cm.pp;
+                pp.height = h;
+                pp.width = w;
+                if (cnv_image_to_tensor(&tiles[i], &pp, x, item, err, sizeof err) != CNV_OK) {
+                    rc = cli_error("%s", err);
+                    goto done;
+                }
             }
         }
-    }
-    float *sc;
-    cnv_shape ysh;
-    if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, cm.output, &sc, &ysh) != CNV_OK) {
-        rc = cli_error("%s", cnv_session_errmsg(s));
-        goto done;
-    }
-    int K = (int)(cnv_shape_count(&ysh) / n);
-    float *prob = malloc((size_t)K * sizeof *prob);
-    if (!prob) {
-        rc = cli_error("out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        cnv_softmax(sc + (size_t)i * K, K, prob); /* the raw scores' probabilities */
-        top[i] = 0;
-        for (int k = 1; k < K; k++)
-            if (prob[k] > prob[top[i]])
-                top[i] = k;
-        ptop[i] = prob[top[i]];
+        float *sc;
+        cnv_shape ysh;
+        if (cnv_session_forward(s) != CNV_OK || cnv_session_tensor(s, cm.output, &sc, &ysh) != CNV_OK) {
+            rc = cli_error("%s", cnv_session_errmsg(s));
+            goto done;
+        }
+        int K = (int)(cnv_shape_count(&ysh) / B);
+        if (!prob && !(prob = malloc((size_t)K * sizeof *prob))) {
+            rc = cli_error("out of memory");
+            goto done;
+        }
+        for (int i = first; i < first + used; i++) {
+            cnv_softmax(sc + (size_t)(i - first) * K, K, prob); /* the raw scores' probabilities */
+            top[i] = 0;
+            for (int k = 1; k < K; k++)
+                if (prob[k] > prob[top[i]])
+                    top[i] = k;
+            ptop[i] = prob[top[i]];
+        }
     }
     free(prob);
 

@@ -34,11 +34,26 @@ cnv_status cnv_viz_begin(cnv_viz *v, cnv_session *s, const char *what, const cnv
         return cnv_fail(v->err, CNV_ERR_SHAPE,
                         "%s: the preprocessing has %d channels; the model's input is not N x %d x H x W", what,
                         v->pp.channels, v->pp.channels);
+    /* A model exported with a fixed size (AlexNet, VGG, the old zoo) takes
+     * that size only. */
+    v->fixed_n = in.dims[0] > 0 && in.dims[0] <= INT32_MAX ? (int)in.dims[0] : 0;
+    v->fixed_h = in.dims[2] > 0 && in.dims[2] <= INT32_MAX ? (int)in.dims[2] : 0;
+    v->fixed_w = in.dims[3] > 0 && in.dims[3] <= INT32_MAX ? (int)in.dims[3] : 0;
+    if ((v->fixed_h && v->fixed_h != v->pp.height) || (v->fixed_w && v->fixed_w != v->pp.width)) {
+        char buf[128];
+        return cnv_fail(v->err, CNV_ERR_SHAPE, "%s: the model takes %s images only; %dx%d was asked for", what,
+                        cnv_shape_str(&in, buf, sizeof buf), v->pp.height, v->pp.width);
+    }
     v->c = v->pp.channels;
     v->h = v->pp.height;
     v->w = v->pp.width;
     v->item = (size_t)v->c * v->h * v->w;
     return cnv_session_set_relu_mode(s, CNV_RELU_GRAD);
+}
+
+int cnv_viz_batch(const cnv_viz *v, int want)
+{
+    return v->fixed_n ? v->fixed_n : want;
 }
 
 cnv_status cnv_viz_check_len(const cnv_viz *v, const char *name, size_t count, int n)

@@ -80,11 +80,13 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
     int c = v.c, h = v.h, w = v.w;
     const float *mean = v.pp.mean, *std = v.pp.std;
     cnv_classmodel_params_resolve(&p, c, h, w);
-    if ((st = cnv_session_plan(s, n, h, w)) != CNV_OK)
+    /* B images at a time: all of them, or the batch a model fixes */
+    int B = cnv_viz_batch(&v, n);
+    if ((st = cnv_session_plan(s, B, h, w)) != CNV_OK)
         return st;
     float *in = cnv_session_input(s), *sc;
     int K;
-    if ((st = cnv_viz_scores(&v, score, n, &sc, &K)) != CNV_OK)
+    if ((st = cnv_viz_scores(&v, score, B, &sc, &K)) != CNV_OK)
         return st;
     for (int i = 0; i < n; i++)
         if (classes[i] < 0 || classes[i] >= K)
@@ -92,22 +94,22 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
                             "classmodel: class %d of item %d is outside 0..%d of '%s'",
                             classes[i], i, K - 1, cnv_model_tensor_name(v.m, score));
 
-    size_t plane = (size_t)h * w, item = plane * c, total, nk, nscratch;
-    if (!cnv_mul_size(item, (size_t)n, &total) || !cnv_mul_size((size_t)n, (size_t)K, &nk) ||
+    size_t plane = (size_t)h * w, item = plane * c, batch, nk, nscratch;
+    if (!cnv_mul_size(item, (size_t)B, &batch) || !cnv_mul_size((size_t)B, (size_t)K, &nk) ||
         !(nscratch = cnv_blur_scratch(h, w, p.blur_sigma)))
         return cnv_fail(err, CNV_ERR_NOMEM, "classmodel: sizes overflow");
     float *seed = cnv_malloc(nk * sizeof(float));
     float *scratch = cnv_malloc(nscratch * sizeof(float));
     float *prob = cnv_malloc((size_t)K * sizeof(float));
     int *dy = cnv_malloc((size_t)n * 2 * sizeof(int));
+    int *cls_of = cnv_malloc((size_t)B * sizeof(int));
     cnv_rng *rng = cnv_malloc((size_t)n * sizeof(cnv_rng));
-    if (!seed || !scratch || !prob || !dy || !rng) {
+    if (!seed || !scratch || !prob || !dy || !cls_of || !rng) {
         st = cnv_fail(err, CNV_ERR_NOMEM, "classmodel: out of memory for %d images of %dx%dx%d",
                       n, c, h, w);
         goto done;
     }
     int *dx = dy + n;
-    cnv_seed_classes(seed, n, K, classes);
 
     for (int i = 0; i < n; i++) {
         cnv_rng_seed2(&rng[i], p.seed, (uint64_t)classes[i]);
@@ -127,53 +129,62 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
             dy[i] = cnv_rng_int(&rng[i], -p.jitter, p.jitter);
             dx[i] = cnv_rng_int(&rng[i], -p.jitter, p.jitter);
         }
-        /* Ascend at the rolled image. Rolling the gradient back instead of
-         * the image is the same step, since the decay terms are pointwise. */
-        memcpy(in, images, total * sizeof(float));
-        cnv_roll_nchw(in, n, c, h, w, dy, dx, scratch);
-        if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
-            goto done;
-        if (p.softmax) {
-            /* dp_c/dz_k = p_c (1[k == c] - p_k): the same backward, seeded
-             * with the softmax's Jacobian row instead of a one-hot */
-            for (int i = 0; i < n; i++) {
-                float *row = seed + (size_t)i * K;
-                cnv_softmax(sc + (size_t)i * K, K, prob);
-                float pc = prob[classes[i]];
-                for (int k = 0; k < K; k++)
-                    row[k] = pc * ((k == classes[i] ? 1.0f : 0.0f) - prob[k]);
-            }
-        }
-        if ((st = cnv_session_backward(s, score, seed, nk)) != CNV_OK)
-            goto done;
-        float *g = cnv_session_input_grad(s);
-        if (!g) {
-            st = cnv_fail(err, CNV_ERR_STATE, "classmodel: '%s' does not depend on the input",
-                          cnv_model_tensor_name(v.m, score));
-            goto done;
-        }
         double obj = 0.0, pr = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *row = sc + (size_t)i * K;
-            cnv_softmax(row, K, prob);
-            obj += row[classes[i]];
-            pr += prob[classes[i]];
-            float *gi = g + i * item, *x = images + i * item;
-            cnv_roll_chw(gi, c, h, w, -dy[i], -dx[i], scratch);
-            double nrm = 0.0;
-            for (size_t j = 0; j < item; j++) {
-                float v = gi[j] - 2.0f * p.l2 * x[j];
-                if (p.l1 > 0.0f)
-                    v -= p.l1 * (x[j] > 0.0f ? 1.0f : x[j] < 0.0f ? -1.0f : 0.0f);
-                gi[j] = v;
-                nrm += (double)v * v;
+        for (int first = 0; first < n; first += B) {
+            int used = n - first < B ? n - first : B;
+            /* Ascend at the rolled image. Rolling the gradient back instead
+             * of the image is the same step, since the decay terms are
+             * pointwise. Spare items of a fixed batch are zeros with a zero
+             * seed. */
+            memset(in, 0, batch * sizeof(float));
+            memcpy(in, images + first * item, (size_t)used * item * sizeof(float));
+            cnv_roll_nchw(in, used, c, h, w, dy + first, dx + first, scratch);
+            if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
+                goto done;
+            for (int i = 0; i < B; i++)
+                cls_of[i] = i < used ? classes[first + i] : -1;
+            cnv_seed_classes(seed, B, K, cls_of);
+            if (p.softmax) {
+                /* dp_c/dz_k = p_c (1[k == c] - p_k): the same backward,
+                 * seeded with the softmax's Jacobian row, not a one-hot */
+                for (int i = 0; i < used; i++) {
+                    float *row = seed + (size_t)i * K;
+                    cnv_softmax(sc + (size_t)i * K, K, prob);
+                    float pc = prob[cls_of[i]];
+                    for (int k = 0; k < K; k++)
+                        row[k] = pc * ((k == cls_of[i] ? 1.0f : 0.0f) - prob[k]);
+                }
             }
-            nrm = sqrt(nrm);
-            float step = p.lr;
-            if (p.normalize_grad)
-                step = nrm > 0.0 ? (float)(p.lr / nrm) : 0.0f;
-            for (size_t j = 0; j < item; j++)
-                x[j] += step * gi[j];
+            if ((st = cnv_session_backward(s, score, seed, nk)) != CNV_OK)
+                goto done;
+            float *g = cnv_session_input_grad(s);
+            if (!g) {
+                st = cnv_fail(err, CNV_ERR_STATE, "classmodel: '%s' does not depend on the input",
+                              cnv_model_tensor_name(v.m, score));
+                goto done;
+            }
+            for (int i = 0; i < used; i++) {
+                const float *row = sc + (size_t)i * K;
+                cnv_softmax(row, K, prob);
+                obj += row[cls_of[i]];
+                pr += prob[cls_of[i]];
+                float *gi = g + i * item, *x = images + (first + i) * item;
+                cnv_roll_chw(gi, c, h, w, -dy[first + i], -dx[first + i], scratch);
+                double nrm = 0.0;
+                for (size_t j = 0; j < item; j++) {
+                    float v = gi[j] - 2.0f * p.l2 * x[j];
+                    if (p.l1 > 0.0f)
+                        v -= p.l1 * (x[j] > 0.0f ? 1.0f : x[j] < 0.0f ? -1.0f : 0.0f);
+                    gi[j] = v;
+                    nrm += (double)v * v;
+                }
+                nrm = sqrt(nrm);
+                float step = p.lr;
+                if (p.normalize_grad)
+                    step = nrm > 0.0 ? (float)(p.lr / nrm) : 0.0f;
+                for (size_t j = 0; j < item; j++)
+                    x[j] += step * gi[j];
+            }
         }
         if (p.clamp)
             cnv_clamp_pixels(images, n, c, h, w, mean, std);
@@ -193,22 +204,26 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
         }
     }
 
-    if (scores || probs) {
-        memcpy(in, images, total * sizeof(float));
+    for (int first = 0; (scores || probs) && first < n; first += B) {
+        int used = n - first < B ? n - first : B;
+        memset(in, 0, batch * sizeof(float));
+        memcpy(in, images + first * item, (size_t)used * item * sizeof(float));
         if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
             goto done;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < used; i++) {
             const float *row = sc + (size_t)i * K;
+            int k = classes[first + i];
             if (scores)
-                scores[i] = row[classes[i]];
+                scores[first + i] = row[k];
             if (probs) {
                 cnv_softmax(row, K, prob);
-                probs[i] = prob[classes[i]];
+                probs[first + i] = prob[k];
             }
         }
     }
     st = CNV_OK;
 done:
+    cnv_free(cls_of);
     cnv_free(seed);
     cnv_free(scratch);
     cnv_free(prob);

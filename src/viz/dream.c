@@ -199,11 +199,12 @@ cnv_status cnv_dream(cnv_session *s, const cnv_dream_params *pp, float *out, siz
     int c = r.v.c, H = r.v.h, W = r.v.w;
     const float *mean = r.v.pp.mean, *std = r.v.pp.std;
 
-    /* Octave sizes: start * scale^k, at most the frame, the last the frame. */
+    /* Octave sizes: start * scale^k, at most the frame, the last the frame;
+     * every one the frame for a model that takes one size only. */
     int oh[64], ow[64];
     for (int k = 0; k < p.octaves; k++) {
         double hh = p.start * pow(p.octave_scale, k);
-        if (k == p.octaves - 1 || hh >= H) {
+        if (k == p.octaves - 1 || hh >= H || r.v.fixed_h || r.v.fixed_w) {
             oh[k] = H;
             ow[k] = W;
             continue;

@@ -127,7 +127,7 @@ cnv_status cnv_neuron(cnv_session *s, int n, const int *channels, const cnv_neur
     const float *mean = v.pp.mean, *std = v.pp.std;
     const char *name = cnv_model_tensor_name(v.m, layer);
     int pre = p.pre_relu ? cnv_model_pre_activation(v.m, layer) : -1;
-    int B = p.batch > 0 && p.batch < n ? p.batch : n;
+    int B = cnv_viz_batch(&v, p.batch > 0 && p.batch < n ? p.batch : n);
     if ((st = cnv_session_plan(s, B, h, w)) != CNV_OK)
         return st;
     layer_geom g = {0, 0, 0, 0};

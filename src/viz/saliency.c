@@ -169,7 +169,7 @@ static cnv_status smoothgrad(const cnv_viz *v, int score, const float *image, in
     cnv_err *err = v->err;
     int c = v->c, h = v->h, w = v->w;
     size_t item = (size_t)c * h * w;
-    int B = p->batch < p->samples ? p->batch : p->samples;
+    int B = cnv_viz_batch(v, p->batch < p->samples ? p->batch : p->samples);
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < item; i++)
         if (isfinite(image[i])) {

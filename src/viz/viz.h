@@ -73,6 +73,8 @@ typedef struct cnv_viz {
     cnv_preprocess pp;  /* checked; its size is the image size */
     int c, h, w;        /* pp's channels, height and width */
     size_t item;        /* c * h * w */
+    int fixed_n;        /* the batch the model's input declares; 0: any */
+    int fixed_h, fixed_w; /* its declared height and width; 0: any */
 } cnv_viz;
 
 /* The prelude every visualization shares: the preprocessing (pp, or the
@@ -82,6 +84,11 @@ typedef struct cnv_viz {
  * Failures land on s, prefixed with what. */
 cnv_status cnv_viz_begin(cnv_viz *v, cnv_session *s, const char *what, const cnv_preprocess *pp,
                          int height, int width);
+
+/* The batch to plan for `want` images: want, or the model's declared
+ * batch (the old model zoo's 1) when it fixes one, through which the
+ * visualization then loops. */
+int cnv_viz_batch(const cnv_viz *v, int want);
 
 /* Fails unless a buffer called `name` of count floats holds n images. */
 cnv_status cnv_viz_check_len(const cnv_viz *v, const char *name, size_t count, int n);
