@@ -16,11 +16,19 @@
  * more. (The issue asked for 1e-4 and 1e-3; these are tighter.) (On deeper, wider nets the floor grows, ~1e-3 for the
  * gradient of a full-size GoogLeNet with random weights, as max-pool
  * windows with near-ties flip; the models here were made small enough that
- * it stays at float32's rounding.) */
+ * it stays at float32's rounding.)
+ *
+ * Then every command of bin/cnnviz runs once on each model with its
+ * default options but a few steps, so that the fixed-size and fixed-batch
+ * model, the NHWC one and the float16 ones are each seen through
+ * classify, saliency (four methods), classmodel, fool, neuron, layers and
+ * dream. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -170,10 +178,115 @@ static void test_against_pytorch(void **state)
     printf("%d models: worst logits error %.2e, worst gradient error %.2e\n", g_n, wl, wg);
 }
 
+/* Runs cmd (stdout and stderr to log); 0 when it exited with status 0. */
+static int run(const char *cmd, const char *log)
+{
+    char full[4096];
+    snprintf(full, sizeof full, "%s >%s 2>&1", cmd, log);
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int log_says(const char *log, const char *text)
+{
+    FILE *f = fopen(log, "r");
+    char buf[4096];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
+static void test_every_command(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cnv_zooXXXXXX", img_path[64], log[64], cmd[1200];
+    assert_non_null(mkdtemp(dir));
+    snprintf(img_path, sizeof img_path, "%s/photo.png", dir);
+    snprintf(log, sizeof log, "%s/log.txt", dir);
+    /* a 96x80 RGB picture: smooth colour ramps and a bright square */
+    cnv_image img;
+    char err[256];
+    assert_int_equal(cnv_image_create(96, 80, 3, &img, err, sizeof err), CNV_OK);
+    for (int y = 0; y < 80; y++)
+        for (int x = 0; x < 96; x++) {
+            unsigned char *px = img.data + ((size_t)y * 96 + x) * 3;
+            int sq = x > 30 && x < 60 && y > 20 && y < 50;
+            px[0] = (unsigned char)(sq ? 240 : x * 2);
+            px[1] = (unsigned char)(sq ? 220 : y * 3);
+            px[2] = (unsigned char)((x + y) & 255);
+        }
+    assert_int_equal(cnv_image_write_png(&img, img_path, err, sizeof err), CNV_OK);
+    cnv_image_free(&img);
+    int failures = 0, runs = 0;
+    for (int i = 0; i < g_n; i++) {
+        const zoo_model *z = &g_models[i];
+        char model[128], layer[256] = "";
+        snprintf(model, sizeof model, ZOO "%.63s.onnx", z->name);
+        cnv_model *m = NULL;
+        assert_int_equal(cnv_model_load_onnx(model, &m), CNV_OK);
+        int layers[4];
+        if (cnv_model_layers(m, 1, layers) == 1)
+            snprintf(layer, sizeof layer, "%s", cnv_model_tensor_name(m, layers[0]));
+        cnv_model_free(m);
+        assert_true(layer[0] != '\0');
+        const char *cmds[] = {
+            "classify -m %s %s",
+            "saliency -m %s --method grad -o %s/s.png %s",
+            "saliency -m %s --method smoothgrad -o %s/s.png %s",
+            "saliency -m %s --method guided -o %s/s.png %s",
+            "saliency -m %s --method gradcam -o %s/s.png %s",
+            "classmodel -m %s --classes 0,1,2 --iters 3 -o %s/cm.png",
+            "fool -m %s --target 1 --max-iters 3 -o %s/f.png %s",
+            "neuron -m %s --layer '%s' --channel 0 --iters 3 -o %s/n.png",
+            "layers -m %s --iters 2 --max-layers 4 --per-layer 3 -o %s/l.png",
+            "dream -m %s --steps 1 --frames 2 --frame-steps 1 -o %s/dream",
+        };
+        for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
+            char args[768];
+            if (k == 0)
+                snprintf(args, sizeof args, cmds[k], model, img_path);
+            else if (k == 7)
+                snprintf(args, sizeof args, cmds[k], model, layer, dir);
+            else if (strstr(cmds[k], "%s/s.png %s") || strstr(cmds[k], "%s/f.png %s"))
+                snprintf(args, sizeof args, cmds[k], model, dir, img_path);
+            else
+                snprintf(args, sizeof args, cmds[k], model, dir);
+            /* 64x64 keeps the suite quick; the fixed-size model and one
+             * other run at their defaults (67x67, and 224x224) */
+            char size[32] = "";
+            int nhwc = !strcmp(z->layout, "NHWC");
+            if (strncmp(z->name, "caffenet", 8) != 0 && strcmp(z->name, "mobilenet_v2_op13") != 0)
+                snprintf(size, sizeof size, " --size %dx%d", nhwc ? z->c : z->h, nhwc ? z->h : z->w);
+            snprintf(cmd, sizeof cmd, "bin/cnnviz %s%s", args, size);
+            int rc = run(cmd, log);
+            runs++;
+            /* a fooling image three steps from random weights may not be
+             * there yet: that is a result, not a failure */
+            if (rc != 0 && !(k == 6 && log_says(log, "try --max-iters"))) {
+                char buf[512] = "";
+                FILE *f = fopen(log, "r");
+                if (f) {
+                    buf[fread(buf, 1, sizeof buf - 1, f)] = '\0';
+                    fclose(f);
+                }
+                print_error("%s: exit %d: %s\n", cmd, rc, buf);
+                failures++;
+            }
+        }
+    }
+    printf("%d commands on %d models: %d failed\n", runs, g_n, failures);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(failures, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_pytorch),
+        cmocka_unit_test(test_every_command),
     };
     return cmocka_run_group_tests(tests, load_manifest, NULL);
 }
