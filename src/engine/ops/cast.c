@@ -1,7 +1,12 @@
 /* Cast. The engine computes in float32 (FLOAT16, BFLOAT16 and DOUBLE
- * values are converted when a model is read), so a Cast between float
- * types passes values and gradients through unchanged: the float16 models
- * that wrap their weights in Casts run at float32 precision. Integer types
+ * values are converted when a model is read). A Cast to FLOAT or DOUBLE
+ * passes values through; a Cast to FLOAT16 or BFLOAT16 rounds them to
+ * that precision (to nearest, ties to even; beyond FLOAT16's range to
+ * infinity), as the model asks, and keeps them in float32. Gradients pass
+ * through unchanged (straight through the rounding, as PyTorch's .half()
+ * does). So the float16 models that wrap their weights in Casts to FLOAT
+ * run at float32 precision, and a model that rounds its activations where
+ * it says so. Integer types
  * (shape arithmetic, booleans) are INT64 values known at plan time, where
  * a Cast folds; a Cast of the image's values to an integer type is
  * refused. */
@@ -12,6 +17,7 @@
 #include "engine/ops/elementwise.h"
 
 enum { TO_FLOAT, TO_INT };
+enum { ONNX_FLOAT16 = 10, ONNX_BFLOAT16 = 16 };
 
 typedef struct cast_params {
     int to;       /* TO_FLOAT or TO_INT */
@@ -37,6 +43,41 @@ static cnv_status cast_parse(const cnv_node *n, void *params, int64_t opset, cnv
     default:
         return cnv_fail(e, CNV_ERR_UNSUPPORTED, "Cast to data type %lld is not supported", (long long)p->type);
     }
+}
+
+/* f rounded to the nearest FLOAT16 (type 10) or BFLOAT16 (16) value. */
+static float round_to(float f, int64_t type)
+{
+    uint32_t u, sign;
+    memcpy(&u, &f, sizeof u);
+    sign = u & 0x80000000u;
+    u ^= sign;
+    if (u >= 0x7f800000u) /* inf, NaN */
+        return f;
+    if (type == ONNX_BFLOAT16) {
+        u += 0x7fffu + ((u >> 16) & 1u); /* may carry into inf: right */
+        u &= 0xffff0000u;
+    } else {
+        float a;
+        memcpy(&a, &u, sizeof a);
+        if (a >= 65520.0f) { /* rounds past FLOAT16's 65504 */
+            u = 0x7f800000u;
+        } else if (a < 6.103515625e-05f) { /* FLOAT16's subnormals: steps of 2^-24 */
+            a = nearbyintf(a * 16777216.0f) / 16777216.0f;
+            memcpy(&u, &a, sizeof u);
+        } else {
+            u += 0xfffu + ((u >> 13) & 1u);
+            u &= ~0x1fffu;
+        }
+    }
+    u |= sign;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static int rounds(const cast_params *p)
+{
+    return p->type == ONNX_FLOAT16 || p->type == ONNX_BFLOAT16;
 }
 
 static cnv_status cast_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err *e)
@@ -70,7 +111,7 @@ static cnv_status cast_fold(cnv_op_ctx *c, int *done, cnv_err *e)
     const cast_params *p = c->params;
     const cnv_val *x = c->in[0];
     cnv_val *y = c->out[0];
-    if (!x->i64 && p->to == TO_FLOAT) {
+    if (!x->i64 && p->to == TO_FLOAT && !rounds(p)) {
         cnv_fold_alias(y, x);
         *done = 1;
         return CNV_OK;
@@ -82,7 +123,8 @@ static cnv_status cast_fold(cnv_op_ctx *c, int *done, cnv_err *e)
         return st;
     for (int64_t i = 0; i < x->count; i++) {
         if (p->to == TO_FLOAT) {
-            ((float *)v)[i] = (float)x->i64[i];
+            float f = x->i64 ? (float)x->i64[i] : x->data[i];
+            ((float *)v)[i] = rounds(p) ? round_to(f, p->type) : f;
             continue;
         }
         int64_t r;
@@ -104,9 +146,22 @@ static cnv_status cast_fold(cnv_op_ctx *c, int *done, cnv_err *e)
     return CNV_OK;
 }
 
+static void cast_forward(cnv_op_ctx *c)
+{
+    const cast_params *p = c->params;
+    if (!rounds(p)) {
+        cnv_copy_forward(c);
+        return;
+    }
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    for (int64_t i = 0; i < c->out[0]->count; i++)
+        y[i] = round_to(x[i], p->type);
+}
+
 const cnv_op cnv_op_cast = {
     .type = "Cast", .min_in = 1, .max_in = 1, .min_out = 1, .max_out = 1,
     .params_size = sizeof(cast_params), .flags = CNV_OP_GRAD_STORE,
-    .parse = cast_parse, .plan = cast_plan, .forward = cnv_copy_forward, .backward = cnv_copy_backward,
+    .parse = cast_parse, .plan = cast_plan, .forward = cast_forward, .backward = cnv_copy_backward,
     .fold = cast_fold,
 };

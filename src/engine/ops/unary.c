@@ -361,37 +361,68 @@ static void unary_backward(cnv_op_ctx *c, bwd_fn b)
 
 /* ------------------------------------------------------------- the table */
 
-#define UNARY(name, TYPE, FLAGS, MAX_IN, PARSE, F, B)                                          \
+#define UNARY(name, TYPE, FLAGS, MAX_IN, PARSE, F, B, FOLD)                                    \
     static void name##_forward(cnv_op_ctx *c) { unary_forward(c, F); }                      \
     static void name##_backward(cnv_op_ctx *c) { unary_backward(c, B); }                    \
     const cnv_op cnv_op_##name = {                                                           \
         .type = TYPE, .min_in = 1, .max_in = MAX_IN, .min_out = 1, .max_out = 1,             \
         .flags = CNV_OP_GRAD_STORE | (FLAGS), .params_size = sizeof(unary_params),           \
         .parse = PARSE, .plan = unary_plan, .forward = name##_forward,                       \
-        .backward = name##_backward, .epilogue = F,                                          \
+        .backward = name##_backward, .epilogue = F, .fold = FOLD,                            \
     };
 
 #define ACT CNV_OP_ACTIVATION
-UNARY(clip, "Clip", ACT, 3, clip_parse, clip_f, clip_b)
-UNARY(sigmoid, "Sigmoid", 0, 1, no_attrs, sigmoid_f, sigmoid_b)
-UNARY(hardsigmoid, "HardSigmoid", 0, 1, hardsigmoid_parse, hardsigmoid_f, hardsigmoid_b)
-UNARY(hardswish, "HardSwish", ACT, 1, no_attrs, hardswish_f, hardswish_b)
-UNARY(tanh, "Tanh", ACT, 1, no_attrs, tanh_f, tanh_b)
-UNARY(leakyrelu, "LeakyRelu", ACT, 1, leakyrelu_parse, leakyrelu_f, leakyrelu_b)
-UNARY(elu, "Elu", ACT, 1, elu_parse, elu_f, elu_b)
-UNARY(selu, "Selu", ACT, 1, selu_parse, selu_f, selu_b)
-UNARY(celu, "Celu", ACT, 1, celu_parse, celu_f, celu_b)
-UNARY(softplus, "Softplus", ACT, 1, no_attrs, softplus_f, softplus_b)
-UNARY(softsign, "Softsign", 0, 1, no_attrs, softsign_f, softsign_b)
+/* Neg and Abs of INT64 values known at plan time (an export's shape
+ * arithmetic, e.g. a negative axis): computed once. */
+static cnv_status int_fold(cnv_op_ctx *c, int abs_of, int *done, cnv_err *e)
+{
+    const cnv_val *x = c->in[0];
+    if (!x->i64)
+        return CNV_OK;
+    c->out[0]->shape = x->shape;
+    int64_t *y;
+    cnv_status st = cnv_fold_values(c, c->out[0], 1, (void **)&y, e);
+    if (st != CNV_OK)
+        return st;
+    for (int64_t i = 0; i < x->count; i++) {
+        if (x->i64[i] == INT64_MIN)
+            return cnv_fail(e, CNV_ERR_UNSUPPORTED, "%s of INT64_MIN overflows", c->node->op->type);
+        y[i] = abs_of && x->i64[i] >= 0 ? x->i64[i] : -x->i64[i];
+    }
+    *done = 1;
+    return CNV_OK;
+}
+
+static cnv_status neg_fold(cnv_op_ctx *c, int *done, cnv_err *e)
+{
+    return int_fold(c, 0, done, e);
+}
+
+static cnv_status abs_fold(cnv_op_ctx *c, int *done, cnv_err *e)
+{
+    return int_fold(c, 1, done, e);
+}
+
+UNARY(clip, "Clip", ACT, 3, clip_parse, clip_f, clip_b, NULL)
+UNARY(sigmoid, "Sigmoid", 0, 1, no_attrs, sigmoid_f, sigmoid_b, NULL)
+UNARY(hardsigmoid, "HardSigmoid", 0, 1, hardsigmoid_parse, hardsigmoid_f, hardsigmoid_b, NULL)
+UNARY(hardswish, "HardSwish", ACT, 1, no_attrs, hardswish_f, hardswish_b, NULL)
+UNARY(tanh, "Tanh", ACT, 1, no_attrs, tanh_f, tanh_b, NULL)
+UNARY(leakyrelu, "LeakyRelu", ACT, 1, leakyrelu_parse, leakyrelu_f, leakyrelu_b, NULL)
+UNARY(elu, "Elu", ACT, 1, elu_parse, elu_f, elu_b, NULL)
+UNARY(selu, "Selu", ACT, 1, selu_parse, selu_f, selu_b, NULL)
+UNARY(celu, "Celu", ACT, 1, celu_parse, celu_f, celu_b, NULL)
+UNARY(softplus, "Softplus", ACT, 1, no_attrs, softplus_f, softplus_b, NULL)
+UNARY(softsign, "Softsign", 0, 1, no_attrs, softsign_f, softsign_b, NULL)
 UNARY(thresholdedrelu, "ThresholdedRelu", ACT, 1, thresholdedrelu_parse, thresholdedrelu_f,
-      thresholdedrelu_b)
-UNARY(erf, "Erf", 0, 1, no_attrs, erf_f, erf_b)
-UNARY(sqrt, "Sqrt", 0, 1, no_attrs, sqrt_f, sqrt_b)
-UNARY(exp, "Exp", 0, 1, no_attrs, exp_f, exp_b)
-UNARY(log, "Log", 0, 1, no_attrs, log_f, log_b)
-UNARY(neg, "Neg", 0, 1, no_attrs, neg_f, neg_b)
-UNARY(reciprocal, "Reciprocal", 0, 1, no_attrs, reciprocal_f, reciprocal_b)
-UNARY(abs, "Abs", 0, 1, no_attrs, abs_f, abs_b)
+      thresholdedrelu_b, NULL)
+UNARY(erf, "Erf", 0, 1, no_attrs, erf_f, erf_b, NULL)
+UNARY(sqrt, "Sqrt", 0, 1, no_attrs, sqrt_f, sqrt_b, NULL)
+UNARY(exp, "Exp", 0, 1, no_attrs, exp_f, exp_b, NULL)
+UNARY(log, "Log", 0, 1, no_attrs, log_f, log_b, NULL)
+UNARY(neg, "Neg", 0, 1, no_attrs, neg_f, neg_b, neg_fold)
+UNARY(reciprocal, "Reciprocal", 0, 1, no_attrs, reciprocal_f, reciprocal_b, NULL)
+UNARY(abs, "Abs", 0, 1, no_attrs, abs_f, abs_b, abs_fold)
 
 /* Gelu's kernels depend on an attribute: two kernel pairs, chosen per
  * node (so its epilogue is the exact one, not a branch per element). */
