@@ -964,9 +964,12 @@ typedef struct cnv_saliency_params {
                           GEMM rounding (default 4) */
     uint64_t seed;     /* SMOOTHGRAD: noise seed (default 0) */
     const char *layer; /* GRADCAM: the layer A (as cnv_model_find_layer
-                          reads it); NULL: the last 4-D activation output
-                          or feature map (Relu, Conv) whose u*v > 1 that
-                          leads to the score (default NULL) */
+                          reads it); NULL: the last activation, feature
+                          map or join of branches, 4-D with u, v > 1,
+                          that every path from the image to the score
+                          passes through (a block's output: an Inception
+                          block's concatenation, a residual sum; never
+                          one branch) (default NULL) */
     cnv_progress_fn progress; /* SMOOTHGRAD: after every pass, iter =
                                  copies done (may be NULL) */
     void *user;

@@ -282,10 +282,59 @@ static void test_every_command(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* Grad-CAM's default layer is a block's output that every path to the
+ * score passes through: the last Inception block's concatenation (not its
+ * fourth branch, which the last-activation rule picked before), ConvNeXt's
+ * last residual sum (not the NHWC layer norm of its pooled head), the
+ * SiLU (Mul) ending EfficientNet. */
+static void test_gradcam_default_layer(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *model, *layer;
+    } cases[] = {
+        {"inception_op13", "/b/Concat_output_0"},
+        {"convnext_op17", "/features/features.5/features.5.1/Add_output_0"},
+        {"efficientnet_b0_op13", "/features/features.8/features.8.2/Mul_output_0"},
+        {"mobilenet_v2_op13", "/features/features.11/features.11.2/Clip_output_0"},
+        {"caffenet_lrn_op9", "r2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[128];
+        snprintf(path, sizeof path, ZOO "%s.onnx", cases[i].model);
+        cnv_model *m = NULL;
+        cnv_session *s = NULL;
+        assert_int_equal(cnv_model_load_onnx(path, &m), CNV_OK);
+        assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+        int h = 64, w = 64;
+        if (!strcmp(cases[i].model, "caffenet_lrn_op9"))
+            h = w = 67;
+        size_t n = (size_t)3 * h * w;
+        float *img = calloc(n, sizeof *img), *map = calloc((size_t)h * w, sizeof *map);
+        assert_non_null(img);
+        assert_non_null(map);
+        for (size_t j = 0; j < n; j++)
+            img[j] = (float)((j * 2654435761u) % 1000) / 500.0f - 1.0f;
+        cnv_saliency_params p = cnv_saliency_params_default();
+        p.method = CNV_SALIENCY_GRADCAM;
+        cnv_saliency_info info;
+        if (cnv_saliency(s, img, n, h, w, &p, map, (size_t)h * w, &info) != CNV_OK)
+            fail_msg("%s: %s", cases[i].model, cnv_session_errmsg(s));
+        printf("  %-22s Grad-CAM layer %s (%dx%d)\n", cases[i].model, info.layer, info.layer_height,
+               info.layer_width);
+        assert_string_equal(info.layer, cases[i].layer);
+        free(img);
+        free(map);
+        cnv_session_free(s);
+        cnv_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_pytorch),
+        cmocka_unit_test(test_gradcam_default_layer),
         cmocka_unit_test(test_every_command),
     };
     return cmocka_run_group_tests(tests, load_manifest, NULL);

@@ -26,6 +26,16 @@ int cnv_model_node_is_layer(const cnv_model *m, int i)
            (m->nodes[i].op->flags & (CNV_OP_ACTIVATION | CNV_OP_FEATURES));
 }
 
+int cnv_model_node_joins(const cnv_model *m, int i)
+{
+    if (!m || i < 0 || i >= m->n_nodes)
+        return 0;
+    int n = 0;
+    for (int k = 0; k < m->nodes[i].n_in; k++)
+        n += m->nodes[i].in[k] >= 0 && m->tensors[m->nodes[i].in[k]].kind != CNV_T_CONST;
+    return n;
+}
+
 /* Nodes are stored after their producers, so one backward sweep over them
  * marks every tensor that `to` depends on. */
 int cnv_model_feeds(const cnv_model *m, int from, int to, unsigned char *mark)
@@ -44,6 +54,28 @@ int cnv_model_feeds(const cnv_model *m, int from, int to, unsigned char *mark)
                 mark[n->in[k]] = 1;
     }
     return mark[from];
+}
+
+/* One forward sweep marks what the inputs reach without passing `via`. */
+int cnv_model_all_paths_through(const cnv_model *m, int via, int to, unsigned char *mark)
+{
+    memset(mark, 0, (size_t)m->n_tensors);
+    for (int k = 0; k < m->n_inputs; k++)
+        mark[m->inputs[k]] = 1;
+    int reached_via = mark[via];
+    mark[via] = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const cnv_node *n = &m->nodes[i];
+        int hit = 0;
+        for (int k = 0; k < n->n_in; k++)
+            hit |= n->in[k] >= 0 && mark[n->in[k]];
+        for (int k = 0; hit && k < n->n_out; k++)
+            if (n->out[k] != via)
+                mark[n->out[k]] = 1;
+            else
+                reached_via = 1;
+    }
+    return reached_via && !mark[to];
 }
 
 int cnv_model_score_tensor(const cnv_model *m)

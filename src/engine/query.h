@@ -19,8 +19,18 @@ int cnv_model_pre_activation(const cnv_model *m, int t);
  * output or a feature map (what Grad-CAM and the layer sheets pick). */
 int cnv_model_node_is_layer(const cnv_model *m, int i);
 
+/* How many of node i's inputs are computed or graph inputs (not
+ * constants): 2 or more for a node that joins branches (a Concat, a
+ * residual Add, SiLU's Mul). */
+int cnv_model_node_joins(const cnv_model *m, int i);
+
 /* Whether tensor `from` feeds tensor `to`, directly or not. mark is
  * scratch of cnv_model_tensor_count(m) bytes. */
 int cnv_model_feeds(const cnv_model *m, int from, int to, unsigned char *mark);
+
+/* Whether every path from the graph inputs to tensor `to` passes through
+ * tensor `via` (a block's output, not one of its branches): 0 when `to`
+ * does not depend on an input at all. mark is scratch as above. */
+int cnv_model_all_paths_through(const cnv_model *m, int via, int to, unsigned char *mark);
 
 #endif

@@ -58,15 +58,21 @@ static void abs_max_channels(const float *g, int c, size_t plane, float *map)
  * position in the current plan and leads to the score. */
 static int default_cam_layer(cnv_session *s, const cnv_model *m, int score, unsigned char *mark)
 {
-    cnv_model_feeds(m, score, score, mark); /* marks everything the score depends on */
+    /* The last layer (an activation or feature map) or join of branches
+     * with a spatial extent that every path from the image to the score
+     * passes through: a block's output (an Inception block's
+     * concatenation, a residual sum), never one of its branches, nor a
+     * pooling of it (coarser, and no longer what the convolutions saw).
+     * Checked from the score backwards: the first one found is the last. */
     for (int i = cnv_model_node_count(m) - 1; i >= 0; i--) {
-        if (!cnv_model_node_is_layer(m, i))
-            continue;
         int t = cnv_model_node_output(m, i);
         cnv_shape sh;
-        if (cnv_session_tensor(s, t, NULL, &sh) != CNV_OK)
+        if (t == score || (!cnv_model_node_is_layer(m, i) && cnv_model_node_joins(m, i) < 2) ||
+            cnv_session_tensor(s, t, NULL, &sh) != CNV_OK)
             continue;
-        if (sh.ndim == 4 && sh.dims[2] * sh.dims[3] > 1 && mark[t])
+        /* both sizes above 1: an NHWC tensor of a pooled map (ConvNeXt's
+         * head transposes 1 x C x 1 x 1 to 1 x 1 x 1 x C) is not a map */
+        if (sh.ndim == 4 && sh.dims[2] > 1 && sh.dims[3] > 1 && cnv_model_all_paths_through(m, t, score, mark))
             return t;
     }
     return -1;
@@ -271,7 +277,7 @@ static cnv_status gradcam(const cnv_viz *v, int score, const float *seed, int n_
         }
     } else if ((t = default_cam_layer(s, m, score, mark)) < 0) {
         st = cnv_fail(err, CNV_ERR_NOT_FOUND,
-                      "Grad-CAM: no activation or feature map with a spatial size above 1x1 leads to '%s'; "
+                      "Grad-CAM: no 4-D tensor larger than 1 x 1 that every path to '%s' passes through; "
                       "name a layer",
                       score_name);
         goto done;
