@@ -327,6 +327,13 @@ CNV_API cnv_status cnv_session_set_param_grads(cnv_session *s, int on);
 typedef enum cnv_relu_mode { CNV_RELU_GRAD = 0, CNV_RELU_GUIDED = 1 } cnv_relu_mode;
 CNV_API cnv_status cnv_session_set_relu_mode(cnv_session *s, cnv_relu_mode mode);
 
+/* Plans only what tensor t depends on (-1: the whole model, the default).
+ * The rest of the model is not planned, takes no memory and need not work
+ * at the planned size (a network's later layers may need a larger input
+ * than an early layer's visualization uses); reading or running past t
+ * fails with CNV_ERR_STATE. Takes effect at the next plan. */
+CNV_API cnv_status cnv_session_set_plan_target(cnv_session *s, int t);
+
 /* Threads this session splits its work over: n >= 1, or 0 (the default)
  * for the process-wide cnv_set_threads setting. The session starts them
  * at its next plan and stops them when freed; they run only inside this

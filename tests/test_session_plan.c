@@ -207,12 +207,92 @@ static void test_gradients_intermediate_seeds(void **state)
     cnv_model_free(m2);
 }
 
+/* A plan that stops at a tensor (cnv_session_set_plan_target): the
+ * target and what it depends on have the values and gradients of the whole
+ * plan; what lies past it cannot be read or seeded, and a later layer that
+ * would not work at the planned size does not stop the plan. */
+static void test_plan_target(void **state)
+{
+    (void)state;
+    cnv_model *m = build(1);
+    cnv_session *full = NULL, *part = NULL;
+    assert_int_equal(cnv_session_create(m, &full), CNV_OK);
+    assert_int_equal(cnv_session_create(m, &part), CNV_OK);
+    assert_int_equal(cnv_session_set_plan_target(part, cnv_model_tensor_index(m, "ya")), CNV_OK);
+    cnv_shape xs = tu_shape(4, 1, 2, 6, 6);
+    assert_int_equal(cnv_session_plan_shapes(full, 1, &xs), CNV_OK);
+    assert_int_equal(cnv_session_plan_shapes(part, 1, &xs), CNV_OK);
+    tu_rng r;
+    tu_rng_init(&r, 9);
+    tu_fill(&r, cnv_session_input(full), 72, -1.0f, 1.0f);
+    memcpy(cnv_session_input(part), cnv_session_input(full), 72 * sizeof(float));
+    assert_int_equal(cnv_session_forward(full), CNV_OK);
+    assert_int_equal(cnv_session_forward(part), CNV_OK);
+    int64_t n1, n2;
+    const float *a = val(full, "ya", &n1), *b = val(part, "ya", &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(a, b, (size_t)n1 * sizeof *a);
+    float seed[144];
+    for (int i = 0; i < 144; i++)
+        seed[i] = (float)(i % 7) - 3.0f;
+    assert_int_equal(cnv_session_backward(full, tu_t(full, "ya"), seed, 144), CNV_OK);
+    assert_int_equal(cnv_session_backward(part, tu_t(part, "ya"), seed, 144), CNV_OK);
+    assert_memory_equal(cnv_session_input_grad(full), cnv_session_input_grad(part), 72 * sizeof(float));
+    /* past the target: the Concat that would hold ya, and the output */
+    float *p;
+    assert_int_equal(cnv_session_tensor(part, tu_t(part, "cat"), &p, NULL), CNV_ERR_STATE);
+    printf("reading past the target: %s\n", cnv_session_errmsg(part));
+    assert_int_equal(cnv_session_backward(part, tu_t(part, "out"), seed, 5), CNV_ERR_STATE);
+    assert_int_equal(cnv_session_set_plan_target(part, 1000), CNV_ERR_NOT_FOUND);
+    /* back to the whole model: the next plan covers everything again */
+    assert_int_equal(cnv_session_set_plan_target(part, -1), CNV_OK);
+    assert_int_equal(cnv_session_forward(part), CNV_OK); /* the plan in place */
+    assert_int_equal(cnv_session_plan_shapes(part, 1, &xs), CNV_OK);
+    assert_int_equal(cnv_session_forward(part), CNV_OK);
+    assert_int_equal(cnv_session_tensor(part, tu_t(part, "out"), &p, NULL), CNV_OK);
+    cnv_session_free(full);
+    cnv_session_free(part);
+    cnv_model_free(m);
+
+    /* x -> conv 3x3 (a) -> conv 5x5 (b): a 5x5 input is too small for b */
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    cnv_shape dyn = tu_shape(4, 1, 1, -1, -1), ws = tu_shape(4, 1, 1, 3, 3), wb = tu_shape(4, 1, 1, 5, 5);
+    static const float w3[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, w5[25] = {1};
+    assert_int_equal(cnv_model_add_input(m, "x", &dyn), CNV_OK);
+    assert_int_equal(cnv_model_add_const(m, "w3", CNV_FLOAT32, &ws, w3), CNV_OK);
+    assert_int_equal(cnv_model_add_const(m, "w5", CNV_FLOAT32, &wb, w5), CNV_OK);
+    assert_int_equal(cnv_model_add_node(m, "Conv", "ca", 2, (const char *[]){"x", "w3"}, 1, (const char *[]){"a"}, 0,
+                                        NULL),
+                     CNV_OK);
+    assert_int_equal(cnv_model_add_node(m, "Conv", "cb", 2, (const char *[]){"a", "w5"}, 1, (const char *[]){"b"}, 0,
+                                        NULL),
+                     CNV_OK);
+    assert_int_equal(cnv_model_add_output(m, "b"), CNV_OK);
+    assert_int_equal(cnv_session_create(m, &part), CNV_OK);
+    cnv_shape small = tu_shape(4, 1, 1, 5, 5);
+    assert_int_equal(cnv_session_plan_shapes(part, 1, &small), CNV_ERR_SHAPE);
+    assert_int_equal(cnv_session_set_plan_target(part, tu_t(part, "a")), CNV_OK);
+    assert_int_equal(cnv_session_plan_shapes(part, 1, &small), CNV_OK);
+    float *x = cnv_session_input(part);
+    for (int i = 0; i < 25; i++)
+        x[i] = (float)(i == 12); /* a centred impulse: a is the kernel flipped */
+    assert_int_equal(cnv_session_forward(part), CNV_OK);
+    cnv_shape as;
+    assert_int_equal(cnv_session_tensor(part, tu_t(part, "a"), &p, &as), CNV_OK);
+    assert_int_equal(cnv_shape_count(&as), 9);
+    for (int i = 0; i < 9; i++)
+        assert_true(p[i] == w3[8 - i]);
+    cnv_session_free(part);
+    cnv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_kept),
         cmocka_unit_test(test_gradients_fd),
         cmocka_unit_test(test_gradients_intermediate_seeds),
+        cmocka_unit_test(test_plan_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,6 +123,8 @@ typedef struct infer_job {
                                 the nodes that read them */
     cnv_fold_arena *arena;   /* folded values */
     unsigned char *folded;   /* per node: folded at plan time; NULL: not wanted */
+    unsigned char *skip;     /* per node: past the plan target, not planned;
+                                NULL: plan every node */
     cnv_err *err;
 } infer_job;
 
@@ -171,6 +173,11 @@ static cnv_status infer(infer_job *j)
         cnv_op_ctx *c = j->per_node ? &j->ctx[i] : j->ctx;
         size_t at = j->per_node ? io_used : 0;
         io_used += (size_t)n->n_in + (size_t)n->n_out;
+        if (j->skip && j->skip[i]) {
+            if (j->folded)
+                j->folded[i] = 1; /* idle */
+            continue;
+        }
         memset(c, 0, sizeof *c);
         c->node = n;
         c->params = n->params;
@@ -327,6 +334,7 @@ static void carve_book(cnv_session *s, plan_tmp *t, carve *c, int n_in)
     s->nmark = take(c, nn, 1);
     s->valid = take(c, nt, 1);
     s->has_grad = take(c, nt, 1);
+    s->unplanned = take(c, nn, 1);
     s->gready = take(c, nt, 1);
     s->idle = take(c, nn, 1);
     s->prof = s->profiling ? take(c, 2 * nn, sizeof *s->prof) : NULL;
@@ -359,7 +367,7 @@ void cnv_session_drop_plan(cnv_session *s)
     s->vals = NULL;
     s->io = NULL;
     s->ctx = NULL;
-    s->store = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->idle = NULL;
+    s->store = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->idle = s->unplanned = NULL;
     if (s->folds) {
         fold_arena_free(s->folds);
         cnv_free(s->folds);
@@ -453,7 +461,7 @@ static void plan_views(cnv_session *s, plan_tmp *t)
         t->view[x] = -1;
     for (int i = 0; i < m->n_nodes; i++) {
         const cnv_node *n = &m->nodes[i];
-        if (!n->op->input_view)
+        if (!n->op->input_view || s->unplanned[i])
             continue;
         for (int k = 0; k < n->n_in; k++) {
             int x = n->in[k], once = 1;
@@ -548,6 +556,7 @@ too_big:
 static int same_plan(const cnv_session *s, int n, const cnv_shape *shapes)
 {
     if (!s->planned || n != s->m->n_inputs || s->planned_param_grads != s->param_grads ||
+        s->planned_target != s->target ||
         !s->prof != !s->profiling || s->planned_threads != threads_wanted(s))
         return 0;
     for (int i = 0; i < n; i++)
@@ -576,10 +585,27 @@ cnv_status cnv_session_plan_now(cnv_session *s, int n, const cnv_shape *shapes)
         cnv_session_drop_plan(s);
         return cnv_fail(&s->err, CNV_ERR_NOMEM, "out of memory planning");
     }
+    /* Past the target: every node whose outputs the target does not need. */
+    s->planned_target = s->target;
+    if (s->target >= 0) {
+        unsigned char *need = s->tmark;
+        memset(need, 0, (size_t)m->n_tensors);
+        need[s->target] = 1;
+        for (int i = m->n_nodes - 1; i >= 0; i--) {
+            const cnv_node *n = &m->nodes[i];
+            int hit = 0;
+            for (int k = 0; k < n->n_out; k++)
+                hit |= need[n->out[k]];
+            s->unplanned[i] = (unsigned char)!hit;
+            for (int k = 0; hit && k < n->n_in; k++)
+                if (n->in[k] >= 0)
+                    need[n->in[k]] = 1;
+        }
+    }
     infer_job j = {.m = m, .in_shapes = shapes, .vals = s->vals, .io = s->io, .ctx = s->ctx,
                    .store = s->store, .per_node = 1, .team = s->team, .opts = &s->opts,
                    .state_size = t.state_size, .param_grads = s->param_grads, .arena = s->folds,
-                   .folded = s->idle, .err = &s->err};
+                   .folded = s->idle, .skip = s->unplanned, .err = &s->err};
     if ((st = infer(&j)) != CNV_OK) {
         cnv_session_drop_plan(s);
         return st;

@@ -19,6 +19,7 @@ cnv_status cnv_session_create(const cnv_model *m, cnv_session **out)
     if (!s)
         return CNV_ERR_NOMEM;
     s->m = m;
+    s->target = -1;
     *out = s;
     return CNV_OK;
 }
@@ -75,6 +76,17 @@ cnv_status cnv_session_set_relu_mode(cnv_session *s, cnv_relu_mode mode)
     return CNV_OK;
 }
 
+cnv_status cnv_session_set_plan_target(cnv_session *s, int t)
+{
+    if (!s)
+        return CNV_ERR_INVALID_ARG;
+    if (t < -1 || t >= s->m->n_tensors)
+        return cnv_fail(&s->err, CNV_ERR_NOT_FOUND, "plan target %d: the model has %d tensors (-1: all)", t,
+                        s->m->n_tensors);
+    s->target = t;
+    return CNV_OK;
+}
+
 /* ------------------------------------------------------------- planning */
 
 cnv_status cnv_session_plan_shapes(cnv_session *s, int n_inputs, const cnv_shape *shapes)
@@ -122,6 +134,10 @@ static cnv_status need_tensor(cnv_session *s, int t, const char *what)
     if (st == CNV_OK && (t < 0 || t >= s->m->n_tensors))
         st = cnv_fail(&s->err, CNV_ERR_NOT_FOUND, "%s: no tensor %d (the model has %d; "
                       "cnv_model_tensor_index gives -1 for an unknown name)", what, t, s->m->n_tensors);
+    int p = st == CNV_OK ? s->m->tensors[t].producer : -1;
+    if (p >= 0 && s->unplanned[p])
+        st = cnv_fail(&s->err, CNV_ERR_STATE, "%s: tensor '%s' is past the plan target '%s'", what,
+                      s->m->tensors[t].name, s->m->tensors[s->planned_target].name);
     return st;
 }
 
@@ -149,6 +165,8 @@ float *cnv_session_input(cnv_session *s)
 static void run_forward(cnv_session *s, int i)
 {
     const cnv_node *n = &s->m->nodes[i];
+    if (s->unplanned[i])
+        return;
     double t0 = s->prof ? cnv_now() : 0.0;
     if (!s->idle[i])
         n->op->forward(&s->ctx[i]);

@@ -11,11 +11,11 @@ struct cnv_session {
     const cnv_model *m;
     cnv_run_opts opts;
     /* Asked for; each takes effect at the next plan. */
-    int param_grads, profiling, threads_asked;
+    int param_grads, profiling, threads_asked, target;
 
     /* The plan. When planned is 0, every pointer below is NULL. */
     int planned;
-    int planned_param_grads, planned_threads;
+    int planned_param_grads, planned_threads, planned_target;
     cnv_team *team; /* the plan's threads; NULL for one (kept across plans) */
     void *book;     /* the bookkeeping arrays below: one allocation */
     void *data;     /* values and gradients: one allocation */
@@ -30,6 +30,7 @@ struct cnv_session {
     unsigned char *nmark;    /* per node: likewise */
     unsigned char *valid;    /* per tensor: computed by the last forward */
     unsigned char *has_grad; /* per tensor: the plan gave it a gradient */
+    unsigned char *unplanned; /* per node: past the plan target */
     unsigned char *gready;   /* per tensor: written in this backward */
     unsigned char *idle;     /* per node: nothing to do in forward (folded
                                 at plan time, or an epilogue its producer

@@ -69,7 +69,9 @@ typedef struct dream_run {
 /* Plans for h x w and reads the layer's size. */
 static cnv_status plan_size(dream_run *r, int h, int w)
 {
-    cnv_status st = cnv_session_plan(r->s, 1, h, w);
+    cnv_status st = cnv_session_set_plan_target(r->s, r->layer);
+    if (st == CNV_OK)
+        st = cnv_session_plan(r->s, 1, h, w);
     if (st != CNV_OK)
         return st;
     r->v.h = h;
@@ -176,7 +178,7 @@ static cnv_status resize(const float *in, int c, int h, int w, float *out, int o
     return st == CNV_OK ? st : cnv_fail(err, st, "dream: %s", msg);
 }
 
-cnv_status cnv_dream(cnv_session *s, const cnv_dream_params *pp, float *out, size_t count, int *channels,
+static cnv_status run_dream(cnv_session *s, const cnv_dream_params *pp, float *out, size_t count, int *channels,
                      int n_channels)
 {
     if (!s)
@@ -316,5 +318,17 @@ done:
     cnv_free(r.scratch);
     cnv_free(r.seed);
     cnv_free(r.seed2);
+    return st;
+}
+
+/* The objective is a layer: the plan stops there (cnv_session_set_plan_target),
+ * so a later layer that needs a larger input does not stand in the way, and
+ * the session plans the whole model again afterwards. */
+cnv_status cnv_dream(cnv_session *s, const cnv_dream_params *pp, float *out, size_t count, int *channels,
+                     int n_channels)
+{
+    cnv_status st = run_dream(s, pp, out, count, channels, n_channels);
+    if (s)
+        cnv_session_set_plan_target(s, -1);
     return st;
 }

@@ -105,7 +105,7 @@ static void step_item(void *arg, int i, float *g)
     cnv_viz_step(v, ns->img + (size_t)i * v->item, g, ns->lr, ns->decay);
 }
 
-cnv_status cnv_neuron(cnv_session *s, int n, const int *channels, const cnv_neuron_params *pp, float *images,
+static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const cnv_neuron_params *pp, float *images,
                       size_t count, float *before, float *after)
 {
     if (!s)
@@ -128,7 +128,7 @@ cnv_status cnv_neuron(cnv_session *s, int n, const int *channels, const cnv_neur
     const char *name = cnv_model_tensor_name(v.m, layer);
     int pre = p.pre_relu ? cnv_model_pre_activation(v.m, layer) : -1;
     int B = cnv_viz_batch(&v, p.batch > 0 && p.batch < n ? p.batch : n);
-    if ((st = cnv_session_plan(s, B, h, w)) != CNV_OK)
+    if ((st = cnv_session_set_plan_target(s, layer)) != CNV_OK || (st = cnv_session_plan(s, B, h, w)) != CNV_OK)
         return st;
     layer_geom g = {0, 0, 0, 0};
     if ((st = layer_geometry(s, layer, B, &g, err)) != CNV_OK)
@@ -239,5 +239,17 @@ done:
     cnv_free(scratch);
     cnv_free(dy);
     cnv_free(rng);
+    return st;
+}
+
+/* The objective is a layer: the plan stops there (cnv_session_set_plan_target),
+ * so a later layer that needs a larger input does not stand in the way, and
+ * the session plans the whole model again afterwards. */
+cnv_status cnv_neuron(cnv_session *s, int n, const int *channels, const cnv_neuron_params *pp, float *images,
+                      size_t count, float *before, float *after)
+{
+    cnv_status st = run_neuron(s, n, channels, pp, images, count, before, after);
+    if (s)
+        cnv_session_set_plan_target(s, -1);
     return st;
 }
