@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "engine/model.h"
 #include "onnx/onnx.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node"
@@ -1097,6 +1098,48 @@ static void all_node_models(void **state)
     assert_true(ok > 50);
 }
 
+/* A model read from a file keeps its large FLOAT weights where they lie in
+ * the file's buffer (moved to alignment), the others decoded: every
+ * constant must equal what the copying path (the same bytes from memory)
+ * gives, and at least one must have been kept in place. */
+static void weights_in_place(void **state)
+{
+    (void)state;
+    const char *path = "tests/zoo/mnasnet_op13.onnx";
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    void *bytes = malloc((size_t)n);
+    assert_non_null(bytes);
+    assert_int_equal(fread(bytes, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    cnv_model *a = NULL, *b = NULL;
+    assert_int_equal(cnv_model_load_onnx(path, &a), CNV_OK);
+    assert_int_equal(cnv_model_load_onnx_memory(bytes, (size_t)n, &b), CNV_OK);
+    assert_int_equal(a->n_tensors, b->n_tensors);
+    int kept = 0, consts = 0;
+    for (int t = 0; t < a->n_tensors; t++) {
+        const cnv_tensor_def *x = &a->tensors[t], *y = &b->tensors[t];
+        assert_string_equal(x->name, y->name);
+        assert_int_equal(y->in_blob, 0);
+        if (x->kind != CNV_T_CONST)
+            continue;
+        consts++;
+        kept += x->in_blob;
+        if (x->in_blob)
+            assert_true((uintptr_t)x->data % 4 == 0 && (char *)x->data >= (char *)a->blob);
+        int64_t count = cnv_shape_count(&x->shape);
+        assert_memory_equal(x->data, y->data, (size_t)count * (x->dtype == CNV_INT64 ? 8 : 4));
+    }
+    printf("%s: %d constants, %d used where they lie in the file's buffer\n", path, consts, kept);
+    assert_true(kept > 0);
+    free(bytes);
+    cnv_model_free(a);
+    cnv_model_free(b);
+}
+
 static void files(void **state)
 {
     (void)state;
@@ -1150,6 +1193,7 @@ int main(void)
         cmocka_unit_test(real_conv_model),
         cmocka_unit_test(all_node_models),
         cmocka_unit_test(files),
+        cmocka_unit_test(weights_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

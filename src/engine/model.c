@@ -51,8 +51,10 @@ void cnv_model_free(cnv_model *m)
         return;
     for (int i = 0; i < m->n_tensors; i++) {
         cnv_free(m->tensors[i].name);
-        cnv_free(m->tensors[i].data);
+        if (!m->tensors[i].in_blob)
+            cnv_free(m->tensors[i].data);
     }
+    cnv_free(m->blob);
     for (int i = 0; i < m->n_nodes; i++)
         free_node(&m->nodes[i]);
     for (int i = 0; i < m->n_meta; i++) {
@@ -190,11 +192,10 @@ cnv_status cnv_model_add_input(cnv_model *m, const char *name, const cnv_shape *
     return CNV_OK;
 }
 
-cnv_status cnv_model_add_const(cnv_model *m, const char *name, cnv_dtype dtype,
-                               const cnv_shape *shape, const void *data)
+/* Checks a constant; *bytes gets the size of its values. */
+static cnv_status check_const(cnv_model *m, const char *name, cnv_dtype dtype, const cnv_shape *shape,
+                              const void *data, size_t *bytes)
 {
-    if (!m)
-        return CNV_ERR_INVALID_ARG;
     cnv_status st = check_name(m, name, "constant");
     if (st == CNV_OK)
         st = check_shape(m, name, shape, 0);
@@ -204,26 +205,49 @@ cnv_status cnv_model_add_const(cnv_model *m, const char *name, cnv_dtype dtype,
         return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "constant '%s': data type %d is not supported",
                         name, (int)dtype);
     int64_t count = cnv_shape_count(shape);
-    size_t bytes;
-    if (count < 0 || count > CNV_MAX_ELEMS || !cnv_mul_size((size_t)count, dtype == CNV_INT64 ? 8 : 4, &bytes))
+    if (count < 0 || count > CNV_MAX_ELEMS || !cnv_mul_size((size_t)count, dtype == CNV_INT64 ? 8 : 4, bytes))
         return cnv_fail(&m->err, CNV_ERR_SHAPE, "constant '%s': too many elements", name);
     if (count > 0 && !data)
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "constant '%s': no data", name);
+    return CNV_OK;
+}
+
+cnv_status cnv_model_add_const_take(cnv_model *m, const char *name, cnv_dtype dtype, const cnv_shape *shape,
+                                    void *data, int in_blob)
+{
+    size_t bytes;
+    cnv_status st = m ? check_const(m, name, dtype, shape, data, &bytes) : CNV_ERR_INVALID_ARG;
+    int t = st == CNV_OK ? push_tensor(m, name, CNV_T_CONST) : -1;
+    if (st == CNV_OK && t < 0)
+        st = cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory adding constant '%s'", name);
+    if (st != CNV_OK) {
+        if (!in_blob)
+            cnv_free(data);
+        return st;
+    }
+    m->tensors[t].dtype = dtype;
+    m->tensors[t].shape = *shape;
+    m->tensors[t].data = data;
+    m->tensors[t].in_blob = in_blob;
+    return CNV_OK;
+}
+
+cnv_status cnv_model_add_const(cnv_model *m, const char *name, cnv_dtype dtype,
+                               const cnv_shape *shape, const void *data)
+{
+    if (!m)
+        return CNV_ERR_INVALID_ARG;
+    size_t bytes;
+    cnv_status st = check_const(m, name, dtype, shape, data, &bytes);
+    if (st != CNV_OK)
+        return st;
     void *copy = cnv_malloc(bytes);
     if (!copy)
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory for constant '%s' (%zu bytes)", name,
                         bytes);
     if (bytes)
         memcpy(copy, data, bytes);
-    int t = push_tensor(m, name, CNV_T_CONST);
-    if (t < 0) {
-        cnv_free(copy);
-        return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory adding constant '%s'", name);
-    }
-    m->tensors[t].dtype = dtype;
-    m->tensors[t].shape = *shape;
-    m->tensors[t].data = copy;
-    return CNV_OK;
+    return cnv_model_add_const_take(m, name, dtype, shape, copy, 0);
 }
 
 /* ---------------------------------------------------------------- nodes */

@@ -21,6 +21,8 @@ typedef struct cnv_tensor_def {
     void *data;      /* CONST: owned values (float or int64_t) */
     int producer;    /* ACT: index of the producing node; else -1 */
     int activated;   /* read by an activation node (CNV_OP_ACTIVATION) */
+    int in_blob;     /* CONST: data lies inside cnv_model.blob (not freed
+                        on its own) */
     int file_type;   /* graph inputs and outputs: the ONNX element type the
                         file declared (FLOAT16 and DOUBLE run as float), so
                         a model written back says the same; 0 when none */
@@ -66,10 +68,20 @@ struct cnv_model {
     struct cnv_meta { char *key, *value; } *meta;
     cnv_strmap meta_index; /* key -> metadata index */
     cnv_labels labels;
+    void *blob; /* the file a model was read from, when constants' values
+                   lie inside it (the ONNX reader's, freed with the model) */
 };
 
 /* Index of the tensor with this name, or -1. */
 int cnv_model_find(const cnv_model *m, const char *name);
+/* cnv_model_add_const for values that need no copy: in a buffer of their
+ * own (cnv_malloc'd, as the ONNX reader decodes them), which the model
+ * takes, also when it fails (it is then freed); or, in_blob set, inside
+ * the buffer the model keeps as m->blob (set by the caller, before or
+ * after), which is freed only with it. */
+cnv_status cnv_model_add_const_take(cnv_model *m, const char *name, cnv_dtype dtype, const cnv_shape *shape,
+                                    void *data, int in_blob);
+
 /* Whether cnv_model_add_node knows op_type (the ONNX reader checks a
  * file's ops before it decodes the weights). */
 int cnv_model_op_known(const char *op_type);

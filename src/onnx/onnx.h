@@ -31,6 +31,8 @@ typedef struct cnv_onnx_tensor {
     cnv_shape shape;
     int64_t count;
     void *data;
+    int in_place; /* data lies in the reader's own bytes (cnv_pb.own), not
+                     in a buffer of its own */
 } cnv_onnx_tensor;
 
 /* Decodes the TensorProto that r spans. `what` says where it sits

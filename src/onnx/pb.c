@@ -15,6 +15,7 @@ void cnv_pb_init(cnv_pb *r, const void *data, size_t size, cnv_err *err)
     r->end = r->p + size;
     r->depth = 0;
     r->err = err;
+    r->own = 0;
 }
 
 int cnv_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -138,6 +139,7 @@ int cnv_pb_sub(const cnv_pb *r, const cnv_pb_field *f, cnv_pb *sub)
     sub->end = f->data + f->len;
     sub->depth = r->depth + 1;
     sub->err = r->err;
+    sub->own = r->own;
     return 0;
 }
 

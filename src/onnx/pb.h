@@ -26,6 +26,9 @@ typedef struct cnv_pb {
     const uint8_t *p, *end, *base;
     int depth;
     cnv_err *err;
+    /* The bytes are the reader's own copy of a file: a large tensor's raw
+     * data is used where it lies (moved to alignment), not copied. */
+    int own;
 } cnv_pb;
 
 /* One field as read by cnv_pb_next. */

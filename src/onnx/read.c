@@ -1,7 +1,8 @@
 /* The native ONNX reader: decodes a ModelProto with the wire-format reader
- * of pb.c and builds the model through the public builder calls only, so a
- * file can never create a model the builder would refuse. Also the
- * TensorProto (.pb) reader. */
+ * of pb.c and builds the model through the builder calls only (the public
+ * ones, and cnv_model_add_const_owned, which checks the same but takes the
+ * decoded values instead of copying them), so a file can never create a
+ * model the builder would refuse. Also the TensorProto (.pb) reader. */
 #include "onnx/onnx.h"
 
 #include <errno.h>
@@ -111,7 +112,8 @@ void cnv_onnx_tensor_free(cnv_onnx_tensor *t)
     if (!t)
         return;
     cnv_free(t->name);
-    cnv_free(t->data);
+    if (!t->in_place)
+        cnv_free(t->data);
     memset(t, 0, sizeof *t);
 }
 
@@ -319,6 +321,26 @@ cnv_status cnv_onnx_read_tensor(cnv_pb *r, const char *what, cnv_onnx_tensor *t)
     }
 
     size_t osize = out_dt == CNV_FLOAT32 ? 4 : 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* A large FLOAT tensor in the loader's own copy of a file stays where
+     * it lies, moved down to a 4-byte boundary: no copy, and no second
+     * buffer of its size. The 1 to 3 bytes it moves over are the raw_data
+     * field's own tag and length (a length of 2^14 or more takes 3 bytes
+     * as a varint), read already. */
+    if (r->own && has_raw && dt == CNV_ONNX_FLOAT && raw_len >= ((size_t)1 << 14)) {
+        uint8_t *at = (uint8_t *)((uintptr_t)raw & ~(uintptr_t)3);
+        memmove(at, raw, raw_len);
+        t->name = name;
+        t->dtype = out_dt;
+        t->shape.ndim = (int)ndim;
+        for (size_t k = 0; k < ndim; k++)
+            t->shape.dims[k] = dims[k];
+        t->count = count;
+        t->data = at;
+        t->in_place = 1;
+        return CNV_OK;
+    }
+#endif
     void *data = cnv_malloc((size_t)count * osize);
     if (!data) {
         st = cnv_fail(e, CNV_ERR_NOMEM, "out of memory for %s (%lld elements)", label, (long long)count);
@@ -424,6 +446,7 @@ typedef struct loader {
     const cnv_onnx_bind *binds;
     int n_binds;
     int64_t opset; /* of the default domain; 0 when not imported */
+    int own;       /* the bytes are the loader's own (cnv_pb.own) */
     /* Graph inputs a Keras-style export transposes from NHWC first, and
      * the Transpose nodes that do it (scan_nodes, adopt_nchw). */
     struct adoption {
@@ -958,10 +981,13 @@ static cnv_status read_initializer(loader *L, cnv_pb *r, size_t index)
     cnv_status st = cnv_onnx_read_tensor(r, "initializer", &t);
     if (st != CNV_OK)
         return st;
-    if (!t.name || !t.name[0])
+    if (!t.name || !t.name[0]) {
         st = cnv_fail(L->e, CNV_ERR_FORMAT, "%s has no name", what);
-    else
-        st = cnv_model_add_const(L->m, t.name, t.dtype, &t.shape, t.data);
+    } else {
+        /* the decoded values become the model's: no copy */
+        st = cnv_model_add_const_take(L->m, t.name, t.dtype, &t.shape, t.data, t.in_place);
+        t.data = NULL;
+    }
     cnv_onnx_tensor_free(&t);
     return st;
 }
@@ -1050,6 +1076,7 @@ static cnv_status scan_nodes(loader *L, cnv_pb *g, const fields *nodes)
             node_scan n;
             if (cnv_pb_sub(g, &nodes->v[i], &sub) != 0)
                 return CNV_ERR_FORMAT;
+            sub.own = 0; /* read_node reads these bytes again */
             if ((st = scan_node(L, &sub, i, &n)) != CNV_OK) {
                 node_scan_free(&n);
                 break;
@@ -1169,6 +1196,7 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
     if (size > CNV_ONNX_MAX_FILE)
         return cnv_fail(L->e, CNV_ERR_UNSUPPORTED, "model of %zu bytes; the limit is 2 GiB", size);
     cnv_pb_init(&r, data, size, L->e);
+    r.own = L->own;
     while (st == CNV_OK && (rc = cnv_pb_next(&r, &f)) > 0) {
         switch (f.num) {
         case 1:
@@ -1258,9 +1286,9 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
 /* ----------------------------------------------------------- public */
 
 static cnv_status load_into(cnv_model *m, const void *data, size_t size,
-                            const cnv_onnx_bind *binds, int n_binds)
+                            const cnv_onnx_bind *binds, int n_binds, int own)
 {
-    loader L = {.m = m, .e = &m->err, .binds = binds, .n_binds = n_binds};
+    loader L = {.m = m, .e = &m->err, .binds = binds, .n_binds = n_binds, .own = own};
     if (!data && size)
         return cnv_fail(L.e, CNV_ERR_INVALID_ARG, "NULL data");
     cnv_err_clear(L.e);
@@ -1283,7 +1311,23 @@ cnv_status cnv_onnx_load(const void *data, size_t size, const cnv_onnx_bind *bin
     *out = m;
     if (st != CNV_OK)
         return st;
-    return load_into(m, data, size, binds, n_binds);
+    return load_into(m, data, size, binds, n_binds, 0);
+}
+
+/* A file read into a buffer of the library's own: the model keeps it, its
+ * large weights used where they lie (a 500 MB model then takes 500 MB,
+ * loaded in one read and a move). */
+static cnv_status load_owned(cnv_model *m, void *data, size_t size)
+{
+    cnv_status st = load_into(m, data, size, NULL, 0, 1);
+    int kept = 0;
+    for (int t = 0; t < m->n_tensors; t++)
+        kept |= m->tensors[t].in_blob;
+    if (kept)
+        m->blob = data;
+    else
+        cnv_free(data);
+    return st;
 }
 
 cnv_status cnv_model_load_onnx_memory(const void *data, size_t size, cnv_model **out)
@@ -1307,10 +1351,9 @@ cnv_status cnv_model_load_onnx(const char *path, cnv_model **out)
     size_t size;
     st = cnv_read_file(path, CNV_ONNX_MAX_FILE, &data, &size, &m->err);
     if (st == CNV_OK) {
-        st = load_into(m, data, size, NULL, 0);
+        st = load_owned(m, data, size);
         if (st != CNV_OK && st != CNV_ERR_NOMEM)
             cnv_err_prefix(&m->err, "%s", path);
-        cnv_free(data);
     }
     return st;
 }
