@@ -8,10 +8,7 @@
 #include "engine/op.h"
 #include "engine/ops/strided.h"
 
-typedef struct walk_geom {
-    cnv_walk walk;
-} walk_geom;
-_Static_assert(sizeof(walk_geom) <= CNV_GEOM_SIZE, "walk_geom fits geom");
+_Static_assert(sizeof(cnv_walk) <= CNV_GEOM_SIZE, "the walk fits geom");
 
 static cnv_status int_vector(const cnv_val *v, const char *what, cnv_err *e)
 {
@@ -50,46 +47,7 @@ static cnv_status expand_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_er
     int64_t n = cnv_shape_count(y);
     if (n < 0 || n > CNV_MAX_ELEMS)
         return cnv_fail(e, CNV_ERR_SHAPE, "the output is too large");
-    walk_geom *g = (walk_geom *)c->geom;
-    cnv_walk_init(&g->walk, y->ndim, y->dims, st_in, 0);
-    return CNV_OK;
-}
-
-static void walk_forward(cnv_op_ctx *c)
-{
-    const walk_geom *g = (const walk_geom *)c->geom;
-    if (c->out[0]->count)
-        cnv_walk_gather(&g->walk, c->in[0]->data, c->out[0]->data);
-}
-
-static void walk_backward(cnv_op_ctx *c)
-{
-    const walk_geom *g = (const walk_geom *)c->geom;
-    cnv_val *x = c->in[0];
-    if (!x->grad)
-        return;
-    if (cnv_grad_store(c, 0))
-        memset(x->grad, 0, (size_t)x->count * sizeof *x->grad);
-    if (c->out[0]->count)
-        cnv_walk_scatter_add(&g->walk, c->out[0]->grad, x->grad);
-}
-
-/* The walk on values known at plan time. */
-static cnv_status walk_fold(cnv_op_ctx *c, int *done, cnv_err *e)
-{
-    size_t state, work;
-    cnv_status st = c->node->op->plan(c, &state, &work, e);
-    void *y;
-    if (st == CNV_OK)
-        st = cnv_fold_values(c, c->out[0], c->in[0]->i64 != NULL, &y, e);
-    if (st != CNV_OK)
-        return st;
-    const walk_geom *g = (const walk_geom *)c->geom;
-    if (c->out[0]->count && c->in[0]->i64)
-        cnv_walk_gather_i64(&g->walk, c->in[0]->i64, y);
-    else if (c->out[0]->count)
-        cnv_walk_gather(&g->walk, c->in[0]->data, y);
-    *done = 1;
+    cnv_walk_init((cnv_walk *)c->geom, y->ndim, y->dims, st_in, 0);
     return CNV_OK;
 }
 
@@ -97,7 +55,8 @@ const cnv_op cnv_op_expand = {
     .type = "Expand", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
     .int_inputs = 1u << 1, /* shape */
     .flags = CNV_OP_GRAD_STORE,
-    .plan = expand_plan, .forward = walk_forward, .backward = walk_backward, .fold = walk_fold,
+    .plan = expand_plan, .forward = cnv_walk_forward, .backward = cnv_walk_backward,
+    .fold = cnv_walk_fold,
 };
 
 /* ----------------------------------------------------------------- Tile */
@@ -129,8 +88,7 @@ static cnv_status tile_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err 
     int64_t n = cnv_shape_count(y);
     if (n < 0 || n > CNV_MAX_ELEMS)
         return cnv_fail(e, CNV_ERR_SHAPE, "the output is too large");
-    walk_geom *g = (walk_geom *)c->geom;
-    cnv_walk_init(&g->walk, 2 * x->ndim, dims, st_in, 0);
+    cnv_walk_init((cnv_walk *)c->geom, 2 * x->ndim, dims, st_in, 0);
     return CNV_OK;
 }
 
@@ -138,5 +96,6 @@ const cnv_op cnv_op_tile = {
     .type = "Tile", .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,
     .int_inputs = 1u << 1, /* repeats */
     .flags = CNV_OP_GRAD_STORE,
-    .plan = tile_plan, .forward = walk_forward, .backward = walk_backward, .fold = walk_fold,
+    .plan = tile_plan, .forward = cnv_walk_forward, .backward = cnv_walk_backward,
+    .fold = cnv_walk_fold,
 };

@@ -17,10 +17,7 @@ typedef struct slice_params {
     const int64_t *starts, *ends, *axes; /* borrowed from the node */
 } slice_params;
 
-typedef struct slice_geom {
-    cnv_walk walk;
-} slice_geom;
-_Static_assert(sizeof(slice_geom) <= CNV_GEOM_SIZE, "slice_geom fits geom");
+_Static_assert(sizeof(cnv_walk) <= CNV_GEOM_SIZE, "the walk fits geom");
 
 static cnv_status slice_parse(const cnv_node *n, void *params, int64_t opset, cnv_err *e)
 {
@@ -119,45 +116,7 @@ static cnv_status slice_plan(cnv_op_ctx *c, size_t *state, size_t *work, cnv_err
         base += start[d] * stride;
         stride *= x->dims[d];
     }
-    slice_geom *g = (slice_geom *)c->geom;
-    cnv_walk_init(&g->walk, y->ndim, y->dims, st_in, base);
-    return CNV_OK;
-}
-
-static void slice_forward(cnv_op_ctx *c)
-{
-    const slice_geom *g = (const slice_geom *)c->geom;
-    if (c->out[0]->count)
-        cnv_walk_gather(&g->walk, c->in[0]->data, c->out[0]->data);
-}
-
-static void slice_backward(cnv_op_ctx *c)
-{
-    const slice_geom *g = (const slice_geom *)c->geom;
-    cnv_val *x = c->in[0];
-    if (!x->grad)
-        return;
-    if (cnv_grad_store(c, 0))
-        memset(x->grad, 0, (size_t)x->count * sizeof *x->grad);
-    if (c->out[0]->count)
-        cnv_walk_scatter_add(&g->walk, c->out[0]->grad, x->grad);
-}
-
-static cnv_status slice_fold(cnv_op_ctx *c, int *done, cnv_err *e)
-{
-    size_t state, work;
-    cnv_status st = slice_plan(c, &state, &work, e);
-    void *y;
-    if (st == CNV_OK)
-        st = cnv_fold_values(c, c->out[0], c->in[0]->i64 != NULL, &y, e);
-    if (st != CNV_OK)
-        return st;
-    const slice_geom *g = (const slice_geom *)c->geom;
-    if (c->out[0]->count && c->in[0]->i64)
-        cnv_walk_gather_i64(&g->walk, c->in[0]->i64, y);
-    else if (c->out[0]->count)
-        cnv_walk_gather(&g->walk, c->in[0]->data, y);
-    *done = 1;
+    cnv_walk_init((cnv_walk *)c->geom, y->ndim, y->dims, st_in, base);
     return CNV_OK;
 }
 
@@ -165,8 +124,8 @@ const cnv_op cnv_op_slice = {
     .type = "Slice", .min_in = 1, .max_in = 5, .min_out = 1, .max_out = 1,
     .int_inputs = 0x1eu, /* starts, ends, axes, steps */
     .params_size = sizeof(slice_params), .flags = CNV_OP_GRAD_STORE,
-    .parse = slice_parse, .plan = slice_plan, .forward = slice_forward, .backward = slice_backward,
-    .fold = slice_fold,
+    .parse = slice_parse, .plan = slice_plan, .forward = cnv_walk_forward, .backward = cnv_walk_backward,
+    .fold = cnv_walk_fold,
 };
 
 /* ---------------------------------------------------------------- Split */

@@ -109,3 +109,38 @@ void cnv_walk_scatter_add(const cnv_walk *w, const float *dy, float *dx)
     row_job j = {dy, dx, w->dims[w->nd - 1], w->st[w->nd - 1]};
     walk_rows(w, scatter_row, &j);
 }
+
+void cnv_walk_forward(cnv_op_ctx *c)
+{
+    if (c->out[0]->count)
+        cnv_walk_gather((const cnv_walk *)c->geom, c->in[0]->data, c->out[0]->data);
+}
+
+void cnv_walk_backward(cnv_op_ctx *c)
+{
+    cnv_val *x = c->in[0];
+    if (!x->grad)
+        return;
+    if (cnv_grad_store(c, 0))
+        memset(x->grad, 0, (size_t)x->count * sizeof *x->grad);
+    if (c->out[0]->count)
+        cnv_walk_scatter_add((const cnv_walk *)c->geom, c->out[0]->grad, x->grad);
+}
+
+cnv_status cnv_walk_fold(cnv_op_ctx *c, int *done, cnv_err *e)
+{
+    size_t state, work;
+    cnv_status st = c->node->op->plan(c, &state, &work, e);
+    void *y;
+    if (st == CNV_OK)
+        st = cnv_fold_values(c, c->out[0], c->in[0]->i64 != NULL, &y, e);
+    if (st != CNV_OK)
+        return st;
+    const cnv_walk *w = (const cnv_walk *)c->geom;
+    if (c->out[0]->count && c->in[0]->i64)
+        cnv_walk_gather_i64(w, c->in[0]->i64, y);
+    else if (c->out[0]->count)
+        cnv_walk_gather(w, c->in[0]->data, y);
+    *done = 1;
+    return CNV_OK;
+}

@@ -26,4 +26,11 @@ void cnv_walk_gather_i64(const cnv_walk *w, const int64_t *x, int64_t *y);
 /* dx[source of i] += dy[i]. */
 void cnv_walk_scatter_add(const cnv_walk *w, const float *dy, float *dx);
 
+/* Forward, backward and fold of an op that is one walk over in[0] into
+ * out[0], its plan leaving the walk at the start of c->geom (Slice,
+ * Expand, Tile). */
+void cnv_walk_forward(cnv_op_ctx *c);
+void cnv_walk_backward(cnv_op_ctx *c);
+cnv_status cnv_walk_fold(cnv_op_ctx *c, int *done, cnv_err *e);
+
 #endif
