@@ -59,6 +59,12 @@ typedef struct cnv_onnx_bind {
 cnv_status cnv_onnx_load(const void *data, size_t size, const cnv_onnx_bind *binds,
                          int n_binds, cnv_model **out);
 
+/* cnv_model_load_onnx_memory on a buffer the library takes (cnv_malloc'd,
+ * as cnv_model_load_onnx reads a file into): large FLOAT weights are used
+ * where they lie, and the model keeps the buffer (else it is freed), also
+ * on failure. *out is set as by the public loaders. */
+cnv_status cnv_onnx_load_owned(void *data, size_t size, cnv_model **out);
+
 /* Encodes m as a ModelProto into w (check w->failed afterwards). */
 void cnv_onnx_encode(cnv_pbw *w, const cnv_model *m);
 

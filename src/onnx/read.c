@@ -1319,7 +1319,7 @@ cnv_status cnv_onnx_load(const void *data, size_t size, const cnv_onnx_bind *bin
  * loaded in one read and a move). */
 static cnv_status load_owned(cnv_model *m, void *data, size_t size)
 {
-    cnv_status st = load_into(m, data, size, NULL, 0, 1);
+    cnv_status st = load_into(m, data ? data : "", size, NULL, 0, data != NULL);
     int kept = 0;
     for (int t = 0; t < m->n_tensors; t++)
         kept |= m->tensors[t].in_blob;
@@ -1328,6 +1328,23 @@ static cnv_status load_owned(cnv_model *m, void *data, size_t size)
     else
         cnv_free(data);
     return st;
+}
+
+cnv_status cnv_onnx_load_owned(void *data, size_t size, cnv_model **out)
+{
+    if (!out) {
+        cnv_free(data);
+        return CNV_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    cnv_model *m = NULL;
+    cnv_status st = cnv_model_create(&m);
+    *out = m;
+    if (st != CNV_OK) {
+        cnv_free(data);
+        return st;
+    }
+    return load_owned(m, data, size);
 }
 
 cnv_status cnv_model_load_onnx_memory(const void *data, size_t size, cnv_model **out)
