@@ -254,7 +254,7 @@ static void test_every_command(void **state)
             else
                 snprintf(args, sizeof args, cmds[k], model, dir);
             /* 64x64 keeps the suite quick; the fixed-size model and one
-             * other run at their defaults (67x67, and 224x224) */
+             * other run at their defaults (131x131, and 224x224) */
             char size[32] = "";
             int nhwc = !strcmp(z->layout, "NHWC");
             if (strncmp(z->name, "caffenet", 8) != 0 && strcmp(z->name, "mobilenet_v2_op13") != 0)
@@ -308,7 +308,7 @@ static void test_gradcam_default_layer(void **state)
         assert_int_equal(cnv_session_create(m, &s), CNV_OK);
         int h = 64, w = 64;
         if (!strcmp(cases[i].model, "caffenet_lrn_op9"))
-            h = w = 67;
+            h = w = 131;
         size_t n = (size_t)3 * h * w;
         float *img = calloc(n, sizeof *img), *map = calloc((size_t)h * w, sizeof *map);
         assert_non_null(img);

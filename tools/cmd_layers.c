@@ -23,7 +23,7 @@ static const char usage[] =
     "  --max-layers L     at most L rows (default 12; 0: every layer)\n"
     "  --layers A,B,...   these layers instead (names as for 'cnnviz neuron')\n"
     "  --tile N           tile size in pixels (default: the model's input size,\n"
-    "                     at most 128)\n"
+    "                     at most 128 unless the model takes one size only)\n"
     "  --iters N          gradient steps (default 100)\n"
     "  --lr F             mean pixel change per step, gray levels (default 2)\n"
     "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
@@ -164,8 +164,12 @@ int cmd_layers(int argc, char **argv)
         return 1;
     int c = cm.channels;
     rc = 0;
-    int h = tile ? tile : cm.height > 128 ? 128 : cm.height;
-    int w = tile ? tile : cm.width > 128 ? 128 : cm.width;
+    /* at most 128 px, unless the model takes one size only (VGG exports) */
+    cnv_shape decl;
+    int fixed = cnv_model_input_shape(cm.model, 0, &decl) == CNV_OK && decl.ndim == 4 && decl.dims[2] > 0 &&
+                decl.dims[3] > 0;
+    int h = tile ? tile : cm.height > 128 && !fixed ? 128 : cm.height;
+    int w = tile ? tile : cm.width > 128 && !fixed ? 128 : cm.width;
     char err[512];
     /* the rows: listed, or chosen by the library */
     int n = 0;

@@ -12,7 +12,7 @@ Each family is torchvision's own architecture at a reduced width and depth
 (a few hundred KB each), exported by torch.onnx at the opsets given. Also:
 a Keras-style model whose input is NHWC (a Transpose first), float16 models
 (every tensor FLOAT16; and float inputs with FLOAT16 weights behind Cast
-nodes), and a Caffe-style model with LRN and a fixed 1x3x67x67 input, as in
+nodes), and a Caffe-style model with LRN and a fixed 1x3x131x131 input, as in
 the classic ONNX model zoo.
 
 The references are computed in float64 from the float32 weights (for the
@@ -152,16 +152,17 @@ class MiniInception(nn.Module):
 
 
 class CaffeNetLRN(nn.Module):
-    """The classic model zoo's style (CaffeNet, AlexNet): conv, ReLU, LRN,
-    max pool twice, then fully connected layers on a flattened map, so the
-    input size is fixed (67x67, batch 1)."""
+    """The classic model zoo's style (CaffeNet, AlexNet): an 11x11 stride-4
+    conv, ReLU, LRN, max pool twice, then fully connected layers on a
+    flattened map, so the input size is fixed (131x131, batch 1: larger
+    than the 128-pixel tiles the layer sheet uses by default)."""
 
     def __init__(self):
         super().__init__()
-        self.f = nn.Sequential(nn.Conv2d(3, 16, 7, 2), nn.ReLU(), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0),
+        self.f = nn.Sequential(nn.Conv2d(3, 16, 11, 4), nn.ReLU(), nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0),
                                nn.MaxPool2d(3, 2), nn.Conv2d(16, 24, 3, padding=1), nn.ReLU(),
                                nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0), nn.MaxPool2d(3, 2))
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(24 * 7 * 7, 64), nn.ReLU(), nn.Dropout(), nn.Linear(64, 10))
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(24 * 7 * 7, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, 10))
 
     def forward(self, x):
         return self.fc(self.f(x))
@@ -191,7 +192,7 @@ FAMILIES = {
     "shufflenet_v2": (shufflenet_v2, [11, 13], "NCHW", None),
     "convnext": (convnext_tiny, [13, 17], "NCHW", None),
     "inception": (MiniInception, [13], "NCHW", None),
-    "caffenet_lrn": (CaffeNetLRN, [9], "NCHW", (1, 3, 67, 67)),
+    "caffenet_lrn": (CaffeNetLRN, [9], "NCHW", (1, 3, 131, 131)),
     "keras_nhwc": (KerasNHWC, [13], "NHWC", None),
 }
 
@@ -210,7 +211,7 @@ def caffenet_onnx(m, x):
     def conv(i, src, dst, stride, pad):
         c = f[i]
         return H.make_node("Conv", [src, weight(f"conv{i}_w", c.weight), weight(f"conv{i}_b", c.bias)], [dst],
-                           kernel_shape=list(c.kernel_size), strides=[stride, stride], pads=[pad] * 4,
+                           kernel_shape=list(c.kernel_size), strides=list(c.stride), pads=[pad] * 4,
                            name=f"conv{i}")
 
     def lrn(i, src, dst):
@@ -218,7 +219,7 @@ def caffenet_onnx(m, x):
         return H.make_node("LRN", [src], [dst], size=n.size, alpha=n.alpha, beta=n.beta, bias=n.k,
                            name=f"norm{i}")
 
-    nodes = [conv(0, "data", "c1", 2, 0), H.make_node("Relu", ["c1"], ["r1"], name="relu1"), lrn(2, "r1", "n1"),
+    nodes = [conv(0, "data", "c1", 4, 0), H.make_node("Relu", ["c1"], ["r1"], name="relu1"), lrn(2, "r1", "n1"),
              H.make_node("MaxPool", ["n1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], name="pool1"),
              conv(4, "p1", "c2", 1, 1), H.make_node("Relu", ["c2"], ["r2"], name="relu2"), lrn(6, "r2", "n2"),
              H.make_node("MaxPool", ["n2"], ["p2"], kernel_shape=[3, 3], strides=[2, 2], name="pool2"),
