@@ -299,31 +299,17 @@ static void unit_forward(conv_unit *u)
     cnv_sgemm_hooked(u->team, 0, 0, Mg, P, K, 1.0f, u->w, K, col, P, u->b ? 1.0f : 0.0f, u->y, P, &h);
 }
 
-/* Units [lo, hi) (unit = image * group + group index), each on this thread
- * alone with column matrix `tid`. */
-static void units_forward(void *arg, int64_t lo, int64_t hi, int tid)
+static void forward_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work, cnv_team *team)
 {
-    const cnv_op_ctx *c = arg;
-    const conv_geom *g = (const conv_geom *)c->geom;
-    for (int64_t i = lo; i < hi; i++) {
-        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->unit_work, NULL);
-        unit_forward(&u);
-    }
+    conv_unit u = unit_at(c, n, gr, work, team);
+    unit_forward(&u);
 }
 
 // y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M)
 static void conv_forward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
-    if (g->by_unit) {
-        cnv_team_run(c->team, g->n * g->group, units_forward, c);
-        return;
-    }
-    for (int64_t n = 0; n < g->n; n++)
-        for (int64_t gr = 0; gr < g->group; gr++) {
-            conv_unit u = unit_at(c, n, gr, c->work, c->team);
-            unit_forward(&u);
-        }
+    cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, forward_unit);
 }
 
 /* Whether r[0..n) is all zero (-0 included). The blocks of 16 have no
@@ -396,14 +382,10 @@ static void unit_backward_dx(conv_unit *u)
     cnv_team_run(u->team, g->ig.h, col2im_rows, u);
 }
 
-static void units_backward_dx(void *arg, int64_t lo, int64_t hi, int tid)
+static void backward_dx_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work, cnv_team *team)
 {
-    const cnv_op_ctx *c = arg;
-    const conv_geom *g = (const conv_geom *)c->geom;
-    for (int64_t i = lo; i < hi; i++) {
-        conv_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->unit_work, NULL);
-        unit_backward_dx(&u);
-    }
+    conv_unit u = unit_at(c, n, gr, work, team);
+    unit_backward_dx(&u);
 }
 
 static void bias_grad(void *arg, int64_t lo, int64_t hi, int tid)
@@ -434,17 +416,8 @@ static void conv_backward(cnv_op_ctx *c)
 
     if (bv && bv->grad)
         cnv_team_run(c->team, g->m, bias_grad, c);
-    if (c->in[0]->grad) {
-        if (g->by_unit) {
-            cnv_team_run(c->team, g->n * g->group, units_backward_dx, c);
-        } else {
-            for (int64_t n = 0; n < g->n; n++)
-                for (int64_t gr = 0; gr < g->group; gr++) {
-                    conv_unit u = unit_at(c, n, gr, c->work, c->team);
-                    unit_backward_dx(&u);
-                }
-        }
-    }
+    if (c->in[0]->grad)
+        cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, backward_dx_unit);
     /* Every image adds to the same dw: the units go one after another,
      * each split over the team. */
     for (int64_t n = 0; dw && n < g->n; n++) {

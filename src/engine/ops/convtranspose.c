@@ -294,29 +294,17 @@ static void unit_forward(convt_unit *u)
     cnv_team_run(u->team, g->ig.h, col2im_rows, u);
 }
 
-static void units_forward(void *arg, int64_t lo, int64_t hi, int tid)
+static void forward_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work, cnv_team *team)
 {
-    const cnv_op_ctx *c = arg;
-    const convt_geom *g = (const convt_geom *)c->geom;
-    for (int64_t i = lo; i < hi; i++) {
-        convt_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->unit_work, NULL);
-        unit_forward(&u);
-    }
+    convt_unit u = unit_at(c, n, gr, work, team);
+    unit_forward(&u);
 }
 
 // y (N,M,OH,OW) = convT(x (N,C,H,W), w (C,M/group,kh,kw)) + b (M)
 static void convt_forward(cnv_op_ctx *c)
 {
     const convt_geom *g = (const convt_geom *)c->geom;
-    if (g->by_unit) {
-        cnv_team_run(c->team, g->n * g->group, units_forward, c);
-        return;
-    }
-    for (int64_t n = 0; n < g->n; n++)
-        for (int64_t gr = 0; gr < g->group; gr++) {
-            convt_unit u = unit_at(c, n, gr, c->work, c->team);
-            unit_forward(&u);
-        }
+    cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, forward_unit);
 }
 
 static void im2col_rows(void *arg, int64_t lo, int64_t hi, int tid)
@@ -343,14 +331,10 @@ static void unit_backward_dx(convt_unit *u, const float *col, int store)
               store ? 0.0f : 1.0f, u->dx, (int)g->p);
 }
 
-static void units_backward_dx(void *arg, int64_t lo, int64_t hi, int tid)
+static void backward_dx_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work, cnv_team *team)
 {
-    const cnv_op_ctx *c = arg;
-    const convt_geom *g = (const convt_geom *)c->geom;
-    for (int64_t i = lo; i < hi; i++) {
-        convt_unit u = unit_at(c, i / g->group, i % g->group, c->work + tid * g->unit_work, NULL);
-        unit_backward_dx(&u, dy_columns(&u), cnv_grad_store(c, 0));
-    }
+    convt_unit u = unit_at(c, n, gr, work, team);
+    unit_backward_dx(&u, dy_columns(&u), cnv_grad_store(c, 0));
 }
 
 static void bias_grad(void *arg, int64_t lo, int64_t hi, int tid)
@@ -385,8 +369,8 @@ static void convt_backward(cnv_op_ctx *c)
     /* Without dw the units are independent; with it every image adds to
      * the same dw, so the units go one after another, each split over the
      * team, and share one im2col of dy between dx and dw. */
-    if (!dw && g->by_unit) {
-        cnv_team_run(c->team, g->n * g->group, units_backward_dx, c);
+    if (!dw) {
+        cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, backward_dx_unit);
         return;
     }
     for (int64_t n = 0; n < g->n; n++)

@@ -108,3 +108,30 @@ void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64
         }
     }
 }
+
+typedef struct units_job {
+    const cnv_op_ctx *c;
+    int64_t groups;
+    size_t unit_work;
+    cnv_unit_fn fn;
+} units_job;
+
+static void units_part(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    const units_job *j = arg;
+    for (int64_t i = lo; i < hi; i++)
+        j->fn(j->c, i / j->groups, i % j->groups, j->c->work + (size_t)tid * j->unit_work, NULL);
+}
+
+void cnv_run_units(const cnv_op_ctx *c, int64_t images, int64_t groups, int by_unit, size_t unit_work,
+                   cnv_unit_fn fn)
+{
+    if (by_unit) {
+        units_job j = {c, groups, unit_work, fn};
+        cnv_team_run(c->team, images * groups, units_part, &j);
+        return;
+    }
+    for (int64_t n = 0; n < images; n++)
+        for (int64_t gr = 0; gr < groups; gr++)
+            fn(c, n, gr, c->work, c->team);
+}

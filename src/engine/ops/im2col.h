@@ -1,9 +1,12 @@
 /* im2col and its adjoint col2im for one image: the layout change that turns
- * a 2-D convolution into a matrix product (used by conv.c). */
+ * a 2-D convolution into a matrix product; and the loop over a grouped
+ * convolution's (image, group) units (conv.c, convtranspose.c). */
 #ifndef CNV_IM2COL_H
 #define CNV_IM2COL_H
 
 #include <stdint.h>
+
+#include "engine/op.h"
 
 /* Geometry of one image and one kernel. The image is (c, h, w); the column
  * matrix is (c*kh*kw, oh*ow), row (ci*kh + ki)*kw + kj holding, for every
@@ -33,5 +36,14 @@ void cnv_im2col_rows(const cnv_im2col_geom *g, const float *x, float *col, int64
 void cnv_col2im(const cnv_im2col_geom *g, const float *col, float *x);
 void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64_t ih0, int64_t ih1,
                      int store);
+
+/* Runs fn(c, n, gr, work, team) for every unit (image n, group gr) of a
+ * grouped convolution of `images` x `groups` units. by_unit: the units are
+ * split over the team, each thread with its own slice of c->work of
+ * unit_work floats (and team NULL in fn); else one after another, each on
+ * all of c->work and free to split its own loops over c->team. */
+typedef void (*cnv_unit_fn)(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work, cnv_team *team);
+void cnv_run_units(const cnv_op_ctx *c, int64_t images, int64_t groups, int by_unit, size_t unit_work,
+                   cnv_unit_fn fn);
 
 #endif
