@@ -128,6 +128,16 @@ CNV_API void cnv_set_threads(int n);
 /* The thread count sessions planned now would use (>= 1). */
 CNV_API int cnv_get_threads(void);
 
+/* The most memory one plan may take (values, gradients, op state and
+ * workspace), in bytes: a plan that needs more fails with CNV_ERR_NOMEM,
+ * its message giving the need and the limit, before anything is allocated.
+ * 0 restores the default: the environment variable CNNVIZ_MAX_MEMORY when
+ * set (bytes, or a number with a K, M or G suffix), else half of the
+ * machine's physical memory. Process-wide; takes effect at the next plan. */
+CNV_API void cnv_set_memory_limit(size_t bytes);
+/* The limit plans made now would have (> 0). */
+CNV_API size_t cnv_get_memory_limit(void);
+
 /* ---------------------------------------------------------------- shapes */
 
 #define CNV_MAX_DIMS 8

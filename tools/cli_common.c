@@ -19,7 +19,9 @@ const char *const cli_model_help =
     "  --std a,b,c        per-channel standard deviation\n"
     "  --labels FILE      class names, one per line ('nXXXXXXXX name' accepted)\n"
     "  --size HxW         input size (default: the model's cnnviz.image_size)\n"
-    "  --threads T        threads to run on (default: $CNNVIZ_NUM_THREADS or all cores)\n";
+    "  --threads T        threads to run on (default: $CNNVIZ_NUM_THREADS or all cores)\n"
+    "  --max-memory SIZE  the most one plan may take, as 512M, 4G or bytes (default:\n"
+    "                     $CNNVIZ_MAX_MEMORY, else half of the physical memory)\n";
 
 /* ------------------------------------------------------------- parsing */
 
@@ -170,6 +172,7 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
         CLI_OPT_STRING("--size", NULL, &mo->size),
         CLI_OPT_STRING("--preset", NULL, &mo->preset),
         CLI_OPT_STRING("--threads", NULL, &mo->threads),
+        CLI_OPT_STRING("--max-memory", NULL, &mo->max_memory),
         {0},
     };
     const char *cmd = spec->cmd;
@@ -256,6 +259,19 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         if (parse_int(o->threads, &n) || n < 1)
             return cli_error("--threads '%s': expected a positive integer", o->threads);
         cnv_set_threads(n);
+    }
+    if (o->max_memory) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(o->max_memory, &end, 10);
+        unsigned shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+                       : *end == 'G' || *end == 'g' ? 30 : 0;
+        if (shift)
+            end++;
+        if (errno || !v || *end || o->max_memory[0] == '-' || v > (SIZE_MAX >> shift))
+            return cli_error("--max-memory '%s': expected a size such as 512M, 4G or a byte count",
+                             o->max_memory);
+        cnv_set_memory_limit((size_t)v << shift);
     }
     out->path = o->path ? strdup(o->path) : find_default_model();
     if (!out->path)

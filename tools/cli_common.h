@@ -19,6 +19,7 @@ typedef struct cli_model_opts {
     const char *size;   /* --size HxW */
     const char *preset; /* --preset imagenet */
     const char *threads; /* --threads T */
+    const char *max_memory; /* --max-memory SIZE */
 } cli_model_opts;
 
 /* Help text for the options above, for each subcommand's --help. */

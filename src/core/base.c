@@ -1,10 +1,14 @@
-/* Error messages, allocation through the user's hook, checked size arithmetic. */
+/* Error messages, allocation through the user's hook, the memory limit of
+ * plans, checked size arithmetic. */
+#define _DEFAULT_SOURCE /* sysconf(_SC_PHYS_PAGES) */
 #include "core/base.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static cnv_allocator g_alloc; /* all NULL: use the C library */
 
@@ -15,6 +19,56 @@ void cnv_set_allocator(const cnv_allocator *a)
     else
         memset(&g_alloc, 0, sizeof g_alloc);
 }
+
+/* ------------------------------------------------------ memory limit */
+
+static _Atomic size_t g_memory_limit; /* 0: not chosen yet, or reset */
+
+/* "123", "512M", "4G": bytes; 0 when malformed or overflowing. */
+static size_t parse_bytes(const char *v)
+{
+    char *end;
+    unsigned long long n = v && *v ? strtoull(v, &end, 10) : 0;
+    if (!n || !v || *v == '-')
+        return 0;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20, end++;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30, end++;
+    if (*end || n > (SIZE_MAX >> shift))
+        return 0;
+    return (size_t)n << shift;
+}
+
+static size_t default_memory_limit(void)
+{
+    size_t env = parse_bytes(getenv("CNNVIZ_MAX_MEMORY"));
+    if (env)
+        return env;
+    size_t half = (size_t)1 << 31; /* where the system does not say */
+#ifdef _SC_PHYS_PAGES
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0 && (unsigned long long)pages <= SIZE_MAX / (size_t)page)
+        half = (size_t)pages * (size_t)page / 2;
+#endif
+    return half ? half : 1;
+}
+
+void cnv_set_memory_limit(size_t bytes)
+{
+    atomic_store(&g_memory_limit, bytes);
+}
+
+size_t cnv_get_memory_limit(void)
+{
+    size_t v = atomic_load(&g_memory_limit);
+    return v ? v : default_memory_limit();
+}
+
+/* ---------------------------------------------------------- allocation */
 
 void *cnv_malloc(size_t n)
 {
@@ -28,6 +82,8 @@ void *cnv_calloc(size_t count, size_t size)
     size_t n;
     if (!cnv_mul_size(count, size, &n))
         return NULL;
+    if (!g_alloc.malloc_fn) /* the C library's: large blocks come zeroed, untouched */
+        return calloc(n ? n : 1, 1);
     void *p = cnv_malloc(n);
     if (p)
         memset(p, 0, n);

@@ -41,6 +41,10 @@ const char *cnv_shape_str(const cnv_shape *s, char *buf, size_t len)
 {
     size_t used = 0;
     buf[0] = '\0';
+    if (s->ndim < 0 || s->ndim > CNV_MAX_DIMS) {
+        snprintf(buf, len, "(rank %d)", s->ndim);
+        return buf;
+    }
     if (s->ndim == 0)
         snprintf(buf, len, "scalar");
     for (int i = 0; i < s->ndim && used < len; i++) {

@@ -240,6 +240,9 @@ static cnv_status check_input_shapes(const cnv_model *m, int n, const cnv_shape 
         const cnv_tensor_def *t = &m->tensors[m->inputs[i]];
         const cnv_shape *g = &shapes[i];
         char want[128], got[128];
+        if (g->ndim < 0 || g->ndim > CNV_MAX_DIMS)
+            return cnv_fail(err, CNV_ERR_INVALID_ARG, "input '%s': rank %d (0..%d)", t->name, g->ndim,
+                            CNV_MAX_DIMS);
         for (int d = 0; g->ndim == t->shape.ndim && d < g->ndim; d++)
             if (g->dims[d] == 0)
                 return cnv_fail(err, CNV_ERR_UNSUPPORTED,
@@ -330,6 +333,7 @@ static void carve_book(cnv_session *s, plan_tmp *t, carve *c, int n_in)
     s->io = take(c, nio, sizeof *s->io);
     s->ctx = take(c, nn, sizeof *s->ctx);
     s->store = take(c, nio, 1);
+    s->repeat = take(c, nio, 1);
     s->tmark = take(c, nt, 1);
     s->nmark = take(c, nn, 1);
     s->valid = take(c, nt, 1);
@@ -367,7 +371,8 @@ void cnv_session_drop_plan(cnv_session *s)
     s->vals = NULL;
     s->io = NULL;
     s->ctx = NULL;
-    s->store = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->idle = s->unplanned = NULL;
+    s->store = s->repeat = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->idle = s->unplanned =
+        NULL;
     if (s->folds) {
         fold_arena_free(s->folds);
         cnv_free(s->folds);
@@ -402,6 +407,28 @@ static cnv_status ensure_team(cnv_session *s)
     cnv_team_free(s->team);
     s->team = NULL;
     return cnv_team_create(want, &s->team, &s->err);
+}
+
+/* s->repeat: which node inputs name a tensor the node also reads at
+ * another input (Concat(x, x, ...)), in one pass over the inputs with
+ * count (per tensor, zero on entry and on return) as scratch. */
+static void mark_repeats(cnv_session *s, int *count)
+{
+    const cnv_model *m = s->m;
+    size_t at = 0; /* node i's inputs in the io layout */
+    for (int i = 0; i < m->n_nodes; i++) {
+        const cnv_node *n = &m->nodes[i];
+        unsigned char *repeat = s->repeat + at;
+        at += (size_t)n->n_in + (size_t)n->n_out;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                count[n->in[k]]++;
+        for (int k = 0; k < n->n_in; k++)
+            repeat[k] = n->in[k] >= 0 && count[n->in[k]] > 1;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                count[n->in[k]] = 0;
+    }
 }
 
 /* Which tensors carry a gradient: those that depend on a graph input, or on
@@ -463,12 +490,11 @@ static void plan_views(cnv_session *s, plan_tmp *t)
         const cnv_node *n = &m->nodes[i];
         if (!n->op->input_view || s->unplanned[i])
             continue;
+        const unsigned char *repeat = s->repeat + (s->ctx[i].in - s->io);
         for (int k = 0; k < n->n_in; k++) {
-            int x = n->in[k], once = 1;
+            int x = n->in[k];
             int64_t off;
-            for (int q = 0; q < n->n_in; q++)
-                once &= q == k || n->in[q] != x;
-            if (x < 0 || !once || x == n->out[0] || m->tensors[x].kind != CNV_T_ACT || s->vals[x].is_const ||
+            if (x < 0 || repeat[k] || x == n->out[0] || m->tensors[x].kind != CNV_T_ACT || s->vals[x].is_const ||
                 t->view[x] >= 0 ||
                 !n->op->input_view(&s->ctx[i], k, &off))
                 continue;
@@ -505,16 +531,25 @@ static cnv_status alloc_data(cnv_session *s, const plan_tmp *t, size_t work)
     for (size_t i = 0; i < nn; i++)
         if (!round_up(t->state_size[i], &bytes) || !cnv_add_size(states, bytes, &states))
             goto too_big;
-    size_t b_tensors, b_states, b_work;
+    size_t b_tensors, b_states, b_work, total, limit = cnv_get_memory_limit();
     if (!cnv_add_size(tensors, ALIGN, &b_tensors) || !cnv_add_size(states, ALIGN, &b_states) ||
-        !cnv_add_size(work, ALIGN, &b_work))
+        !cnv_add_size(work, ALIGN, &b_work) || !cnv_add_size(b_tensors, b_states, &total) ||
+        !cnv_add_size(total, b_work, &total))
         goto too_big;
-    if (!(s->data = cnv_malloc(b_tensors)) || !(s->state = cnv_malloc(b_states)) || !(s->work = cnv_malloc(b_work)))
+    if (total > limit)
+        return cnv_fail(&s->err, CNV_ERR_NOMEM,
+                        "the plan needs %.1f MiB (values and gradients %.1f, op state %.1f, workspace %.1f); "
+                        "the memory limit is %.1f MiB (cnv_set_memory_limit, CNNVIZ_MAX_MEMORY)",
+                        total / 1048576.0, tensors / 1048576.0, states / 1048576.0, work / 1048576.0,
+                        limit / 1048576.0);
+    /* zeroed: with the C library's allocator, untouched pages of a large
+     * plan cost nothing until a forward writes them */
+    if (!(s->data = cnv_calloc(1, b_tensors)) || !(s->state = cnv_calloc(1, b_states)) ||
+        !(s->work = cnv_malloc(b_work)))
         return cnv_fail(&s->err, CNV_ERR_NOMEM,
                         "out of memory: the plan needs %zu bytes of tensors, %zu of state and %zu of workspace",
                         tensors, states, work);
     unsigned char *p = aligned(s->data);
-    memset(p, 0, tensors);
     for (size_t x = 0; x < nt; x++) {
         round_up((size_t)s->vals[x].count * sizeof(float), &bytes);
         if (!s->vals[x].is_const && t->view[x] < 0) {
@@ -540,7 +575,6 @@ static cnv_status alloc_data(cnv_session *s, const plan_tmp *t, size_t work)
         }
     }
     p = aligned(s->state);
-    memset(p, 0, states);
     for (size_t i = 0; i < nn; i++) {
         s->ctx[i].state = t->state_size[i] ? p : NULL;
         s->ctx[i].work = aligned(s->work);
@@ -611,6 +645,7 @@ cnv_status cnv_session_plan_now(cnv_session *s, int n, const cnv_shape *shapes)
         return st;
     }
     s->planned_param_grads = s->param_grads;
+    mark_repeats(s, t.uses);
     mark_grads(s);
     for (int i = 0; i < m->n_nodes; i++)
         for (int k = 0; k < m->nodes[i].n_in; k++)

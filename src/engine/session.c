@@ -271,15 +271,14 @@ cnv_status cnv_session_backward(cnv_session *s, int t, const float *seed, size_t
             continue;
         cnv_op_ctx *c = &s->ctx[i];
         double t0 = s->prof ? cnv_now() : 0.0;
+        const unsigned char *repeat = s->repeat + (c->in - s->io);
         for (int k = 0; k < n->n_in; k++) {
-            int x = n->in[k], once = 1;
+            int x = n->in[k];
             unsigned char *st_k = s->store + (c->in - s->io) + k;
             *st_k = 0;
             if (x < 0 || !c->in[k]->grad || s->gready[x])
                 continue;
-            for (int q = 0; q < n->n_in; q++)
-                once &= q == k || n->in[q] != x;
-            if ((n->op->flags & CNV_OP_GRAD_STORE) && once)
+            if ((n->op->flags & CNV_OP_GRAD_STORE) && !repeat[k])
                 *st_k = 1;
             else
                 memset(c->in[k]->grad, 0, (size_t)c->in[k]->count * sizeof(float));

@@ -26,6 +26,8 @@ struct cnv_session {
     cnv_val **io;            /* per node: its in, then its out pointers */
     cnv_op_ctx *ctx;         /* per node */
     unsigned char *store;    /* per node input, laid out like io: grad_store */
+    unsigned char *repeat;   /* per node input, laid out like io: the tensor
+                                is also another input of the same node */
     unsigned char *tmark;    /* per tensor: scratch marks of forward_to/backward */
     unsigned char *nmark;    /* per node: likewise */
     unsigned char *valid;    /* per tensor: computed by the last forward */
