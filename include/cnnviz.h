@@ -461,9 +461,12 @@ typedef struct cnv_image {
 #define CNV_IMAGE_MAX_PIXELS (1L << 26)
 #define CNV_IMAGE_MAX_FILE_BYTES (256L << 20)
 
-/* Decodes a PNG, JPEG, BMP, GIF (first frame), TGA, PSD, PNM or HDR file
- * (stb_image). 16-bit images are reduced to 8 bits; gray+alpha becomes
- * RGBA; gray, RGB and RGBA keep their channels. */
+/* Decodes a PNG, JPEG, BMP, GIF (first frame), TGA, PSD, PNM (P5, P6) or
+ * HDR file (stb_image), recognized by its first bytes; anything else is
+ * refused before decoding. 16-bit images are reduced to 8 bits; gray+alpha
+ * becomes RGBA; gray, RGB and RGBA keep their channels. 16-bit and HDR
+ * images are accepted up to CNV_IMAGE_MAX_PIXELS / 4 pixels (they decode
+ * at 2 and 4 bytes a sample first). */
 CNV_API cnv_status cnv_image_load(const char *path, cnv_image *out,
                                   char *errbuf, size_t errlen);
 CNV_API cnv_status cnv_image_load_memory(const void *data, size_t size,

@@ -325,7 +325,7 @@ static void test_bad_files(void **state)
     write_bytes(tmp_path("empty.png"), "", 0);
     expect_load_error(tmp_path("empty.png"), CNV_ERR_FORMAT, "empty");
     write_bytes(tmp_path("one.png"), "\x89", 1);
-    expect_load_error(tmp_path("one.png"), CNV_ERR_FORMAT, "not a readable image");
+    expect_load_error(tmp_path("one.png"), CNV_ERR_FORMAT, "not a PNG, JPEG");
     expect_load_error(tmp_path("missing.png"), CNV_ERR_IO, "No such file");
     expect_load_error(g_dir, CNV_ERR_IO, "directory");
     char err0[256];

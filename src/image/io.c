@@ -140,6 +140,38 @@ static int pnm_header_ok(const unsigned char *d, size_t n)
     return 1;
 }
 
+/* Which format data starts as, by its magic bytes: a documented one, "PIC",
+ * or NULL. stb_image also decodes Softimage PIC (where Debian's 2.27 crashes
+ * on a bad packet) and tries TGA on anything: only what is named here
+ * reaches it. TGA has no magic; its header's fixed fields are checked. */
+static const char *sniff(const unsigned char *d, size_t n)
+{
+    if (n >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8))
+        return "PNG";
+    if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+        return "JPEG";
+    if (n >= 2 && d[0] == 'B' && d[1] == 'M')
+        return "BMP";
+    if (n >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6)))
+        return "GIF";
+    if (n >= 4 && !memcmp(d, "8BPS", 4))
+        return "PSD";
+    if (n >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '6'))
+        return "PNM";
+    if ((n >= 11 && !memcmp(d, "#?RADIANCE\n", 11)) || (n >= 7 && !memcmp(d, "#?RGBE\n", 7)))
+        return "HDR";
+    if (n >= 4 && d[0] == 'S' && d[1] == 0x80 && d[2] == 0xF6 && d[3] == 0x34)
+        return "PIC"; /* refused by decode */
+    /* TGA: colour-map type 0 or 1, an image type stb reads, a known depth,
+     * and a size */
+    if (n >= 18 && d[1] <= 1 &&
+        (d[2] == 1 || d[2] == 2 || d[2] == 3 || d[2] == 9 || d[2] == 10 || d[2] == 11) &&
+        (d[16] == 8 || d[16] == 15 || d[16] == 16 || d[16] == 24 || d[16] == 32) && (d[12] | d[13]) &&
+        (d[14] | d[15]))
+        return "TGA";
+    return NULL;
+}
+
 static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                          char *buf, size_t len)
 {
@@ -149,6 +181,14 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
     if (size > (size_t)CNV_IMAGE_MAX_FILE_BYTES)
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "%zu bytes, more than the %ld accepted",
                                size, (long)CNV_IMAGE_MAX_FILE_BYTES);
+    const char *format = sniff(data, size);
+    if (format && !strcmp(format, "PIC"))
+        return cnv_errbuf_fail(buf, len, CNV_ERR_UNSUPPORTED, "Softimage PIC images are not supported");
+    if (!format)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                               "not a PNG, JPEG, BMP, GIF, TGA, PSD, PNM (P5, P6) or HDR file (its first "
+                               "bytes: %02x %02x %02x %02x)",
+                               data[0], size > 1 ? data[1] : 0, size > 2 ? data[2] : 0, size > 3 ? data[3] : 0);
     /* stb_image refuses some huge PNG headers itself, and then its message
      * hides the size; read a PNG's IHDR size so the message can say it. */
     static const unsigned char png_sig[12] = {137, 80, 78, 71, 13, 10, 26, 10, 0, 0, 0, 13};
@@ -188,6 +228,15 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                "header claims %dx%d pixels, more than the %d per side and "
                                "%ld in all accepted", w, h, CNV_IMAGE_MAX_SIDE,
                                (long)CNV_IMAGE_MAX_PIXELS);
+    /* stb decodes 16-bit PNG/PNM at 2 bytes a sample and HDR at 4 (floats)
+     * before converting to 8 bits: those get a quarter of the pixels, so
+     * that decoding stays within what 8-bit images at the limit take. */
+    int deep = !strcmp(format, "HDR") || ((!strcmp(format, "PNG") || !strcmp(format, "PNM")) &&
+                                          stbi_is_16_bit_from_memory(data, (int)size));
+    if (deep && (int64_t)w * h > (int64_t)CNV_IMAGE_MAX_PIXELS / 4)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                               "header claims %dx%d pixels; %s images are accepted up to %ld pixels", w, h,
+                               strcmp(format, "HDR") ? "16-bit" : "HDR", (long)CNV_IMAGE_MAX_PIXELS / 4);
     /* Gray+alpha has no cnv_image layout: stb expands it to RGBA. */
     int want = comp == 2 ? 4 : comp;
     int dw, dh, dc;
