@@ -500,9 +500,22 @@ CNV_API cnv_status cnv_resize_chw(const float *in, int c, int h, int w,
 
 /* Writes a PNG. The file is written beside path under a temporary name and
  * renamed into place, so a failure never leaves a partial file at path.
- * CNV_ERR_IO names the path and the system's reason. */
+ * CNV_ERR_IO names the path and the system's reason. Every writer of the
+ * library (PNG, GIF, ONNX) refuses a target that cnv_check_output
+ * refuses, and an existing file keeps its permissions. */
 CNV_API cnv_status cnv_image_write_png(const cnv_image *img, const char *path,
                                        char *errbuf, size_t errlen);
+
+/* Whether path can be written as an output file: a regular file the user
+ * may write, or a new name in a writable directory. A directory, FIFO,
+ * device or read-only file is CNV_ERR_IO (errbuf says which), so a caller
+ * can check its outputs before a long computation. */
+CNV_API cnv_status cnv_check_output(const char *path, char *errbuf, size_t errlen);
+
+/* Removes the temporary files of writes in progress (a PNG, GIF or ONNX
+ * file being written beside its target). Async-signal-safe: for a SIGINT
+ * or SIGTERM handler, after which the writes in progress fail. */
+CNV_API void cnv_remove_temp_files(void);
 
 /* ---- preprocessing: image <-> network input */
 

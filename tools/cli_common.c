@@ -119,6 +119,7 @@ static int set_value(const cli_opt *o, const char *v)
 {
     switch (o->kind) {
     case CLI_KIND_STRING:
+    case CLI_KIND_OUTPUT:
         *(const char **)o->dst = v;
         return 0;
     case CLI_KIND_INT: {
@@ -215,6 +216,11 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
         const char *v = argv[++i];
         if (set_value(o, v)) {
             cli_error("%s: bad value '%s' for %s", cmd, v, a);
+            return 2;
+        }
+        char why[512];
+        if (o->kind == CLI_KIND_OUTPUT && cnv_check_output(v, why, sizeof why) != CNV_OK) {
+            cli_error("%s: %s: %s", cmd, a, why);
             return 2;
         }
     }

@@ -32,6 +32,8 @@ typedef enum cli_opt_kind {
     CLI_KIND_SET,    /* int: set to 1 */
     CLI_KIND_CLEAR,  /* int: set to 0 (--no-clamp and the like) */
     CLI_KIND_STRING, /* const char *: the value, borrowed from argv */
+    CLI_KIND_OUTPUT, /* a STRING naming a file to write: checked at once
+                        (cnv_check_output), before any computation */
     CLI_KIND_INT,    /* int in [min, max] */
     CLI_KIND_FLOAT,  /* float in [min, max]; open excludes either end */
     CLI_KIND_SEED,   /* uint64_t, decimal, not negative */
@@ -54,6 +56,8 @@ typedef struct cli_opt {
 #define CLI_OPT_CLEAR(n, p) {.name = (n), .kind = CLI_KIND_CLEAR, .dst = CLI_TYPED(int, p)}
 #define CLI_OPT_STRING(n, a, p) \
     {.name = (n), .alias = (a), .kind = CLI_KIND_STRING, .dst = CLI_TYPED(const char *, p)}
+#define CLI_OPT_OUTPUT(n, a, p) \
+    {.name = (n), .alias = (a), .kind = CLI_KIND_OUTPUT, .dst = CLI_TYPED(const char *, p)}
 #define CLI_OPT_INT(n, p, lo, hi) \
     {.name = (n), .kind = CLI_KIND_INT, .dst = CLI_TYPED(int, p), .min = (lo), .max = (hi)}
 #define CLI_OPT_FLOAT(n, p, lo, hi, op) \

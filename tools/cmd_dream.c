@@ -134,7 +134,7 @@ int cmd_dream(int argc, char **argv)
         CLI_OPT_SET("--random-channels", &random_channels),
         CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
         CLI_OPT_STRING("--output", "-o", &dir),
-        CLI_OPT_STRING("--gif", NULL, &gif),
+        CLI_OPT_OUTPUT("--gif", NULL, &gif),
         CLI_OPT_INT("--gif-delay", &delay, 0, 65535),
         CLI_OPT_INT("--upscale", &up, 1, 16),
         CLI_OPT_STRING("--layer", NULL, &layer_text),

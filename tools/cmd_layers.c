@@ -142,7 +142,7 @@ int cmd_layers(int argc, char **argv)
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
-        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_OUTPUT("--output", "-o", &out),
         CLI_OPT_INT("--per-layer", &per, 1, 64),
         CLI_OPT_INT("--max-layers", &max_layers, 0, INT_MAX),
         CLI_OPT_STRING("--layers", NULL, &layer_list),

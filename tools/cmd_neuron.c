@@ -81,7 +81,7 @@ int cmd_neuron(int argc, char **argv)
         CLI_OPT_INT("--upscale", &up, 1, 16),
         CLI_OPT_INT("--channel", &channel, 0, INT_MAX),
         CLI_OPT_CUSTOM("--unit", parse_unit, &p),
-        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_OUTPUT("--output", "-o", &out),
         CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
         CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
         CLI_OPT_FLOAT("--decay", &p.decay, 0, 1, CLI_OPEN_MAX),

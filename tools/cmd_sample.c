@@ -19,7 +19,7 @@ int cmd_sample(int argc, char **argv)
     const cli_opt opts[] = {
         CLI_OPT_STRING("--data", NULL, &data),
         CLI_OPT_STRING("--split", NULL, &split),
-        CLI_OPT_STRING("-o", NULL, &out),
+        CLI_OPT_OUTPUT("-o", NULL, &out),
         CLI_OPT_INT("--index", &index, 0, INT_MAX),
         CLI_OPT_SET("--json", &json),
         {0},

@@ -107,7 +107,7 @@ int cmd_train(int argc, char **argv)
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-augment", &p.augment),
         CLI_OPT_STRING("--data", NULL, &data),
-        CLI_OPT_STRING("--output", "-o", &out),
+        CLI_OPT_OUTPUT("--output", "-o", &out),
         CLI_OPT_STRING("--labels", NULL, &labels_path),
         CLI_OPT_INT("--epochs", &p.epochs, 1, INT_MAX),
         CLI_OPT_INT("--batch", &p.batch, 1, INT_MAX),

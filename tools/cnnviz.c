@@ -1,5 +1,6 @@
 /* cnnviz: the command-line front end of libcnnviz. Each subcommand lives
  * in its own tools/cmd_*.c file and is listed in the table below. */
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,8 +65,21 @@ static void usage(FILE *f)
     fprintf(f, "\n'cnnviz <command> --help' describes a command's options.\n");
 }
 
+/* Ctrl-C or a kill during a long run (a class model's GIF, a dream) must
+ * not leave the library's half-written temporary files behind; the signal
+ * then takes its default course, so the exit status says what happened. */
+static void on_signal(int sig)
+{
+    cnv_remove_temp_files();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 int main(int argc, char **argv)
 {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -20,10 +20,19 @@ typedef struct cnv_tmpfile {
     FILE *f;
     char *tmp_path; /* owned */
     char *path;     /* owned copy of the destination */
+    int slot;       /* in the table cnv_remove_temp_files reads; -1: none */
 } cnv_tmpfile;
 
-/* Creates the temporary: named "<path>.<pid>.<n>.tmp", with the usual
- * 0666 & ~umask permissions. */
+/* Whether path can be written as a file: a regular file the user may
+ * write, or a new name in a writable directory. A directory, FIFO, device
+ * or read-only file is refused (CNV_ERR_IO, naming it): the writers
+ * replace their target by a rename, which would turn a device node into a
+ * regular file. */
+cnv_status cnv_output_check(const char *path, cnv_err *e);
+
+/* Creates the temporary after cnv_output_check: "<dir>/.cnv<pid>-<n>.tmp"
+ * beside path, with the permissions of the file it replaces, or the usual
+ * 0666 & ~umask. */
 cnv_status cnv_tmpfile_open(cnv_tmpfile *t, const char *path, cnv_err *e);
 /* Flushes, syncs, closes and renames into place; on any failure the
  * temporary is removed. Frees t's strings either way. */
