@@ -105,6 +105,16 @@ void cli_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+cli_num cli_jnum(double v, int digits)
+{
+    cli_num n;
+    if (isfinite(v))
+        snprintf(n.s, sizeof n.s, "%.*g", digits, v);
+    else
+        snprintf(n.s, sizeof n.s, "null");
+    return n;
+}
+
 double cli_now(void)
 {
     struct timespec ts;

@@ -129,4 +129,12 @@ double cli_now(void);
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
 
+/* A number as JSON text: v printed with `digits` significant digits, or
+ * null when v is not finite (JSON has no NaN or infinity). The buffer lives
+ * until the end of the full expression: printf("%s", cli_jnum(x, 6).s). */
+typedef struct {
+    char s[32];
+} cli_num;
+cli_num cli_jnum(double v, int digits);
+
 #endif

@@ -1,5 +1,6 @@
 /* cnnviz classify: top-K classes of images. */
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "cli_common.h"
@@ -36,7 +37,8 @@ int cmd_classify(int argc, char **argv)
     rc = 0;
     if (st != CNV_OK)
         rc = cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
-    if (json && !rc)
+    int opened = json && !rc, bad = 0;
+    if (opened)
         printf("{\"model\": "), cli_json_string(stdout, cm.path), printf(", \"results\": [");
     for (int k = 0; !rc && k < n_images; k++) {
         float *scores;
@@ -50,6 +52,27 @@ int cmd_classify(int argc, char **argv)
             break;
         }
         int n = (int)cnv_shape_count(&ysh);
+        /* A score that is not finite (weights that overflow on this image)
+         * ranks nothing: say so for this image and go on with the others. */
+        int nonfinite = -1;
+        for (int i = 0; i < n && nonfinite < 0; i++)
+            if (!isfinite(scores[i]))
+                nonfinite = i;
+        if (nonfinite >= 0) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "the model's score for class %d is %g: not finite", nonfinite,
+                     (double)scores[nonfinite]);
+            if (json) {
+                printf("%s{\"image\": ", k ? ", " : "");
+                cli_json_string(stdout, images[k]);
+                printf(", \"top\": null, \"message\": ");
+                cli_json_string(stdout, msg);
+                printf("}");
+            }
+            cli_error("classify: %s: %s", images[k], msg);
+            bad = 1;
+            continue;
+        }
         float *p = malloc((size_t)n * sizeof *p);
         int *order = malloc((size_t)n * sizeof *order);
         if (!p || !order) {
@@ -77,7 +100,8 @@ int cmd_classify(int argc, char **argv)
             for (int i = 0; i < kk; i++) {
                 printf("%s{\"class\": %d, \"label\": ", i ? ", " : "", order[i]);
                 cli_json_string(stdout, cli_label(&cm, order[i]));
-                printf(", \"probability\": %.6g, \"score\": %.6g}", p[order[i]], scores[order[i]]);
+                printf(", \"probability\": %s, \"score\": %s}", cli_jnum(p[order[i]], 6).s,
+                       cli_jnum(scores[order[i]], 6).s);
             }
             printf("]}");
         } else {
@@ -88,8 +112,11 @@ int cmd_classify(int argc, char **argv)
         free(p);
         free(order);
     }
-    if (json && !rc)
-        printf("]}\n");
+    /* the document stays valid JSON when a later image fails */
+    if (opened)
+        printf("]%s}\n", rc ? ", \"error\": true" : "");
+    if (bad && !rc)
+        rc = 1;
     cnv_session_free(s);
     cli_model_close(&cm);
     return rc;

@@ -373,11 +373,11 @@ int cmd_classmodel(int argc, char **argv)
                 cli_json_string(stdout, paths[i]);
             else
                 printf("null");
-            printf(", \"score\": %.6g, \"probability\": %.6g, \"top1\": {\"class\": %d, "
+            printf(", \"score\": %s, \"probability\": %s, \"top1\": {\"class\": %d, "
                    "\"label\": ",
-                   (double)scores[i], (double)probs[i], top[i]);
+                   cli_jnum(scores[i], 6).s, cli_jnum(probs[i], 6).s, top[i]);
             cli_json_string(stdout, cli_label(&cm, top[i]));
-            printf(", \"probability\": %.6g}, \"recognized\": %s}", (double)ptop[i],
+            printf(", \"probability\": %s}, \"recognized\": %s}", cli_jnum(ptop[i], 6).s,
                    top[i] == classes[i] ? "true" : "false");
         }
         printf("]}\n");

@@ -333,18 +333,18 @@ int cmd_fool(int argc, char **argv)
                ok ? "true" : "false", r.iters, (double)p.lr, (double)p.min_prob, secs);
         printf(", \"before\": {\"class\": %d, \"label\": ", r.before_class);
         cli_json_string(stdout, cli_label(&cm, r.before_class));
-        printf(", \"probability\": %.6g}", (double)r.before_prob);
+        printf(", \"probability\": %s}", cli_jnum(r.before_prob, 6).s);
         printf(", \"after\": {\"class\": %d, \"label\": ", saved_cls);
         cli_json_string(stdout, cli_label(&cm, saved_cls));
-        printf(", \"probability\": %.6g}, \"target_probability\": %.6g", (double)saved_p,
-               (double)saved_pt);
-        printf(", \"linf\": %g, \"mean_abs\": %.4f", (double)r.linf, (double)r.mean_abs);
+        printf(", \"probability\": %s}, \"target_probability\": %s", cli_jnum(saved_p, 6).s,
+               cli_jnum(saved_pt, 6).s);
+        printf(", \"linf\": %s, \"mean_abs\": %s", cli_jnum(r.linf, 6).s, cli_jnum(r.mean_abs, 4).s);
         if (delta)
             printf(", \"delta\": "), cli_json_string(stdout, delta),
-                printf(", \"delta_gain\": %.4g", gain_last);
+                printf(", \"delta_gain\": %s", cli_jnum(gain_last, 4).s);
         if (summed)
             printf(", \"summed\": "), cli_json_string(stdout, summed),
-                printf(", \"summed_gain\": %.4g", gain_sum);
+                printf(", \"summed_gain\": %s", cli_jnum(gain_sum, 4).s);
         if (original)
             printf(", \"original\": "), cli_json_string(stdout, original);
         if (sheet)

@@ -277,8 +277,8 @@ int cmd_layers(int argc, char **argv)
             cli_json_string(stdout, rows[r].name);
             printf(", \"channels\": %d, \"shown\": [", rows[r].C);
             for (int i = 0; i < rows[r].k; i++)
-                printf("%s{\"channel\": %d, \"before\": %.6g, \"after\": %.6g}", i ? ", " : "", rows[r].ch[i],
-                       (double)rows[r].before[i], (double)rows[r].after[i]);
+                printf("%s{\"channel\": %d, \"before\": %s, \"after\": %s}", i ? ", " : "", rows[r].ch[i],
+                       cli_jnum(rows[r].before[i], 6).s, cli_jnum(rows[r].after[i], 6).s);
             printf("]}");
         }
         printf("]}\n");

@@ -142,8 +142,8 @@ int cmd_neuron(int argc, char **argv)
         if (p.unit_y >= 0)
             printf("\"unit\": [%d, %d], ", p.unit_y, p.unit_x);
         printf("\"height\": %d, \"width\": %d, \"iters\": %d, \"seed\": %llu, "
-               "\"before\": %.9g, \"after\": %.9g, \"output\": ",
-               h, w, p.iters, (unsigned long long)p.seed, (double)before, (double)after);
+               "\"before\": %s, \"after\": %s, \"output\": ",
+               h, w, p.iters, (unsigned long long)p.seed, cli_jnum(before, 9).s, cli_jnum(after, 9).s);
         cli_json_string(stdout, out);
         printf("}\n");
     } else if (!rc && !quiet) {

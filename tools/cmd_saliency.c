@@ -107,10 +107,7 @@ static float *clip_map(const float *map, size_t n, float pct)
 
 static void json_float(const char *key, double v, int comma)
 {
-    if (isfinite(v))
-        printf("\"%s\": %.9g%s", key, v, comma ? ", " : "");
-    else
-        printf("\"%s\": null%s", key, comma ? ", " : "");
+    printf("\"%s\": %s%s", key, cli_jnum(v, 9).s, comma ? ", " : "");
 }
 
 int cmd_saliency(int argc, char **argv)

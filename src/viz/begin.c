@@ -1,5 +1,6 @@
 /* How every visualization starts (viz.h): the preprocessing it works in,
  * checked once, and the lookups of scores and layers it needs. */
+#include <math.h>
 #include <string.h>
 
 #include "viz/viz.h"
@@ -69,11 +70,38 @@ cnv_status cnv_viz_check_len(const cnv_viz *v, const char *name, size_t count, i
     return CNV_OK;
 }
 
+cnv_status cnv_viz_depends(const cnv_viz *v, int t, const char *role)
+{
+    /* A tensor no path from the image reaches (an output that is a
+     * constant) has a zero gradient: every map would be blank and every
+     * ascent noise. */
+    unsigned char *mark = cnv_malloc((size_t)cnv_model_tensor_count(v->m) + 1);
+    if (!mark)
+        return cnv_fail(v->err, CNV_ERR_NOMEM, "%s: out of memory", v->what);
+    int feeds = cnv_model_feeds(v->m, cnv_model_input(v->m, 0), t, mark);
+    cnv_free(mark);
+    if (!feeds)
+        return cnv_fail(v->err, CNV_ERR_INVALID_ARG, "%s: the %s '%s' does not depend on the input image", v->what,
+                        role, cnv_model_tensor_name(v->m, t));
+    return CNV_OK;
+}
+
 cnv_status cnv_viz_score_tensor(const cnv_viz *v, int *t)
 {
     *t = cnv_model_score_tensor(v->m);
     if (*t < 0)
         return cnv_fail(v->err, CNV_ERR_INVALID_ARG, "%s: the model has no output", v->what);
+    return cnv_viz_depends(v, *t, "score");
+}
+
+cnv_status cnv_viz_finite(const cnv_viz *v, const float *sc, size_t count, int k)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!isfinite(sc[i]))
+            return cnv_fail(v->err, CNV_ERR_FORMAT,
+                            "%s: the model's score for class %d is %g: not finite (its weights overflow, or "
+                            "make NaN, on this input)",
+                            v->what, (int)(i % (size_t)k), (double)sc[i]);
     return CNV_OK;
 }
 
@@ -81,7 +109,9 @@ cnv_status cnv_viz_layer(const cnv_viz *v, const char *text, int *t)
 {
     char msg[256];
     cnv_status st = cnv_model_find_layer(v->m, text, t, msg, sizeof msg);
-    return st == CNV_OK ? st : cnv_fail(v->err, st, "%s: %s", v->what, msg);
+    if (st != CNV_OK)
+        return cnv_fail(v->err, st, "%s: %s", v->what, msg);
+    return cnv_viz_depends(v, *t, "layer");
 }
 
 cnv_status cnv_viz_scores(const cnv_viz *v, int t, int n, float **sc, int *k)

@@ -139,7 +139,8 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
             memset(in, 0, batch * sizeof(float));
             memcpy(in, images + first * item, (size_t)used * item * sizeof(float));
             cnv_roll_nchw(in, used, c, h, w, dy + first, dx + first, scratch);
-            if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
+            if ((st = cnv_session_forward_to(s, score)) != CNV_OK ||
+                (st = cnv_viz_finite(&v, sc, (size_t)used * K, K)) != CNV_OK)
                 goto done;
             for (int i = 0; i < B; i++)
                 cls_of[i] = i < used ? classes[first + i] : -1;
@@ -208,7 +209,8 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
         int used = n - first < B ? n - first : B;
         memset(in, 0, batch * sizeof(float));
         memcpy(in, images + first * item, (size_t)used * item * sizeof(float));
-        if ((st = cnv_session_forward_to(s, score)) != CNV_OK)
+        if ((st = cnv_session_forward_to(s, score)) != CNV_OK ||
+            (st = cnv_viz_finite(&v, sc, (size_t)used * K, K)) != CNV_OK)
             goto done;
         for (int i = 0; i < used; i++) {
             const float *row = sc + (size_t)i * K;

@@ -160,6 +160,11 @@ static cnv_status step(dream_run *r, float *img)
     for (size_t j = 0; j < count; j++)
         sum += act[from + j];
     r->objective = (float)(sum / (double)count);
+    if (!isfinite(r->objective))
+        return cnv_fail(r->err, CNV_ERR_FORMAT,
+                        "dream: the objective is %g: not finite (the model's weights overflow, or make "
+                        "NaN, on this image)",
+                        (double)r->objective);
     memset(r->seed, 0, n * sizeof *r->seed);
     for (size_t j = 0; j < count; j++)
         r->seed[from + j] = 1.0f / (float)count;

@@ -17,10 +17,12 @@ cnv_fool_params cnv_fool_params_default(void)
 
 /* Forward on the session's input; top-1 and the probabilities of the
  * top-1 and of the target into *top, *ptop, *ptarget. */
-static cnv_status classify(cnv_session *s, int score, const float *sc, int K, int target,
+static cnv_status classify(const cnv_viz *v, int score, const float *sc, int K, int target,
                            float *prob, int *top, float *ptop, float *ptarget)
 {
-    cnv_status st = cnv_session_forward_to(s, score);
+    cnv_status st = cnv_session_forward_to(v->s, score);
+    if (st == CNV_OK)
+        st = cnv_viz_finite(v, sc, (size_t)K, K);
     if (st != CNV_OK)
         return st;
     cnv_softmax(sc, K, prob);
@@ -83,7 +85,7 @@ cnv_status cnv_fool(cnv_session *s, const float *image, size_t count, int h, int
     int top;
     float ptop, ptarget;
     memcpy(in, image, item * sizeof(float));
-    if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
+    if ((st = classify(&v, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
         goto done;
     r->before_class = top;
     r->before_prob = ptop;
@@ -97,14 +99,14 @@ cnv_status cnv_fool(cnv_session *s, const float *image, size_t count, int h, int
     for (int it = 0;; it++) {
         if (it > 0) {
             memcpy(in, x, item * sizeof(float));
-            if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
+            if ((st = classify(&v, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
                 goto done;
         }
         if ((top == target && ptarget >= p.min_prob) || it == p.max_iters) {
             memcpy(fooled, x, item * sizeof(float));
             cnv_quantize_pixels(fooled, 1, c, h, w, mean, std);
             memcpy(in, fooled, item * sizeof(float));
-            if ((st = classify(s, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
+            if ((st = classify(&v, score, sc, K, target, prob, &top, &ptop, &ptarget)) != CNV_OK)
                 goto done;
             r->after_class = top;
             r->after_prob = ptop;

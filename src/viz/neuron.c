@@ -204,6 +204,13 @@ static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const c
             double obj = 0.0;
             for (int i = 0; i < used; i++) {
                 float o = objective(act, &g, i, channels[first + i], unit);
+                if (!isfinite(o)) {
+                    st = cnv_fail(err, CNV_ERR_FORMAT,
+                                  "neuron: the activation of channel %d is %g: not finite (the model's "
+                                  "weights overflow, or make NaN, on this image)",
+                                  channels[first + i], (double)o);
+                    goto done;
+                }
                 obj += o;
                 if (t == 0 && before)
                     before[first + i] = o;

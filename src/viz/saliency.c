@@ -161,6 +161,8 @@ static cnv_status scores(const cnv_viz *v, int score, int n, float **sc, int *K)
     cnv_status st = cnv_session_forward_to(v->s, score);
     if (st == CNV_OK)
         st = cnv_viz_scores(v, score, n, sc, K);
+    if (st == CNV_OK)
+        st = cnv_viz_finite(v, *sc, (size_t)n * (size_t)*K, *K);
     return st;
 }
 
@@ -344,6 +346,8 @@ cnv_status cnv_saliency(cnv_session *s, const float *image, size_t count, int h,
     if (score < 0)
         return cnv_fail(err, CNV_ERR_NOT_FOUND, "saliency: no score tensor '%s'",
                         p.score ? p.score : "(the model has no output)");
+    if ((st = cnv_viz_depends(&v, score, "score")) != CNV_OK)
+        return st;
     const char *score_name = cnv_model_tensor_name(v.m, score);
     if (info) {
         memset(info, 0, sizeof *info);

@@ -93,8 +93,17 @@ int cnv_viz_batch(const cnv_viz *v, int want);
 /* Fails unless a buffer called `name` of count floats holds n images. */
 cnv_status cnv_viz_check_len(const cnv_viz *v, const char *name, size_t count, int n);
 
+/* Fails unless tensor t depends on the input image (its gradient would be
+ * zero); role names it in the message ("score", "layer"). */
+cnv_status cnv_viz_depends(const cnv_viz *v, int t, const char *role);
+
 /* The model's raw class scores (cnv_model_score_tensor), or a failure. */
 cnv_status cnv_viz_score_tensor(const cnv_viz *v, int *t);
+
+/* Fails unless every one of count scores (k per image) is finite: a model
+ * whose weights overflow on an input gives no meaningful map or image,
+ * and nothing should be written from it. */
+cnv_status cnv_viz_finite(const cnv_viz *v, const float *sc, size_t count, int k);
 
 /* A layer as the user typed it (cnv_model_find_layer), or a failure. */
 cnv_status cnv_viz_layer(const cnv_viz *v, const char *text, int *t);
