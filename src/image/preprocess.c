@@ -240,18 +240,10 @@ cnv_status cnv_image_prepare(const cnv_image *img, const cnv_preprocess *pp, cnv
     int S = pp->resize ? pp->resize : (int)lround(fmin(W, H) * 256.0 / 224.0);
     int nw, nh;
     center_crop_size(src->width, src->height, W, H, S, &nw, &nh);
-    cnv_image big = {0};
-    st = cnv_image_resize(src, nw, nh, &big, errbuf, errlen);
+    /* Only the window is made: resizing the whole image first would cost
+     * its resized size, unbounded for a long thin image. */
+    st = cnv_image_resize_crop(src, nw, nh, half_to_even(nw - W), half_to_even(nh - H), W, H, out, errbuf, errlen);
     cnv_image_free(&conv);
-    if (st == CNV_OK)
-        st = cnv_image_alloc(W, H, C, out, errbuf, errlen);
-    if (st == CNV_OK) {
-        int left = half_to_even(nw - W), top = half_to_even(nh - H);
-        for (int y = 0; y < H; y++)
-            memcpy(out->data + (size_t)y * W * C,
-                   big.data + ((size_t)(top + y) * nw + left) * C, (size_t)W * C);
-    }
-    cnv_image_free(&big);
     return st;
 }
 
