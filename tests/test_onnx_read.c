@@ -318,6 +318,38 @@ static void add_variants(void **state)
     }
 }
 
+/* Every input has an initializer of its name (ONNX: a default value). The
+ * first is the image's place: before, both were taken as weights and the
+ * model had no input ("expected one image input, it has 0 inputs"). */
+static void input_with_default(void **state)
+{
+    (void)state;
+    cnv_pbw g = {0};
+    const int64_t xd[2] = {1, 3}, bd[1] = {3};
+    const float x0[3] = {100, 200, 300};
+    size_t n = g_node_begin(&g, "Add", "add1", "x,b", "y");
+    cnv_pbw_end(&g, n);
+    cnv_pbw_string(&g, 2, "g");
+    g_init_f32(&g, "x", 2, xd, x0, 3);
+    b_raw(&g);
+    g_input(&g, "x", 1, 2, xd);
+    g_input(&g, "b", 1, 1, bd);
+    g_output(&g, "y");
+    size_t len;
+    uint8_t *buf = finish(&g, 13, &len);
+    cnv_model *m = load_ok(buf, len);
+    assert_int_equal(cnv_model_input_count(m), 1);
+    assert_string_equal(tu_input_name(m, 0), "x");
+    assert_int_equal(tensor(m, "b")->kind, CNV_T_CONST);
+    const float x[3] = {1, 2, 3};
+    float y[3];
+    run_1x3(m, x, y);
+    printf("x with a default, b a weight: y = %g %g %g\n", y[0], y[1], y[2]);
+    assert_true(y[0] == 11 && y[1] == 22 && y[2] == 33);
+    cnv_model_free(m);
+    free(buf);
+}
+
 static void half_values(void **state)
 {
     (void)state;
@@ -1194,6 +1226,7 @@ int main(void)
         cmocka_unit_test(all_node_models),
         cmocka_unit_test(files),
         cmocka_unit_test(weights_in_place),
+        cmocka_unit_test(input_with_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

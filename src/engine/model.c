@@ -212,6 +212,25 @@ static cnv_status check_const(cnv_model *m, const char *name, cnv_dtype dtype, c
     return CNV_OK;
 }
 
+cnv_status cnv_model_const_to_input(cnv_model *m, int t, const cnv_shape *shape)
+{
+    cnv_tensor_def *d = &m->tensors[t];
+    cnv_status st = check_shape(m, d->name, shape, 1);
+    if (st != CNV_OK)
+        return st;
+    if (!cnv_grow((void **)&m->inputs, &m->cap_inputs, (size_t)m->n_inputs + 1, sizeof *m->inputs))
+        return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory adding input '%s'", d->name);
+    if (!d->in_blob)
+        cnv_free(d->data);
+    d->data = NULL;
+    d->in_blob = 0;
+    d->kind = CNV_T_INPUT;
+    d->dtype = CNV_FLOAT32;
+    d->shape = *shape;
+    m->inputs[m->n_inputs++] = t;
+    return CNV_OK;
+}
+
 cnv_status cnv_model_add_const_take(cnv_model *m, const char *name, cnv_dtype dtype, const cnv_shape *shape,
                                     void *data, int in_blob)
 {

@@ -81,6 +81,9 @@ int cnv_model_find(const cnv_model *m, const char *name);
  * after), which is freed only with it. */
 cnv_status cnv_model_add_const_take(cnv_model *m, const char *name, cnv_dtype dtype, const cnv_shape *shape,
                                     void *data, int in_blob);
+/* Constant t becomes a graph input of this declared shape, its values
+ * dropped (an ONNX input whose initializer is only a default). */
+cnv_status cnv_model_const_to_input(cnv_model *m, int t, const cnv_shape *shape);
 
 /* Whether cnv_model_add_node knows op_type (the ONNX reader checks a
  * file's ops before it decodes the weights). */

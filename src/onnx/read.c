@@ -455,6 +455,8 @@ typedef struct loader {
         int rank4; /* the input was declared 4-D: its dims were permuted */
     } adopt[4];
     int n_adopt;
+    /* The first graph input that has an initializer of its name, or -1. */
+    long shadowed;
 } loader;
 
 /* An attribute being read, with the storage it owns. */
@@ -892,7 +894,9 @@ static cnv_status read_value_info(loader *L, cnv_pb *r, value_info *vi)
     return CNV_OK;
 }
 
-static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index)
+/* A graph input; promote: it has an initializer of its name and is taken
+ * as the input all the same (read_graph). */
+static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index, int promote)
 {
     value_info vi;
     char label[CNV_ERR_LEN / 2];
@@ -909,8 +913,11 @@ static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index
     /* Older exporters list every initializer among the inputs too: those
      * are weights, not inputs. */
     int t = cnv_model_find(L->m, vi.name);
-    if (t >= 0 && L->m->tensors[t].kind == CNV_T_CONST)
+    if (t >= 0 && L->m->tensors[t].kind == CNV_T_CONST && !promote) {
+        if (L->shadowed < 0)
+            L->shadowed = (long)index;
         goto done;
+    }
     int k = (*bind_index)++;
     if (k < L->n_binds && L->binds[k].data) {
         const cnv_onnx_bind *b = &L->binds[k];
@@ -945,7 +952,7 @@ static cnv_status read_input(loader *L, cnv_pb *r, size_t index, int *bind_index
             cnv_shape4(&vi.shape, nhwc.dims[0], nhwc.dims[3], nhwc.dims[1], nhwc.dims[2]);
             L->adopt[a].rank4 = 1;
         }
-    st = cnv_model_add_input(L->m, vi.name, &vi.shape);
+    st = promote ? cnv_model_const_to_input(L->m, t, &vi.shape) : cnv_model_add_input(L->m, vi.name, &vi.shape);
     if (st == CNV_OK)
         L->m->tensors[cnv_model_find(L->m, vi.name)].file_type = (int)vi.elem;
 done:
@@ -1141,7 +1148,15 @@ static cnv_status read_graph(loader *L, cnv_pb *g)
     int bind_index = 0;
     for (size_t i = 0; st == CNV_OK && i < inputs.n; i++)
         if ((st = cnv_pb_sub(g, &inputs.v[i], &sub) ? CNV_ERR_FORMAT : CNV_OK) == CNV_OK)
-            st = read_input(L, &sub, i, &bind_index);
+            st = read_input(L, &sub, i, &bind_index, 0);
+    /* ONNX: an input with an initializer is an input with a default value.
+     * Weights listed among the inputs are that too, and stay weights; but
+     * when every input has one, the image must go somewhere: the first
+     * input is taken as the model's input (before, it was dropped and the
+     * model had no input at all). */
+    if (st == CNV_OK && L->m->n_inputs == 0 && L->shadowed >= 0 && L->n_binds == 0 &&
+        (st = cnv_pb_sub(g, &inputs.v[L->shadowed], &sub) ? CNV_ERR_FORMAT : CNV_OK) == CNV_OK)
+        st = read_input(L, &sub, (size_t)L->shadowed, &bind_index, 1);
     for (size_t i = 0; st == CNV_OK && i < nodes.n; i++)
         if ((st = cnv_pb_sub(g, &nodes.v[i], &sub) ? CNV_ERR_FORMAT : CNV_OK) == CNV_OK)
             st = read_node(L, &sub, i);
@@ -1288,7 +1303,7 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
 static cnv_status load_into(cnv_model *m, const void *data, size_t size,
                             const cnv_onnx_bind *binds, int n_binds, int own)
 {
-    loader L = {.m = m, .e = &m->err, .binds = binds, .n_binds = n_binds, .own = own};
+    loader L = {.m = m, .e = &m->err, .binds = binds, .n_binds = n_binds, .own = own, .shadowed = -1};
     if (!data && size)
         return cnv_fail(L.e, CNV_ERR_INVALID_ARG, "NULL data");
     cnv_err_clear(L.e);
