@@ -125,6 +125,12 @@ CNV_API void cnv_set_allocator(const cnv_allocator *a);
  * OpenBLAS to one thread, process-wide (OpenBLAS has no per-call
  * setting): a host that uses OpenBLAS itself should know. */
 CNV_API void cnv_set_threads(int n);
+/* The most threads one session uses: a larger n (here, in
+ * cnv_session_set_threads or $CNNVIZ_NUM_THREADS) is taken as this, and
+ * cnv_get_threads tells. Over all sessions, a process starts at most 4
+ * worker threads per core (and at least CNV_MAX_THREADS); a session
+ * planned when they are all taken runs on fewer, down to its caller's. */
+#define CNV_MAX_THREADS 256
 /* The thread count sessions planned now would use (>= 1). */
 CNV_API int cnv_get_threads(void);
 

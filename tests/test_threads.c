@@ -234,6 +234,66 @@ static void test_free_null(void **state)
     assert_int_equal(cnv_session_create(NULL, NULL), CNV_ERR_INVALID_ARG);
 }
 
+/* Threads alive in this process (/proc/self/status). */
+static int live_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/* Thread counts are bounded and say so (issue "Untrusted input, round 2").
+ * Before: --threads silently capped at 256, and 64 sessions asking for 256
+ * threads each started 64 x 255 = 16,320 workers. */
+static void test_thread_budget(void **state)
+{
+    (void)state;
+    cnv_set_threads(100000);
+    printf("cnv_set_threads(100000): cnv_get_threads() = %d\n", cnv_get_threads());
+    assert_int_equal(cnv_get_threads(), CNV_MAX_THREADS);
+    cnv_set_threads(0);
+    int st = system("bin/cnnviz info --threads 300 > /dev/null 2>&1");
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    st = system("bin/cnnviz info --threads 256 > /dev/null 2>&1");
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    tu_tensor in[1] = {{"x", tu_shape(2, 1, 4), NULL, 0}};
+    cnv_model *m = tu_one_node("Relu", 1, in, 0, NULL);
+    enum { SESSIONS = 64 };
+    cnv_session *s[SESSIONS];
+    int before = live_threads(), total = 0;
+    for (int i = 0; i < SESSIONS; i++) {
+        assert_int_equal(cnv_session_create(m, &s[i]), CNV_OK);
+        assert_int_equal(cnv_session_set_threads(s[i], CNV_MAX_THREADS), CNV_OK);
+        cnv_shape xs = tu_shape(2, 1, 4);
+        assert_int_equal(cnv_session_plan_shapes(s[i], 1, &xs), CNV_OK);
+        assert_int_equal(cnv_session_forward(s[i]), CNV_OK);
+    }
+    total = live_threads() - before;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int budget = cores > CNV_MAX_THREADS / 4 ? (int)(4 * cores) : CNV_MAX_THREADS;
+    printf("%d sessions of %d threads: %d new threads (budget %d)\n", SESSIONS, CNV_MAX_THREADS, total, budget);
+    assert_true(total <= budget);
+    for (int i = 0; i < SESSIONS; i++)
+        cnv_session_free(s[i]);
+    /* freed teams give their workers back: a new session gets them */
+    assert_true(live_threads() <= before);
+    cnv_session *again;
+    assert_int_equal(cnv_session_create(m, &again), CNV_OK);
+    assert_int_equal(cnv_session_set_threads(again, 8), CNV_OK);
+    cnv_shape xs = tu_shape(2, 1, 4);
+    assert_int_equal(cnv_session_plan_shapes(again, 1, &xs), CNV_OK);
+    assert_int_equal(live_threads() - before, 7);
+    cnv_session_free(again);
+    cnv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_shared_model_blas_default),
         cmocka_unit_test(test_fork_after_blas_threads),
         cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_thread_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -272,8 +272,8 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
     memset(out, 0, sizeof *out);
     if (o->threads) { /* else the library's default: $CNNVIZ_NUM_THREADS or all cores */
         int n;
-        if (parse_int(o->threads, &n) || n < 1)
-            return cli_error("--threads '%s': expected a positive integer", o->threads);
+        if (parse_int(o->threads, &n) || n < 1 || n > CNV_MAX_THREADS)
+            return cli_error("--threads '%s': expected a whole number from 1 to %d", o->threads, CNV_MAX_THREADS);
         cnv_set_threads(n);
     }
     if (o->max_memory) {

@@ -29,7 +29,30 @@ static inline void cpu_relax(void) {}
  * 10 to 150 cycles), and before a waiting caller yields its core. */
 #define SPINS_BEFORE_SLEEP 40000
 #define SPINS_BEFORE_YIELD 4000
-#define MAX_THREADS 256
+#define MAX_THREADS CNV_MAX_THREADS
+
+/* Workers alive in the process, across every session's team: each team
+ * takes what the budget leaves (at least its caller), so 64 sessions that
+ * each ask for 256 threads start 256 workers in all, not 16,320. */
+static atomic_int g_live_workers;
+
+static int worker_budget(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > MAX_THREADS / 4 ? (int)(4 * cores) : MAX_THREADS;
+}
+
+/* Up to `want` workers reserved from the budget; how many. */
+static int reserve_workers(int want)
+{
+    int budget = worker_budget(), live = atomic_load(&g_live_workers), got;
+    do {
+        got = budget - live < want ? budget - live : want;
+        if (got <= 0)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&g_live_workers, &live, live + got));
+    return got;
+}
 
 static atomic_int g_threads = 0; /* 0: never set, use the default */
 static int g_default_threads = 1;
@@ -218,12 +241,13 @@ cnv_status cnv_team_create(int n, cnv_team **out, cnv_err *e)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int started = 0;
-    for (; started < n - 1; started++) {
+    int reserved = reserve_workers(n - 1), started = 0;
+    for (; started < reserved; started++) {
         t->workers[started] = (worker){ t, started + 1 };
         if (pthread_create(&t->threads[started], NULL, worker_main, &t->workers[started]) != 0)
             break; /* run with the workers there are */
     }
+    atomic_fetch_sub(&g_live_workers, reserved - started);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     t->size = started + 1;
     *out = t;
@@ -241,6 +265,7 @@ void cnv_team_free(cnv_team *t)
         pthread_mutex_destroy(&t->mu);
         pthread_cond_destroy(&t->cv);
     }
+    atomic_fetch_sub(&g_live_workers, t->size - 1);
     cnv_free(t->threads);
     cnv_free(t->workers);
     cnv_free(t);

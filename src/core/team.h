@@ -17,7 +17,9 @@ typedef void (*cnv_chunk_fn)(void *arg, int64_t lo, int64_t hi, int tid);
 int cnv_threads_setting(void);
 
 /* A team of n threads (the caller and n - 1 workers it starts). When fewer
- * workers can be started the team is smaller; cnv_team_size tells. */
+ * workers can be started, or the process already runs its budget of
+ * workers (4 per core, at least CNV_MAX_THREADS, over all teams), the team
+ * is smaller; cnv_team_size tells. */
 cnv_status cnv_team_create(int n, cnv_team **out, cnv_err *e);
 void cnv_team_free(cnv_team *t);
 /* 1 for NULL. */
