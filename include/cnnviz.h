@@ -205,6 +205,16 @@ CNV_API void cnv_model_free(cnv_model *m);
  * NULL m. */
 CNV_API const char *cnv_model_errmsg(const cnv_model *m);
 
+/* The most a model may hold, loaded or built; more is refused with
+ * CNV_ERR_UNSUPPORTED before it is stored. The largest CNNs have some
+ * thousands of nodes. */
+#define CNV_MAX_NODES 1000000
+#define CNV_MAX_TENSORS 4000000       /* inputs, constants and activations */
+#define CNV_MAX_NODE_IO (1 << 20)      /* inputs, or outputs, of one node */
+#define CNV_MAX_ATTRS 1024             /* attributes of one node */
+#define CNV_MAX_META 10000             /* metadata entries */
+#define CNV_MAX_META_BYTES (64L << 20) /* their keys and values together */
+
 /* Declares a graph input. dims may hold -1 for sizes given at planning. */
 CNV_API cnv_status cnv_model_add_input(cnv_model *m, const char *name,
                                        const cnv_shape *shape);

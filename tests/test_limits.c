@@ -7,13 +7,16 @@
  * pairwise: 1,000,000 copies ran past 400 s); ranks above CNV_MAX_DIMS are
  * refused where a caller hands a shape in; preprocessing makes only the
  * crop it keeps (a 2x16384 image resized to a 256 short side was first
- * made whole: 256x2097152 pixels, 1.6 GB and 13 s, for a 224x224 crop). */
+ * made whole: 256x2097152 pixels, 1.6 GB and 13 s, for a 224x224 crop);
+ * counts of nodes, tensors, node inputs, attributes and metadata are capped
+ * (CNV_MAX_NODES ...) before anything is stored. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
+#include "onnx/pb.h"
 
 static void memory_limit(void **state)
 {
@@ -222,6 +225,104 @@ static void crop_before_resize(void **state)
     cnv_image_free(&tall);
 }
 
+/* A ModelProto around a graph whose field `field` repeats `n` times with
+ * the bytes `item` (or, field 0, metadata entries "k<i>" = "v"). */
+static uint8_t *repeated(uint32_t field, const char *item, size_t item_len, size_t n, size_t *len)
+{
+    cnv_pbw g = {0}, m = {0};
+    size_t node = cnv_pbw_begin(&g, 1); /* x -> Relu -> y */
+    cnv_pbw_string(&g, 1, "x");
+    cnv_pbw_string(&g, 2, "y");
+    cnv_pbw_string(&g, 4, "Relu");
+    cnv_pbw_end(&g, node);
+    for (size_t i = 0; field && i < n; i++)
+        cnv_pbw_bytes(&g, field, item, item_len);
+    size_t in = cnv_pbw_begin(&g, 11);
+    cnv_pbw_string(&g, 1, "x");
+    cnv_pbw_end(&g, in);
+    size_t out = cnv_pbw_begin(&g, 12);
+    cnv_pbw_string(&g, 1, "y");
+    cnv_pbw_end(&g, out);
+    cnv_pbw_int(&m, 1, 8);
+    cnv_pbw_bytes(&m, 7, g.buf, g.len);
+    size_t o = cnv_pbw_begin(&m, 8);
+    cnv_pbw_string(&m, 1, "");
+    cnv_pbw_int(&m, 2, 13);
+    cnv_pbw_end(&m, o);
+    for (size_t i = 0; !field && i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%zu", i);
+        size_t e = cnv_pbw_begin(&m, 14);
+        cnv_pbw_string(&m, 1, key);
+        cnv_pbw_string(&m, 2, "v");
+        cnv_pbw_end(&m, e);
+    }
+    assert_false(g.failed || m.failed);
+    cnv_pbw_free(&g);
+    *len = m.len;
+    return m.buf;
+}
+
+static void refused(const uint8_t *buf, size_t len, const char *words, const char *label)
+{
+    cnv_model *m = NULL;
+    cnv_status st = cnv_model_load_onnx_memory(buf, len, &m);
+    printf("%s (%zu bytes): %s\n", label, len, cnv_model_errmsg(m));
+    assert_int_equal(st, CNV_ERR_UNSUPPORTED);
+    assert_non_null(strstr(cnv_model_errmsg(m), words));
+    cnv_model_free(m);
+}
+
+static void model_counts(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *buf;
+    /* a Relu node x -> y, then again (each a valid node of its own) */
+    static const char relu[] = "\x0a\x01x\x12\x01y\x22\x04Relu";
+    buf = repeated(1, relu, sizeof relu - 1, CNV_MAX_NODES, &len);
+    refused(buf, len, "more than 1000000 nodes", "nodes");
+    free(buf);
+    /* empty initializers (an unnamed tensor each) */
+    buf = repeated(5, "", 0, (size_t)CNV_MAX_TENSORS + 1, &len);
+    refused(buf, len, "more than 4000000 initializers", "initializers");
+    free(buf);
+    buf = repeated(0, NULL, 0, CNV_MAX_META + 1, &len);
+    refused(buf, len, "more than 10000 metadata entries", "metadata entries");
+    free(buf);
+    /* one node with 2^20 + 1 inputs, and one with 1025 attributes */
+    cnv_pbw node = {0};
+    for (int i = 0; i <= CNV_MAX_NODE_IO; i++)
+        cnv_pbw_string(&node, 1, "x");
+    buf = repeated(1, (const char *)node.buf, node.len, 1, &len);
+    refused(buf, len, "the limit is 1048576", "node inputs");
+    free(buf);
+    cnv_pbw_free(&node);
+    cnv_pbw attrs = {0};
+    cnv_pbw_string(&attrs, 4, "Relu");
+    for (int i = 0; i <= CNV_MAX_ATTRS; i++)
+        cnv_pbw_bytes(&attrs, 5, "", 0);
+    buf = repeated(1, (const char *)attrs.buf, attrs.len, 1, &len);
+    refused(buf, len, "more than 1024 attributes", "attributes");
+    free(buf);
+    cnv_pbw_free(&attrs);
+    /* metadata bytes, through the API */
+    cnv_model *m;
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    size_t big = (size_t)CNV_MAX_META_BYTES / 2;
+    char *v = malloc(big + 1);
+    assert_non_null(v);
+    memset(v, 'a', big);
+    v[big] = 0;
+    assert_int_equal(cnv_model_set_meta(m, "a", v), CNV_OK);
+    assert_int_equal(cnv_model_set_meta(m, "b", v), CNV_ERR_UNSUPPORTED);
+    printf("metadata bytes: %s\n", cnv_model_errmsg(m));
+    assert_int_equal(cnv_model_set_meta(m, "a", "small"), CNV_OK); /* replacing frees its share */
+    assert_int_equal(cnv_model_set_meta(m, "b", v), CNV_OK);
+    free(v);
+    cnv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +331,7 @@ int main(void)
         cmocka_unit_test(long_chain),
         cmocka_unit_test(ranks_checked),
         cmocka_unit_test(crop_before_resize),
+        cmocka_unit_test(model_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,17 @@ int64_t cnv_shape_count(const cnv_shape *s)
     return n;
 }
 
+int cnv_shape_ok(const cnv_shape *s)
+{
+    if (!s || s->ndim < 0 || s->ndim > CNV_MAX_DIMS)
+        return 0;
+    int64_t n = 1;
+    for (int i = 0; i < s->ndim; i++)
+        if (s->dims[i] < 0 || !cnv_mul_i64(n, s->dims[i] ? s->dims[i] : 1, &n) || n > CNV_MAX_ELEMS)
+            return 0;
+    return 1;
+}
+
 void cnv_shape4(cnv_shape *s, int64_t n, int64_t c, int64_t h, int64_t w)
 {
     memset(s, 0, sizeof *s);

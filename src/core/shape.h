@@ -6,6 +6,13 @@
 
 #include "cnnviz.h"
 
+/* Whether s is a shape the engine can hold: rank 0..CNV_MAX_DIMS, no
+ * negative dim, and the product of its dims with zeros taken as 1 at most
+ * CNV_MAX_ELEMS, so that every stride and partial product of an empty
+ * tensor fits too (0 x 2^63 x 2^63 has no elements but overflows a
+ * stride). */
+int cnv_shape_ok(const cnv_shape *s);
+
 /* Sets *s to a 4-D shape. */
 void cnv_shape4(cnv_shape *s, int64_t n, int64_t c, int64_t h, int64_t w);
 int cnv_shape_equal(const cnv_shape *a, const cnv_shape *b);

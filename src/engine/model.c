@@ -138,6 +138,16 @@ static cnv_status check_shape(cnv_model *m, const char *name, const cnv_shape *s
 }
 
 /* Appends a tensor and returns its index, or -1 when memory ran out. */
+/* Fails unless `more` tensors fit within CNV_MAX_TENSORS (what: for the
+ * message). */
+static cnv_status tensor_room(cnv_model *m, const char *what, int more)
+{
+    if (m->n_tensors > CNV_MAX_TENSORS - more)
+        return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "%s: the model would have more than %d tensors (the limit)",
+                        what, CNV_MAX_TENSORS);
+    return CNV_OK;
+}
+
 static int push_tensor(cnv_model *m, const char *name, int kind)
 {
     if (!cnv_grow((void **)&m->tensors, &m->cap_tensors, (size_t)m->n_tensors + 1,
@@ -179,6 +189,8 @@ cnv_status cnv_model_add_input(cnv_model *m, const char *name, const cnv_shape *
     cnv_status st = check_name(m, name, "input");
     if (st == CNV_OK)
         st = check_shape(m, name, shape, 1);
+    if (st == CNV_OK)
+        st = tensor_room(m, name, 1);
     if (st != CNV_OK)
         return st;
     if (!cnv_grow((void **)&m->inputs, &m->cap_inputs, (size_t)m->n_inputs + 1,
@@ -205,7 +217,7 @@ static cnv_status check_const(cnv_model *m, const char *name, cnv_dtype dtype, c
         return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "constant '%s': data type %d is not supported",
                         name, (int)dtype);
     int64_t count = cnv_shape_count(shape);
-    if (count < 0 || count > CNV_MAX_ELEMS || !cnv_mul_size((size_t)count, dtype == CNV_INT64 ? 8 : 4, bytes))
+    if (!cnv_shape_ok(shape) || !cnv_mul_size((size_t)count, dtype == CNV_INT64 ? 8 : 4, bytes))
         return cnv_fail(&m->err, CNV_ERR_SHAPE, "constant '%s': too many elements", name);
     if (count > 0 && !data)
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "constant '%s': no data", name);
@@ -236,6 +248,8 @@ cnv_status cnv_model_add_const_take(cnv_model *m, const char *name, cnv_dtype dt
 {
     size_t bytes;
     cnv_status st = m ? check_const(m, name, dtype, shape, data, &bytes) : CNV_ERR_INVALID_ARG;
+    if (st == CNV_OK)
+        st = tensor_room(m, name, 1);
     int t = st == CNV_OK ? push_tensor(m, name, CNV_T_CONST) : -1;
     if (st == CNV_OK && t < 0)
         st = cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory adding constant '%s'", name);
@@ -315,7 +329,7 @@ static cnv_status copy_attr(cnv_model *m, const char *node, const cnv_attr *src,
         if (src->t_dtype != CNV_FLOAT32 && src->t_dtype != CNV_INT64)
             return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "node '%s': tensor attribute '%s' has data type %d",
                             node, src->name, (int)src->t_dtype);
-        if (count < 0 || count > CNV_MAX_ELEMS || (count > 0 && !src->t_data))
+        if (!cnv_shape_ok(&src->t_shape) || (count > 0 && !src->t_data))
             return cnv_fail(&m->err, CNV_ERR_SHAPE, "node '%s': tensor attribute '%s' has a bad shape",
                             node, src->name);
         size_t bytes = (size_t)count * (src->t_dtype == CNV_INT64 ? 8 : 4);
@@ -354,6 +368,16 @@ cnv_status cnv_model_add_node(cnv_model *m, const char *op_type, const char *nam
     if (n_inputs < 0 || n_outputs < 0 || n_attrs < 0 || (n_inputs && !inputs) ||
         (n_outputs && !outputs) || (n_attrs && !attrs))
         return cnv_fail(&m->err, CNV_ERR_INVALID_ARG, "node '%s': bad argument counts", name);
+    if (m->n_nodes >= CNV_MAX_NODES)
+        return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "node '%s': the model would have more than %d nodes (the limit)",
+                        name, CNV_MAX_NODES);
+    if (n_inputs > CNV_MAX_NODE_IO || n_outputs > CNV_MAX_NODE_IO || n_attrs > CNV_MAX_ATTRS)
+        return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED,
+                        "node '%s': %d inputs, %d outputs, %d attributes (the limits are %d, %d and %d)", name,
+                        n_inputs, n_outputs, n_attrs, CNV_MAX_NODE_IO, CNV_MAX_NODE_IO, CNV_MAX_ATTRS);
+    cnv_status room = tensor_room(m, name, n_outputs);
+    if (room != CNV_OK)
+        return room;
     /* Trailing absent optional inputs do not count. */
     while (n_inputs > 0 && (!inputs[n_inputs - 1] || !inputs[n_inputs - 1][0]))
         n_inputs--;
@@ -476,6 +500,16 @@ cnv_status cnv_model_set_meta(cnv_model *m, const char *key, const char *value)
 {
     if (!m || !key || !value)
         return CNV_ERR_INVALID_ARG;
+    int i = cnv_strmap_get(&m->meta_index, key);
+    size_t klen = strlen(key), vlen = strlen(value), old = i < 0 ? 0 : strlen(m->meta[i].value);
+    if (i < 0 && m->n_meta >= CNV_MAX_META)
+        return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED, "metadata '%.64s': more than %d entries (the limit)", key,
+                        CNV_MAX_META);
+    if (klen > CNV_MAX_META_BYTES || vlen > CNV_MAX_META_BYTES ||
+        m->meta_bytes - old + (i < 0 ? klen : 0) + vlen > CNV_MAX_META_BYTES)
+        return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED,
+                        "metadata '%.64s': %zu bytes; all metadata together may hold at most %ld", key, vlen,
+                        (long)CNV_MAX_META_BYTES);
     cnv_labels labels = {0};
     int is_labels = strcmp(key, CNV_META_LABELS) == 0;
     cnv_status st = is_labels ? cnv_labels_parse(value, &labels, &m->err) : CNV_OK;
@@ -486,7 +520,6 @@ cnv_status cnv_model_set_meta(cnv_model *m, const char *key, const char *value)
         cnv_labels_free(&labels);
         return cnv_fail(&m->err, CNV_ERR_NOMEM, "out of memory");
     }
-    int i = cnv_strmap_get(&m->meta_index, key);
     if (i < 0) {
         char *k = cnv_strdup(key);
         if (!k || !cnv_grow((void **)&m->meta, &m->cap_meta, (size_t)m->n_meta + 1, sizeof *m->meta) ||
@@ -499,7 +532,9 @@ cnv_status cnv_model_set_meta(cnv_model *m, const char *key, const char *value)
         i = m->n_meta++;
         m->meta[i].key = k;
         m->meta[i].value = NULL;
+        m->meta_bytes += klen;
     }
+    m->meta_bytes = m->meta_bytes - old + vlen;
     cnv_free(m->meta[i].value);
     m->meta[i].value = v;
     if (is_labels) {

@@ -64,7 +64,7 @@ struct cnv_model {
     size_t cap_inputs, cap_outputs;
     int *inputs, *outputs; /* tensor indices */
     int n_meta;
-    size_t cap_meta;
+    size_t cap_meta, meta_bytes; /* meta_bytes: keys and values, for CNV_MAX_META_BYTES */
     struct cnv_meta { char *key, *value; } *meta;
     cnv_strmap meta_index; /* key -> metadata index */
     cnv_labels labels;

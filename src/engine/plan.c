@@ -215,7 +215,7 @@ static cnv_status infer(infer_job *j)
         for (int k = 0; k < n->n_out; k++) {
             cnv_val *v = c->out[k];
             v->count = cnv_shape_count(&v->shape);
-            if (v->count < 0 || v->count > CNV_MAX_ELEMS) {
+            if (!cnv_shape_ok(&v->shape)) {
                 char buf[128];
                 return cnv_fail(j->err, CNV_ERR_SHAPE, "node '%s' (%s): output '%s' of shape %s is too large",
                                 n->name, n->op->type, m->tensors[n->out[k]].name,

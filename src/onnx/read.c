@@ -417,8 +417,11 @@ static void strlist_free(strlist *l)
     memset(l, 0, sizeof *l);
 }
 
-static cnv_status fields_push(fields *a, const cnv_pb_field *f, cnv_err *e)
+/* Appends f; more than max fields of this kind (`what`) are refused. */
+static cnv_status fields_push(fields *a, const cnv_pb_field *f, cnv_err *e, size_t max, const char *what)
 {
+    if (a->n >= max)
+        return cnv_fail(e, CNV_ERR_UNSUPPORTED, "more than %zu %s; the limit is %zu", max, what, max);
     if (!cnv_grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v))
         return cnv_fail(e, CNV_ERR_NOMEM, "out of memory reading the model");
     a->v[a->n++] = *f;
@@ -431,6 +434,11 @@ static cnv_status strlist_push(strlist *l, const cnv_pb *r, const cnv_pb_field *
     cnv_status st = pb_string(r, f, what, &s);
     if (st != CNV_OK)
         return st;
+    if (l->n >= CNV_MAX_NODE_IO) {
+        cnv_free(s);
+        return cnv_fail(r->err, CNV_ERR_UNSUPPORTED, "more than %d values of %s; the limit is %d", CNV_MAX_NODE_IO,
+                        what, CNV_MAX_NODE_IO);
+    }
     if (!cnv_grow((void **)&l->v, &l->cap, l->n + 1, sizeof *l->v)) {
         cnv_free(s);
         return cnv_fail(r->err, CNV_ERR_NOMEM, "out of memory reading %s", what);
@@ -699,7 +707,7 @@ static cnv_status read_node(loader *L, cnv_pb *r, size_t index)
         case 7: st = pb_string(r, &f, "node domain", &domain); break;
         case 5:
             st = cnv_pb_expect(r, &f, CNV_PB_LEN, "node attribute") ? CNV_ERR_FORMAT
-                 : fields_push(&attr_fields, &f, L->e);
+                 : fields_push(&attr_fields, &f, L->e, CNV_MAX_ATTRS, "attributes in a node");
             break;
         default: break;
         }
@@ -1035,7 +1043,7 @@ static cnv_status scan_node(loader *L, cnv_pb *r, size_t index, node_scan *n)
             st = pb_string(r, &f, "node domain", &n->domain);
         else if (f.num == 5)
             st = cnv_pb_expect(r, &f, CNV_PB_LEN, "node attribute") ? CNV_ERR_FORMAT
-                 : fields_push(&attr_fields, &f, L->e);
+                 : fields_push(&attr_fields, &f, L->e, CNV_MAX_ATTRS, "attributes in a node");
     }
     if (st == CNV_OK && rc < 0)
         st = CNV_ERR_FORMAT;
@@ -1136,7 +1144,9 @@ static cnv_status read_graph(loader *L, cnv_pb *g)
             st = CNV_ERR_FORMAT;
             break;
         }
-        st = fields_push(dst, &f, L->e);
+        st = fields_push(dst, &f, L->e, f.num == 1 ? CNV_MAX_NODES : CNV_MAX_TENSORS,
+                         f.num == 1 ? "nodes" : f.num == 5 ? "initializers" : f.num == 11 ? "graph inputs"
+                                                                                         : "graph outputs");
     }
     if (st == CNV_OK && rc < 0)
         st = CNV_ERR_FORMAT;
@@ -1268,7 +1278,7 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
             if (cnv_pb_expect(&r, &f, CNV_PB_LEN, "metadata_props") != 0)
                 st = CNV_ERR_FORMAT;
             else
-                st = fields_push(&meta, &f, L->e);
+                st = fields_push(&meta, &f, L->e, CNV_MAX_META, "metadata entries");
             break;
         default:
             break;
