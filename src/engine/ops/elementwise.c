@@ -63,7 +63,7 @@ static void relu_mask_store(const float *restrict y, const float *restrict dy, f
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++) {
                 float d = dy[i + j];
-                dx[i + j] = (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+                dx[i + j] = ((y[i + j] > 0.0f) & (d > 0.0f)) ? d : 0.0f;
             }
     } else {
         for (; i + 8 <= n; i += 8)
@@ -85,7 +85,7 @@ static void relu_mask_add(const float *restrict y, const float *restrict dy, flo
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++) {
                 float d = dy[i + j];
-                dx[i + j] += (y[i + j] > 0.0f) & (d > 0.0f) ? d : 0.0f;
+                dx[i + j] += ((y[i + j] > 0.0f) & (d > 0.0f)) ? d : 0.0f;
             }
     } else {
         for (; i + 8 <= n; i += 8)
