@@ -508,8 +508,8 @@ cnv_status cnv_model_set_meta(cnv_model *m, const char *key, const char *value)
     if (klen > CNV_MAX_META_BYTES || vlen > CNV_MAX_META_BYTES ||
         m->meta_bytes - old + (i < 0 ? klen : 0) + vlen > CNV_MAX_META_BYTES)
         return cnv_fail(&m->err, CNV_ERR_UNSUPPORTED,
-                        "metadata '%.64s': %zu bytes; all metadata together may hold at most %ld", key, vlen,
-                        (long)CNV_MAX_META_BYTES);
+                        "metadata '%.64s': %zu bytes would bring the model's metadata past %ld bytes (the limit)",
+                        key, vlen, (long)CNV_MAX_META_BYTES);
     cnv_labels labels = {0};
     int is_labels = strcmp(key, CNV_META_LABELS) == 0;
     cnv_status st = is_labels ? cnv_labels_parse(value, &labels, &m->err) : CNV_OK;

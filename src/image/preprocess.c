@@ -119,6 +119,12 @@ cnv_status cnv_model_preprocess(const cnv_model *m, cnv_preprocess *pp, char *er
                                "(gray), 3 (RGB), or up to %d",
                                cnv_model_tensor_name(m, cnv_model_input(m, 0)), cnv_shape_str(&in, buf, sizeof buf),
                                CNV_MAX_CHANNELS);
+    if (in.dims[2] > CNV_IMAGE_MAX_SIDE || in.dims[3] > CNV_IMAGE_MAX_SIDE)
+        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_UNSUPPORTED,
+                               "input '%s' of shape %s takes images larger than %d on a side, the largest an "
+                               "image may have",
+                               cnv_model_tensor_name(m, cnv_model_input(m, 0)), cnv_shape_str(&in, buf, sizeof buf),
+                               CNV_IMAGE_MAX_SIDE);
     int c = (int)in.dims[1];
     int h = in.dims[2] > 0 && in.dims[2] <= CNV_IMAGE_MAX_SIDE ? (int)in.dims[2] : 0;
     int w = in.dims[3] > 0 && in.dims[3] <= CNV_IMAGE_MAX_SIDE ? (int)in.dims[3] : 0;
