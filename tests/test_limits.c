@@ -323,6 +323,26 @@ static void model_counts(void **state)
     cnv_model_free(m);
 }
 
+/* An input declared larger than an image may be: refused with its shape
+ * (before, the CLI fell back to 224x224 and said that did not fit). */
+static void input_larger_than_an_image(void **state)
+{
+    (void)state;
+    const int64_t sides[2] = {65536, (int64_t)1 << 31};
+    for (int k = 0; k < 2; k++) {
+        cnv_shape xs = {4, {1, 3, sides[k], 8}}; /* tu_shape takes ints */
+        tu_tensor in[1] = {{"x", xs, NULL, 0}};
+        cnv_model *m = tu_one_node("Relu", 1, in, 0, NULL);
+        cnv_preprocess pp;
+        char err[256];
+        assert_int_equal(cnv_model_preprocess(m, &pp, err, sizeof err), CNV_ERR_UNSUPPORTED);
+        printf("%s\n", err);
+        assert_non_null(strstr(err, k ? "1x3x2147483648x8" : "1x3x65536x8"));
+        assert_non_null(strstr(err, "larger than 16384"));
+        cnv_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +352,7 @@ int main(void)
         cmocka_unit_test(ranks_checked),
         cmocka_unit_test(crop_before_resize),
         cmocka_unit_test(model_counts),
+        cmocka_unit_test(input_larger_than_an_image),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
