@@ -237,8 +237,16 @@ static uint8_t *repeated(uint32_t field, const char *item, size_t item_len, size
     cnv_pbw_end(&g, node);
     for (size_t i = 0; field && i < n; i++)
         cnv_pbw_bytes(&g, field, item, item_len);
-    size_t in = cnv_pbw_begin(&g, 11);
+    size_t in = cnv_pbw_begin(&g, 11); /* x: FLOAT [1] */
     cnv_pbw_string(&g, 1, "x");
+    size_t type = cnv_pbw_begin(&g, 2), tensor = cnv_pbw_begin(&g, 1);
+    cnv_pbw_int(&g, 1, 1);
+    size_t shape = cnv_pbw_begin(&g, 2), dim = cnv_pbw_begin(&g, 1);
+    cnv_pbw_int(&g, 1, 1);
+    cnv_pbw_end(&g, dim);
+    cnv_pbw_end(&g, shape);
+    cnv_pbw_end(&g, tensor);
+    cnv_pbw_end(&g, type);
     cnv_pbw_end(&g, in);
     size_t out = cnv_pbw_begin(&g, 12);
     cnv_pbw_string(&g, 1, "y");
@@ -343,6 +351,47 @@ static void input_larger_than_an_image(void **state)
     }
 }
 
+/* Values decoded at load count against the memory limit: an INT64 tensor
+ * of one-byte varints takes 8 bytes a value (a 2 GiB file could ask for
+ * 16 GiB; before, nothing bounded it). */
+static void load_within_the_memory_limit(void **state)
+{
+    (void)state;
+    enum { N = 8 << 20 }; /* 8 MiB of varints: 64 MiB decoded */
+    uint8_t *zeros = calloc(N, 1);
+    assert_non_null(zeros);
+    cnv_pbw t = {0};
+    cnv_pbw_int(&t, 1, N);
+    cnv_pbw_int(&t, 2, 7); /* INT64 */
+    cnv_pbw_bytes(&t, 7, zeros, N);
+    cnv_pbw_string(&t, 8, "big");
+    free(zeros);
+    size_t len;
+    uint8_t *buf = repeated(5, (const char *)t.buf, t.len, 1, &len);
+    cnv_set_memory_limit((size_t)32 << 20);
+    cnv_model *m = NULL;
+    cnv_status st = cnv_model_load_onnx_memory(buf, len, &m);
+    printf("initializer, limit 32 MiB: %s\n", cnv_model_errmsg(m));
+    assert_int_equal(st, CNV_ERR_NOMEM);
+    assert_non_null(strstr(cnv_model_errmsg(m), "memory limit of 32.0 MiB"));
+    cnv_model_free(m);
+    /* the same as a TensorProto file */
+    cnv_dtype dt;
+    cnv_shape sh;
+    void *values = NULL;
+    char err[256];
+    assert_int_equal(cnv_tensor_read_pb(t.buf, t.len, &dt, &sh, &values, NULL, err, sizeof err), CNV_ERR_NOMEM);
+    printf("TensorProto, limit 32 MiB: %s\n", err);
+    cnv_set_memory_limit((size_t)128 << 20);
+    st = cnv_model_load_onnx_memory(buf, len, &m);
+    printf("limit 128 MiB: %s\n", cnv_model_errmsg(m));
+    assert_int_equal(st, CNV_OK);
+    cnv_model_free(m);
+    cnv_set_memory_limit(0);
+    free(buf);
+    cnv_pbw_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +402,7 @@ int main(void)
         cmocka_unit_test(crop_before_resize),
         cmocka_unit_test(model_counts),
         cmocka_unit_test(input_larger_than_an_image),
+        cmocka_unit_test(load_within_the_memory_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

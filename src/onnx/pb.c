@@ -16,6 +16,22 @@ void cnv_pb_init(cnv_pb *r, const void *data, size_t size, cnv_err *err)
     r->depth = 0;
     r->err = err;
     r->own = 0;
+    r->budget = NULL;
+}
+
+int cnv_pb_charge(const cnv_pb *r, size_t bytes, const char *what)
+{
+    if (!r->budget)
+        return 0;
+    if (bytes > *r->budget) {
+        cnv_fail(r->err, CNV_ERR_NOMEM,
+                 "%s: decoding the model's values needs more than the memory limit of %.1f MiB "
+                 "(cnv_set_memory_limit)",
+                 what, (double)cnv_get_memory_limit() / (1 << 20));
+        return -1;
+    }
+    *r->budget -= bytes;
+    return 0;
 }
 
 int cnv_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
@@ -140,6 +156,7 @@ int cnv_pb_sub(const cnv_pb *r, const cnv_pb_field *f, cnv_pb *sub)
     sub->depth = r->depth + 1;
     sub->err = r->err;
     sub->own = r->own;
+    sub->budget = r->budget;
     return 0;
 }
 

@@ -29,6 +29,10 @@ typedef struct cnv_pb {
     /* The bytes are the reader's own copy of a file: a large tensor's raw
      * data is used where it lies (moved to alignment), not copied. */
     int own;
+    /* Bytes the decoded values may still take (NULL: no bound), shared with
+     * sub-readers: a varint of one byte decodes to eight, so a 2 GiB file
+     * could otherwise ask for 16 GiB. */
+    size_t *budget;
 } cnv_pb;
 
 /* One field as read by cnv_pb_next. */
@@ -50,6 +54,9 @@ int cnv_pb_next(cnv_pb *r, cnv_pb_field *f);
 
 /* A reader over the payload of LEN field f, one level deeper than r.
  * Returns 0, or -1 (message in r->err) past CNV_PB_MAX_DEPTH. */
+/* Takes bytes from r's budget for values being decoded (what: for the
+ * message); -1 with CNV_ERR_NOMEM set when they do not fit. */
+int cnv_pb_charge(const cnv_pb *r, size_t bytes, const char *what);
 int cnv_pb_sub(const cnv_pb *r, const cnv_pb_field *f, cnv_pb *sub);
 
 /* Decodes one varint at *p (at most 10 bytes, value must fit 64 bits) and

@@ -341,6 +341,10 @@ cnv_status cnv_onnx_read_tensor(cnv_pb *r, const char *what, cnv_onnx_tensor *t)
         return CNV_OK;
     }
 #endif
+    if (cnv_pb_charge(r, (size_t)count * osize, label)) {
+        st = CNV_ERR_NOMEM;
+        goto fail;
+    }
     void *data = cnv_malloc((size_t)count * osize);
     if (!data) {
         st = cnv_fail(e, CNV_ERR_NOMEM, "out of memory for %s (%lld elements)", label, (long long)count);
@@ -547,6 +551,8 @@ static cnv_status read_attr(loader *L, cnv_pb *r, const char *node, int index, a
         case 7:
             if (cnv_pb_iter_init(&it, r, &f, CNV_PB_I32, "attribute floats", &n) != 0)
                 goto format;
+            if (cnv_pb_charge(r, n * sizeof *b->floats, "attribute floats"))
+                return CNV_ERR_NOMEM;
             if (!cnv_grow((void **)&b->floats, &b->cap_floats, b->n_floats + n, sizeof *b->floats))
                 goto nomem;
             while (cnv_pb_iter_next(&it, &v))
@@ -555,6 +561,8 @@ static cnv_status read_attr(loader *L, cnv_pb *r, const char *node, int index, a
         case 8:
             if (cnv_pb_iter_init(&it, r, &f, CNV_PB_VARINT, "attribute ints", &n) != 0)
                 goto format;
+            if (cnv_pb_charge(r, n * sizeof *b->ints, "attribute ints"))
+                return CNV_ERR_NOMEM;
             if (!cnv_grow((void **)&b->ints, &b->cap_ints, b->n_ints + n, sizeof *b->ints))
                 goto nomem;
             while (cnv_pb_iter_next(&it, &v))
@@ -1222,6 +1230,8 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
         return cnv_fail(L->e, CNV_ERR_UNSUPPORTED, "model of %zu bytes; the limit is 2 GiB", size);
     cnv_pb_init(&r, data, size, L->e);
     r.own = L->own;
+    size_t budget = cnv_get_memory_limit();
+    r.budget = &budget;
     while (st == CNV_OK && (rc = cnv_pb_next(&r, &f)) > 0) {
         switch (f.num) {
         case 1:
@@ -1414,6 +1424,8 @@ cnv_status cnv_tensor_read_pb(const void *data, size_t size, cnv_dtype *dtype, c
         st = cnv_fail(&e, CNV_ERR_UNSUPPORTED, "tensor of %zu bytes; the limit is 2 GiB", size);
     } else {
         cnv_pb_init(&r, data ? data : "", size, &e);
+        size_t budget = cnv_get_memory_limit();
+        r.budget = &budget;
         st = cnv_onnx_read_tensor(&r, "tensor", &t);
         if (st == CNV_OK) {
             char *nm = NULL;
