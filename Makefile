@@ -41,6 +41,9 @@ TESTLIB_OBJ := $(TESTLIB_SRC:tests/util/%.c=$(BUILD)/tests/util/%.o)
 STATIC := $(BUILD)/libcnnviz.a
 
 .PHONY: all test install uninstall clean valgrind fuzz weights demo bench
+# Objects are kept (not deleted as intermediates), so a second `make test`
+# links nothing again.
+.SECONDARY:
 all: lib/libcnnviz.a lib/libcnnviz.so bin/cnnviz
 
 $(BUILD)/src/%.o: src/%.c
@@ -94,11 +97,15 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
 	install -m 755 bin/cnnviz $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/cnnviz
+	install -m 644 weights/fashion_mnist.onnx $(DESTDIR)$(PREFIX)/share/cnnviz/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/cnnviz.h $(DESTDIR)$(PREFIX)/lib/libcnnviz.a \
 	      $(DESTDIR)$(PREFIX)/lib/libcnnviz.so $(DESTDIR)$(PREFIX)/lib/libcnnviz.so.0 \
-	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc $(DESTDIR)$(PREFIX)/bin/cnnviz
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc $(DESTDIR)$(PREFIX)/bin/cnnviz \
+	      $(DESTDIR)$(PREFIX)/share/cnnviz/fashion_mnist.onnx
+	-rmdir $(DESTDIR)$(PREFIX)/share/cnnviz 2>/dev/null
 
 clean:
 	rm -rf build lib/*.a lib/*.so bin cnnviz.pc

@@ -35,9 +35,13 @@ mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -s $san
 case $mode in
 build)
     mk install PREFIX="$prefix" >"$dir/install.log" 2>&1 || { cat "$dir/install.log"; fail "make install failed"; }
-    for f in include/cnnviz.h lib/libcnnviz.a lib/libcnnviz.so lib/libcnnviz.so.0 lib/pkgconfig/cnnviz.pc bin/cnnviz; do
+    for f in include/cnnviz.h lib/libcnnviz.a lib/libcnnviz.so lib/libcnnviz.so.0 lib/pkgconfig/cnnviz.pc bin/cnnviz \
+        share/cnnviz/fashion_mnist.onnx; do
         [ -e "$prefix/$f" ] || fail "make install did not install $f"
     done
+    # the installed program finds its default model from anywhere
+    (cd / && "$prefix/bin/cnnviz" info >/dev/null 2>"$dir/info.err") ||
+        { cat "$dir/info.err"; fail "the installed cnnviz does not find its default model"; }
     grep -qx "prefix=$prefix" "$pc/cnnviz.pc" || fail "cnnviz.pc does not name the prefix $prefix"
     cflags=$(PKG_CONFIG_PATH=$pc pkg-config --cflags cnnviz)
     libs=$(PKG_CONFIG_PATH=$pc pkg-config --libs cnnviz)

@@ -185,6 +185,60 @@ static void errors_exit_nonzero(void **state)
     free(out);
 }
 
+/* A new user's mistakes get a way out (issue "A new user's first hour"):
+ * `cnnviz help CMD`, the nearest command, class names by word, by
+ * spelling and, on a small model, the whole list; a file that is not a
+ * model says what it is. Before: the general usage, "unknown command",
+ * "no class named 'X'" alone, and protobuf jargon for a PNG. */
+static void guidance(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(run(CNNVIZ " help classmodel", &out), 0);
+    assert_non_null(strstr(out, "usage: cnnviz classmodel"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " clasify 2>&1", &out), 2);
+    printf("%s", out);
+    assert_non_null(strstr(out, "did you mean 'classify'"));
+    free(out);
+    /* the default model: Fashion-MNIST's 10 classes */
+    assert_int_equal(run(CNNVIZ " classmodel --class flamingo -o /tmp/cnv_guidance.png 2>&1", &out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "the model's 10 classes: 0 T-shirt/top, 1 Trouser"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " classmodel --class sneakr -o /tmp/cnv_guidance.png 2>&1", &out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "did you mean 7 (Sneaker)?"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " classmodel --class boot -o /tmp/cnv_guidance.png 2>&1", &out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "1 class contains the word: 9 (Ankle boot)"));
+    free(out);
+    /* one exit code per kind of mistake (2: the command line), ranges said */
+    assert_int_equal(run(CNNVIZ " classmodel --class 1 --iters -5 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
+    printf("%s", out);
+    assert_non_null(strstr(out, "expected a whole number"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " classmodel --class 1 --size 1 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
+    free(out);
+    assert_int_equal(run(CNNVIZ " classmodel --class 1 --class 3 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
+    printf("%s", out);
+    assert_non_null(strstr(out, "--class given twice"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " neuron --layer rleu3 --channel 0 -o /tmp/cnv_guidance.png 2>&1", &out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "did you mean 'relu3'?"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " info -m docs/img/ankle_boot.png 2>&1", &out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "not an ONNX model: this is a PNG image"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " info -m README.md 2>&1", &out), 1);
+    printf("%s", out);
+    assert_non_null(strstr(out, "not an ONNX model"));
+    free(out);
+}
+
 int main(void)
 {
     if (access(CNNVIZ, X_OK) != 0) {
@@ -196,6 +250,7 @@ int main(void)
         cmocka_unit_test(eval_matches_reference),
         cmocka_unit_test(info_squeezenet),
         cmocka_unit_test(errors_exit_nonzero),
+        cmocka_unit_test(guidance),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

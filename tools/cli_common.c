@@ -3,11 +3,13 @@
  * strings. The program uses the public API only. */
 #include "cli_common.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,6 +107,55 @@ void cli_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* Edit distance with adjacent swaps (optimal string alignment), on
+ * lowercased bytes; names longer than 63 bytes are not compared. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return INT_MAX;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+            int best = d[i - 1][j - 1] + (ca != cb);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+const char *cli_nearest(const char *typed, const char *const *names, int n)
+{
+    int best = INT_MAX, ties = 0, limit = (int)strlen(typed) / 3;
+    const char *found = NULL;
+    if (limit < 1)
+        limit = 1;
+    for (int i = 0; i < n; i++) {
+        if (!names[i])
+            continue;
+        int dd = distance(typed, names[i]);
+        if (dd < best) {
+            best = dd;
+            found = names[i];
+            ties = 0;
+        } else if (dd == best && strcmp(found, names[i])) {
+            ties++;
+        }
+    }
+    return best <= limit && !ties ? found : NULL;
+}
+
 cli_num cli_jnum(double v, int digits)
 {
     cli_num n;
@@ -164,6 +215,24 @@ static int set_value(const cli_opt *o, const char *v)
     }
 }
 
+/* What an option's value must be, for "bad value" messages ("" when its
+ * own parser says nothing more). */
+static void expected(const cli_opt *o, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (o->kind == CLI_KIND_INT && o->max == INT_MAX)
+        snprintf(buf, len, ": expected a whole number, at least %d", (int)o->min);
+    else if (o->kind == CLI_KIND_INT)
+        snprintf(buf, len, ": expected a whole number from %d to %d", (int)o->min, (int)o->max);
+    else if (o->kind == CLI_KIND_FLOAT && isinf(o->max))
+        snprintf(buf, len, ": expected a number %s %g", o->open & CLI_OPEN_MIN ? "above" : "at least", o->min);
+    else if (o->kind == CLI_KIND_FLOAT)
+        snprintf(buf, len, ": expected a number from %g%s to %g%s", o->min,
+                 o->open & CLI_OPEN_MIN ? " (excluded)" : "", o->max, o->open & CLI_OPEN_MAX ? " (excluded)" : "");
+    else if (o->kind == CLI_KIND_SEED)
+        snprintf(buf, len, ": expected a whole number, 0 or more");
+}
+
 static const cli_opt *find_option(const cli_opt *opts, const char *a)
 {
     for (; opts && opts->name; opts++)
@@ -187,7 +256,11 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
         {0},
     };
     const char *cmd = spec->cmd;
-    int n = 0;
+    int n = 0, n_seen = 0;
+    struct {
+        const void *dst;
+        const char *as;
+    } seen[64];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || !a[1]) {
@@ -223,9 +296,22 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
             cli_error("%s: %s needs a value (see --help)", cmd, a);
             return 2;
         }
+        /* an option given twice would silently keep the last value */
+        for (int k = 0; k < n_seen; k++)
+            if (seen[k].dst == o->dst) {
+                if (strcmp(a, seen[k].as))
+                    cli_error("%s: %s given twice (also as %s); give it once", cmd, a, seen[k].as);
+                else
+                    cli_error("%s: %s given twice; give it once", cmd, a);
+                return 2;
+            }
+        if (n_seen < (int)(sizeof seen / sizeof seen[0]))
+            seen[n_seen].dst = o->dst, seen[n_seen++].as = a;
         const char *v = argv[++i];
         if (set_value(o, v)) {
-            cli_error("%s: bad value '%s' for %s", cmd, v, a);
+            char range[128];
+            expected(o, range, sizeof range);
+            cli_error("%s: bad value '%s' for %s%s", cmd, v, a, range);
             return 2;
         }
         char why[512];
@@ -273,7 +359,7 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
     if (o->threads) { /* else the library's default: $CNNVIZ_NUM_THREADS or all cores */
         int n;
         if (parse_int(o->threads, &n) || n < 1 || n > CNV_MAX_THREADS)
-            return cli_error("--threads '%s': expected a whole number from 1 to %d", o->threads, CNV_MAX_THREADS);
+            return cli_usage_error("--threads '%s': expected a whole number from 1 to %d", o->threads, CNV_MAX_THREADS);
         cnv_set_threads(n);
     }
     if (o->max_memory) {
@@ -285,7 +371,7 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         if (shift)
             end++;
         if (errno || !v || *end || o->max_memory[0] == '-' || v > (SIZE_MAX >> shift))
-            return cli_error("--max-memory '%s': expected a size such as 512M, 4G or a byte count",
+            return cli_usage_error("--max-memory '%s': expected a size such as 512M, 4G or a byte count",
                              o->max_memory);
         cnv_set_memory_limit((size_t)v << shift);
     }
@@ -316,7 +402,7 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         pp->height = pp->width = 224;
     if (!rc && o->preset) {
         if (strcmp(o->preset, "imagenet")) {
-            rc = cli_error("unknown preset '%s' (known: imagenet)", o->preset);
+            rc = cli_usage_error("unknown preset '%s' (known: imagenet)", o->preset);
         } else {
             const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
             memcpy(pp->mean, mean, sizeof mean);
@@ -325,11 +411,11 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         }
     }
     if (!rc && o->mean && parse_floats3(o->mean, pp->mean))
-        rc = cli_error("--mean '%s': expected one or three numbers separated by commas", o->mean);
+        rc = cli_usage_error("--mean '%s': expected one or three numbers separated by commas", o->mean);
     if (!rc && o->std && parse_floats3(o->std, pp->std))
-        rc = cli_error("--std '%s': expected one or three numbers separated by commas", o->std);
+        rc = cli_usage_error("--std '%s': expected one or three numbers separated by commas", o->std);
     if (!rc && o->size && parse_size(o->size, &pp->height, &pp->width))
-        rc = cli_error("--size '%s': expected HxW, e.g. 224x224", o->size);
+        rc = cli_usage_error("--size '%s': expected HxW, e.g. 224x224", o->size);
     if (!rc && o->labels && cnv_model_load_labels(m, o->labels) != CNV_OK)
         rc = cli_error("%s", cnv_model_errmsg(m));
     if (!rc && cnv_preprocess_check(pp, err, sizeof err) != CNV_OK)
@@ -355,12 +441,86 @@ void cli_model_close(cli_model *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Whether word occurs in label as a whole word, ignoring case. */
+static int has_word(const char *label, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = label; n && *p; p++)
+        if (!strncasecmp(p, word, n) && (p == label || !isalnum((unsigned char)p[-1])) &&
+            !isalnum((unsigned char)p[n]))
+            return 1;
+    return 0;
+}
+
 int cli_class_lookup(const cli_model *m, const char *text, int *cls)
 {
     char err[512];
-    if (cnv_model_find_class(m->model, text, cls, err, sizeof err) != CNV_OK)
+    if (cnv_model_find_class(m->model, text, cls, err, sizeof err) == CNV_OK)
+        return 0;
+    int n = m->n_labels;
+    if (n <= 0)
         return cli_error("%s", err);
-    return 0;
+    /* Help to the right name: the labels that hold the word, the nearest
+     * spelling, or, for a small model, every class. */
+    char more[1024] = "";
+    size_t used = 0;
+    int hits = 0;
+    for (int i = 0; i < n; i++)
+        if (has_word(m->labels[i], text) && hits++ < 6 && used < sizeof more)
+            used += (size_t)snprintf(more + used, sizeof more - used, "%s%d (%s)", hits > 1 ? ", " : "", i,
+                                     m->labels[i]);
+    if (hits)
+        return cli_error("%s; %d class%s contain%s the word: %s%s", err, hits, hits == 1 ? "" : "es",
+                         hits == 1 ? "s" : "", more, hits > 6 ? ", ..." : "");
+    /* the nearest first name ("flamingo" of "flamingo, pink bird") */
+    char(*first)[64] = malloc((size_t)n * sizeof *first);
+    const char **names = malloc((size_t)n * sizeof *names);
+    const char *near = NULL;
+    if (first && names) {
+        for (int i = 0; i < n; i++) {
+            snprintf(first[i], sizeof first[i], "%.*s", (int)strcspn(m->labels[i], ","), m->labels[i]);
+            names[i] = first[i];
+        }
+        near = cli_nearest(text, names, n);
+    }
+    int rc;
+    if (near) {
+        int k = (int)(((const char(*)[64])near) - first);
+        rc = cli_error("%s; did you mean %d (%s)?", err, k, m->labels[k]);
+    } else if (n <= 20) {
+        for (int i = 0; i < n && used < sizeof more; i++)
+            used += (size_t)snprintf(more + used, sizeof more - used, "%s%d %s", i ? ", " : "", i, m->labels[i]);
+        rc = cli_error("%s; the model's %d classes: %s", err, n, more);
+    } else {
+        rc = cli_error("%s ('cnnviz info' lists the model's %d classes)", err, n);
+    }
+    free(first);
+    free(names);
+    return rc;
+}
+
+int cli_layer_lookup(const cli_model *m, const char *cmd, const char *text, int *t)
+{
+    char err[512];
+    if (cnv_model_find_layer(m->model, text, t, err, sizeof err) == CNV_OK)
+        return 0;
+    /* the nearest of the layers' tensor names and the nodes' names */
+    int n_layers = cnv_model_layers(m->model, 0, NULL), n_nodes = cnv_model_node_count(m->model);
+    int *layers = malloc(((size_t)(n_layers > 0 ? n_layers : 0) + 1) * sizeof *layers);
+    const char **names = malloc(((size_t)(n_layers > 0 ? n_layers : 0) + (size_t)n_nodes + 1) * sizeof *names);
+    const char *near = NULL;
+    if (layers && names) {
+        int n = cnv_model_layers(m->model, n_layers, layers);
+        for (int i = 0; i < n; i++)
+            names[i] = cnv_model_tensor_name(m->model, layers[i]);
+        for (int i = 0; i < n_nodes; i++)
+            names[n++] = cnv_model_node_name(m->model, i);
+        near = cli_nearest(text, names, n);
+    }
+    int rc = near ? cli_error("%s: %s; did you mean '%s'?", cmd, err, near) : cli_error("%s: %s", cmd, err);
+    free(layers);
+    free(names);
+    return rc;
 }
 
 const char *cli_label(const cli_model *m, int k)

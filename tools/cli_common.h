@@ -110,6 +110,10 @@ void cli_model_close(cli_model *m);
 /* "281", or a label (case-insensitive; the whole label or its first
  * comma-separated name) into a class index. */
 int cli_class_lookup(const cli_model *m, const char *text, int *cls);
+/* A layer as typed (cnv_model_find_layer) into *t; on failure prints the
+ * error, with the nearest layer name when one is close, and returns 1.
+ * cmd prefixes the message. */
+int cli_layer_lookup(const cli_model *m, const char *cmd, const char *text, int *t);
 /* The label of class k, or "class k" (in a static buffer). */
 const char *cli_label(const cli_model *m, int k);
 

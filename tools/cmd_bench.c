@@ -164,8 +164,8 @@ int cmd_bench(int argc, char **argv)
     if (rc != CLI_RUN)
         return rc;
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int threads = cnv_get_threads(); /* --threads, CNNVIZ_NUM_THREADS or all cores */
     cnv_session *s = NULL;
     cnv_status st = cnv_session_create(cm.model, &s);

@@ -28,8 +28,8 @@ int cmd_classify(int argc, char **argv)
         return 2;
     }
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     cnv_session *s = NULL;
     cnv_status st = cnv_session_create(cm.model, &s);
     if (st == CNV_OK)

@@ -207,8 +207,8 @@ int cmd_classmodel(int argc, char **argv)
         return cli_error("classmodel: give -o OUT.png (or --grid SHEET.png)"), 2;
 
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int n = 0, *classes = NULL;
     rc = 0;
     if (parse_classes(&cm, cls_text ? cls_text : classes_text, &classes, &n)) {

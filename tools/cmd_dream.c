@@ -165,16 +165,14 @@ int cmd_dream(int argc, char **argv)
         p.channel_every = every;
 
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int h = cm.height, w = cm.width, c = cm.channels;
     rc = 0;
-    char err[512];
     const char *layer = NULL;
     int t = -1;
     if (layer_text) {
-        if (cnv_model_find_layer(cm.model, layer_text, &t, err, sizeof err) != CNV_OK)
-            rc = cli_error("dream: %s", err);
+        rc = cli_layer_lookup(&cm, "dream", layer_text, &t);
     } else {
         int n = cnv_model_layers(cm.model, 0, NULL);
         int *layers = calloc((size_t)n + 1, sizeof *layers);

@@ -64,8 +64,8 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int cls = -1;
     rc = 0;
     if (grad_class && cli_class_lookup(&cm, grad_class, &cls))

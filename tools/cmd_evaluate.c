@@ -56,8 +56,8 @@ int cmd_evaluate(int argc, char **argv)
     if (rc != CLI_RUN)
         return rc;
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int k = 0;
     rc = 1;
     int64_t *conf = NULL;

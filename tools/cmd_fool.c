@@ -224,8 +224,8 @@ int cmd_fool(int argc, char **argv)
         return cli_error("fool: give IMAGE or --index, not both"), 2;
 
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int target, h = cm.height, w = cm.width;
     rc = 0;
     size_t item = (size_t)cm.channels * h * w;

@@ -18,8 +18,8 @@ int cmd_info(int argc, char **argv)
     if (rc != CLI_RUN)
         return rc;
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     /* Shapes and FLOPs without a session: nothing is allocated or run. */
     const cnv_model *m = cm.model;
     int nt = cnv_model_tensor_count(m), n = cnv_model_node_count(m);

@@ -160,8 +160,8 @@ int cmd_layers(int argc, char **argv)
         return cli_error("layers: give -o SHEET.png (see --help)"), 2;
 
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int c = cm.channels;
     rc = 0;
     /* at most 128 px, unless the model takes one size only (VGG exports) */
@@ -182,8 +182,7 @@ int cmd_layers(int argc, char **argv)
             rc = cli_error("out of memory");
         for (char *save = NULL, *tok = rc ? NULL : strtok_r(list_copy, ",", &save); tok && !rc;
              tok = strtok_r(NULL, ",", &save)) {
-            if (cnv_model_find_layer(cm.model, tok, &layers[n], err, sizeof err) != CNV_OK)
-                rc = cli_error("layers: %s", err);
+            rc = cli_layer_lookup(&cm, "layers", tok, &layers[n]);
             n++;
         }
     } else {

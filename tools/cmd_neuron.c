@@ -100,8 +100,8 @@ int cmd_neuron(int argc, char **argv)
         return cli_error("neuron: give --layer NAME, --channel C and -o OUT.png (see --help)"), 2;
 
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int h = cm.height, w = cm.width, c = cm.channels;
     rc = 0;
     p.height = h;
@@ -109,8 +109,7 @@ int cmd_neuron(int argc, char **argv)
     p.preprocess = &cm.pp;
     int t;
     char err[512];
-    if (cnv_model_find_layer(cm.model, p.layer, &t, err, sizeof err) != CNV_OK) {
-        cli_error("neuron: %s", err);
+    if (cli_layer_lookup(&cm, "neuron", p.layer, &t)) {
         cli_model_close(&cm);
         return 1;
     }

@@ -25,8 +25,8 @@ int cmd_preprocess(int argc, char **argv)
         return 2;
     }
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     size_t n = (size_t)cm.channels * (size_t)cm.height * (size_t)cm.width;
     float *x = malloc(n * sizeof *x);
     rc = x ? cli_load_input(&cm, image, cm.height, cm.width, x) : cli_error("out of memory");

@@ -159,8 +159,8 @@ int cmd_saliency(int argc, char **argv)
         return cli_error("saliency: --layer is for --method gradcam"), 2;
 
     cli_model cm;
-    if (cli_model_open(&mo, &cm))
-        return 1;
+    if ((rc = cli_model_open(&mo, &cm)) != 0)
+        return rc;
     int h = cm.height, w = cm.width, c = cm.channels;
     rc = 0;
     if (cls_text && cli_class_lookup(&cm, cls_text, &p.class_index)) {

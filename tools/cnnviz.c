@@ -42,22 +42,36 @@ static const cli_command g_commands[] = {
     {NULL, NULL, NULL},
 };
 
+static void report(const char *fmt, va_list ap)
+{
+    fputs("cnnviz: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 int cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("cnnviz: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report(fmt, ap);
     va_end(ap);
     return 1;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    report(fmt, ap);
+    va_end(ap);
+    return 2;
 }
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cnnviz <command> [options]\n"
-            "       cnnviz --help | --version\n\n"
+            "       cnnviz help <command> | --help | --version\n\n"
             "See what a trained convolutional network has learned.\n\n"
             "commands:\n");
     for (const cli_command *c = g_commands; c->name; c++)
@@ -75,14 +89,54 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* Handles sig, unless the parent set it ignored (a background job of a
+ * non-interactive shell ignores SIGINT and should go on doing so). */
+static void catch_signal(int sig)
+{
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+        return;
+    signal(sig, on_signal);
+}
+
+static const cli_command *find_command(const char *name)
+{
+    for (const cli_command *c = g_commands; c->name; c++)
+        if (!strcmp(name, c->name))
+            return c;
+    return NULL;
+}
+
+/* "unknown command", with the nearest command's name when one is close. */
+static int unknown_command(const char *name)
+{
+    const char *names[sizeof g_commands / sizeof g_commands[0]];
+    int n = 0;
+    for (const cli_command *c = g_commands; c->name; c++)
+        names[n++] = c->name;
+    const char *near = cli_nearest(name, names, n);
+    if (near)
+        cli_error("unknown command '%s'; did you mean '%s'? (try 'cnnviz --help')", name, near);
+    else
+        cli_error("unknown command '%s' (try 'cnnviz --help')", name);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGHUP, on_signal);
+    catch_signal(SIGINT);
+    catch_signal(SIGTERM);
+    catch_signal(SIGHUP);
     if (argc < 2) {
         usage(stderr);
         return 2;
+    }
+    if (!strcmp(argv[1], "help") && argc > 2) { /* cnnviz help CMD: CMD --help */
+        const cli_command *c = find_command(argv[2]);
+        if (!c)
+            return unknown_command(argv[2]);
+        char *args[] = {argv[2], "--help", NULL};
+        return c->run(2, args);
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
@@ -92,9 +146,6 @@ int main(int argc, char **argv)
         printf("cnnviz %s\n", cnv_version());
         return 0;
     }
-    for (const cli_command *c = g_commands; c->name; c++)
-        if (!strcmp(argv[1], c->name))
-            return c->run(argc - 1, argv + 1);
-    cli_error("unknown command '%s' (try 'cnnviz --help')", argv[1]);
-    return 2;
+    const cli_command *c = find_command(argv[1]);
+    return c ? c->run(argc - 1, argv + 1) : unknown_command(argv[1]);
 }

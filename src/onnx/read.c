@@ -1213,6 +1213,34 @@ static cnv_status read_meta(loader *L, cnv_pb *r)
     return st;
 }
 
+/* What a file that is not an ONNX model is, by its first bytes (only
+ * signatures no ModelProto can start with), and what to do instead; NULL
+ * when it may be a model. */
+static const char *not_onnx(const uint8_t *p, size_t n)
+{
+    static const struct {
+        const char *magic;
+        size_t len, at;
+        const char *what;
+    } kinds[] = {
+        {"\x89PNG", 4, 0, "a PNG image"},
+        {"\xff\xd8\xff", 3, 0, "a JPEG image"},
+        {"GIF8", 4, 0, "a GIF image"},
+        {"PK\x03\x04", 4, 0,
+         "a ZIP archive (a PyTorch .pt/.pth checkpoint or a .keras model?): export the model to ONNX first "
+         "(torch.onnx.export, tf2onnx; docs/ONNX.md)"},
+        {"\x89HDF", 4, 0, "an HDF5 file (a Keras .h5 model?): convert it to ONNX first with tf2onnx"},
+        {"TFL3", 4, 4, "a TensorFlow Lite model: convert it to ONNX first with tf2onnx"},
+        {"\x80\x02", 2, 0, "a Python pickle (a PyTorch checkpoint?): export the model with torch.onnx.export"},
+        {"\x80\x04\x95", 3, 0, "a Python pickle (a PyTorch checkpoint?): export the model with torch.onnx.export"},
+        {"\x7f" "ELF", 4, 0, "a program (ELF), not a model"},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (n >= kinds[i].at + kinds[i].len && !memcmp(p + kinds[i].at, kinds[i].magic, kinds[i].len))
+            return kinds[i].what;
+    return NULL;
+}
+
 static cnv_status read_model(loader *L, const void *data, size_t size)
 {
     cnv_pb r, sub;
@@ -1228,6 +1256,9 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
         return cnv_fail(L->e, CNV_ERR_FORMAT, "empty file: not an ONNX model");
     if (size > CNV_ONNX_MAX_FILE)
         return cnv_fail(L->e, CNV_ERR_UNSUPPORTED, "model of %zu bytes; the limit is 2 GiB", size);
+    const char *kind = not_onnx(data, size);
+    if (kind)
+        return cnv_fail(L->e, CNV_ERR_FORMAT, "not an ONNX model: this is %s", kind);
     cnv_pb_init(&r, data, size, L->e);
     r.own = L->own;
     size_t budget = cnv_get_memory_limit();
@@ -1294,8 +1325,11 @@ static cnv_status read_model(loader *L, const void *data, size_t size)
             break;
         }
     }
-    if (st == CNV_OK && rc < 0)
+    if (st == CNV_OK && rc < 0) {
         st = CNV_ERR_FORMAT;
+        if (!has_ir) /* a file of another kind, most likely: say so first */
+            cnv_err_prefix(L->e, "not an ONNX model (it does not start as one)");
+    }
     if (st == CNV_OK && !has_ir)
         st = cnv_fail(L->e, CNV_ERR_FORMAT, "no ir_version: not an ONNX model");
     if (st == CNV_OK && !has_graph)
