@@ -735,6 +735,42 @@ static void test_png_empty_idat(void **state)
     assert_zeroed(&out);
 }
 
+/* Files far smaller than any encoding of the image they claim (found by
+ * fuzz_image in round 2: a 41-byte RLE TGA of 16143x3880 pixels took
+ * 5.3 s and 377 MB in `cnnviz preprocess`, stb_image filling it all with
+ * zeros). A TGA packet codes at most 128 pixels, a raw PNM or BMP stores
+ * every one, deflate packs at most 1032 bytes into one: shorter files are
+ * refused before decoding; a whole file of each kind still decodes. */
+static void test_truncated_for_their_size(void **state)
+{
+    (void)state;
+    char err[256];
+    cnv_image out = {0};
+    unsigned char tga[41] = {0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0f, 0x3f, 0x28, 0x0f, 24, 0};
+    assert_int_equal(cnv_image_load_memory(tga, sizeof tga, &out, err, sizeof err), CNV_ERR_FORMAT);
+    printf("%s\n", err);
+    assert_non_null(strstr(err, "truncated TGA: a 16143x3880 image needs at least 1957358 bytes"));
+    const char pnm[] = "P6\n4000 3000\n255\n\x01\x02\x03";
+    assert_int_equal(cnv_image_load_memory(pnm, sizeof pnm - 1, &out, err, sizeof err), CNV_ERR_FORMAT);
+    printf("%s\n", err);
+    assert_non_null(strstr(err, "truncated PNM"));
+    unsigned char bmp[64] = {'B', 'M', 64, 0, 0, 0, 0, 0, 0, 0, 54, 0, 0, 0, 40, 0, 0, 0, 0, 16, 0, 0, 0, 16, 0, 0,
+                             1, 0, 24, 0};
+    assert_int_equal(cnv_image_load_memory(bmp, sizeof bmp, &out, err, sizeof err), CNV_ERR_FORMAT);
+    printf("%s\n", err);
+    assert_non_null(strstr(err, "truncated BMP: a 4096x4096 image"));
+    assert_zeroed(&out);
+    /* whole files of the same kinds, at the edge: exactly the bytes needed */
+    unsigned char full[18 + 2 * (1 + 3)] = {0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0, 1, 0, 24, 0,
+                                            0x80 | 127, 1, 2, 3, 0x80 | 71, 4, 5, 6};
+    assert_int_equal(cnv_image_load_memory(full, sizeof full, &out, err, sizeof err), CNV_OK);
+    assert_int_equal(out.width, 200);
+    cnv_image_free(&out);
+    const char small[] = "P5\n2 2\n255\n\x01\x02\x03\x04";
+    assert_int_equal(cnv_image_load_memory(small, sizeof small - 1, &out, err, sizeof err), CNV_OK);
+    cnv_image_free(&out);
+}
+
 /* ---------------------------------------------------------------- maps */
 
 static void test_maps(void **state)
@@ -1174,6 +1210,7 @@ int main(void)
         cmocka_unit_test(test_gif),
         cmocka_unit_test(test_text_and_grid),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_truncated_for_their_size),
         cmocka_unit_test(test_imagenet_reference),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);

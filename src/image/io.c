@@ -172,6 +172,36 @@ static const char *sniff(const unsigned char *d, size_t n)
     return NULL;
 }
 
+/* The fewest bytes a file of this format can hold a w x h image in, or 0
+ * when that is not known (JPEG: a progressive scan codes runs of empty
+ * blocks in a few bits; GIF's LZW and PSD's and HDR's RLE are left to the
+ * pixel limits). stb_image allocates and fills the whole image whatever
+ * the file holds, so a 41-byte TGA that claims 16143x3880 pixels cost
+ * 188 MB and seconds to decode to zeros. */
+static uint64_t min_bytes(const char *format, const unsigned char *d, size_t n, int w, int h)
+{
+    uint64_t px = (uint64_t)w * (uint64_t)h;
+    if (!strcmp(format, "TGA")) {
+        uint64_t bpp = ((uint64_t)d[16] + 7) / 8; /* 15-bit: 2 bytes */
+        if (d[2] >= 9)                            /* RLE: a packet codes at most 128 pixels */
+            return 18 + (px + 127) / 128 * (1 + bpp);
+        return 18 + px * bpp;
+    }
+    if (!strcmp(format, "PNM"))
+        return px * (d[1] == '6' ? 3 : 1);
+    if (!strcmp(format, "BMP") && n >= 34 && (d[14] | d[15] << 8) >= 40) {
+        unsigned bits = d[28] | d[29] << 8, compression = d[30] | d[31] << 8;
+        return compression == 0 || compression == 3 ? px * bits / 8 : 0;
+    }
+    if (!strcmp(format, "PNG") && n >= 26) {
+        static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
+        int ch = d[25] < 7 ? channels[d[25]] : 0;
+        /* deflate stores at most 1032 bytes in one: filter bytes and rows */
+        return ((uint64_t)h * (1 + ((uint64_t)w * ch * d[24] + 7) / 8)) / 1032;
+    }
+    return 0;
+}
+
 static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                          char *buf, size_t len)
 {
@@ -228,6 +258,11 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                "header claims %dx%d pixels, more than the %d per side and "
                                "%ld in all accepted", w, h, CNV_IMAGE_MAX_SIDE,
                                (long)CNV_IMAGE_MAX_PIXELS);
+    uint64_t need = min_bytes(format, data, size, w, h);
+    if (size < need)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                               "truncated %s: a %dx%d image needs at least %llu bytes, the file has %zu", format, w,
+                               h, (unsigned long long)need, size);
     /* stb decodes 16-bit PNG/PNM at 2 bytes a sample and HDR at 4 (floats)
      * before converting to 8 bits: those get a quarter of the pixels, so
      * that decoding stays within what 8-bit images at the limit take. */
