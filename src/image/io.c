@@ -258,11 +258,6 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                "header claims %dx%d pixels, more than the %d per side and "
                                "%ld in all accepted", w, h, CNV_IMAGE_MAX_SIDE,
                                (long)CNV_IMAGE_MAX_PIXELS);
-    uint64_t need = min_bytes(format, data, size, w, h);
-    if (size < need)
-        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
-                               "truncated %s: a %dx%d image needs at least %llu bytes, the file has %zu", format, w,
-                               h, (unsigned long long)need, size);
     /* stb decodes 16-bit PNG/PNM at 2 bytes a sample and HDR at 4 (floats)
      * before converting to 8 bits: those get a quarter of the pixels, so
      * that decoding stays within what 8-bit images at the limit take. */
@@ -272,6 +267,11 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
                                "header claims %dx%d pixels; %s images are accepted up to %ld pixels", w, h,
                                strcmp(format, "HDR") ? "16-bit" : "HDR", (long)CNV_IMAGE_MAX_PIXELS / 4);
+    uint64_t need = min_bytes(format, data, size, w, h);
+    if (size < need)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                               "truncated %s: a %dx%d image needs at least %llu bytes, the file has %zu", format, w,
+                               h, (unsigned long long)need, size);
     /* Gray+alpha has no cnv_image layout: stb expands it to RGBA. */
     int want = comp == 2 ? 4 : comp;
     int dw, dh, dc;
