@@ -239,6 +239,33 @@ static void guidance(void **state)
     free(out);
 }
 
+/* Progress and results when stderr is not a terminal (a log, CI): plain
+ * lines at each tenth and the files written; `dream --gif` makes a movie.
+ * Before: nothing at all for the whole run (73 s for `layers` on
+ * SqueezeNet), and a GIF of one frame. */
+static void progress_in_logs(void **state)
+{
+    (void)state;
+    char *out;
+    assert_int_equal(run(CNNVIZ " classmodel --class 3 --iters 30 -o /tmp/cnv_progress.png 2>&1", &out), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "classmodel: step 3/30"));
+    assert_non_null(strstr(out, "classmodel: step 30/30"));
+    assert_null(strchr(out, '\r'));
+    free(out);
+    assert_int_equal(run(CNNVIZ " layers --iters 5 --max-layers 2 -o /tmp/cnv_progress.png 2>&1", &out), 0);
+    assert_non_null(strstr(out, "layers: wrote /tmp/cnv_progress.png"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " dream -o /tmp/cnv_progress_frames --octaves 1 --steps 2 --frame-steps 1 "
+                                "--gif /tmp/cnv_progress.gif --json 2>/dev/null",
+                         &out),
+                     0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "\"frames\": 60"));
+    free(out);
+    assert_int_equal(run("rm -rf /tmp/cnv_progress_frames /tmp/cnv_progress.gif /tmp/cnv_progress.png", NULL), 0);
+}
+
 int main(void)
 {
     if (access(CNNVIZ, X_OK) != 0) {
@@ -251,6 +278,7 @@ int main(void)
         cmocka_unit_test(info_squeezenet),
         cmocka_unit_test(errors_exit_nonzero),
         cmocka_unit_test(guidance),
+        cmocka_unit_test(progress_in_logs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

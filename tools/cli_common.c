@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,37 @@ const char *cli_nearest(const char *typed, const char *const *names, int n)
         }
     }
     return best <= limit && !ties ? found : NULL;
+}
+
+static int g_progress_open, g_progress_tenth = -1;
+
+void cli_progress(int iter, int total, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (isatty(2)) {
+        fputc('\r', stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc(' ', stderr);
+        g_progress_open = 1;
+    } else {
+        int tenth = total > 0 ? (int)((int64_t)iter * 10 / total) : 10;
+        if (iter <= 1 || tenth < g_progress_tenth)
+            g_progress_tenth = -1; /* a new run */
+        if (tenth != g_progress_tenth || iter == total) {
+            vfprintf(stderr, fmt, ap);
+            fputc('\n', stderr);
+            g_progress_tenth = tenth;
+        }
+    }
+    va_end(ap);
+}
+
+void cli_progress_end(void)
+{
+    if (g_progress_open)
+        fputc('\n', stderr);
+    g_progress_open = 0;
 }
 
 cli_num cli_jnum(double v, int digits)

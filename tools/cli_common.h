@@ -130,6 +130,17 @@ cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen);
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 
+/* Progress of step iter of total, on stderr: on a terminal one line
+ * rewritten in place; otherwise (a log, a pipe) a plain line at each tenth
+ * of the way and at the end, so a long run is never silent. */
+void cli_progress(int iter, int total, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Ends a line cli_progress left open on a terminal (no-op otherwise). */
+void cli_progress_end(void);
+
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
 

@@ -58,8 +58,8 @@ static int on_progress(void *user, int iter, int total, float objective, float p
 {
     run_ctx *r = user;
     if (!r->quiet)
-        fprintf(stderr, "\rclassmodel: step %d/%d  score %.2f  p %.3f ", iter, total,
-                (double)objective, (double)prob);
+        cli_progress(iter, total, "classmodel: step %d/%d  score %.2f  p %.3f", iter, total, (double)objective,
+                     (double)prob);
     return 0;
 }
 
@@ -229,7 +229,7 @@ int cmd_classmodel(int argc, char **argv)
     cnv_image *tiles = calloc((size_t)n, sizeof *tiles);
     cnv_image sheet = {0};
     cnv_session *s = NULL;
-    run_ctx rx = {&cm, quiet || !isatty(2), n, classes, tile, NULL, labels, CNV_OK};
+    run_ctx rx = {&cm, quiet, n, classes, tile, NULL, labels, CNV_OK};
     char err[512];
     if (!images || !probs || !scores || !labels || !paths || !top || !ptop || !tiles) {
         rc = cli_error("out of memory");
@@ -275,8 +275,7 @@ int cmd_classmodel(int argc, char **argv)
     double t0 = cli_now();
     st = cnv_classmodel(s, n, classes, &p, images, (size_t)n * item, scores, probs);
     double secs = cli_now() - t0;
-    if (!rx.quiet)
-        fputc('\n', stderr);
+    cli_progress_end();
     if (st != CNV_OK) {
         rc = cli_error("%s", rx.gif_st != CNV_OK && rx.gif ? cnv_gif_writer_errmsg(rx.gif)
                                                           : cnv_session_errmsg(s));

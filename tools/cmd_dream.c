@@ -37,7 +37,7 @@ static const char usage[] =
     "  --scale F          size ratio between octaves (default 1.4)\n"
     "  --steps N          ascent steps per octave (default 20)\n"
     "  --frames N         movie frames; frame 0 is the octaves' result\n"
-    "                     (default 1)\n"
+    "                     (default 1, or 60 with --gif: a movie)\n"
     "  --zoom F           zoom per frame (default 1.05)\n"
     "  --frame-steps N    ascent steps per frame after the first (default 5)\n"
     "  --lr F             mean pixel change per step, gray levels (default 1.5)\n"
@@ -60,8 +60,8 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     (void)prob;
     dream_ctx *d = user;
     if (d->progress)
-        fprintf(stderr, "\rdream: step %d/%d  objective %.4g  frames %d ", iter, total, (double)objective,
-                d->written);
+        cli_progress(iter, total, "dream: step %d/%d  objective %.4g  frames %d", iter, total, (double)objective,
+                     d->written);
     return 0;
 }
 
@@ -154,6 +154,7 @@ int cmd_dream(int argc, char **argv)
         {0},
     };
     const cli_spec spec = {"dream", usage, &mo, opts, NULL, 0};
+    p.frames = 0; /* not given (the option takes 1 and up) */
     int rc = cli_parse(argc, argv, &spec, NULL);
     if (rc != CLI_RUN)
         return rc;
@@ -163,6 +164,9 @@ int cmd_dream(int argc, char **argv)
         return cli_error("dream: give --channel or --random-channels, not both"), 2;
     if (random_channels)
         p.channel_every = every;
+    /* a GIF of one frame is no movie: --gif without --frames zooms */
+    if (p.frames == 0)
+        p.frames = gif ? 60 : 1;
 
     cli_model cm;
     if ((rc = cli_model_open(&mo, &cm)) != 0)
@@ -194,7 +198,7 @@ int cmd_dream(int argc, char **argv)
     float *init = NULL, *last = NULL;
     int *chans = NULL;
     cnv_session *s = NULL;
-    dream_ctx d = {&cm, dir, NULL, 0, 0, !quiet && isatty(2), up, ""};
+    dream_ctx d = {&cm, dir, NULL, 0, 0, !quiet, up, ""};
     if (!rc && start_image) {
         if (!(init = malloc((size_t)c * h * w * sizeof *init)))
             rc = cli_error("out of memory");
@@ -216,8 +220,7 @@ int cmd_dream(int argc, char **argv)
         p.frame = on_frame;
         p.user = &d;
         cnv_status st = cnv_dream(s, &p, last, (size_t)c * h * w, chans, p.frames);
-        if (d.progress)
-            fputc('\n', stderr);
+        cli_progress_end();
         if (st != CNV_OK)
             rc = cli_error("%s", d.failed ? d.err : cnv_session_errmsg(s));
     }

@@ -43,8 +43,8 @@ static int on_progress(void *user, int iter, int total, float objective, float p
 {
     if (*(int *)user)
         return 0;
-    fprintf(stderr, "\rfool: step %d/%d  target score %.2f  p %.4f ", iter, total,
-            (double)objective, (double)prob);
+    cli_progress(iter, total, "fool: step %d/%d  target score %.2f  p %.4f", iter, total, (double)objective,
+                 (double)prob);
     return 0;
 }
 
@@ -262,7 +262,7 @@ int cmd_fool(int argc, char **argv)
         rc = cli_error("%s", s ? cnv_session_errmsg(s) : cnv_status_string(st));
         goto done;
     }
-    int silent = quiet || !isatty(2);
+    int silent = quiet;
     p.progress = on_progress;
     p.user = &silent;
     cnv_fool_result r;
@@ -270,8 +270,7 @@ int cmd_fool(int argc, char **argv)
     double t0 = cli_now();
     st = cnv_fool(s, x, (size_t)cm.channels * h * w, h, w, target, &p, fooled, last, sum, &r);
     double secs = cli_now() - t0;
-    if (!silent)
-        fputc('\n', stderr);
+    cli_progress_end();
     if (st != CNV_OK) {
         rc = cli_error("%s", cnv_session_errmsg(s));
         goto done;

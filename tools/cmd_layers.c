@@ -45,7 +45,7 @@ static int on_progress(void *user, int iter, int total, float objective, float p
 {
     (void)prob;
     const char *label = user;
-    fprintf(stderr, "\rlayers: %s step %d/%d  activation %.4g   ", label, iter, total, (double)objective);
+    cli_progress(iter, total, "layers: %s step %d/%d  activation %.4g", label, iter, total, (double)objective);
     return 0;
 }
 
@@ -235,7 +235,7 @@ int cmd_layers(int argc, char **argv)
             p.height = h;
             p.width = w;
             p.preprocess = &cm.pp;
-            p.progress = !quiet && isatty(2) ? on_progress : NULL;
+            p.progress = !quiet ? on_progress : NULL;
             p.user = sn;
             if (cnv_neuron(s, ri->k, ri->ch, &p, imgs, (size_t)ri->k * item, ri->before, ri->after) != CNV_OK)
                 rc = cli_error("%s", cnv_session_errmsg(s));
@@ -260,12 +260,13 @@ int cmd_layers(int argc, char **argv)
         free(labels);
         free(imgs);
     }
-    if (!quiet && isatty(2))
-        fputc('\n', stderr);
+    cli_progress_end();
     cnv_image sheet = {0};
     if (!rc && (stack_rows(rows, n, titles, &sheet, err, sizeof err) != CNV_OK ||
                 cnv_image_write_png(&sheet, out, err, sizeof err) != CNV_OK))
         rc = cli_error("%s", err);
+    if (!rc && !json && !quiet)
+        fprintf(stderr, "layers: wrote %s (%d layers, %dx%d)\n", out, n, sheet.width, sheet.height);
     if (!rc && json) {
         printf("{\"output\": ");
         cli_json_string(stdout, out);

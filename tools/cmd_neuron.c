@@ -42,9 +42,9 @@ static int on_progress(void *user, int iter, int total, float objective, float p
 {
     (void)user;
     (void)prob;
-    fprintf(stderr, "\rneuron: step %d/%d  activation %.4g ", iter, total, (double)objective);
+    cli_progress(iter, total, "neuron: step %d/%d  activation %.4g", iter, total, (double)objective);
     if (iter == total)
-        fputc('\n', stderr);
+        cli_progress_end();
     return 0;
 }
 
@@ -122,7 +122,7 @@ int cmd_neuron(int argc, char **argv)
     if (!rc && cnv_session_create(cm.model, &s) != CNV_OK)
         rc = cli_error("out of memory");
     if (!rc) {
-        if (!quiet && isatty(2))
+        if (!quiet)
             p.progress = on_progress;
         if (cnv_neuron(s, 1, &channel, &p, img, (size_t)c * h * w, &before, &after) != CNV_OK)
             rc = cli_error("%s", cnv_session_errmsg(s));
@@ -146,8 +146,8 @@ int cmd_neuron(int argc, char **argv)
         cli_json_string(stdout, out);
         printf("}\n");
     } else if (!rc && !quiet) {
-        fprintf(stderr, "neuron: %s channel %d: activation %.4g -> %.4g\n", layer, channel, (double)before,
-                (double)after);
+        fprintf(stderr, "neuron: %s channel %d: activation %.4g -> %.4g; wrote %s\n", layer, channel,
+                (double)before, (double)after, out);
     }
     cnv_session_free(s);
     free(img);

@@ -46,10 +46,10 @@ static const char usage[] =
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
     (void)user;
-    fprintf(stderr, "\rsaliency: %d/%d samples  score %.3f  p %.3f ", iter, total, (double)objective,
-            (double)prob);
+    cli_progress(iter, total, "saliency: %d/%d samples  score %.3f  p %.3f", iter, total, (double)objective,
+                 (double)prob);
     if (iter == total)
-        fputc('\n', stderr);
+        cli_progress_end();
     return 0;
 }
 
@@ -189,7 +189,7 @@ int cmd_saliency(int argc, char **argv)
     for (int k = 0; k < n_methods && !rc; k++) {
         if (all)
             p.method = (cnv_saliency_method)k;
-        p.progress = !quiet && isatty(2) && p.method == CNV_SALIENCY_SMOOTHGRAD ? on_progress : NULL;
+        p.progress = !quiet && p.method == CNV_SALIENCY_SMOOTHGRAD ? on_progress : NULL;
         if (cnv_saliency(s, x, (size_t)c * h * w, h, w, &p, map, (size_t)h * w, &info) != CNV_OK) {
             rc = cli_error("%s", cnv_session_errmsg(s));
             break;
@@ -291,11 +291,17 @@ int cmd_saliency(int argc, char **argv)
                 cli_json_string(stdout, vals[k]);
             }
         printf("}\n");
-    } else if (!rc && !quiet && !all) {
+    } else if (!rc && !quiet) {
         fprintf(stderr, "saliency (%s): class %d (%s), score %.4g, p %.4f%s%s\n",
-                cnv_saliency_method_name(p.method), info.class_index, cli_label(&cm, info.class_index),
-                (double)info.score, (double)info.prob, info.layer ? ", layer " : "",
-                info.layer ? info.layer : "");
+                all ? "every method" : cnv_saliency_method_name(p.method), info.class_index,
+                cli_label(&cm, info.class_index), (double)info.score, (double)info.prob,
+                info.layer ? ", layer " : "", info.layer ? info.layer : "");
+        const char *files[4] = {out, overlay, raw, sheet};
+        fprintf(stderr, "saliency: wrote");
+        for (int k = 0, first = 1; k < 4; k++)
+            if (files[k])
+                fprintf(stderr, "%s %s", first ? "" : ",", files[k]), first = 0;
+        fputc('\n', stderr);
     }
     cnv_image_free(&photo);
     cnv_session_free(s);
