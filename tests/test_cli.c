@@ -263,6 +263,18 @@ static void progress_in_logs(void **state)
     printf("%s", out);
     assert_non_null(strstr(out, "\"frames\": 60"));
     free(out);
+    /* transparency dropped: said */
+    cnv_image rgba;
+    char err[256];
+    assert_int_equal(cnv_image_create(4, 4, 4, &rgba, err, sizeof err), CNV_OK);
+    memset(rgba.data, 255, 64);
+    rgba.data[3] = 0;
+    assert_int_equal(cnv_image_write_png(&rgba, "/tmp/cnv_progress.png", err, sizeof err), CNV_OK);
+    cnv_image_free(&rgba);
+    assert_int_equal(run(CNNVIZ " classify /tmp/cnv_progress.png 2>&1", &out), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "1 of 16 pixels are transparent; the alpha channel is dropped"));
+    free(out);
     assert_int_equal(run("rm -rf /tmp/cnv_progress_frames /tmp/cnv_progress.gif /tmp/cnv_progress.png", NULL), 0);
 }
 

@@ -572,6 +572,16 @@ int cli_load_input(const cli_model *m, const char *path, int height, int width, 
     cnv_image img = {0};
     if (cnv_image_load(path, &img, err, sizeof err) != CNV_OK)
         return cli_error("%s", err);
+    /* Say so when transparency is dropped: the colors under it are used
+     * as stored, which may not be what the picture shows. */
+    if (img.channels == 4 && m->pp.channels != 4) {
+        size_t n = (size_t)img.width * img.height, clear = 0;
+        for (size_t i = 0; i < n; i++)
+            clear += img.data[i * 4 + 3] < 255;
+        if (clear)
+            fprintf(stderr, "cnnviz: note: %s: %zu of %zu pixels are transparent; the alpha channel is dropped "
+                    "and the colors stored under it are used\n", path, clear, n);
+    }
     cnv_preprocess pp = m->pp;
     pp.height = height;
     pp.width = width;
