@@ -225,6 +225,16 @@ static void guidance(void **state)
     printf("%s", out);
     assert_non_null(strstr(out, "--class given twice"));
     free(out);
+    /* a size the network cannot take: its smallest, or its only size */
+    assert_int_equal(run(CNNVIZ " info -m tests/zoo/inception_op13.onnx --size 8x8 2>&1", &out), 2);
+    printf("%s", out);
+    assert_non_null(strstr(out, "the smallest square input it takes is 11x11"));
+    free(out);
+    assert_int_equal(run(CNNVIZ " info -m tests/zoo/inception_op13.onnx --size 11x11 2>&1", &out), 0);
+    free(out);
+    assert_int_equal(run(CNNVIZ " classmodel --class 1 --size 3x3 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
+    assert_non_null(strstr(out, "this model takes 28x28 inputs only"));
+    free(out);
     assert_int_equal(run(CNNVIZ " neuron --layer rleu3 --channel 0 -o /tmp/cnv_guidance.png 2>&1", &out), 1);
     printf("%s", out);
     assert_non_null(strstr(out, "did you mean 'relu3'?"));

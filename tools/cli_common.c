@@ -385,6 +385,62 @@ static char *find_default_model(void)
     return strdup("weights/fashion_mnist.onnx"); /* so the error names it */
 }
 
+/* Whether the model plans for an input of c x h x w (shapes only). */
+static int plans_at(const cnv_model *m, cnv_shape *shapes, int nt, int c, int h, int w, char *err, size_t len)
+{
+    cnv_shape in = {4, {1, c, h, w}};
+    return cnv_model_infer_shapes(m, 1, &in, shapes, nt, NULL, 0, err, len) == CNV_OK;
+}
+
+/* A --size the network cannot take: the smallest square side it can, or
+ * 0. The first power of two from 16 that plans bounds a bisection (sizes
+ * that are too large fail too, on the element limit). */
+static int smallest_side(const cnv_model *m, cnv_shape *shapes, int nt, int c)
+{
+    char err[256];
+    int lo = 1, hi = 16;
+    while (hi <= CNV_IMAGE_MAX_SIDE && !plans_at(m, shapes, nt, c, hi, hi, err, sizeof err))
+        hi *= 2;
+    if (hi > CNV_IMAGE_MAX_SIDE)
+        return 0;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (plans_at(m, shapes, nt, c, mid, mid, err, sizeof err))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* The chosen size must plan; when it does not and the user chose it, the
+ * message gives the smallest size the network takes. */
+static int check_size(const cli_model *cm, int chosen)
+{
+    int nt = cnv_model_tensor_count(cm->model);
+    cnv_shape *shapes = calloc((size_t)nt + 1, sizeof *shapes);
+    char err[512];
+    if (!shapes)
+        return cli_error("out of memory");
+    int rc = 0;
+    cnv_shape in;
+    if (chosen && cnv_model_input_shape(cm->model, 0, &in) == CNV_OK && in.ndim == 4 && in.dims[2] > 0 &&
+        in.dims[3] > 0 && (in.dims[2] != cm->pp.height || in.dims[3] != cm->pp.width))
+        rc = cli_usage_error("--size %dx%d: this model takes %lldx%lld inputs only", cm->pp.height, cm->pp.width,
+                             (long long)in.dims[2], (long long)in.dims[3]);
+    else if (!plans_at(cm->model, shapes, nt, cm->pp.channels, cm->pp.height, cm->pp.width, err, sizeof err)) {
+        int side = chosen ? smallest_side(cm->model, shapes, nt, cm->pp.channels) : 0;
+        if (side > cm->pp.height || side > cm->pp.width)
+            rc = cli_usage_error("--size %dx%d is too small for this model: the smallest square input it takes "
+                                 "is %dx%d (at %dx%d: %s)",
+                                 cm->pp.height, cm->pp.width, side, side, cm->pp.height, cm->pp.width, err);
+        else
+            rc = cli_error("the model cannot run on %dx%d inputs: %s", cm->pp.height, cm->pp.width, err);
+    }
+    free(shapes);
+    return rc;
+}
+
 int cli_model_open(const cli_model_opts *o, cli_model *out)
 {
     memset(out, 0, sizeof *out);
@@ -452,6 +508,8 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         rc = cli_error("%s", cnv_model_errmsg(m));
     if (!rc && cnv_preprocess_check(pp, err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);
+    if (!rc)
+        rc = check_size(out, o->size != NULL);
     if (rc) {
         cli_model_close(out);
         return rc;
