@@ -98,13 +98,13 @@ install: all
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
 	install -m 755 bin/cnnviz $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/share/cnnviz
-	install -m 644 weights/fashion_mnist.onnx $(DESTDIR)$(PREFIX)/share/cnnviz/
+	install -m 644 weights/fashion_mnist.onnx weights/imagenet_labels.txt $(DESTDIR)$(PREFIX)/share/cnnviz/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/cnnviz.h $(DESTDIR)$(PREFIX)/lib/libcnnviz.a \
 	      $(DESTDIR)$(PREFIX)/lib/libcnnviz.so $(DESTDIR)$(PREFIX)/lib/libcnnviz.so.0 \
 	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc $(DESTDIR)$(PREFIX)/bin/cnnviz \
-	      $(DESTDIR)$(PREFIX)/share/cnnviz/fashion_mnist.onnx
+	      $(DESTDIR)$(PREFIX)/share/cnnviz/fashion_mnist.onnx $(DESTDIR)$(PREFIX)/share/cnnviz/imagenet_labels.txt
 	-rmdir $(DESTDIR)$(PREFIX)/share/cnnviz 2>/dev/null
 
 clean:

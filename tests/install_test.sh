@@ -36,7 +36,7 @@ case $mode in
 build)
     mk install PREFIX="$prefix" >"$dir/install.log" 2>&1 || { cat "$dir/install.log"; fail "make install failed"; }
     for f in include/cnnviz.h lib/libcnnviz.a lib/libcnnviz.so lib/libcnnviz.so.0 lib/pkgconfig/cnnviz.pc bin/cnnviz \
-        share/cnnviz/fashion_mnist.onnx; do
+        share/cnnviz/fashion_mnist.onnx share/cnnviz/imagenet_labels.txt; do
         [ -e "$prefix/$f" ] || fail "make install did not install $f"
     done
     # the installed program finds its default model from anywhere

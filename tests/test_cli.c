@@ -288,6 +288,67 @@ static void progress_in_logs(void **state)
     assert_int_equal(run("rm -rf /tmp/cnv_progress_frames /tmp/cnv_progress.gif /tmp/cnv_progress.png", NULL), 0);
 }
 
+/* A model without cnnviz metadata (every plain torch.onnx.export): a note
+ * says what is assumed; --preset brings the family's convention and
+ * ImageNet's 1000 class names; `info` says where each setting came from.
+ * Before: mean 0 / std 1 without a word, and --preset imagenet brought no
+ * names (--class flamingo failed). */
+static void presets(void **state)
+{
+    (void)state;
+    /* x (1x3x8x8) -> Flatten -> Gemm: 1000 classes, no metadata */
+    cnv_model *net;
+    assert_int_equal(cnv_model_create(&net), CNV_OK);
+    cnv_shape xs = {4, {1, 3, 8, 8}}, ws = {2, {1000, 192}};
+    float *w = calloc(1000 * 192, sizeof *w);
+    assert_non_null(w);
+    for (int i = 0; i < 1000 * 192; i++)
+        w[i] = (float)((i * 7919) % 13) / 13.0f - 0.5f;
+    cnv_attr trans = {.name = "transB", .type = CNV_ATTR_INT, .i = 1};
+    const char *f_in[] = {"x"}, *f_out[] = {"f"}, *g_in[] = {"f", "w"}, *g_out[] = {"logits"};
+    assert_int_equal(cnv_model_add_input(net, "x", &xs), CNV_OK);
+    assert_int_equal(cnv_model_add_const(net, "w", CNV_FLOAT32, &ws, w), CNV_OK);
+    assert_int_equal(cnv_model_add_node(net, "Flatten", "flatten", 1, f_in, 1, f_out, 0, NULL), CNV_OK);
+    assert_int_equal(cnv_model_add_node(net, "Gemm", "fc", 2, g_in, 1, g_out, 1, &trans), CNV_OK);
+    assert_int_equal(cnv_model_add_output(net, "logits"), CNV_OK);
+    assert_int_equal(cnv_model_save_onnx(net, "/tmp/cnv_preset.onnx"), CNV_OK);
+    cnv_model_free(net);
+    free(w);
+
+    char *out, cmd[512];
+    const char *m = " -m /tmp/cnv_preset.onnx";
+    snprintf(cmd, sizeof cmd, CNNVIZ " info%s 2>&1", m);
+    assert_int_equal(run(cmd, &out), 0);
+    assert_non_null(strstr(out, "has no normalization metadata; using mean 0, std 1"));
+    assert_non_null(strstr(out, "(from default)"));
+    free(out);
+    snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset imagenet 2>&1", m);
+    assert_int_equal(run(cmd, &out), 0);
+    printf("%.300s", out);
+    assert_null(strstr(out, "no normalization metadata"));
+    assert_non_null(strstr(out, "1 x 3 x 8 x 8 (size from model)"));
+    assert_non_null(strstr(out, "norm    mean 0.485,0.456,0.406 std 0.229,0.224,0.225 (from --preset)"));
+    assert_non_null(strstr(out, "labels  1000 (from --preset (ImageNet))"));
+    free(out);
+    snprintf(cmd, sizeof cmd, CNNVIZ " classmodel%s --preset imagenet --class flamingo --iters 1 -o /tmp/cnv_preset.png 2>&1",
+             m);
+    assert_int_equal(run(cmd, &out), 0);
+    assert_non_null(strstr(out, "class 130 (flamingo)"));
+    free(out);
+    /* a model of another class count gets no ImageNet names, and says so */
+    snprintf(cmd, sizeof cmd, CNNVIZ " info -m tests/zoo/mobilenet_v2_op13.onnx --preset inception 2>&1");
+    assert_int_equal(run(cmd, &out), 0);
+    assert_non_null(strstr(out, "1 x 3 x 299 x 299 (size from --preset)"));
+    assert_non_null(strstr(out, "mean 0.5,0.5,0.5 std 0.5,0.5,0.5"));
+    assert_non_null(strstr(out, "the model scores 10 classes, not ImageNet's 1000: no class names"));
+    free(out);
+    snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset caffe 2>&1", m);
+    assert_int_equal(run(cmd, &out), 2);
+    assert_non_null(strstr(out, "unknown preset 'caffe' (known: imagenet, inception)"));
+    free(out);
+    assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx", NULL), 0);
+}
+
 int main(void)
 {
     if (access(CNNVIZ, X_OK) != 0) {
@@ -301,6 +362,7 @@ int main(void)
         cmocka_unit_test(errors_exit_nonzero),
         cmocka_unit_test(guidance),
         cmocka_unit_test(progress_in_logs),
+        cmocka_unit_test(presets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

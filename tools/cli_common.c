@@ -17,7 +17,11 @@
 const char *const cli_model_help =
     "model options:\n"
     "  -m, --model FILE   ONNX model (default: weights/fashion_mnist.onnx)\n"
-    "  --preset imagenet  ImageNet normalization and 224x224 input\n"
+    "  --preset P         a model family's convention, for a model without cnnviz\n"
+    "                     metadata: imagenet (torchvision: ImageNet mean/std,\n"
+    "                     224x224) or inception (Keras/TF Inception, Xception:\n"
+    "                     pixels to [-1,1], 299x299); both bring the 1000\n"
+    "                     ImageNet class names when the model has none\n"
     "  --mean a,b,c       per-channel mean, after scaling pixels to [0,1]\n"
     "  --std a,b,c        per-channel standard deviation\n"
     "  --labels FILE      class names, one per line ('nXXXXXXXX name' accepted)\n"
@@ -359,14 +363,16 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
 
 /* ---------------------------------------------------------------- model */
 
-static char *find_default_model(void)
+/* A file the program ships (the default model, ImageNet's class names):
+ * weights/NAME here, else beside the executable in ../weights (a build
+ * tree) or ../share/cnnviz (an installation). NULL when none is found. */
+static char *find_data(const char *name)
 {
-    static const char *const rel[] = {"../weights/fashion_mnist.onnx", "../share/cnnviz/fashion_mnist.onnx"};
-    const char *env = getenv("CNNVIZ_MODEL");
-    if (env && *env)
-        return strdup(env);
-    if (access("weights/fashion_mnist.onnx", R_OK) == 0)
-        return strdup("weights/fashion_mnist.onnx");
+    static const char *const rel[] = {"../weights/", "../share/cnnviz/"};
+    char path[8192];
+    snprintf(path, sizeof path, "weights/%s", name);
+    if (access(path, R_OK) == 0)
+        return strdup(path);
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -375,15 +381,35 @@ static char *find_default_model(void)
         if (slash) {
             slash[1] = '\0';
             for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                char path[8192];
-                snprintf(path, sizeof path, "%s%s", exe, rel[i]);
+                snprintf(path, sizeof path, "%s%s%s", exe, rel[i], name);
                 if (access(path, R_OK) == 0)
                     return strdup(path);
             }
         }
     }
-    return strdup("weights/fashion_mnist.onnx"); /* so the error names it */
+    return NULL;
 }
+
+static char *find_default_model(void)
+{
+    const char *env = getenv("CNNVIZ_MODEL");
+    if (env && *env)
+        return strdup(env);
+    char *found = find_data("fashion_mnist.onnx");
+    return found ? found : strdup("weights/fashion_mnist.onnx"); /* so the error names it */
+}
+
+/* The conventions of model families that carry no cnnviz metadata. */
+typedef struct preset {
+    const char *name;
+    float mean[3], std[3];
+    int size;
+} preset;
+
+static const preset g_presets[] = {
+    {"imagenet", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, 224},
+    {"inception", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, 299},
+};
 
 /* Whether the model plans for an input of c x h x w (shapes only). */
 static int plans_at(const cnv_model *m, cnv_shape *shapes, int nt, int c, int h, int w, char *err, size_t len)
@@ -441,6 +467,22 @@ static int check_size(const cli_model *cm, int chosen)
     return rc;
 }
 
+/* How many classes the model's score tensor holds per image at the chosen
+ * size (shapes only), or -1. */
+static int score_classes(const cli_model *cm)
+{
+    int nt = cnv_model_tensor_count(cm->model), t = cnv_model_score_tensor(cm->model), k = -1;
+    cnv_shape *shapes = calloc((size_t)nt + 1, sizeof *shapes);
+    char err[256];
+    if (shapes && t >= 0 && plans_at(cm->model, shapes, nt, cm->pp.channels, cm->pp.height, cm->pp.width, err,
+                                     sizeof err)) {
+        int64_t n = cnv_shape_count(&shapes[t]);
+        k = n > 0 && n <= INT_MAX ? (int)n : -1;
+    }
+    free(shapes);
+    return k;
+}
+
 int cli_model_open(const cli_model_opts *o, cli_model *out)
 {
     memset(out, 0, sizeof *out);
@@ -486,30 +528,69 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
     else if (cnv_model_preprocess(m, &out->pp, err, sizeof err) != CNV_OK)
         rc = cli_error("model '%s': %s", out->path, err);
     cnv_preprocess *pp = &out->pp;
+    const preset *ps = NULL;
+    out->norm_from = pp->found & (CNV_PP_MEAN | CNV_PP_STD) ? "model metadata" : "default";
+    out->size_from = pp->found & CNV_PP_SIZE ? "model" : "default";
+    out->labels_from = cnv_model_labels(m, NULL) ? "model metadata" : "none";
     if (!rc && !(pp->found & CNV_PP_SIZE))
         pp->height = pp->width = 224;
     if (!rc && o->preset) {
-        if (strcmp(o->preset, "imagenet")) {
-            rc = cli_usage_error("unknown preset '%s' (known: imagenet)", o->preset);
-        } else {
-            const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-            memcpy(pp->mean, mean, sizeof mean);
-            memcpy(pp->std, std, sizeof std);
-            pp->height = pp->width = 224;
+        for (size_t i = 0; i < sizeof g_presets / sizeof g_presets[0]; i++)
+            if (!strcmp(o->preset, g_presets[i].name))
+                ps = &g_presets[i];
+        if (!ps)
+            rc = cli_usage_error("unknown preset '%s' (known: imagenet, inception)", o->preset);
+    }
+    if (ps) {
+        memcpy(pp->mean, ps->mean, sizeof ps->mean);
+        memcpy(pp->std, ps->std, sizeof ps->std);
+        out->norm_from = "--preset";
+        if (!(pp->found & CNV_PP_SIZE)) { /* a fixed-size model keeps its size */
+            pp->height = pp->width = ps->size;
+            out->size_from = "--preset";
         }
     }
     if (!rc && o->mean && parse_floats3(o->mean, pp->mean))
         rc = cli_usage_error("--mean '%s': expected one or three numbers separated by commas", o->mean);
     if (!rc && o->std && parse_floats3(o->std, pp->std))
         rc = cli_usage_error("--std '%s': expected one or three numbers separated by commas", o->std);
+    if (o->mean || o->std)
+        out->norm_from = "--mean/--std";
     if (!rc && o->size && parse_size(o->size, &pp->height, &pp->width))
         rc = cli_usage_error("--size '%s': expected HxW, e.g. 224x224", o->size);
+    if (o->size)
+        out->size_from = "--size";
     if (!rc && o->labels && cnv_model_load_labels(m, o->labels) != CNV_OK)
         rc = cli_error("%s", cnv_model_errmsg(m));
+    if (o->labels)
+        out->labels_from = "--labels";
+    /* Mean 0 and std 1 on a color model is almost never what it was
+     * trained with: say what is assumed, once. */
+    if (!rc && !strcmp(out->norm_from, "default") && pp->channels == 3)
+        fprintf(stderr,
+                "cnnviz: note: %s has no normalization metadata; using mean 0, std 1 (pixels in [0,1]). For a "
+                "torchvision model give --preset imagenet, for Keras Inception --preset inception, or --mean/--std "
+                "(docs/PREPROCESSING.md)\n",
+                out->path);
     if (!rc && cnv_preprocess_check(pp, err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);
     if (!rc)
         rc = check_size(out, o->size != NULL);
+    /* a preset brings ImageNet's names to a model of 1000 classes that has
+     * none */
+    if (!rc && ps && !o->labels && !cnv_model_labels(m, NULL)) {
+        int k = score_classes(out);
+        char *names = k == 1000 ? find_data("imagenet_labels.txt") : NULL;
+        if (k != 1000)
+            fprintf(stderr, "cnnviz: note: the model scores %d classes, not ImageNet's 1000: no class names\n", k);
+        else if (!names)
+            rc = cli_error("--preset %s: the ImageNet class names (imagenet_labels.txt) are not installed", ps->name);
+        else if (cnv_model_load_labels(m, names) != CNV_OK)
+            rc = cli_error("%s", cnv_model_errmsg(m));
+        else
+            out->labels_from = "--preset (ImageNet)";
+        free(names);
+    }
     if (rc) {
         cli_model_close(out);
         return rc;

@@ -17,7 +17,7 @@ typedef struct cli_model_opts {
     const char *std;    /* --std a,b,c */
     const char *labels; /* --labels FILE */
     const char *size;   /* --size HxW */
-    const char *preset; /* --preset imagenet */
+    const char *preset; /* --preset imagenet, inception */
     const char *threads; /* --threads T */
     const char *max_memory; /* --max-memory SIZE */
 } cli_model_opts;
@@ -97,6 +97,9 @@ typedef struct cli_model {
     const char *const *labels;   /* the model's (cnv_model_labels) */
     int n_labels;
     int output; /* the raw class-score tensor (cnv_model_score_tensor) */
+    /* where the settings came from, for `info` and the note on models
+     * without normalization: "model metadata", "--preset", "default", ... */
+    const char *norm_from, *size_from, *labels_from;
 } cli_model;
 
 /* Loads the model (default: weights/fashion_mnist.onnx, looked up in
