@@ -38,6 +38,19 @@ static int run(const char *cmd, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Runs cmd; its exit status must be code and its output (stdout, and
+ * stderr where cmd redirects it) must hold text (NULL: anything). */
+static void expect_run(const char *cmd, int code, const char *text)
+{
+    char *out;
+    int rc = run(cmd, &out);
+    printf("%s", out);
+    assert_int_equal(rc, code);
+    if (text)
+        assert_non_null(strstr(out, text));
+    free(out);
+}
+
 static int have_shared(void)
 {
     if (access(SHARED "squeezenet1_1.onnx", R_OK) == 0)
@@ -114,9 +127,7 @@ static void eval_matches_reference(void **state)
                     "--logits-out %s/l.f32 --grad-class 249 --grad-out %s/g.f32 --json",
              dir, dir);
     char *out;
-    assert_int_equal(run(cmd, &out), 0);
-    assert_non_null(strstr(out, "\"top1\": [249]"));
-    free(out);
+    expect_run(cmd, 0, "\"top1\": [249]");
     char path[512];
     snprintf(path, sizeof path, "%s/l.f32", dir);
     float *l = read_f32(path, 1000), *ref = read_f32(SHARED "reference/dog_logits.f32", 1000);
@@ -136,9 +147,7 @@ static void eval_matches_reference(void **state)
     assert_string_equal(out, "1,3,224,224\n");
     free(out);
     snprintf(cmd, sizeof cmd, CNNVIZ " eval " SQUEEZE " --input %s/x.f32 --shape 1,3,224,224 --json", dir);
-    assert_int_equal(run(cmd, &out), 0);
-    assert_non_null(strstr(out, "\"top1\": [278]"));
-    free(out);
+    expect_run(cmd, 0, "\"top1\": [278]");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(run(cmd, NULL), 0);
 }
@@ -161,17 +170,10 @@ static void errors_exit_nonzero(void **state)
     (void)state;
     char *out;
     /* usage errors: 2; a file that does not load: 1 with a message */
-    assert_int_equal(run(CNNVIZ " no-such-command 2>&1", &out), 2);
-    assert_non_null(strstr(out, "unknown command"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " classify -m /nonexistent/model.onnx x.png 2>&1", &out), 1);
-    assert_non_null(strstr(out, "/nonexistent/model.onnx"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " eval --input /dev/null 2>&1", &out), 2);
-    free(out);
-    assert_int_equal(run(CNNVIZ " --version", &out), 0);
-    assert_non_null(strstr(out, "cnnviz "));
-    free(out);
+    expect_run(CNNVIZ " no-such-command 2>&1", 2, "unknown command");
+    expect_run(CNNVIZ " classify -m /nonexistent/model.onnx x.png 2>&1", 1, "/nonexistent/model.onnx");
+    expect_run(CNNVIZ " eval --input /dev/null 2>&1", 2, NULL);
+    expect_run(CNNVIZ " --version", 0, "cnnviz ");
     if (!have_shared())
         return;
     /* a raw tensor of the wrong size is refused before anything runs */
@@ -180,9 +182,7 @@ static void errors_exit_nonzero(void **state)
                      1);
     assert_non_null(strstr(out, "4000 bytes"));
     free(out);
-    assert_int_equal(run(CNNVIZ " classify " SQUEEZE " /nonexistent.jpg 2>&1", &out), 1);
-    assert_non_null(strstr(out, "/nonexistent.jpg"));
-    free(out);
+    expect_run(CNNVIZ " classify " SQUEEZE " /nonexistent.jpg 2>&1", 1, "/nonexistent.jpg");
 }
 
 /* A new user's mistakes get a way out (issue "A new user's first hour"):
@@ -193,60 +193,27 @@ static void errors_exit_nonzero(void **state)
 static void guidance(void **state)
 {
     (void)state;
-    char *out;
-    assert_int_equal(run(CNNVIZ " help classmodel", &out), 0);
-    assert_non_null(strstr(out, "usage: cnnviz classmodel"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " clasify 2>&1", &out), 2);
-    printf("%s", out);
-    assert_non_null(strstr(out, "did you mean 'classify'"));
-    free(out);
+    expect_run(CNNVIZ " help classmodel", 0, "usage: cnnviz classmodel");
+    expect_run(CNNVIZ " clasify 2>&1", 2, "did you mean 'classify'");
     /* the default model: Fashion-MNIST's 10 classes */
-    assert_int_equal(run(CNNVIZ " classmodel --class flamingo -o /tmp/cnv_guidance.png 2>&1", &out), 1);
-    printf("%s", out);
-    assert_non_null(strstr(out, "the model's 10 classes: 0 T-shirt/top, 1 Trouser"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " classmodel --class sneakr -o /tmp/cnv_guidance.png 2>&1", &out), 1);
-    printf("%s", out);
-    assert_non_null(strstr(out, "did you mean 7 (Sneaker)?"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " classmodel --class boot -o /tmp/cnv_guidance.png 2>&1", &out), 1);
-    printf("%s", out);
-    assert_non_null(strstr(out, "1 class contains the word: 9 (Ankle boot)"));
-    free(out);
+    expect_run(CNNVIZ " classmodel --class flamingo -o /tmp/cnv_guidance.png 2>&1", 1,
+               "the model's 10 classes: 0 T-shirt/top, 1 Trouser");
+    expect_run(CNNVIZ " classmodel --class sneakr -o /tmp/cnv_guidance.png 2>&1", 1, "did you mean 7 (Sneaker)?");
+    expect_run(CNNVIZ " classmodel --class boot -o /tmp/cnv_guidance.png 2>&1", 1,
+               "1 class contains the word: 9 (Ankle boot)");
     /* one exit code per kind of mistake (2: the command line), ranges said */
-    assert_int_equal(run(CNNVIZ " classmodel --class 1 --iters -5 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
-    printf("%s", out);
-    assert_non_null(strstr(out, "expected a whole number"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " classmodel --class 1 --size 1 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
-    free(out);
-    assert_int_equal(run(CNNVIZ " classmodel --class 1 --class 3 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
-    printf("%s", out);
-    assert_non_null(strstr(out, "--class given twice"));
-    free(out);
+    expect_run(CNNVIZ " classmodel --class 1 --iters -5 -o /tmp/cnv_guidance.png 2>&1", 2, "expected a whole number");
+    expect_run(CNNVIZ " classmodel --class 1 --size 1 -o /tmp/cnv_guidance.png 2>&1", 2, NULL);
+    expect_run(CNNVIZ " classmodel --class 1 --class 3 -o /tmp/cnv_guidance.png 2>&1", 2, "--class given twice");
     /* a size the network cannot take: its smallest, or its only size */
-    assert_int_equal(run(CNNVIZ " info -m tests/zoo/inception_op13.onnx --size 8x8 2>&1", &out), 2);
-    printf("%s", out);
-    assert_non_null(strstr(out, "the smallest square input it takes is 11x11"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " info -m tests/zoo/inception_op13.onnx --size 11x11 2>&1", &out), 0);
-    free(out);
-    assert_int_equal(run(CNNVIZ " classmodel --class 1 --size 3x3 -o /tmp/cnv_guidance.png 2>&1", &out), 2);
-    assert_non_null(strstr(out, "this model takes 28x28 inputs only"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " neuron --layer rleu3 --channel 0 -o /tmp/cnv_guidance.png 2>&1", &out), 1);
-    printf("%s", out);
-    assert_non_null(strstr(out, "did you mean 'relu3'?"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " info -m docs/img/ankle_boot.png 2>&1", &out), 1);
-    printf("%s", out);
-    assert_non_null(strstr(out, "not an ONNX model: this is a PNG image"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " info -m README.md 2>&1", &out), 1);
-    printf("%s", out);
-    assert_non_null(strstr(out, "not an ONNX model"));
-    free(out);
+    expect_run(CNNVIZ " info -m tests/zoo/inception_op13.onnx --size 8x8 2>&1", 2,
+               "the smallest square input it takes is 11x11");
+    expect_run(CNNVIZ " info -m tests/zoo/inception_op13.onnx --size 11x11 2>&1", 0, NULL);
+    expect_run(CNNVIZ " classmodel --class 1 --size 3x3 -o /tmp/cnv_guidance.png 2>&1", 2,
+               "this model takes 28x28 inputs only");
+    expect_run(CNNVIZ " neuron --layer rleu3 --channel 0 -o /tmp/cnv_guidance.png 2>&1", 1, "did you mean 'relu3'?");
+    expect_run(CNNVIZ " info -m docs/img/ankle_boot.png 2>&1", 1, "not an ONNX model: this is a PNG image");
+    expect_run(CNNVIZ " info -m README.md 2>&1", 1, "not an ONNX model");
 }
 
 /* Progress and results when stderr is not a terminal (a log, CI): plain
@@ -263,16 +230,11 @@ static void progress_in_logs(void **state)
     assert_non_null(strstr(out, "classmodel: step 30/30"));
     assert_null(strchr(out, '\r'));
     free(out);
-    assert_int_equal(run(CNNVIZ " layers --iters 5 --max-layers 2 -o /tmp/cnv_progress.png 2>&1", &out), 0);
-    assert_non_null(strstr(out, "layers: wrote /tmp/cnv_progress.png"));
-    free(out);
-    assert_int_equal(run(CNNVIZ " dream -o /tmp/cnv_progress_frames --octaves 1 --steps 2 --frame-steps 1 "
-                                "--gif /tmp/cnv_progress.gif --json 2>/dev/null",
-                         &out),
-                     0);
-    printf("%s", out);
-    assert_non_null(strstr(out, "\"frames\": 60"));
-    free(out);
+    expect_run(CNNVIZ " layers --iters 5 --max-layers 2 -o /tmp/cnv_progress.png 2>&1", 0,
+               "layers: wrote /tmp/cnv_progress.png");
+    expect_run(CNNVIZ " dream -o /tmp/cnv_progress_frames --octaves 1 --steps 2 --frame-steps 1 "
+                      "--gif /tmp/cnv_progress.gif --json 2>/dev/null",
+               0, "\"frames\": 60");
     /* transparency dropped: said */
     cnv_image rgba;
     char err[256];
@@ -330,11 +292,9 @@ static void presets(void **state)
     assert_non_null(strstr(out, "norm    mean 0.485,0.456,0.406 std 0.229,0.224,0.225 (from --preset)"));
     assert_non_null(strstr(out, "labels  1000 (from --preset (ImageNet))"));
     free(out);
-    snprintf(cmd, sizeof cmd, CNNVIZ " classmodel%s --preset imagenet --class flamingo --iters 1 -o /tmp/cnv_preset.png 2>&1",
-             m);
-    assert_int_equal(run(cmd, &out), 0);
-    assert_non_null(strstr(out, "class 130 (flamingo)"));
-    free(out);
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " classmodel%s --preset imagenet --class flamingo --iters 1 -o /tmp/cnv_preset.png 2>&1", m);
+    expect_run(cmd, 0, "class 130 (flamingo)");
     /* a model of another class count gets no ImageNet names, and says so */
     snprintf(cmd, sizeof cmd, CNNVIZ " info -m tests/zoo/mobilenet_v2_op13.onnx --preset inception 2>&1");
     assert_int_equal(run(cmd, &out), 0);
@@ -343,9 +303,7 @@ static void presets(void **state)
     assert_non_null(strstr(out, "the model scores 10 classes, not ImageNet's 1000: no class names"));
     free(out);
     snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset caffe 2>&1", m);
-    assert_int_equal(run(cmd, &out), 2);
-    assert_non_null(strstr(out, "unknown preset 'caffe' (known: imagenet, inception)"));
-    free(out);
+    expect_run(cmd, 2, "unknown preset 'caffe' (known: imagenet, inception)");
     assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx", NULL), 0);
 }
 

@@ -154,19 +154,10 @@ static void xorshift_normal(void **state)
 
 /* ------------------------------------------------------------------- file */
 
-static char g_dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[256];
-    snprintf(buf, sizeof buf, "%s/%s", g_dir, name);
-    return buf;
-}
-
 static void read_file_caps(void **state)
 {
     (void)state;
-    const char *p = tmp_path("ten.bin");
+    const char *p = tu_scratch("ten.bin");
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     fwrite("0123456789", 1, 10, f);
@@ -183,7 +174,7 @@ static void read_file_caps(void **state)
     assert_non_null(strstr(e.msg, "ten.bin"));
     assert_null(data);
     /* empty file: zero bytes, still terminated */
-    p = tmp_path("empty.bin");
+    p = tu_scratch("empty.bin");
     f = fopen(p, "wb");
     fclose(f);
     assert_int_equal(cnv_read_file(p, 10, &data, &size, &e), CNV_OK);
@@ -191,11 +182,11 @@ static void read_file_caps(void **state)
     assert_int_equal(((char *)data)[0], 0);
     cnv_free(data);
     /* a directory, a device, a missing file */
-    assert_int_equal(cnv_read_file(g_dir, 10, &data, &size, &e), CNV_ERR_IO);
+    assert_int_equal(cnv_read_file(tu_scratch_dir(), 10, &data, &size, &e), CNV_ERR_IO);
     assert_non_null(strstr(e.msg, "directory"));
     assert_int_equal(cnv_read_file("/dev/zero", 10, &data, &size, &e), CNV_ERR_IO);
     assert_non_null(strstr(e.msg, "not a regular file"));
-    assert_int_equal(cnv_read_file(tmp_path("missing"), 10, &data, &size, &e), CNV_ERR_IO);
+    assert_int_equal(cnv_read_file(tu_scratch("missing"), 10, &data, &size, &e), CNV_ERR_IO);
 }
 
 /* A pipe of unknown length is read to its end, across buffer growths, and
@@ -204,7 +195,7 @@ static void read_file_pipe(void **state)
 {
     (void)state;
     for (int over = 0; over < 2; over++) {
-        const char *p = tmp_path(over ? "fifo2" : "fifo1");
+        const char *p = tu_scratch(over ? "fifo2" : "fifo1");
         assert_int_equal(mkfifo(p, 0600), 0);
         const size_t n = 300000;
         pid_t pid = fork();
@@ -246,7 +237,7 @@ static void tmpfile_commit_abort(void **state)
     (void)state;
     cnv_tmpfile t;
     cnv_err e;
-    const char *p = tmp_path("out.txt");
+    const char *p = tu_scratch("out.txt");
     assert_int_equal(cnv_tmpfile_open(&t, p, &e), CNV_OK);
     assert_non_null(strstr(t.tmp_path, ".tmp"));
     assert_int_not_equal(access(p, F_OK), 0);
@@ -266,7 +257,7 @@ static void tmpfile_commit_abort(void **state)
     assert_int_equal(cnv_read_file(p, 100, &data, &size, &e), CNV_OK);
     assert_string_equal(data, "hello");
     cnv_free(data);
-    assert_int_equal(cnv_tmpfile_open(&t, tmp_path("no/such/dir/x"), &e), CNV_ERR_IO);
+    assert_int_equal(cnv_tmpfile_open(&t, tu_scratch("no/such/dir/x"), &e), CNV_ERR_IO);
     assert_int_equal(cnv_tmpfile_open(&t, "", &e), CNV_ERR_INVALID_ARG);
 }
 
@@ -306,16 +297,13 @@ static void softmax_closed_forms(void **state)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/cnv_test_core_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_scratch_make("cnv_test_core_");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_scratch_remove();
 }
 
 int main(void)

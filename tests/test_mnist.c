@@ -15,30 +15,16 @@
 
 #define DATA_DIR "/usr/share/datasets/fashion-mnist"
 
-static char g_dir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/cnv_mnist_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_scratch_make("cnv_mnist_");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path_of(const char *name)
-{
-    static char buf[2][256];
-    static int k;
-    k ^= 1;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
+    return tu_scratch_remove();
 }
 
 static void put_be32(unsigned char *p, uint32_t v)
@@ -52,7 +38,7 @@ static void put_be32(unsigned char *p, uint32_t v)
 /* Writes head (4 magic bytes + sizes) then n data bytes, plain or gzip. */
 static void write_file(const char *name, const unsigned char *bytes, size_t n, int gz)
 {
-    const char *p = path_of(name);
+    const char *p = tu_scratch(name);
     if (gz) {
         gzFile f = gzopen(p, "wb");
         assert_non_null(f);
@@ -112,7 +98,7 @@ static void reads_good_files(void **state)
         const char *split = gz ? "gzset" : "plainset";
         good_pair(gz, split);
         cnv_dataset *d = NULL;
-        if (cnv_mnist_load(g_dir, split, &d) != CNV_OK)
+        if (cnv_mnist_load(tu_scratch_dir(), split, &d) != CNV_OK)
             fail_msg("%s", cnv_dataset_errmsg(d));
         assert_int_equal(cnv_dataset_count(d), 6);
         int c, h, w;
@@ -142,8 +128,8 @@ static void expect_refused(const char *images, const char *labels, cnv_status st
 {
     cnv_dataset *d = NULL;
     char ip[256], lp[256];
-    snprintf(ip, sizeof ip, "%s", path_of(images));
-    snprintf(lp, sizeof lp, "%s", path_of(labels));
+    snprintf(ip, sizeof ip, "%s", tu_scratch(images));
+    snprintf(lp, sizeof lp, "%s", tu_scratch(labels));
     cnv_status got = cnv_mnist_load_files(ip, lp, &d);
     printf("refused %s + %s: %s\n", images, labels, cnv_dataset_errmsg(d));
     assert_int_equal(got, st);
@@ -219,7 +205,7 @@ static void rejects_damaged_files(void **state)
     unsigned char z[4096];
     n = image_bytes(buf, 0x803, 6, 4, 3, 6, 0);
     write_file("whole.gz", buf, n, 1);
-    FILE *f = fopen(path_of("whole.gz"), "rb");
+    FILE *f = fopen(tu_scratch("whole.gz"), "rb");
     assert_non_null(f);
     size_t zn = fread(z, 1, sizeof z, f);
     fclose(f);
@@ -227,20 +213,20 @@ static void rejects_damaged_files(void **state)
     write_file("cutgz", z, zn - 12, 0); /* drop the trailer and some data */
     cnv_dataset *d = NULL;
     char ip[256], lp[256];
-    snprintf(ip, sizeof ip, "%s", path_of("cutgz"));
-    snprintf(lp, sizeof lp, "%s", path_of("ok-labels-idx1-ubyte"));
+    snprintf(ip, sizeof ip, "%s", tu_scratch("cutgz"));
+    snprintf(lp, sizeof lp, "%s", tu_scratch("ok-labels-idx1-ubyte"));
     assert_int_equal(cnv_mnist_load_files(ip, lp, &d), CNV_ERR_FORMAT);
     printf("refused a cut gzip stream: %s\n", cnv_dataset_errmsg(d));
     cnv_dataset_free(d);
     /* a missing file is an I/O error naming the path */
     expect_refused("nothing-here", "ok-labels-idx1-ubyte", CNV_ERR_IO, "nothing-here");
     d = NULL;
-    assert_int_equal(cnv_mnist_load(g_dir, "nosuchsplit", &d), CNV_ERR_IO);
+    assert_int_equal(cnv_mnist_load(tu_scratch_dir(), "nosuchsplit", &d), CNV_ERR_IO);
     assert_non_null(strstr(cnv_dataset_errmsg(d), "nosuchsplit-images-idx3-ubyte"));
     cnv_dataset_free(d);
     assert_int_equal(cnv_mnist_load(NULL, "train", &d), CNV_ERR_INVALID_ARG);
     cnv_dataset_free(d);
-    assert_int_equal(cnv_mnist_load(g_dir, "train", NULL), CNV_ERR_INVALID_ARG);
+    assert_int_equal(cnv_mnist_load(tu_scratch_dir(), "train", NULL), CNV_ERR_INVALID_ARG);
 }
 
 static void dataset_create_checks(void **state)

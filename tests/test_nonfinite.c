@@ -125,33 +125,21 @@ static void library_refuses_constant_scores(void **state)
 
 /* ---- the command line ---- */
 
-static char g_dir[64];
-
-static const char *at(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/cnv_nonfiniteXXXXXX");
-    if (!mkdtemp(g_dir))
+    if (tu_scratch_make("cnv_nonfinite") != 0)
         return -1;
     cnv_model *m = overflowing();
     char err[256];
     cnv_image img;
-    int ok = cnv_model_save_onnx(m, at("inf.onnx")) == CNV_OK &&
+    int ok = cnv_model_save_onnx(m, tu_scratch("inf.onnx")) == CNV_OK &&
              cnv_image_create(SIDE, SIDE, 1, &img, err, sizeof err) == CNV_OK;
     cnv_model_free(m);
     if (!ok)
         return -1;
     memset(img.data, 255, SIDE * SIDE);
-    ok = cnv_image_write_png(&img, at("white.png"), err, sizeof err) == CNV_OK;
+    ok = cnv_image_write_png(&img, tu_scratch("white.png"), err, sizeof err) == CNV_OK;
     cnv_image_free(&img);
     return ok ? 0 : -1;
 }
@@ -159,9 +147,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_scratch_remove();
 }
 
 /* Runs `bin/cnnviz ARGS` with stdout to out.txt; the exit code, and
@@ -169,15 +155,15 @@ static int teardown(void **state)
 static int cli(const char *args, char *buf, size_t len)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "bin/cnnviz %s > %s 2> %s", args, at("out.txt"), at("err.txt"));
+    snprintf(cmd, sizeof cmd, "bin/cnnviz %s > %s 2> %s", args, tu_scratch("out.txt"), tu_scratch("err.txt"));
     int st = system(cmd);
-    FILE *f = fopen(at("out.txt"), "r");
+    FILE *f = fopen(tu_scratch("out.txt"), "r");
     assert_non_null(f);
     size_t n = fread(buf, 1, len - 1, f);
     buf[n] = 0;
     fclose(f);
     char msg[512] = "";
-    f = fopen(at("err.txt"), "r");
+    f = fopen(tu_scratch("err.txt"), "r");
     assert_non_null(f);
     msg[fread(msg, 1, sizeof msg - 1, f)] = 0;
     fclose(f);
@@ -210,30 +196,30 @@ static void cli_nonfinite(void **state)
 {
     (void)state;
     char buf[8192], args[1024];
-    snprintf(args, sizeof args, "classify -m %s %s --json --top 3", at("inf.onnx"), at("white.png"));
+    snprintf(args, sizeof args, "classify -m %s %s --json --top 3", tu_scratch("inf.onnx"), tu_scratch("white.png"));
     assert_int_equal(cli(args, buf, sizeof buf), 1);
     assert_no_bare_nonfinite(buf);
     assert_non_null(strstr(buf, "\"top\": null"));
     assert_non_null(strstr(buf, "\"message\": \"the model's score for class 0 is inf: not finite\""));
     assert_non_null(strstr(buf, "]}\n"));
 
-    snprintf(args, sizeof args, "classmodel -m %s --class 2 --iters 3 -o %s --json", at("inf.onnx"),
-             at("cm.png"));
+    snprintf(args, sizeof args, "classmodel -m %s --class 2 --iters 3 -o %s --json", tu_scratch("inf.onnx"),
+             tu_scratch("cm.png"));
     assert_int_equal(cli(args, buf, sizeof buf), 1);
     assert_no_bare_nonfinite(buf);
-    assert_false(exists(at("cm.png")));
+    assert_false(exists(tu_scratch("cm.png")));
 
-    snprintf(args, sizeof args, "fool -m %s %s --target 2 --max-iters 3 -o %s --json", at("inf.onnx"),
-             at("white.png"), at("fool.png"));
+    snprintf(args, sizeof args, "fool -m %s %s --target 2 --max-iters 3 -o %s --json", tu_scratch("inf.onnx"),
+             tu_scratch("white.png"), tu_scratch("fool.png"));
     assert_int_equal(cli(args, buf, sizeof buf), 1);
     assert_no_bare_nonfinite(buf);
-    assert_false(exists(at("fool.png")));
+    assert_false(exists(tu_scratch("fool.png")));
 
-    snprintf(args, sizeof args, "saliency -m %s %s -o %s --json", at("inf.onnx"), at("white.png"),
-             at("sal.png"));
+    snprintf(args, sizeof args, "saliency -m %s %s -o %s --json", tu_scratch("inf.onnx"), tu_scratch("white.png"),
+             tu_scratch("sal.png"));
     assert_int_equal(cli(args, buf, sizeof buf), 1);
     assert_no_bare_nonfinite(buf);
-    assert_false(exists(at("sal.png")));
+    assert_false(exists(tu_scratch("sal.png")));
 }
 
 int main(void)

@@ -14,21 +14,16 @@
 #include "engine/op.h"
 #include "onnx/onnx.h"
 
-static char g_dir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/cnv_onnx_writeXXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_scratch_make("cnv_onnx_write");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_scratch_remove();
 }
 
 #define CHECK(call)                                                      \
@@ -223,7 +218,7 @@ static void round_trip(void **state)
     (void)state;
     cnv_model *m = build(1);
     char path[128];
-    snprintf(path, sizeof path, "%s/model.onnx", g_dir);
+    snprintf(path, sizeof path, "%s/model.onnx", tu_scratch_dir());
     CHECK(cnv_model_save_onnx(m, path));
     cnv_model *m2 = NULL;
     if (cnv_model_load_onnx(path, &m2) != CNV_OK)
@@ -275,7 +270,7 @@ static void atomic_save(void **state)
     (void)state;
     cnv_model *m = build(1);
     char sub[128], path[192];
-    snprintf(sub, sizeof sub, "%s/atomic", g_dir);
+    snprintf(sub, sizeof sub, "%s/atomic", tu_scratch_dir());
     assert_int_equal(mkdir(sub, 0755), 0);
 
     /* A directory that does not exist: IO, nothing created. */
@@ -339,7 +334,7 @@ static void onnx_checker(void **state)
     }
     cnv_model *m = build(0);
     char path[128], cmd[1024];
-    snprintf(path, sizeof path, "%s/checked.onnx", g_dir);
+    snprintf(path, sizeof path, "%s/checked.onnx", tu_scratch_dir());
     CHECK(cnv_model_save_onnx(m, path));
     /* full_check also runs ONNX shape inference over the graph; the
      * script then prints what it read, which is compared below. */
@@ -430,7 +425,7 @@ static void node_models_round_trip(void **state)
     int n = 0, n_checked = 0;
     const char *py = find_python_onnx();
     char saved[128];
-    snprintf(saved, sizeof saved, "%s/node_models", g_dir);
+    snprintf(saved, sizeof saved, "%s/node_models", tu_scratch_dir());
     assert_int_equal(mkdir(saved, 0755), 0);
     while ((ent = readdir(d))) {
         char path[512];

@@ -20,36 +20,22 @@
 
 #include "testutil.h"
 
-static char g_dir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/cnv_outputsXXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_scratch_make("cnv_outputs");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_scratch_remove();
 }
 
-static const char *at(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-/* Files in g_dir whose names contain text. */
+/* Files in tu_scratch_dir() whose names contain text. */
 static int count_files(const char *text)
 {
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(tu_scratch_dir());
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
@@ -73,7 +59,7 @@ static void special_targets(void **state)
     (void)state;
     char err[512];
     cnv_image img = tiny();
-    const char *fifo = at("fifo.png");
+    const char *fifo = tu_scratch("fifo.png");
     assert_int_equal(mkfifo(fifo, 0644), 0);
     assert_int_equal(cnv_image_write_png(&img, fifo, err, sizeof err), CNV_ERR_IO);
     printf("PNG onto a FIFO: %s\n", err);
@@ -84,15 +70,15 @@ static void special_targets(void **state)
     assert_int_equal(cnv_check_output("/dev/null", err, sizeof err), CNV_ERR_IO);
     printf("/dev/null: %s\n", err);
     assert_non_null(strstr(err, "a device"));
-    assert_int_equal(cnv_check_output(g_dir, err, sizeof err), CNV_ERR_IO);
+    assert_int_equal(cnv_check_output(tu_scratch_dir(), err, sizeof err), CNV_ERR_IO);
     assert_non_null(strstr(err, "a directory"));
-    assert_int_equal(cnv_check_output(at("no/such/dir/x.png"), err, sizeof err), CNV_ERR_IO);
+    assert_int_equal(cnv_check_output(tu_scratch("no/such/dir/x.png"), err, sizeof err), CNV_ERR_IO);
     assert_non_null(strstr(err, "does not exist"));
-    assert_int_equal(cnv_check_output(at("new.png"), err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_check_output(tu_scratch("new.png"), err, sizeof err), CNV_OK);
     /* the CLI refuses before it computes anything */
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "bin/cnnviz classmodel --class 1 --iters 100000 -o %s > %s 2>&1", fifo,
-             at("log"));
+             tu_scratch("log"));
     int st = system(cmd);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     assert_int_equal(stat(fifo, &sb), 0);
@@ -105,7 +91,7 @@ static void permissions(void **state)
     (void)state;
     char err[512];
     cnv_image img = tiny();
-    const char *ro = at("readonly.png"), *priv = at("private.png");
+    const char *ro = tu_scratch("readonly.png"), *priv = tu_scratch("private.png");
     assert_int_equal(cnv_image_write_png(&img, ro, err, sizeof err), CNV_OK);
     assert_int_equal(chmod(ro, 0444), 0);
     struct stat before, after;
@@ -132,8 +118,8 @@ static void long_name(void **state)
     memset(name, 'a', 251);
     memcpy(name + 251, ".png", 5); /* 255 bytes: the longest a name may be */
     cnv_image img = tiny();
-    assert_int_equal(cnv_image_write_png(&img, at(name), err, sizeof err), CNV_OK);
-    assert_int_equal(access(at(name), R_OK), 0);
+    assert_int_equal(cnv_image_write_png(&img, tu_scratch(name), err, sizeof err), CNV_OK);
+    assert_int_equal(access(tu_scratch(name), R_OK), 0);
     assert_int_equal(count_files(".tmp"), 0);
     cnv_image_free(&img);
 }
@@ -143,7 +129,7 @@ static void interrupted_gif(void **state)
     (void)state;
     tu_skip_under_valgrind("a CLI run interrupted by a signal");
     char log[512];
-    snprintf(log, sizeof log, "%s", at("gif.log"));
+    snprintf(log, sizeof log, "%s", tu_scratch("gif.log"));
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -151,7 +137,7 @@ static void interrupted_gif(void **state)
         dup2(fd, 1);
         dup2(fd, 2);
         execl("bin/cnnviz", "cnnviz", "classmodel", "--class", "3", "--iters", "1000000", "--gif-every", "1",
-              "--gif", at("movie.gif"), "-o", at("cm.png"), (char *)NULL);
+              "--gif", tu_scratch("movie.gif"), "-o", tu_scratch("cm.png"), (char *)NULL);
         _exit(127);
     }
     /* wait for the GIF's temporary to appear, then interrupt */
@@ -172,7 +158,7 @@ static void interrupted_gif(void **state)
            count_files(".tmp"));
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT);
     assert_int_equal(count_files(".tmp"), 0);
-    assert_int_equal(access(at("movie.gif"), F_OK), -1);
+    assert_int_equal(access(tu_scratch("movie.gif"), F_OK), -1);
 }
 
 int main(void)

@@ -390,3 +390,32 @@ void tu_skip_under_valgrind(const char *what)
         skip();
     }
 }
+
+static char g_scratch[64];
+
+int tu_scratch_make(const char *prefix)
+{
+    snprintf(g_scratch, sizeof g_scratch, "/tmp/%sXXXXXX", prefix);
+    return mkdtemp(g_scratch) ? 0 : -1;
+}
+
+int tu_scratch_remove(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_scratch);
+    return g_scratch[0] && system(cmd) == 0 ? 0 : -1;
+}
+
+const char *tu_scratch_dir(void)
+{
+    return g_scratch;
+}
+
+const char *tu_scratch(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_scratch, name);
+    return buf[k];
+}

@@ -114,4 +114,14 @@ void tu_fd_assert(const char *label, tu_fd_result r, double tol);
  * smaller inputs, and `make test SANITIZE=1` runs these under ASan. */
 void tu_skip_under_valgrind(const char *what);
 
+/* A scratch directory for a group of tests, made under /tmp as
+ * /tmp/<prefix>XXXXXX (0, or -1: cmocka setup's convention), and removed
+ * with all it holds (0 or -1: teardown's). */
+int tu_scratch_make(const char *prefix);
+int tu_scratch_remove(void);
+/* The directory, and the path of name in it (one of four buffers used in
+ * turn, so a call may take several). */
+const char *tu_scratch_dir(void);
+const char *tu_scratch(const char *name);
+
 #endif
