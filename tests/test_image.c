@@ -760,6 +760,16 @@ static void test_truncated_for_their_size(void **state)
     printf("%s\n", err);
     assert_non_null(strstr(err, "truncated BMP: a 4096x4096 image"));
     assert_zeroed(&out);
+    /* an IDAT chunk that claims 1.9 GB in a 167-byte file (stb grew its
+     * buffer to 2 GiB before reading it) */
+    FILE *f = fopen("tests/fuzz_regressions/image/png-idat-claims-1.9-GB.png", "rb");
+    assert_non_null(f);
+    unsigned char png[256];
+    size_t n = fread(png, 1, sizeof png, f);
+    fclose(f);
+    assert_int_equal(cnv_image_load_memory(png, n, &out, err, sizeof err), CNV_ERR_FORMAT);
+    printf("%s\n", err);
+    assert_non_null(strstr(err, "IDAT chunk claims more bytes than the file holds"));
     /* whole files of the same kinds, at the edge: exactly the bytes needed */
     unsigned char full[18 + 2 * (1 + 3)] = {0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0, 1, 0, 24, 0,
                                             0x80 | 127, 1, 2, 3, 0x80 | 71, 4, 5, 6};

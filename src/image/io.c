@@ -88,8 +88,12 @@ static int jpeg_huffman_tables_ok(const unsigned char *d, size_t n, long *codes)
 
 /* stb_image 2.27 does pointer arithmetic on NULL (undefined behaviour,
  * found by fuzzing) when a PNG's IDAT chunks hold no bytes at all; such a
- * file has no pixels, so it is refused first. Chunks are walked by their
- * lengths up to IEND or the end of the data; returns 0 to refuse. */
+ * file has no pixels, so it is refused first (0). And it grows its buffer
+ * to an IDAT chunk's claimed length before reading it: a 167-byte file
+ * whose IDAT claims 1.9 GB made it ask for 2 GiB (found by the round-2
+ * campaign); an IDAT longer than the rest of the file is refused (-1).
+ * Chunks are walked by their lengths up to IEND or the end of the data;
+ * 1: let stb decode. */
 static int png_has_image_data(const unsigned char *d, size_t n)
 {
     static const unsigned char sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
@@ -104,6 +108,8 @@ static int png_has_image_data(const unsigned char *d, size_t n)
         if (!memcmp(type, "IDAT", 4)) {
             seen = 1;
             idat += len;
+            if (len > n - p - 12)
+                return -1;
         }
         if (!memcmp(type, "IEND", 4) || len > n - p - 12)
             break; /* the end, or a chunk cut short: stb judges the rest */
@@ -232,7 +238,8 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                    "%ld in all accepted", (unsigned)pw, (unsigned)ph,
                                    CNV_IMAGE_MAX_SIDE, (long)CNV_IMAGE_MAX_PIXELS);
     }
-    if (!png_has_image_data(data, size))
+    int idat = png_has_image_data(data, size);
+    if (idat == 0)
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "corrupt PNG: its IDAT chunks hold no image data");
     if (!pnm_header_ok(data, size))
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT, "corrupt PNM: a header number has more than 9 digits");
@@ -249,6 +256,10 @@ static cnv_status decode(const unsigned char *data, size_t size, cnv_image *out,
                                "not a readable image (%s); PNG, JPEG, BMP, GIF, TGA, PSD, "
                                "PNM and HDR are supported; %zu bytes may be a truncated header",
                                stbi_failure_reason(), size);
+    if (idat < 0)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
+                               "truncated PNG: the %dx%d image's IDAT chunk claims more bytes than the file holds", w,
+                               h);
     if (w <= 0 || h <= 0 || comp < 1 || comp > 4)
         return cnv_errbuf_fail(buf, len, CNV_ERR_FORMAT,
                                "header claims %dx%d pixels with %d channels", w, h, comp);
