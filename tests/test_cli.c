@@ -295,6 +295,15 @@ static void presets(void **state)
     snprintf(cmd, sizeof cmd,
              CNNVIZ " classmodel%s --preset imagenet --class flamingo --iters 1 -o /tmp/cnv_preset.png 2>&1", m);
     expect_run(cmd, 0, "class 130 (flamingo)");
+    /* annotate writes all of it into the model: -m alone then suffices */
+    snprintf(cmd, sizeof cmd, CNNVIZ " annotate%s --preset imagenet -o /tmp/cnv_preset_annotated.onnx 2>&1", m);
+    expect_run(cmd, 0, "annotate: wrote /tmp/cnv_preset_annotated.onnx (mean 0.485,0.456,0.406, std "
+                       "0.229,0.224,0.225, size 8x8, 1000 class names)");
+    assert_int_equal(run(CNNVIZ " info -m /tmp/cnv_preset_annotated.onnx 2>&1", &out), 0);
+    assert_null(strstr(out, "no normalization metadata"));
+    assert_non_null(strstr(out, "std 0.229,0.224,0.225 (from model metadata)"));
+    assert_non_null(strstr(out, "labels  1000 (from model metadata)"));
+    free(out);
     /* a model of another class count gets no ImageNet names, and says so */
     snprintf(cmd, sizeof cmd, CNNVIZ " info -m tests/zoo/mobilenet_v2_op13.onnx --preset inception 2>&1");
     assert_int_equal(run(cmd, &out), 0);
@@ -304,7 +313,7 @@ static void presets(void **state)
     free(out);
     snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset caffe 2>&1", m);
     expect_run(cmd, 2, "unknown preset 'caffe' (known: imagenet, inception)");
-    assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx", NULL), 0);
+    assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx /tmp/cnv_preset_annotated.onnx", NULL), 0);
 }
 
 int main(void)

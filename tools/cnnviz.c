@@ -21,6 +21,7 @@ extern int cmd_dream(int argc, char **argv);
 extern int cmd_train(int argc, char **argv);
 extern int cmd_evaluate(int argc, char **argv);
 extern int cmd_sample(int argc, char **argv);
+extern int cmd_annotate(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -38,6 +39,7 @@ static const cli_command g_commands[] = {
     {"train", "train the small VGG-style classifier on an MNIST-format dataset", cmd_train},
     {"evaluate", "accuracy and confusion matrix on an MNIST-format test set", cmd_evaluate},
     {"sample", "save an image of an MNIST-format dataset as PNG", cmd_sample},
+    {"annotate", "write a model's preprocessing and class names into its metadata", cmd_annotate},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };
