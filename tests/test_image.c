@@ -760,6 +760,10 @@ static void test_truncated_for_their_size(void **state)
     printf("%s\n", err);
     assert_non_null(strstr(err, "truncated BMP: a 4096x4096 image"));
     assert_zeroed(&out);
+    /* a BMP whose compression field holds garbage: stb reads it raw */
+    bmp[30] = 0x00, bmp[31] = 0xff, bmp[32] = 0xd8, bmp[33] = 0xff;
+    assert_int_equal(cnv_image_load_memory(bmp, sizeof bmp, &out, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "truncated BMP"));
     /* an IDAT chunk that claims 1.9 GB in a 167-byte file (stb grew its
      * buffer to 2 GiB before reading it) */
     FILE *f = fopen("tests/fuzz_regressions/image/png-idat-claims-1.9-GB.png", "rb");

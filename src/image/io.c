@@ -196,8 +196,11 @@ static uint64_t min_bytes(const char *format, const unsigned char *d, size_t n, 
     if (!strcmp(format, "PNM"))
         return px * (d[1] == '6' ? 3 : 1);
     if (!strcmp(format, "BMP") && n >= 34 && (d[14] | d[15] << 8) >= 40) {
-        unsigned bits = d[28] | d[29] << 8, compression = d[30] | d[31] << 8;
-        return compression == 0 || compression == 3 ? px * bits / 8 : 0;
+        /* stb refuses RLE (1, 2) and reads any other compression value
+         * as raw pixels (the second round found 0xffd80000) */
+        uint32_t bits = d[28] | d[29] << 8, compression = (uint32_t)d[30] | (uint32_t)d[31] << 8 |
+                                                          (uint32_t)d[32] << 16 | (uint32_t)d[33] << 24;
+        return compression == 1 || compression == 2 ? 0 : px * bits / 8;
     }
     if (!strcmp(format, "PNG") && n >= 26) {
         static const int channels[7] = {1, 0, 3, 1, 2, 0, 4};
