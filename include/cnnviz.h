@@ -609,6 +609,14 @@ CNV_API cnv_status cnv_preprocess_check(const cnv_preprocess *pp,
 CNV_API cnv_status cnv_image_prepare(const cnv_image *img,
                                      const cnv_preprocess *pp, cnv_image *out,
                                      char *errbuf, size_t errlen);
+/* The part of a width x height image that cnv_image_prepare turns into
+ * the network input under pp, in the image's own pixels (*x, *y: its top
+ * left corner; fractions rounded): the window the center crop keeps, or
+ * the whole image for CNV_FIT_STRETCH and for an image of the network's
+ * size. A change made to the network input can be carried back onto the
+ * full photo there (`cnnviz fool --full`). */
+CNV_API cnv_status cnv_preprocess_window(const cnv_preprocess *pp, int width, int height, int *x, int *y,
+                                         int *w, int *h, char *errbuf, size_t errlen);
 /* cnv_image_prepare, then scaled and normalized into out: float32 CHW,
  * count = pp->channels * pp->height * pp->width values. */
 CNV_API cnv_status cnv_image_to_tensor(const cnv_image *img,

@@ -235,6 +235,21 @@ static void progress_in_logs(void **state)
     expect_run(CNNVIZ " dream -o /tmp/cnv_progress_frames --octaves 1 --steps 2 --frame-steps 1 "
                       "--gif /tmp/cnv_progress.gif --json 2>/dev/null",
                0, "\"frames\": 60");
+    /* fool --full: the photo at its own size (a 56x56 photo, seen as 28x28) */
+    cnv_image big, small;
+    char e2[256];
+    assert_int_equal(cnv_image_load("docs/img/ankle_boot.png", &small, e2, sizeof e2), CNV_OK);
+    assert_int_equal(cnv_image_resize(&small, 56, 56, &big, e2, sizeof e2), CNV_OK);
+    assert_int_equal(cnv_image_write_png(&big, "/tmp/cnv_progress_photo.png", e2, sizeof e2), CNV_OK);
+    cnv_image_free(&small);
+    cnv_image_free(&big);
+    expect_run(CNNVIZ " fool /tmp/cnv_progress_photo.png --target Sneaker -o /tmp/cnv_progress.png "
+                      "--full /tmp/cnv_progress_full.png --json 2>/dev/null",
+               0, "\"full\": {\"file\": \"/tmp/cnv_progress_full.png\", \"class\": ");
+    assert_int_equal(cnv_image_load("/tmp/cnv_progress_full.png", &big, e2, sizeof e2), CNV_OK);
+    assert_true(big.width == 56 && big.height == 56);
+    cnv_image_free(&big);
+    assert_int_equal(run("rm -f /tmp/cnv_progress_photo.png /tmp/cnv_progress_full.png", NULL), 0);
     /* transparency dropped: said */
     cnv_image rgba;
     char err[256];

@@ -785,6 +785,28 @@ static void test_truncated_for_their_size(void **state)
     cnv_image_free(&out);
 }
 
+/* cnv_preprocess_window: the part of a photo the network input comes from,
+ * by hand for torchvision's transform of a 480x360 photo to 224x224:
+ * resized to 341x256, cropped at (58, 16) (117 / 2 rounds half to even),
+ * which is (81.6, 22.5) to (396.9, 337.5) in the photo. */
+static void test_preprocess_window(void **state)
+{
+    (void)state;
+    cnv_preprocess pp;
+    cnv_preprocess_init(&pp, 3, 224, 224);
+    int x, y, w, h;
+    char err[256];
+    assert_int_equal(cnv_preprocess_window(&pp, 480, 360, &x, &y, &w, &h, err, sizeof err), CNV_OK);
+    printf("480x360 -> window (%d, %d) %dx%d\n", x, y, w, h);
+    assert_true(x == 82 && y == 23 && w == 315 && h == 315);
+    assert_int_equal(cnv_preprocess_window(&pp, 224, 224, &x, &y, &w, &h, err, sizeof err), CNV_OK);
+    assert_true(x == 0 && y == 0 && w == 224 && h == 224);
+    pp.fit = CNV_FIT_STRETCH;
+    assert_int_equal(cnv_preprocess_window(&pp, 480, 360, &x, &y, &w, &h, err, sizeof err), CNV_OK);
+    assert_true(x == 0 && y == 0 && w == 480 && h == 360);
+    assert_int_equal(cnv_preprocess_window(&pp, 0, 360, &x, &y, &w, &h, err, sizeof err), CNV_ERR_INVALID_ARG);
+}
+
 /* ---------------------------------------------------------------- maps */
 
 static void test_maps(void **state)
@@ -1225,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_text_and_grid),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_truncated_for_their_size),
+        cmocka_unit_test(test_preprocess_window),
         cmocka_unit_test(test_imagenet_reference),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);

@@ -34,6 +34,9 @@ static const char usage[] =
     "  --summed S.png     the sum of all steps, magnified likewise\n"
     "  --original O.png   the unchanged image as the network sees it (resized,\n"
     "                     cropped), to compare\n"
+    "  --full F.png       the photo at its own size with the change carried onto\n"
+    "                     the part the network sees (resized to it); F.png is\n"
+    "                     classified again as the network would see it\n"
     "  --sheet SHEET.png  original, fooled, last step and all steps side by side\n"
     "  --tile PX          sheet tiles PX wide (default: full size)\n"
     "  --json             one JSON document on stdout\n"
@@ -144,6 +147,60 @@ static int top1(cnv_session *s, const cli_model *cm, int *cls, float *prob, floa
     return 0;
 }
 
+/* The photo at its own size with the change the fooling made (fooled.png
+ * minus the photo as the network saw it, in 8-bit levels) resized onto
+ * the window the network sees, into `full`. */
+static int write_full(const cli_model *cm, const char *photo, const char *fooled, int h, int w, const char *full)
+{
+    char err[512];
+    cnv_image img = {0}, conv = {0}, seen = {0}, after = {0};
+    float *d = NULL, *big = NULL;
+    cnv_preprocess pp = cm->pp;
+    pp.height = h;
+    pp.width = w;
+    int c = cm->channels, wx, wy, ww, wh, rc = 0;
+    cnv_status st = cnv_image_load(photo, &img, err, sizeof err);
+    if (st == CNV_OK && img.channels != c && (st = cnv_image_convert(&img, c, &conv, err, sizeof err)) == CNV_OK) {
+        cnv_image_free(&img);
+        img = conv;
+    }
+    if (st == CNV_OK)
+        st = cnv_image_prepare(&img, &pp, &seen, err, sizeof err);
+    if (st == CNV_OK)
+        st = cnv_image_load(fooled, &after, err, sizeof err);
+    if (st == CNV_OK && (after.width != w || after.height != h || after.channels != c))
+        st = CNV_ERR_FORMAT, snprintf(err, sizeof err, "%s is not the %dx%dx%d image fool wrote", fooled, c, h, w);
+    if (st == CNV_OK)
+        st = cnv_preprocess_window(&pp, img.width, img.height, &wx, &wy, &ww, &wh, err, sizeof err);
+    size_t plane = (size_t)h * w, bigplane = (size_t)ww * wh;
+    if (st == CNV_OK && (!(d = malloc((size_t)c * plane * sizeof *d)) || !(big = malloc((size_t)c * bigplane * sizeof *big))))
+        st = CNV_ERR_NOMEM, snprintf(err, sizeof err, "out of memory");
+    if (st == CNV_OK) {
+        for (int k = 0; k < c; k++)
+            for (size_t i = 0; i < plane; i++)
+                d[k * plane + i] = (float)after.data[i * c + k] - (float)seen.data[i * c + k];
+        st = cnv_resize_chw(d, c, h, w, big, wh, ww, err, sizeof err);
+    }
+    if (st == CNV_OK) {
+        for (int y = 0; y < wh; y++)
+            for (int x = 0; x < ww; x++)
+                for (int k = 0; k < c; k++) {
+                    unsigned char *px = img.data + (((size_t)(wy + y) * img.width) + (size_t)(wx + x)) * c + k;
+                    float v = (float)*px + big[k * bigplane + (size_t)y * ww + x];
+                    *px = (unsigned char)(v <= 0.0f ? 0 : v >= 255.0f ? 255 : (int)lroundf(v));
+                }
+        st = cnv_image_write_png(&img, full, err, sizeof err);
+    }
+    if (st != CNV_OK)
+        rc = cli_error("fool: --full: %s", err);
+    free(d);
+    free(big);
+    cnv_image_free(&img);
+    cnv_image_free(&seen);
+    cnv_image_free(&after);
+    return rc;
+}
+
 /* Test image `index` of the IDX dataset in dir, normalized into x. */
 static int load_dataset_image(const cli_model *cm, const char *dir, int index, int h, int w,
                               float *x)
@@ -189,7 +246,7 @@ int cmd_fool(int argc, char **argv)
     cli_model_opts mo = {0};
     cnv_fool_params p = cnv_fool_params_default();
     const char *target_text = NULL, *out = NULL, *delta = NULL, *summed = NULL;
-    const char *original = NULL, *sheet = NULL;
+    const char *original = NULL, *sheet = NULL, *full = NULL;
     const char *data = "/usr/share/datasets/fashion-mnist";
     int tile = 0, index = -1;
     cnv_image dl_img = {0}, ds_img = {0};
@@ -203,6 +260,7 @@ int cmd_fool(int argc, char **argv)
         CLI_OPT_OUTPUT("--summed", NULL, &summed),
         CLI_OPT_STRING("--original", NULL, &original),
         CLI_OPT_OUTPUT("--sheet", NULL, &sheet),
+        CLI_OPT_OUTPUT("--full", NULL, &full),
         CLI_OPT_STRING("--data", NULL, &data),
         CLI_OPT_INT("--index", &index, 0, INT_MAX),
         CLI_OPT_INT("--tile", &tile, 8, 4096),
@@ -222,6 +280,8 @@ int cmd_fool(int argc, char **argv)
                2;
     if (image && index >= 0)
         return cli_error("fool: give IMAGE or --index, not both"), 2;
+    if (full && !image)
+        return cli_error("fool: --full needs a photo (IMAGE), not --index"), 2;
 
     cli_model cm;
     if ((rc = cli_model_open(&mo, &cm)) != 0)
@@ -305,6 +365,15 @@ int cmd_fool(int argc, char **argv)
         goto done;
     }
     int ok = saved_cls == target && saved_pt >= p.min_prob;
+    /* the full photo, and how the network sees it: resizing it down again
+     * need not keep a change this small, so it is said, not assumed */
+    int full_cls = -1;
+    float full_p = 0.0f, full_pt = 0.0f;
+    if (full && (write_full(&cm, image, out, h, w, full) || cli_load_input(&cm, full, h, w, cnv_session_input(s)) ||
+                 top1(s, &cm, &full_cls, &full_p, &full_pt, target))) {
+        rc = 1;
+        goto done;
+    }
     if (sheet) {
         char l0[96], l1[96], l2[64], l3[64];
         snprintf(l0, sizeof l0, "%s %.0f%%", short_label(&cm, r.before_class, 0),
@@ -348,6 +417,14 @@ int cmd_fool(int argc, char **argv)
             printf(", \"original\": "), cli_json_string(stdout, original);
         if (sheet)
             printf(", \"sheet\": "), cli_json_string(stdout, sheet);
+        if (full) {
+            printf(", \"full\": {\"file\": ");
+            cli_json_string(stdout, full);
+            printf(", \"class\": %d, \"label\": ", full_cls);
+            cli_json_string(stdout, cli_label(&cm, full_cls));
+            printf(", \"probability\": %s, \"target_probability\": %s}", cli_jnum(full_p, 6).s,
+                   cli_jnum(full_pt, 6).s);
+        }
         printf("}\n");
     } else {
         printf("before: %d (%s) p = %.4f\n", r.before_class, cli_label(&cm, r.before_class),
@@ -365,6 +442,9 @@ int cmd_fool(int argc, char **argv)
             printf("all steps: %s (x%.1f)\n", summed, gain_sum);
         if (sheet)
             printf("sheet: %s\n", sheet);
+        if (full)
+            printf("full size: %s, seen by the network as %d (%s) p = %.4f; the target has p = %.4f\n", full,
+                   full_cls, cli_label(&cm, full_cls), (double)full_p, (double)full_pt);
     }
     if (!ok)
         rc = cli_error("fool: the saved image is classified as %d (%s, p = %.4f); the target %d "

@@ -253,6 +253,43 @@ cnv_status cnv_image_prepare(const cnv_image *img, const cnv_preprocess *pp, cnv
     return st;
 }
 
+cnv_status cnv_preprocess_window(const cnv_preprocess *pp, int width, int height, int *x, int *y, int *w, int *h,
+                                 char *errbuf, size_t errlen)
+{
+    cnv_errbuf_clear(errbuf, errlen);
+    cnv_status st = check(pp, 1, errbuf, errlen);
+    if (st != CNV_OK)
+        return st;
+    if (!x || !y || !w || !h || width < 1 || height < 1 || width > CNV_IMAGE_MAX_SIDE || height > CNV_IMAGE_MAX_SIDE)
+        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_INVALID_ARG,
+                               "cnv_preprocess_window: an image of %dx%d (1..%d each) and four outputs needed", width,
+                               height, CNV_IMAGE_MAX_SIDE);
+    int W = pp->width, H = pp->height;
+    *x = *y = 0;
+    *w = width;
+    *h = height;
+    if (pp->fit == CNV_FIT_STRETCH || (width == W && height == H))
+        return CNV_OK;
+    int S = pp->resize ? pp->resize : (int)lround(fmin(W, H) * 256.0 / 224.0);
+    int nw, nh;
+    center_crop_size(width, height, W, H, S, &nw, &nh);
+    /* the resized image's window, scaled back to the photo */
+    double sx = (double)width / nw, sy = (double)height / nh;
+    *x = (int)lround(half_to_even(nw - W) * sx);
+    *y = (int)lround(half_to_even(nh - H) * sy);
+    *w = (int)lround(W * sx);
+    *h = (int)lround(H * sy);
+    if (*w < 1)
+        *w = 1;
+    if (*h < 1)
+        *h = 1;
+    if (*x + *w > width)
+        *x = width - *w;
+    if (*y + *h > height)
+        *y = height - *h;
+    return CNV_OK;
+}
+
 cnv_status cnv_image_to_tensor(const cnv_image *img, const cnv_preprocess *pp, float *out, size_t count,
                                char *errbuf, size_t errlen)
 {
