@@ -161,13 +161,15 @@ const char *cli_nearest(const char *typed, const char *const *names, int n)
     return best <= limit && !ties ? found : NULL;
 }
 
-static int g_progress_open, g_progress_tenth = -1;
+static int g_progress_open, g_progress_tenth = -1, g_progress_tty = -1;
 
 void cli_progress(int iter, int total, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (isatty(2)) {
+    if (g_progress_tty < 0) /* asked once: progress comes every step */
+        g_progress_tty = isatty(2);
+    if (g_progress_tty) {
         fputc('\r', stderr);
         vfprintf(stderr, fmt, ap);
         fputc(' ', stderr);
@@ -440,21 +442,24 @@ static int smallest_side(const cnv_model *m, cnv_shape *shapes, int nt, int c)
 }
 
 /* The chosen size must plan; when it does not and the user chose it, the
- * message gives the smallest size the network takes. */
-static int check_size(const cli_model *cm, int chosen)
+ * message gives the smallest size the network takes. On success *classes
+ * gets the score tensor's values per image at that size (-1 if unknown),
+ * from the same shapes. */
+static int check_size(const cli_model *cm, int chosen, int *classes)
 {
-    int nt = cnv_model_tensor_count(cm->model);
+    int nt = cnv_model_tensor_count(cm->model), t = cnv_model_score_tensor(cm->model);
     cnv_shape *shapes = calloc((size_t)nt + 1, sizeof *shapes);
     char err[512];
+    *classes = -1;
     if (!shapes)
         return cli_error("out of memory");
     int rc = 0;
     cnv_shape in;
     if (chosen && cnv_model_input_shape(cm->model, 0, &in) == CNV_OK && in.ndim == 4 && in.dims[2] > 0 &&
-        in.dims[3] > 0 && (in.dims[2] != cm->pp.height || in.dims[3] != cm->pp.width))
+        in.dims[3] > 0 && (in.dims[2] != cm->pp.height || in.dims[3] != cm->pp.width)) {
         rc = cli_usage_error("--size %dx%d: this model takes %lldx%lld inputs only", cm->pp.height, cm->pp.width,
                              (long long)in.dims[2], (long long)in.dims[3]);
-    else if (!plans_at(cm->model, shapes, nt, cm->pp.channels, cm->pp.height, cm->pp.width, err, sizeof err)) {
+    } else if (!plans_at(cm->model, shapes, nt, cm->pp.channels, cm->pp.height, cm->pp.width, err, sizeof err)) {
         int side = chosen ? smallest_side(cm->model, shapes, nt, cm->pp.channels) : 0;
         if (side > cm->pp.height || side > cm->pp.width)
             rc = cli_usage_error("--size %dx%d is too small for this model: the smallest square input it takes "
@@ -462,25 +467,12 @@ static int check_size(const cli_model *cm, int chosen)
                                  cm->pp.height, cm->pp.width, side, side, cm->pp.height, cm->pp.width, err);
         else
             rc = cli_error("the model cannot run on %dx%d inputs: %s", cm->pp.height, cm->pp.width, err);
+    } else if (t >= 0) {
+        int64_t k = cnv_shape_count(&shapes[t]);
+        *classes = k > 0 && k <= INT_MAX ? (int)k : -1;
     }
     free(shapes);
     return rc;
-}
-
-/* How many classes the model's score tensor holds per image at the chosen
- * size (shapes only), or -1. */
-static int score_classes(const cli_model *cm)
-{
-    int nt = cnv_model_tensor_count(cm->model), t = cnv_model_score_tensor(cm->model), k = -1;
-    cnv_shape *shapes = calloc((size_t)nt + 1, sizeof *shapes);
-    char err[256];
-    if (shapes && t >= 0 && plans_at(cm->model, shapes, nt, cm->pp.channels, cm->pp.height, cm->pp.width, err,
-                                     sizeof err)) {
-        int64_t n = cnv_shape_count(&shapes[t]);
-        k = n > 0 && n <= INT_MAX ? (int)n : -1;
-    }
-    free(shapes);
-    return k;
 }
 
 int cli_model_open(const cli_model_opts *o, cli_model *out)
@@ -574,15 +566,16 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
                 out->path);
     if (!rc && cnv_preprocess_check(pp, err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);
+    int classes = -1;
     if (!rc)
-        rc = check_size(out, o->size != NULL);
+        rc = check_size(out, o->size != NULL, &classes);
     /* a preset brings ImageNet's names to a model of 1000 classes that has
      * none */
     if (!rc && ps && !o->labels && !cnv_model_labels(m, NULL)) {
-        int k = score_classes(out);
-        char *names = k == 1000 ? find_data("imagenet_labels.txt") : NULL;
-        if (k != 1000)
-            fprintf(stderr, "cnnviz: note: the model scores %d classes, not ImageNet's 1000: no class names\n", k);
+        char *names = classes == 1000 ? find_data("imagenet_labels.txt") : NULL;
+        if (classes != 1000)
+            fprintf(stderr, "cnnviz: note: the model scores %d classes, not ImageNet's 1000: no class names\n",
+                    classes);
         else if (!names)
             rc = cli_error("--preset %s: the ImageNet class names (imagenet_labels.txt) are not installed", ps->name);
         else if (cnv_model_load_labels(m, names) != CNV_OK)

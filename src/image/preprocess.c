@@ -205,6 +205,17 @@ static void center_crop_size(int iw, int ih, int W, int H, int S, int *nw, int *
     }
 }
 
+/* torchvision's center crop of an iw x ih image to pp's size: the resized
+ * size nw x nh and the crop's corner in it. */
+static void crop_window(const cnv_preprocess *pp, int iw, int ih, int *nw, int *nh, int *left, int *top)
+{
+    int W = pp->width, H = pp->height;
+    int S = pp->resize ? pp->resize : (int)lround(fmin(W, H) * 256.0 / 224.0);
+    center_crop_size(iw, ih, W, H, S, nw, nh);
+    *left = half_to_even(*nw - W);
+    *top = half_to_even(*nh - H);
+}
+
 cnv_status cnv_image_prepare(const cnv_image *img, const cnv_preprocess *pp, cnv_image *out,
                              char *errbuf, size_t errlen)
 {
@@ -243,12 +254,11 @@ cnv_status cnv_image_prepare(const cnv_image *img, const cnv_preprocess *pp, cnv
         return st;
     }
 
-    int S = pp->resize ? pp->resize : (int)lround(fmin(W, H) * 256.0 / 224.0);
-    int nw, nh;
-    center_crop_size(src->width, src->height, W, H, S, &nw, &nh);
+    int nw, nh, left, top;
+    crop_window(pp, src->width, src->height, &nw, &nh, &left, &top);
     /* Only the window is made: resizing the whole image first would cost
      * its resized size, unbounded for a long thin image. */
-    st = cnv_image_resize_crop(src, nw, nh, half_to_even(nw - W), half_to_even(nh - H), W, H, out, errbuf, errlen);
+    st = cnv_image_resize_crop(src, nw, nh, left, top, W, H, out, errbuf, errlen);
     cnv_image_free(&conv);
     return st;
 }
@@ -270,13 +280,12 @@ cnv_status cnv_preprocess_window(const cnv_preprocess *pp, int width, int height
     *h = height;
     if (pp->fit == CNV_FIT_STRETCH || (width == W && height == H))
         return CNV_OK;
-    int S = pp->resize ? pp->resize : (int)lround(fmin(W, H) * 256.0 / 224.0);
-    int nw, nh;
-    center_crop_size(width, height, W, H, S, &nw, &nh);
+    int nw, nh, left, top;
+    crop_window(pp, width, height, &nw, &nh, &left, &top);
     /* the resized image's window, scaled back to the photo */
     double sx = (double)width / nw, sy = (double)height / nh;
-    *x = (int)lround(half_to_even(nw - W) * sx);
-    *y = (int)lround(half_to_even(nh - H) * sy);
+    *x = (int)lround(left * sx);
+    *y = (int)lround(top * sy);
     *w = (int)lround(W * sx);
     *h = (int)lround(H * sy);
     if (*w < 1)

@@ -61,60 +61,52 @@ static stbir_filter axis_filter(int from, int to)
     return to >= from ? STBIR_FILTER_TRIANGLE : STBIR_FILTER_MITCHELL;
 }
 
-cnv_status cnv_image_resize_crop(const cnv_image *in, int width, int height, int left, int top, int w, int h,
-                                 cnv_image *out, char *errbuf, size_t errlen)
+/* The w x h window at (left, top) of `in` resized to width x height, into
+ * a new image; what names the caller in messages. The scales are the ones
+ * stbir_resize computes for width x height (a float quotient), and the
+ * shift moves output pixel 0 to the window's corner, so every pixel gets
+ * the weights it gets in the full resize (the whole window is exactly
+ * stbir_resize). */
+static cnv_status resize_window(const cnv_image *in, int width, int height, int left, int top, int w, int h,
+                                const char *what, cnv_image *out, char *errbuf, size_t errlen)
 {
     cnv_errbuf_clear(errbuf, errlen);
+    if (!out)
+        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_INVALID_ARG, "%s: out is NULL", what);
     memset(out, 0, sizeof *out);
     if (left < 0 || top < 0 || w < 1 || h < 1 || left > width - w || top > height - h)
-        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_INVALID_ARG,
-                               "cnv_image_resize_crop: a %dx%d window at (%d, %d) is not inside %dx%d", w, h, left,
-                               top, width, height);
-    cnv_status st = cnv_image_check(in, "cnv_image_resize_crop", errbuf, errlen);
+        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_INVALID_ARG, "%s: a %dx%d window at (%d, %d) is not inside %dx%d",
+                               what, w, h, left, top, width, height);
+    cnv_status st = cnv_image_check(in, what, errbuf, errlen);
     if (st == CNV_OK)
         st = cnv_image_alloc(w, h, in->channels, out, errbuf, errlen);
     if (st != CNV_OK)
         return st;
     int c = in->channels;
-    /* The scales are the ones stbir_resize computes for width x height (a
-     * float quotient), and the shift moves output pixel 0 to the window's
-     * corner: every pixel gets the weights it gets in the full resize. */
     float sx = (float)width / (float)in->width, sy = (float)height / (float)in->height;
+    /* RGBA: stb weights the colors by alpha, so transparent pixels do not
+     * bleed their color into their neighbours. */
     if (!stbir_resize_subpixel(in->data, in->width, in->height, 0, out->data, w, h, 0, STBIR_TYPE_UINT8, c,
                                c == 4 ? 3 : STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, STBIR_EDGE_CLAMP,
                                axis_filter(in->width, width), axis_filter(in->height, height),
                                STBIR_COLORSPACE_LINEAR, NULL, sx, sy, (float)left, (float)top)) {
         cnv_image_free(out);
         return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d", in->width,
-                               in->height, w, h);
+                               in->height, width, height);
     }
     return CNV_OK;
+}
+
+cnv_status cnv_image_resize_crop(const cnv_image *in, int width, int height, int left, int top, int w, int h,
+                                 cnv_image *out, char *errbuf, size_t errlen)
+{
+    return resize_window(in, width, height, left, top, w, h, "cnv_image_resize_crop", out, errbuf, errlen);
 }
 
 cnv_status cnv_image_resize(const cnv_image *in, int width, int height, cnv_image *out,
                             char *errbuf, size_t errlen)
 {
-    cnv_errbuf_clear(errbuf, errlen);
-    if (!out)
-        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_INVALID_ARG, "cnv_image_resize: out is NULL");
-    memset(out, 0, sizeof *out);
-    cnv_status st = cnv_image_check(in, "cnv_image_resize", errbuf, errlen);
-    if (st == CNV_OK)
-        st = cnv_image_alloc(width, height, in->channels, out, errbuf, errlen);
-    if (st != CNV_OK)
-        return st;
-    int c = in->channels;
-    /* RGBA: stb weights the colors by alpha, so transparent pixels do not
-     * bleed their color into their neighbours. */
-    if (!stbir_resize(in->data, in->width, in->height, 0, out->data, width, height, 0, STBIR_TYPE_UINT8, c,
-                      c == 4 ? 3 : STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, STBIR_EDGE_CLAMP,
-                      axis_filter(in->width, width), axis_filter(in->height, height), STBIR_COLORSPACE_LINEAR,
-                      NULL)) {
-        cnv_image_free(out);
-        return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d",
-                               in->width, in->height, width, height);
-    }
-    return CNV_OK;
+    return resize_window(in, width, height, 0, 0, width, height, "cnv_image_resize", out, errbuf, errlen);
 }
 
 cnv_status cnv_resize_chw(const float *in, int c, int h, int w, float *out, int oh, int ow,
