@@ -546,14 +546,23 @@ typedef enum cnv_fit {
     CNV_FIT_STRETCH = 1
 } cnv_fit;
 
+/* The order of a color input's first three channels. Caffe-era models
+ * (the old ONNX model zoo, Keras' "caffe" mode: VGG, ResNet-50) take BGR. */
+typedef enum cnv_channel_order {
+    CNV_ORDER_RGB = 0,
+    CNV_ORDER_BGR = 1
+} cnv_channel_order;
+
 /* How pixels become the network's input: the model's own convention. */
 #define CNV_MAX_CHANNELS 4
 typedef struct cnv_preprocess {
     int channels;       /* of the network input, 1..CNV_MAX_CHANNELS; images
                            convert to 1 (gray), 3 (RGB) and 4 (RGBA) */
     int height, width;  /* of the network input */
-    /* Per channel, applied after scaling pixels to [0,1]:
-     * x = (pixel / 255 - mean) / std. A gray model uses [0]. */
+    /* Per channel of the network input (in its order), applied after
+     * scaling pixels to [0,1]: x = (pixel / 255 - mean) / std. A gray
+     * model uses [0]. Caffe's BGR 0..255 with the mean subtracted is
+     * order BGR, mean = (103.939, 116.779, 123.68) / 255, std = 1 / 255. */
     float mean[CNV_MAX_CHANNELS], std[CNV_MAX_CHANNELS];
     cnv_fit fit;
     /* CNV_FIT_CENTER_CROP: the shorter side before cropping; 0 means
@@ -562,17 +571,21 @@ typedef struct cnv_preprocess {
     /* Which values the model gave (cnv_model_preprocess), CNV_PP_* bits;
      * the others are defaults. */
     unsigned found;
+    /* Which image channel feeds each input channel: CNV_ORDER_BGR swaps
+     * the first and third (3 or 4 channels only). */
+    cnv_channel_order order;
 } cnv_preprocess;
 
 enum {
     CNV_PP_MEAN = 1,  /* cnnviz.mean */
     CNV_PP_STD = 2,   /* cnnviz.std */
     CNV_PP_SIZE = 4,  /* the declared input size, or cnnviz.image_size */
-    CNV_PP_COLOR = 8  /* cnnviz.color */
+    CNV_PP_COLOR = 8, /* cnnviz.color */
+    CNV_PP_ORDER = 16 /* cnnviz.channel_order */
 };
 
 /* Fills pp for a channels x height x width input: mean 0, std 1,
- * CNV_FIT_CENTER_CROP, resize 0, found 0. */
+ * CNV_FIT_CENTER_CROP, resize 0, found 0, CNV_ORDER_RGB. */
 CNV_API void cnv_preprocess_init(cnv_preprocess *pp, int channels,
                                  int height, int width);
 
@@ -582,7 +595,8 @@ CNV_API void cnv_preprocess_init(cnv_preprocess *pp, int channels,
  * metadata ("224x224"; 0 x 0 when neither says), mean and std from
  * cnnviz.mean and cnnviz.std ("0.485,0.456,0.406": one value per channel,
  * or one for all; else 0 and 1), checked against cnnviz.color ("gray",
- * "rgb" or "rgba"), and center cropping. pp->found says which the model
+ * "rgb" or "rgba"), the channel order from cnnviz.channel_order ("rgb"
+ * or "bgr"; else RGB), and center cropping. pp->found says which the model
  * gave. Malformed or contradictory metadata is CNV_ERR_FORMAT, an input
  * that is no image CNV_ERR_UNSUPPORTED; the message goes to errbuf. */
 CNV_API cnv_status cnv_model_preprocess(const cnv_model *m, cnv_preprocess *pp,
@@ -591,7 +605,7 @@ CNV_API cnv_status cnv_model_preprocess(const cnv_model *m, cnv_preprocess *pp,
 /* The one check every function taking a cnv_preprocess makes: 1 to
  * CNV_MAX_CHANNELS channels, a size of 1..CNV_IMAGE_MAX_SIDE, finite
  * means, finite positive standard deviations, a known fit, a resize of
- * 0..CNV_IMAGE_MAX_SIDE. (Turning an image into the input also needs 1, 3
+ * 0..CNV_IMAGE_MAX_SIDE, a known channel order (BGR: 3 or 4 channels). (Turning an image into the input also needs 1, 3
  * or 4 channels.) */
 CNV_API cnv_status cnv_preprocess_check(const cnv_preprocess *pp,
                                         char *errbuf, size_t errlen);
@@ -617,8 +631,11 @@ CNV_API cnv_status cnv_image_prepare(const cnv_image *img,
  * full photo there (`cnnviz fool --full`). */
 CNV_API cnv_status cnv_preprocess_window(const cnv_preprocess *pp, int width, int height, int *x, int *y,
                                          int *w, int *h, char *errbuf, size_t errlen);
-/* cnv_image_prepare, then scaled and normalized into out: float32 CHW,
- * count = pp->channels * pp->height * pp->width values. */
+/* The image channel (of a pp->channels image) that feeds input channel k
+ * under pp->order: k itself, or 2 - k for k < 3 under BGR. */
+CNV_API int cnv_preprocess_image_channel(const cnv_preprocess *pp, int k);
+/* cnv_image_prepare, then scaled and normalized into out: float32 CHW in
+ * pp->order, count = pp->channels * pp->height * pp->width values. */
 CNV_API cnv_status cnv_image_to_tensor(const cnv_image *img,
                                        const cnv_preprocess *pp,
                                        float *out, size_t count,
@@ -632,7 +649,8 @@ CNV_API cnv_status cnv_session_set_image(cnv_session *s, int i,
                                          const cnv_preprocess *pp);
 /* The reverse, for an h x w tensor of pp->channels planes (pp's size does
  * not matter): each value x * std + mean, times 255, clamped to [0,255]
- * and rounded. NaN becomes 0, +inf 255. */
+ * and rounded, into the image channel pp->order names. NaN becomes 0,
+ * +inf 255. */
 CNV_API cnv_status cnv_tensor_to_image(const float *chw,
                                        const cnv_preprocess *pp, int h, int w,
                                        cnv_image *out,
@@ -884,7 +902,13 @@ typedef int (*cnv_frame_fn)(void *user, int iter, const float *images, int n,
  *   g = dS_c/dI - 2 l2 I - l1 sign(I) at the rolled image,
  *   I += lr * g / ||g||_2 (or lr * g when normalize_grad is 0),
  *   roll back, clamp to the pixel range (when clamp), and every
- *   blur_every steps blur with a Gaussian of blur_sigma pixels. */
+ *   blur_every steps blur with a Gaussian of blur_sigma pixels.
+ * I is in the model's normalized units when its convention standardizes
+ * pixels (every std from 1/16 to 4: torchvision's, Inception's, the
+ * default model's). Otherwise (Caffe's 0..255, std 1/255) I is measured
+ * in pixel standard deviations, normalized / (0.226 / std), so that lr,
+ * l2, l1 and init_std mean the same picture for every convention. The
+ * same holds for cnv_fool's lr. */
 typedef struct cnv_classmodel_params {
     int iters;           /* gradient steps (default 300) */
     float lr;            /* step size, normalized units; 0: automatic,

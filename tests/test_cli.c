@@ -313,7 +313,7 @@ static void presets(void **state)
     /* annotate writes all of it into the model: -m alone then suffices */
     snprintf(cmd, sizeof cmd, CNNVIZ " annotate%s --preset imagenet -o /tmp/cnv_preset_annotated.onnx 2>&1", m);
     expect_run(cmd, 0, "annotate: wrote /tmp/cnv_preset_annotated.onnx (mean 0.485,0.456,0.406, std "
-                       "0.229,0.224,0.225, size 8x8, 1000 class names)");
+                       "0.229,0.224,0.225, size 8x8, rgb, 1000 class names)");
     assert_int_equal(run(CNNVIZ " info -m /tmp/cnv_preset_annotated.onnx 2>&1", &out), 0);
     assert_null(strstr(out, "no normalization metadata"));
     assert_non_null(strstr(out, "std 0.229,0.224,0.225 (from model metadata)"));
@@ -326,8 +326,20 @@ static void presets(void **state)
     assert_non_null(strstr(out, "mean 0.5,0.5,0.5 std 0.5,0.5,0.5"));
     assert_non_null(strstr(out, "the model scores 10 classes, not ImageNet's 1000: no class names"));
     free(out);
+    /* caffe: BGR, 0..255 minus the mean; annotate keeps the order */
     snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset caffe 2>&1", m);
-    expect_run(cmd, 2, "unknown preset 'caffe' (known: imagenet, inception)");
+    expect_run(cmd, 0, "norm    mean 0.407604,0.457957,0.48502 std 0.00392157,0.00392157,0.00392157, BGR order "
+                       "(from --preset)");
+    snprintf(cmd, sizeof cmd, CNNVIZ " annotate%s --preset caffe -o /tmp/cnv_preset_annotated.onnx 2>&1", m);
+    expect_run(cmd, 0, ", size 8x8, bgr, 1000 class names)");
+    expect_run(CNNVIZ " info -m /tmp/cnv_preset_annotated.onnx 2>&1", 0, ", BGR order (from model metadata)");
+    snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset caffe --channel-order rgb 2>&1", m);
+    expect_run(cmd, 0, "std 0.00392157,0.00392157,0.00392157 (from --preset)");
+    snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset vgg 2>&1", m);
+    expect_run(cmd, 2, "unknown preset 'vgg' (known: imagenet, inception, caffe)");
+    snprintf(cmd, sizeof cmd, CNNVIZ " info%s --channel-order gbr 2>&1", m);
+    expect_run(cmd, 2, "--channel-order 'gbr': expected rgb or bgr");
+    expect_run(CNNVIZ " info --channel-order bgr 2>&1", 2, "--channel-order: the model takes 1-channel (gray) inputs");
     assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx /tmp/cnv_preset_annotated.onnx", NULL), 0);
 }
 

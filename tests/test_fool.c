@@ -150,6 +150,19 @@ static void linear_fool(void **state)
     p.min_prob = 1.0f;
     assert_int_equal(tu_fool(s, m, &MEAN, &STD, x, 4, 4, 2, &p, again, NULL, NULL, &r),
                      CNV_ERR_INVALID_ARG);
+    /* Caffe's 0..255 (std 1/255) does not standardize: a step is lr in
+     * units of u = 0.226 * 255 normalized values (cnv_viz_unit), the same
+     * step in pixels as a standardized model's */
+    const float m0 = 0.5f, s255 = 1.0f / 255.0f; /* x stays a valid image */
+    p.min_prob = 0.0f;
+    p.max_iters = 1;
+    assert_int_equal(tu_fool(s, m, &m0, &s255, x, 4, 4, 2, &p, again, last, NULL, &r), CNV_OK);
+    n2 = 0.0;
+    for (int j = 0; j < D; j++)
+        n2 += (double)last[j] * last[j];
+    printf("caffe units: a step of lr %g is %.4f normalized (u = %.2f)\n", (double)p.lr, sqrt(n2),
+           0.226 * 255.0);
+    assert_true(fabs(sqrt(n2) - p.lr * 0.226 * 255.0) < 1e-4 * sqrt(n2));
     cnv_session_free(s);
     cnv_model_free(m);
 }

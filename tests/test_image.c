@@ -450,6 +450,71 @@ static void test_center_crop_exact(void **state)
     free(t);
 }
 
+/* Caffe-era models take BGR pixels in 0..255 minus the ImageNet mean:
+ * x[0] = B - 103.939, x[1] = G - 116.779, x[2] = R - 123.68 (Keras'
+ * preprocess_input(mode="caffe"), the old ONNX zoo's VGG and ResNet).
+ * The tensor is checked against that formula written out, and turning
+ * it back gives the RGB picture. */
+static void test_channel_order(void **state)
+{
+    (void)state;
+    char err[256];
+    unsigned char px[2 * 2 * 3] = {255, 0, 10, 0, 128, 255, 30, 60, 90, 200, 100, 0};
+    cnv_image img = {2, 2, 3, px};
+    cnv_preprocess pp;
+    cnv_preprocess_init(&pp, 3, 2, 2);
+    const double caffe_mean[3] = {103.939, 116.779, 123.68}; /* B, G, R */
+    for (int k = 0; k < 3; k++) {
+        pp.mean[k] = (float)(caffe_mean[k] / 255.0);
+        pp.std[k] = 1.0f / 255.0f;
+    }
+    pp.order = CNV_ORDER_BGR;
+    float t[12];
+    assert_int_equal(cnv_image_to_tensor(&img, &pp, t, 12, err, sizeof err), CNV_OK);
+    for (int i = 0; i < 4; i++) {
+        const unsigned char *p = px + 3 * i; /* R, G, B */
+        double want[3] = {p[2] - caffe_mean[0], p[1] - caffe_mean[1], p[0] - caffe_mean[2]};
+        for (int k = 0; k < 3; k++)
+            assert_true(fabs(t[k * 4 + i] - want[k]) < 1e-3);
+    }
+    assert_int_equal(cnv_preprocess_image_channel(&pp, 0), 2);
+    assert_int_equal(cnv_preprocess_image_channel(&pp, 1), 1);
+    cnv_image back = {0};
+    assert_int_equal(cnv_tensor_to_image(t, &pp, 2, 2, &back, err, sizeof err), CNV_OK);
+    assert_memory_equal(back.data, px, sizeof px);
+    cnv_image_free(&back);
+
+    /* RGBA keeps alpha in place; a gray input cannot be BGR */
+    pp.channels = 4;
+    assert_int_equal(cnv_preprocess_image_channel(&pp, 3), 3);
+    assert_int_equal(cnv_preprocess_check(&pp, err, sizeof err), CNV_OK);
+    pp.channels = 1;
+    assert_int_equal(cnv_preprocess_check(&pp, err, sizeof err), CNV_ERR_INVALID_ARG);
+    assert_non_null(strstr(err, "BGR channel order on a 1-channel input"));
+    pp.channels = 3;
+    pp.order = (cnv_channel_order)7;
+    assert_int_equal(cnv_preprocess_check(&pp, err, sizeof err), CNV_ERR_INVALID_ARG);
+
+    /* the model's metadata: cnnviz.channel_order */
+    cnv_model *m;
+    cnv_shape xs = {4, {1, 3, 8, 8}};
+    const char *in[] = {"x"}, *out[] = {"y"};
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    assert_int_equal(cnv_model_add_input(m, "x", &xs), CNV_OK);
+    assert_int_equal(cnv_model_add_node(m, "Relu", "r", 1, in, 1, out, 0, NULL), CNV_OK);
+    assert_int_equal(cnv_model_add_output(m, "y"), CNV_OK);
+    assert_int_equal(cnv_model_preprocess(m, &pp, err, sizeof err), CNV_OK);
+    assert_int_equal(pp.order, CNV_ORDER_RGB);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.channel_order", "bgr"), CNV_OK);
+    assert_int_equal(cnv_model_preprocess(m, &pp, err, sizeof err), CNV_OK);
+    assert_int_equal(pp.order, CNV_ORDER_BGR);
+    assert_true(pp.found & CNV_PP_ORDER);
+    assert_int_equal(cnv_model_set_meta(m, "cnnviz.channel_order", "brg"), CNV_OK);
+    assert_int_equal(cnv_model_preprocess(m, &pp, err, sizeof err), CNV_ERR_FORMAT);
+    assert_non_null(strstr(err, "cnnviz.channel_order 'brg': expected rgb or bgr"));
+    cnv_model_free(m);
+}
+
 static void test_same_size_and_channels(void **state)
 {
     (void)state;
@@ -1235,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_center_crop_exact),
         cmocka_unit_test(test_same_size_and_channels),
+        cmocka_unit_test(test_channel_order),
         cmocka_unit_test(test_tensor_to_image_clamps),
         cmocka_unit_test(test_resize),
         cmocka_unit_test(test_resize_never_aborts),

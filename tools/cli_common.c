@@ -19,11 +19,14 @@ const char *const cli_model_help =
     "  -m, --model FILE   ONNX model (default: weights/fashion_mnist.onnx)\n"
     "  --preset P         a model family's convention, for a model without cnnviz\n"
     "                     metadata: imagenet (torchvision: ImageNet mean/std,\n"
-    "                     224x224) or inception (Keras/TF Inception, Xception:\n"
-    "                     pixels to [-1,1], 299x299); both bring the 1000\n"
-    "                     ImageNet class names when the model has none\n"
+    "                     224x224), inception (Keras/TF Inception, Xception:\n"
+    "                     pixels to [-1,1], 299x299) or caffe (old ONNX zoo, Keras\n"
+    "                     VGG/ResNet50: BGR, 0..255 minus the ImageNet mean,\n"
+    "                     224x224); each brings the 1000 ImageNet class names\n"
+    "                     when the model has none\n"
     "  --mean a,b,c       per-channel mean, after scaling pixels to [0,1]\n"
     "  --std a,b,c        per-channel standard deviation\n"
+    "  --channel-order O  rgb or bgr: the color order the model takes\n"
     "  --labels FILE      class names, one per line ('nXXXXXXXX name' accepted)\n"
     "  --size HxW         input size (default: the model's cnnviz.image_size)\n"
     "  --threads T        threads to run on (default: $CNNVIZ_NUM_THREADS or all cores)\n"
@@ -289,6 +292,7 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
         CLI_OPT_STRING("--labels", NULL, &mo->labels),
         CLI_OPT_STRING("--size", NULL, &mo->size),
         CLI_OPT_STRING("--preset", NULL, &mo->preset),
+        CLI_OPT_STRING("--channel-order", NULL, &mo->order),
         CLI_OPT_STRING("--threads", NULL, &mo->threads),
         CLI_OPT_STRING("--max-memory", NULL, &mo->max_memory),
         {0},
@@ -404,13 +408,20 @@ static char *find_default_model(void)
 /* The conventions of model families that carry no cnnviz metadata. */
 typedef struct preset {
     const char *name;
-    float mean[3], std[3];
+    float mean[3], std[3]; /* in the input's channel order */
     int size;
+    cnv_channel_order order;
 } preset;
 
 static const preset g_presets[] = {
-    {"imagenet", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, 224},
-    {"inception", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, 299},
+    {"imagenet", {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, 224, CNV_ORDER_RGB},
+    {"inception", {0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}, 299, CNV_ORDER_RGB},
+    /* Caffe's BGR pixels 0..255 minus the ImageNet mean, no scaling */
+    {"caffe",
+     {103.939f / 255.0f, 116.779f / 255.0f, 123.68f / 255.0f},
+     {1.0f / 255.0f, 1.0f / 255.0f, 1.0f / 255.0f},
+     224,
+     CNV_ORDER_BGR},
 };
 
 /* Whether the model plans for an input of c x h x w (shapes only). */
@@ -531,11 +542,12 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
             if (!strcmp(o->preset, g_presets[i].name))
                 ps = &g_presets[i];
         if (!ps)
-            rc = cli_usage_error("unknown preset '%s' (known: imagenet, inception)", o->preset);
+            rc = cli_usage_error("unknown preset '%s' (known: imagenet, inception, caffe)", o->preset);
     }
     if (ps) {
         memcpy(pp->mean, ps->mean, sizeof ps->mean);
         memcpy(pp->std, ps->std, sizeof ps->std);
+        pp->order = ps->order;
         out->norm_from = "--preset";
         if (!(pp->found & CNV_PP_SIZE)) { /* a fixed-size model keeps its size */
             pp->height = pp->width = ps->size;
@@ -548,6 +560,15 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
         rc = cli_usage_error("--std '%s': expected one or three numbers separated by commas", o->std);
     if (o->mean || o->std)
         out->norm_from = "--mean/--std";
+    if (!rc && o->order) {
+        if (strcmp(o->order, "rgb") && strcmp(o->order, "bgr"))
+            rc = cli_usage_error("--channel-order '%s': expected rgb or bgr", o->order);
+        else if (pp->channels != 3 && pp->channels != 4)
+            rc = cli_usage_error("--channel-order: the model takes %d-channel%s inputs", pp->channels,
+                                 pp->channels == 1 ? " (gray)" : "");
+        else
+            pp->order = o->order[0] == 'b' ? CNV_ORDER_BGR : CNV_ORDER_RGB;
+    }
     if (!rc && o->size && parse_size(o->size, &pp->height, &pp->width))
         rc = cli_usage_error("--size '%s': expected HxW, e.g. 224x224", o->size);
     if (o->size)
@@ -561,8 +582,8 @@ int cli_model_open(const cli_model_opts *o, cli_model *out)
     if (!rc && !strcmp(out->norm_from, "default") && pp->channels == 3)
         fprintf(stderr,
                 "cnnviz: note: %s has no normalization metadata; using mean 0, std 1 (pixels in [0,1]). For a "
-                "torchvision model give --preset imagenet, for Keras Inception --preset inception, or --mean/--std "
-                "(docs/PREPROCESSING.md)\n",
+                "torchvision model give --preset imagenet, for Keras Inception --preset inception, for a Caffe-era model "
+                "--preset caffe, or --mean/--std (docs/PREPROCESSING.md)\n",
                 out->path);
     if (!rc && cnv_preprocess_check(pp, err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);

@@ -17,7 +17,8 @@ typedef struct cli_model_opts {
     const char *std;    /* --std a,b,c */
     const char *labels; /* --labels FILE */
     const char *size;   /* --size HxW */
-    const char *preset; /* --preset imagenet, inception */
+    const char *preset; /* --preset imagenet, inception, caffe */
+    const char *order;  /* --channel-order rgb|bgr */
     const char *threads; /* --threads T */
     const char *max_memory; /* --max-memory SIZE */
 } cli_model_opts;

@@ -1,5 +1,6 @@
 /* cnnviz annotate: write a model's preprocessing and class names into its
- * metadata (cnnviz.mean, cnnviz.std, cnnviz.image_size, cnnviz.labels), so
+ * metadata (cnnviz.mean, cnnviz.std, cnnviz.image_size,
+ * cnnviz.channel_order, cnnviz.labels), so
  * that every later command needs only -m. */
 #include <stdio.h>
 
@@ -7,7 +8,7 @@
 
 static const char usage[] =
     "usage: cnnviz annotate -m IN.onnx [--preset P] [--mean ..] [--std ..] [--size HxW]\n"
-    "                       [--labels FILE] -o OUT.onnx\n"
+    "                       [--channel-order rgb|bgr] [--labels FILE] -o OUT.onnx\n"
     "Writes IN.onnx again as OUT.onnx with the preprocessing the options give\n"
     "(over what IN.onnx already says) and its class names in its metadata:\n"
     "afterwards `-m OUT.onnx` alone classifies and visualizes as intended.\n"
@@ -40,13 +41,16 @@ int cmd_annotate(int argc, char **argv)
     join(cm.pp.std, cm.channels, std, sizeof std);
     snprintf(size, sizeof size, "%dx%d", cm.height, cm.width);
     cnv_model *m = cm.model;
+    const char *order = cm.pp.order == CNV_ORDER_BGR ? "bgr" : "rgb";
     /* the labels are in the metadata already when the options loaded them */
     if (cnv_model_set_meta(m, "cnnviz.mean", mean) != CNV_OK || cnv_model_set_meta(m, "cnnviz.std", std) != CNV_OK ||
-        cnv_model_set_meta(m, "cnnviz.image_size", size) != CNV_OK || cnv_model_save_onnx(m, out) != CNV_OK)
+        cnv_model_set_meta(m, "cnnviz.image_size", size) != CNV_OK ||
+        (cm.channels >= 3 && cnv_model_set_meta(m, "cnnviz.channel_order", order) != CNV_OK) ||
+        cnv_model_save_onnx(m, out) != CNV_OK)
         rc = cli_error("annotate: %s", cnv_model_errmsg(m));
     else
-        fprintf(stderr, "annotate: wrote %s (mean %s, std %s, size %s, %d class names)\n", out, mean, std, size,
-                cnv_model_labels(m, NULL));
+        fprintf(stderr, "annotate: wrote %s (mean %s, std %s, size %s%s%s, %d class names)\n", out, mean, std, size,
+                cm.channels >= 3 ? ", " : "", cm.channels >= 3 ? order : "", cnv_model_labels(m, NULL));
     cli_model_close(&cm);
     return rc;
 }

@@ -82,11 +82,13 @@ static int delta_image(const cli_model *cm, const float *d, int h, int w, cnv_im
     char err[256];
     if (cnv_image_create(w, h, c, img, err, sizeof err) != CNV_OK)
         return cli_error("%s", err);
-    for (int k = 0; k < c; k++)
+    for (int k = 0; k < c; k++) {
+        unsigned char *px = img->data + cnv_preprocess_image_channel(&cm->pp, k);
         for (size_t j = 0; j < plane; j++) {
             double v = 128.0 + *gain * (double)d[k * plane + j] * cm->pp.std[k] * 255.0;
-            img->data[j * c + k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : lrint(v));
+            px[j * c] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : lrint(v));
         }
+    }
     return 0;
 }
 

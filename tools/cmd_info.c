@@ -49,9 +49,9 @@ int cmd_info(int argc, char **argv)
     } else {
         printf("model   %s\ninput   %s: 1 x %d x %d x %d (size from %s)\n", cm.path,
                cnv_model_tensor_name(m, cnv_model_input(m, 0)), cm.channels, cm.height, cm.width, cm.size_from);
-        printf("norm    mean %g,%g,%g std %g,%g,%g (from %s)\nlabels  %d (from %s)\n\n", cm.pp.mean[0],
-               cm.pp.mean[1], cm.pp.mean[2], cm.pp.std[0], cm.pp.std[1], cm.pp.std[2], cm.norm_from, cm.n_labels,
-               cm.labels_from);
+        printf("norm    mean %g,%g,%g std %g,%g,%g%s (from %s)\nlabels  %d (from %s)\n\n", cm.pp.mean[0],
+               cm.pp.mean[1], cm.pp.mean[2], cm.pp.std[0], cm.pp.std[1], cm.pp.std[2],
+               cm.pp.order == CNV_ORDER_BGR ? ", BGR order" : "", cm.norm_from, cm.n_labels, cm.labels_from);
         printf("%-4s %-20s %-24s %-24s %12s\n", "#", "op", "node", "output", "shape");
     }
     for (int i = 0; i < n; i++) {

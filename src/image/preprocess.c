@@ -49,6 +49,13 @@ static cnv_status check(const cnv_preprocess *pp, int sized, char *buf, size_t l
         return cnv_errbuf_fail(buf, len, CNV_ERR_INVALID_ARG, "preprocessing: unknown fit %d", (int)pp->fit);
     if (pp->resize < 0 || pp->resize > CNV_IMAGE_MAX_SIDE)
         return cnv_errbuf_fail(buf, len, CNV_ERR_INVALID_ARG, "preprocessing: invalid resize %d", pp->resize);
+    if (pp->order != CNV_ORDER_RGB && pp->order != CNV_ORDER_BGR)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_INVALID_ARG, "preprocessing: unknown channel order %d",
+                               (int)pp->order);
+    if (pp->order == CNV_ORDER_BGR && pp->channels < 3)
+        return cnv_errbuf_fail(buf, len, CNV_ERR_INVALID_ARG,
+                               "preprocessing: BGR channel order on a %d-channel input (3 or 4 needed)",
+                               pp->channels);
     return CNV_OK;
 }
 
@@ -168,6 +175,13 @@ cnv_status cnv_model_preprocess(const cnv_model *m, cnv_preprocess *pp, char *er
             return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_FORMAT,
                                    "metadata cnnviz.color '%s' does not fit the input's %d channels", v, c);
         pp->found |= CNV_PP_COLOR;
+    }
+    if ((v = cnv_model_get_meta(m, "cnnviz.channel_order"))) {
+        if (strcmp(v, "rgb") && strcmp(v, "bgr"))
+            return cnv_errbuf_fail(errbuf, errlen, CNV_ERR_FORMAT,
+                                   "metadata cnnviz.channel_order '%s': expected rgb or bgr", v);
+        pp->order = v[0] == 'b' ? CNV_ORDER_BGR : CNV_ORDER_RGB;
+        pp->found |= CNV_PP_ORDER;
     }
     char msg[256];
     if (check(pp, pp->found & CNV_PP_SIZE, msg, sizeof msg) != CNV_OK)
@@ -299,6 +313,11 @@ cnv_status cnv_preprocess_window(const cnv_preprocess *pp, int width, int height
     return CNV_OK;
 }
 
+int cnv_preprocess_image_channel(const cnv_preprocess *pp, int k)
+{
+    return pp && pp->order == CNV_ORDER_BGR && pp->channels >= 3 && k >= 0 && k < 3 ? 2 - k : k;
+}
+
 cnv_status cnv_image_to_tensor(const cnv_image *img, const cnv_preprocess *pp, float *out, size_t count,
                                char *errbuf, size_t errlen)
 {
@@ -320,8 +339,9 @@ cnv_status cnv_image_to_tensor(const cnv_image *img, const cnv_preprocess *pp, f
     for (int k = 0; k < C; k++) {
         float m = pp->mean[k], s = pp->std[k];
         float *o = out + k * plane;
+        const unsigned char *px = fit.data + cnv_preprocess_image_channel(pp, k);
         for (size_t i = 0; i < plane; i++)
-            o[i] = ((float)fit.data[i * C + k] / 255.0f - m) / s;
+            o[i] = ((float)px[i * C] / 255.0f - m) / s;
     }
     cnv_image_free(&fit);
     return CNV_OK;
@@ -381,8 +401,9 @@ cnv_status cnv_tensor_to_image(const float *chw, const cnv_preprocess *pp, int h
     for (int k = 0; k < c; k++) {
         double m = pp->mean[k], s = pp->std[k];
         const float *p = chw + k * plane;
+        unsigned char *px = out->data + cnv_preprocess_image_channel(pp, k);
         for (size_t i = 0; i < plane; i++)
-            out->data[i * c + k] = cnv_to_byte(((double)p[i] * s + m) * 255.0);
+            px[i * c] = cnv_to_byte(((double)p[i] * s + m) * 255.0);
     }
     return CNV_OK;
 }

@@ -49,6 +49,8 @@ cnv_status cnv_viz_begin(cnv_viz *v, cnv_session *s, const char *what, const cnv
     v->h = v->pp.height;
     v->w = v->pp.width;
     v->item = (size_t)v->c * v->h * v->w;
+    for (int k = 0; k < CNV_MAX_CHANNELS; k++)
+        v->unit[k] = cnv_viz_unit(v->pp.std[k]);
     return cnv_session_set_relu_mode(s, CNV_RELU_GRAD);
 }
 
@@ -127,4 +129,9 @@ cnv_status cnv_viz_scores(const cnv_viz *v, int t, int n, float **sc, int *k)
                         cnv_model_tensor_name(v->m, t), sh.ndim, sh.ndim > 0 ? (long long)sh.dims[0] : -1LL, n);
     *k = (int)(cnt / n);
     return CNV_OK;
+}
+
+float cnv_viz_unit(float std)
+{
+    return std >= 1.0f / 16.0f && std <= 4.0f ? 1.0f : CNV_PIXEL_STD / std;
 }

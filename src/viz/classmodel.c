@@ -115,7 +115,7 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
         cnv_rng_seed2(&rng[i], p.seed, (uint64_t)classes[i]);
         float *x = images + i * item;
         for (size_t j = 0; j < item; j++)
-            x[j] = p.init_std * cnv_rng_normal(&rng[i]);
+            x[j] = v.unit[j / plane] * p.init_std * cnv_rng_normal(&rng[i]);
     }
     if (p.clamp)
         cnv_clamp_pixels(images, n, c, h, w, mean, std);
@@ -171,20 +171,26 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
                 pr += prob[cls_of[i]];
                 float *gi = g + i * item, *x = images + (first + i) * item;
                 cnv_roll_chw(gi, c, h, w, -dy[first + i], -dx[first + i], scratch);
+                /* in the space of z = x / unit_k (cnv_viz_unit): the
+                 * gradient is unit_k * g, the penalties act on z, and a
+                 * step dz moves x by unit_k * dz */
                 double nrm = 0.0;
-                for (size_t j = 0; j < item; j++) {
-                    float v = gi[j] - 2.0f * p.l2 * x[j];
-                    if (p.l1 > 0.0f)
-                        v -= p.l1 * (x[j] > 0.0f ? 1.0f : x[j] < 0.0f ? -1.0f : 0.0f);
-                    gi[j] = v;
-                    nrm += (double)v * v;
+                for (int k = 0; k < c; k++) {
+                    float u = v.unit[k];
+                    for (size_t j = k * plane; j < (k + 1) * plane; j++) {
+                        float z = x[j] / u, d = u * gi[j] - 2.0f * p.l2 * z;
+                        if (p.l1 > 0.0f)
+                            d -= p.l1 * (z > 0.0f ? 1.0f : z < 0.0f ? -1.0f : 0.0f);
+                        gi[j] = d;
+                        nrm += (double)d * d;
+                    }
                 }
                 nrm = sqrt(nrm);
                 float step = p.lr;
                 if (p.normalize_grad)
                     step = nrm > 0.0 ? (float)(p.lr / nrm) : 0.0f;
                 for (size_t j = 0; j < item; j++)
-                    x[j] += step * gi[j];
+                    x[j] += v.unit[j / plane] * step * gi[j];
             }
         }
         if (p.clamp)

@@ -68,7 +68,7 @@ cnv_status cnv_fool(cnv_session *s, const float *image, size_t count, int h, int
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "fool: target %d is outside 0..%d of '%s'",
                         target, K - 1, cnv_model_tensor_name(v.m, score));
 
-    size_t item = (size_t)c * h * w;
+    size_t plane = (size_t)h * w, item = plane * c;
     float *x = cnv_malloc(item * sizeof(float));
     float *prob = cnv_malloc((size_t)K * sizeof(float));
     float *seed = cnv_calloc((size_t)K, sizeof(float));
@@ -128,13 +128,16 @@ cnv_status cnv_fool(cnv_session *s, const float *image, size_t count, int h, int
                           cnv_model_tensor_name(v.m, score));
             goto done;
         }
+        /* a step of lr in the space of x / unit_k (cnv_viz_unit) */
         double nrm = 0.0;
-        for (size_t j = 0; j < item; j++)
-            nrm += (double)g[j] * g[j];
+        for (size_t j = 0; j < item; j++) {
+            double gz = (double)v.unit[j / plane] * g[j];
+            nrm += gz * gz;
+        }
         nrm = sqrt(nrm);
         float step = nrm > 0.0 ? (float)(p.lr / nrm) : 0.0f;
         for (size_t j = 0; j < item; j++) {
-            float d = step * g[j];
+            float u = v.unit[j / plane], d = u * u * step * g[j];
             x[j] += d;
             if (last_delta)
                 last_delta[j] = d;
@@ -154,7 +157,6 @@ cnv_status cnv_fool(cnv_session *s, const float *image, size_t count, int h, int
 
     /* the change as the saved files would show it, in gray levels */
     double sum = 0.0, mx = 0.0;
-    size_t plane = (size_t)h * w;
     for (int k = 0; k < c; k++) {
         float mk = mean[k], sk = std[k];
         for (size_t j = 0; j < plane; j++) {

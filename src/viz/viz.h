@@ -75,7 +75,23 @@ typedef struct cnv_viz {
     size_t item;        /* c * h * w */
     int fixed_n;        /* the batch the model's input declares; 0: any */
     int fixed_h, fixed_w; /* its declared height and width; 0: any */
+    /* Normalized input units per unit of the space class models and
+     * fooling images step and regularize in (cnv_viz_unit). */
+    float unit[CNV_MAX_CHANNELS];
 } cnv_viz;
+
+/* A standard deviation of pixels (as a fraction of the range), ImageNet's
+ * mean over its three channels. */
+#define CNV_PIXEL_STD 0.226f
+
+/* Class models and fooling images step and regularize in the model's
+ * normalized units, which are standard deviations of pixels for the
+ * conventions that standardize (torchvision's, Inception's, the default
+ * model's: std 1/16..4): unit 1. A convention that does not (Caffe's BGR
+ * 0..255 minus the mean, std 1/255) would make their lr, L2 and L1 weights
+ * 58 times off, so its unit is CNV_PIXEL_STD / std_k: the same step and
+ * penalty, in pixels, as for a standardized model. */
+float cnv_viz_unit(float std);
 
 /* The prelude every visualization shares: the preprocessing (pp, or the
  * model's when NULL) with its size replaced by height x width where they
