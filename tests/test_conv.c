@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "core/cpu.h"
 #include "engine/op.h"
+#include "engine/testing.h"
 
 /* One convolution. pads[] are the pads the reference uses (top, left,
  * bottom, right); with auto_pad set they are the ones ONNX implies, worked
@@ -210,6 +212,15 @@ static const conv_case g_cases[] = {
     { "k3 pad 1, 13x11, 24 -> 40 ch", 1, 24, 13, 11, 40, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
     { "k3 pad 1, batch 2 of 5x1", 2, 3, 5, 1, 4, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 1 },
     { "SAME_UPPER k3 s1 (pads 1,1,1,1)", 2, 4, 7, 6, 5, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, "SAME_UPPER", 0, 0 },
+    /* depthwise (direct loops): rows longer than their 16-wide blocks at
+     * strides 1, 2 and 3, a 5x5 kernel, dilation, a multiplier with a
+     * batch, asymmetric pads, a kernel wider than the padded row's reach */
+    { "depthwise k3 s1 pad 1, 37 wide", 2, 6, 9, 37, 6, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 6, NULL, 1, 0 },
+    { "depthwise k3 s2 pad 1, 45 wide", 1, 4, 11, 45, 4, 3, 3, 2, 2, 1, 1, { 1, 1, 1, 1 }, 4, NULL, 1, 0 },
+    { "depthwise k5 s2 SAME_UPPER", 2, 3, 13, 40, 3, 5, 5, 2, 2, 1, 1, { 2, 1, 2, 2 }, 3, "SAME_UPPER", 0, 0 },
+    { "depthwise k3 s3 dilation 2", 1, 5, 14, 50, 5, 3, 3, 3, 3, 2, 2, { 2, 2, 2, 2 }, 5, NULL, 1, 0 },
+    { "depthwise x3 multiplier, batch 3", 3, 2, 8, 20, 6, 3, 3, 1, 1, 1, 1, { 0, 2, 1, 0 }, 2, NULL, 1, 0 },
+    { "depthwise k7 pads 3, 4 wide", 1, 3, 6, 4, 3, 7, 7, 1, 1, 1, 1, { 3, 3, 3, 3 }, 3, NULL, 1, 0 },
 };
 #define N_CASES ((int)(sizeof g_cases / sizeof g_cases[0]))
 
@@ -647,6 +658,151 @@ static void test_errors(void **state)
     expect_err("3-D conv", st, CNV_ERR_UNSUPPORTED, msg, "2-D");
 }
 
+/* The reference weight gradient: dw[m][ci][ki][kj] = sum over images and
+ * outputs of dy * the input sample that tap reads, in double. */
+static void naive_conv_dw(const conv_case *k, const float *x, const float *dy, double *dw)
+{
+    int oh_n = out_h(k), ow_n = out_w(k), cg = k->c / k->group, mg = k->m / k->group;
+    memset(dw, 0, (size_t)k->m * cg * k->kh * k->kw * sizeof *dw);
+    for (int n = 0; n < k->n; n++)
+        for (int m = 0; m < k->m; m++)
+            for (int oh = 0; oh < oh_n; oh++)
+                for (int ow = 0; ow < ow_n; ow++)
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ki = 0; ki < k->kh; ki++)
+                            for (int kj = 0; kj < k->kw; kj++) {
+                                int ih = oh * k->sh - k->pads[0] + ki * k->dh;
+                                int iw = ow * k->sw - k->pads[1] + kj * k->dw;
+                                if (ih < 0 || ih >= k->h || iw < 0 || iw >= k->w)
+                                    continue;
+                                double g = dy[((n * k->m + m) * oh_n + oh) * ow_n + ow];
+                                dw[((m * cg + ci) * k->kh + ki) * k->kw + kj] +=
+                                    g * x[((n * k->c + (m / mg) * cg + ci) * k->h + ih) * k->w + iw];
+                            }
+}
+
+/* One forward and backward of a case: y, dx, dw (and db) copied out. */
+typedef struct conv_run {
+    float *y, *dx, *dw, *db;
+} conv_run;
+
+static conv_run run_case(const conv_case *k, const conv_data *d, const float *seed)
+{
+    cnv_model *m = conv_model(k, d, "x");
+    cnv_session *s = param_grad_session(m, 7);
+    float *x;
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &x, NULL), CNV_OK);
+    memcpy(x, d->x, (size_t)d->nx * sizeof *x);
+    assert_int_equal(cnv_session_forward(s), CNV_OK);
+    assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
+    conv_run r = { malloc((size_t)d->ny * sizeof(float)), malloc((size_t)d->nx * sizeof(float)),
+                   malloc((size_t)d->nw * sizeof(float)), malloc((size_t)d->nb * sizeof(float)) };
+    assert_true(r.y && r.dx && r.dw && r.db);
+    float *t;
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &t, NULL), CNV_OK);
+    memcpy(r.y, t, (size_t)d->ny * sizeof *t);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, "x"), &t), CNV_OK);
+    memcpy(r.dx, t, (size_t)d->nx * sizeof *t);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, "w"), &t), CNV_OK);
+    memcpy(r.dw, t, (size_t)d->nw * sizeof *t);
+    if (k->bias) {
+        assert_int_equal(cnv_session_grad(s, tu_t(s, "b"), &t), CNV_OK);
+        memcpy(r.db, t, (size_t)d->nb * sizeof *t);
+    } else
+        memset(r.db, 0, (size_t)d->nb * sizeof *r.db);
+    cnv_session_free(s);
+    cnv_model_free(m);
+    return r;
+}
+
+static void free_run(conv_run *r)
+{
+    free(r->y);
+    free(r->dx);
+    free(r->dw);
+    free(r->db);
+}
+
+static double max_rel_to(const float *got, const double *want, int64_t n)
+{
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs(got[i] - want[i]) / fmax(1.0, fabs(want[i])));
+    return worst;
+}
+
+/* Every depthwise case through the direct loops at each vector level the
+ * CPU has (bit-identical to each other) and through im2col + GEMM
+ * (cnv_conv_no_direct), each against the double references for y, dx and
+ * dw. */
+static void test_depthwise_paths(void **state)
+{
+    (void)state;
+    double worst[2][3] = {{0}};
+    int top = cnv_simd_level(), cases = 0;
+    for (int i = 0; i < N_CASES; i++) {
+        const conv_case *k = &g_cases[i];
+        if (k->group == 1 || k->c != k->group)
+            continue;
+        cases++;
+        conv_data d = make_data(k, 2000 + (uint64_t)i);
+        float *seed = malloc((size_t)d.ny * sizeof *seed), *y = malloc((size_t)d.ny * sizeof *y);
+        double *dx = malloc((size_t)d.nx * sizeof *dx), *dw = malloc((size_t)d.nw * sizeof *dw);
+        assert_true(seed && y && dx && dw);
+        tu_rng r;
+        tu_rng_init(&r, 2100 + (uint64_t)i);
+        tu_fill(&r, seed, d.ny, -1.0f, 1.0f);
+        naive_conv(k, d.x, d.w, k->bias ? d.b : NULL, y);
+        naive_conv_dx(k, seed, d.w, dx);
+        naive_conv_dw(k, d.x, seed, dw);
+        double *yd = malloc((size_t)d.ny * sizeof *yd);
+        assert_non_null(yd);
+        for (int64_t j = 0; j < d.ny; j++)
+            yd[j] = y[j];
+
+        conv_run first = {0};
+        for (int level = top; level >= CNV_SIMD_BASE; level--) {
+            cnv_simd_cap = level;
+            conv_run run = run_case(k, &d, seed);
+            if (level == top)
+                first = run;
+            else {
+                assert_memory_equal(run.y, first.y, (size_t)d.ny * sizeof(float));
+                assert_memory_equal(run.dx, first.dx, (size_t)d.nx * sizeof(float));
+                assert_memory_equal(run.dw, first.dw, (size_t)d.nw * sizeof(float));
+                free_run(&run);
+            }
+        }
+        cnv_simd_cap = CNV_SIMD_AVX512;
+        cnv_conv_no_direct = 1;
+        conv_run gemm = run_case(k, &d, seed);
+        cnv_conv_no_direct = 0;
+        const conv_run *runs[2] = { &first, &gemm };
+        for (int p = 0; p < 2; p++) {
+            double e[3] = { max_rel_to(runs[p]->y, yd, d.ny), max_rel_to(runs[p]->dx, dx, d.nx),
+                            max_rel_to(runs[p]->dw, dw, d.nw) };
+            for (int q = 0; q < 3; q++) {
+                worst[p][q] = fmax(worst[p][q], e[q]);
+                assert_true(e[q] < 1e-5);
+            }
+        }
+        for (int64_t j = 0; j < d.nb; j++) /* db is the same code on both paths */
+            assert_true(first.db[j] == gemm.db[j]);
+        free_run(&first);
+        free_run(&gemm);
+        free(seed);
+        free(y);
+        free(yd);
+        free(dx);
+        free(dw);
+        free_data(&d);
+    }
+    printf("depthwise, %d cases, levels %s down to base: direct y %.3g dx %.3g dw %.3g; "
+           "im2col+GEMM y %.3g dx %.3g dw %.3g (max rel diff vs double)\n",
+           cases, cnv_simd_name(top), worst[0][0], worst[0][1], worst[0][2], worst[1][0], worst[1][1], worst[1][2]);
+    assert_true(cases >= 8);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -656,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_backward_fd_param_grads),
         cmocka_unit_test(test_backward_zero_channels),
         cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_depthwise_paths),
         cmocka_unit_test(test_errors),
     };
     /* The same checks with the work split over 3 threads (uneven splits
@@ -663,6 +820,7 @@ int main(void)
      * and column rows per thread. */
     const struct CMUnitTest threaded[] = {
         cmocka_unit_test(test_forward_vs_naive),
+        cmocka_unit_test(test_depthwise_paths),
         cmocka_unit_test(test_backward_fd),
         cmocka_unit_test(test_backward_fd_param_grads),
         cmocka_unit_test(test_backward_zero_channels),

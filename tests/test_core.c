@@ -306,6 +306,31 @@ static int teardown(void **state)
     return tu_scratch_remove();
 }
 
+/* cnv_exp against exp() in double at every 64th float of the normal
+ * range of results, and at its edges. */
+static void exp_against_libm(void **state)
+{
+    (void)state;
+    double worst = 0.0;
+    float at = 0.0f;
+    long n = 0;
+    for (float x = -87.3f; x < 88.72f; x = nextafterf(x, 100.0f)) {
+        if (n++ % 64)
+            continue;
+        double want = exp((double)x), e = fabs(cnv_exp(x) - want) / want;
+        if (e > worst)
+            worst = e, at = x;
+    }
+    printf("cnv_exp: worst relative error %.3g (at %g) over %ld values\n", worst, (double)at, n / 64);
+    assert_true(worst < 2.5e-7);
+    assert_true(cnv_exp(0.0f) == 1.0f);
+    assert_true(isinf(cnv_exp(88.73f)) && isinf(cnv_exp(1e30f)) && isinf(cnv_exp(INFINITY)));
+    assert_true(cnv_exp(88.72f) > 3.3e38f && !isinf(cnv_exp(88.72f)));
+    assert_true(cnv_exp(-104.5f) == 0.0f && cnv_exp(-INFINITY) == 0.0f);
+    assert_true(cnv_exp(-100.0f) > 0.0f && cnv_exp(-100.0f) < 1e-43f);
+    assert_true(isnan(cnv_exp(NAN)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +342,7 @@ int main(void)
         cmocka_unit_test(read_file_pipe),
         cmocka_unit_test(tmpfile_commit_abort),
         cmocka_unit_test(softmax_closed_forms),
+        cmocka_unit_test(exp_against_libm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

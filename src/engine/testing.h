@@ -6,4 +6,12 @@
  * with AVX2 (engine/ops/pool.c). */
 extern int cnv_maxpool_no_avx2;
 
+/* The widest vector level plans may pick (core/cpu.h; CNV_SIMD_AVX512 by
+ * default, i.e. no cap): lower it to run the narrower kernels. */
+extern int cnv_simd_cap;
+
+/* Nonzero makes depthwise convolutions run as im2col + GEMM, as other
+ * grouped ones, instead of the direct loops (engine/ops/depthwise.c). */
+extern int cnv_conv_no_direct;
+
 #endif

@@ -126,25 +126,116 @@ typedef struct fwd_job {
     int64_t len, sa, sb;
 } fwd_job;
 
-static void forward_row(void *arg, int64_t iy, int64_t ia, int64_t ib)
+/* The row loops with op a constant, so that apply() folds to one
+ * operation and the loop vectorizes: one copy per op (OP_ROWS below). */
+static inline __attribute__((always_inline)) void forward_row_of(const int op, const fwd_job *j, int64_t iy,
+                                                                 int64_t ia, int64_t ib)
 {
-    const fwd_job *j = arg;
     const float *a = j->a + ia, *b = j->b + ib; /* a may be y (a fold) */
     float *y = j->y + iy;
-    int op = j->op;
     if (j->sa && j->sb)
         for (int64_t i = 0; i < j->len; i++)
             y[i] = apply(op, a[i], b[i]);
-    else if (j->sa)
+    else if (j->sa) {
+        float bv = b[0];
         for (int64_t i = 0; i < j->len; i++)
-            y[i] = apply(op, a[i], b[0]);
-    else if (j->sb)
+            y[i] = apply(op, a[i], bv);
+    } else if (j->sb) {
+        float av = a[0];
         for (int64_t i = 0; i < j->len; i++)
-            y[i] = apply(op, a[0], b[i]);
-    else
+            y[i] = apply(op, av, b[i]);
+    } else
         for (int64_t i = 0; i < j->len; i++)
             y[i] = apply(op, a[0], b[0]);
 }
+
+/* One input's gradient row: dx[ix] (+)= t(dy, a, b, y) along the row, ix
+ * stepping by sx (1, or 0: a reduction into one element). */
+typedef struct bwd_job {
+    int op, which;          /* which: 0 for a's gradient, 1 for b's */
+    const float *a, *b, *y, *dy, *cnt;
+    float *dx;
+    int64_t len, sa, sb;
+    float scale;            /* Mean's 1 / n */
+} bwd_job;
+
+/* d(a op b)/d(a or b) times g, at (a, b) with output o. */
+static inline float dterm(int op, int which, float a, float b, float o, float g)
+{
+    switch (op) {
+    case OP_ADD: return g;
+    case OP_SUB: return which ? -g : g;
+    case OP_MUL: return which ? g * a : g * b;
+    case OP_DIV: return which ? -g * o / b : g / b;
+    case OP_POW:
+        if (which) /* d/db a^b = a^b log a; none where a is 0 (PyTorch) */
+            return a == 0.0f ? 0.0f : g * o * logf(a);
+        return b == 0.0f ? 0.0f : g * b * powf(a, b - 1.0f);
+    case OP_PRELU:
+        if (which)
+            return a > 0.0f ? 0.0f : g * a;
+        return a > 0.0f ? g : g * b;
+    default:
+        return g;
+    }
+}
+
+static inline __attribute__((always_inline)) void backward_row_of(const int op, const bwd_job *j, int64_t iy,
+                                                                  int64_t ia, int64_t ib)
+{
+    const float *a = j->a + ia, *b = j->b + ib, *y = j->y + iy, *dy = j->dy + iy;
+    const int which = j->which;
+    float *dx = j->dx + (which ? ib : ia);
+    int64_t sx = which ? j->sb : j->sa, so = which ? j->sa : j->sb; /* the other operand's step */
+    const float *x = which ? b : a, *other = which ? a : b;
+#define TERM(xi, oi) (which ? dterm(op, 1, other[oi], x[xi], y[i], dy[i]) : dterm(op, 0, x[xi], other[oi], y[i], dy[i]))
+    if (sx) {
+        if (so)
+            for (int64_t i = 0; i < j->len; i++)
+                dx[i] += TERM(i, i);
+        else
+            for (int64_t i = 0; i < j->len; i++)
+                dx[i] += TERM(i, 0);
+        return;
+    }
+    double s = 0.0; /* a broadcast operand: the row sums into one element */
+    if (so)
+        for (int64_t i = 0; i < j->len; i++)
+            s += TERM(0, i);
+    else
+        for (int64_t i = 0; i < j->len; i++)
+            s += TERM(0, 0);
+#undef TERM
+    dx[0] += (float)s;
+}
+
+/* One copy of the row loops per op, each with op a constant so that
+ * apply() and dterm() fold to one expression and the loops vectorize. */
+#define OP_ROWS(OP)                                                                \
+    static void forward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)    \
+    {                                                                              \
+        forward_row_of(OP, arg, iy, ia, ib);                                       \
+    }                                                                              \
+    static void backward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)   \
+    {                                                                              \
+        backward_row_of(OP, arg, iy, ia, ib);                                      \
+    }
+OP_ROWS(OP_ADD)
+OP_ROWS(OP_SUB)
+OP_ROWS(OP_MUL)
+OP_ROWS(OP_DIV)
+OP_ROWS(OP_POW)
+OP_ROWS(OP_PRELU)
+OP_ROWS(OP_MAX)
+OP_ROWS(OP_MIN)
+#undef OP_ROWS
+
+static const row_fn g_forward_rows[] = {forward_row_OP_ADD, forward_row_OP_SUB,   forward_row_OP_MUL,
+                                        forward_row_OP_DIV, forward_row_OP_POW,   forward_row_OP_PRELU,
+                                        forward_row_OP_MAX, forward_row_OP_MIN};
+static const row_fn g_backward_rows[] = {backward_row_OP_ADD, backward_row_OP_SUB,   backward_row_OP_MUL,
+                                         backward_row_OP_DIV, backward_row_OP_POW,   backward_row_OP_PRELU,
+                                         backward_row_OP_MAX, backward_row_OP_MIN};
 
 /* y = a op b over the output (y may be a: the variadic ops fold into y). */
 static void fold(int op, const bin_geom *g, const cnv_val *a, const float *adata, const cnv_val *b, float *y)
@@ -152,7 +243,7 @@ static void fold(int op, const bin_geom *g, const cnv_val *a, const float *adata
     walk w;
     walk_init(&w, g, &a->shape, &b->shape);
     fwd_job j = {op, adata, b->data, y, w.dims[w.nd - 1], w.sa[w.nd - 1], w.sb[w.nd - 1]};
-    walk_rows(&w, forward_row, &j);
+    walk_rows(&w, g_forward_rows[op], &j);
 }
 
 /* ------------------------------------------------------------- planning */
@@ -223,9 +314,8 @@ static void bin_forward(cnv_op_ctx *c, int op)
     float *y = c->out[0]->data;
     int64_t n = c->out[0]->count;
     if (g->same && c->node->n_in == 2) {
-        const float *restrict a = c->in[0]->data, *restrict b = c->in[1]->data;
-        for (int64_t i = 0; i < n; i++)
-            y[i] = apply(op, a[i], b[i]);
+        fwd_job j = {op, c->in[0]->data, c->in[1]->data, y, n, 1, 1};
+        g_forward_rows[op](&j, 0, 0, 0);
         return;
     }
     fold(op, g, c->in[0], c->in[0]->data, c->in[1], y);
@@ -254,54 +344,6 @@ static void var_forward(cnv_op_ctx *c, int op, int mean)
 
 /* ------------------------------------------------------------ backward */
 
-/* One input's gradient row: dx[ix] (+)= t(dy, a, b, y) along the row, ix
- * stepping by sx (1, or 0: a reduction into one element). */
-typedef struct bwd_job {
-    int op, which;          /* which: 0 for a's gradient, 1 for b's */
-    const float *a, *b, *y, *dy, *cnt;
-    float *dx;
-    int64_t len, sa, sb;
-    float scale;            /* Mean's 1 / n */
-} bwd_job;
-
-/* d(a op b)/d(a or b) times g, at (a, b) with output o. */
-static inline float dterm(int op, int which, float a, float b, float o, float g)
-{
-    switch (op) {
-    case OP_ADD: return g;
-    case OP_SUB: return which ? -g : g;
-    case OP_MUL: return which ? g * a : g * b;
-    case OP_DIV: return which ? -g * o / b : g / b;
-    case OP_POW:
-        if (which) /* d/db a^b = a^b log a; none where a is 0 (PyTorch) */
-            return a == 0.0f ? 0.0f : g * o * logf(a);
-        return b == 0.0f ? 0.0f : g * b * powf(a, b - 1.0f);
-    case OP_PRELU:
-        if (which)
-            return a > 0.0f ? 0.0f : g * a;
-        return a > 0.0f ? g : g * b;
-    default:
-        return g;
-    }
-}
-
-static void backward_row(void *arg, int64_t iy, int64_t ia, int64_t ib)
-{
-    const bwd_job *j = arg;
-    const float *a = j->a + ia, *b = j->b + ib, *y = j->y + iy, *dy = j->dy + iy;
-    float *dx = j->dx + (j->which ? ib : ia);
-    int64_t sx = j->which ? j->sb : j->sa;
-    if (sx) {
-        for (int64_t i = 0; i < j->len; i++)
-            dx[i] += dterm(j->op, j->which, a[i * j->sa], b[i * j->sb], y[i], dy[i]);
-        return;
-    }
-    double s = 0.0; /* a broadcast operand: the row sums into one element */
-    for (int64_t i = 0; i < j->len; i++)
-        s += dterm(j->op, j->which, a[i * j->sa], b[i * j->sb], y[i], dy[i]);
-    dx[0] += (float)s;
-}
-
 /* Adds input k's gradient of a binary op; zeroes it first when the
  * executor asks for a store. */
 static void grad_of(cnv_op_ctx *c, int op, int k)
@@ -321,7 +363,7 @@ static void grad_of(cnv_op_ctx *c, int op, int k)
     walk_init(&w, g, &a->shape, &b->shape);
     bwd_job j = {op, k, a->data, b->data, c->out[0]->data, c->out[0]->grad, NULL, x->grad,
                  w.dims[w.nd - 1], w.sa[w.nd - 1], w.sb[w.nd - 1], 1.0f};
-    walk_rows(&w, backward_row, &j);
+    walk_rows(&w, g_backward_rows[op], &j);
 }
 
 static void bin_backward(cnv_op_ctx *c, int op)

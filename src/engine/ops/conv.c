@@ -1,10 +1,14 @@
 /* Conv (ONNX, opset 1-17): 2-D convolution with groups, strides, dilations,
- * pads and auto_pad, as im2col + GEMM per image and group; its backward. */
+ * pads and auto_pad, as im2col + GEMM per image and group, or by direct
+ * loops when it is depthwise (depthwise.c); its backward. */
 #include <string.h>
 
+#include "core/cpu.h"
 #include "engine/op.h"
+#include "engine/ops/depthwise.h"
 #include "engine/ops/im2col.h"
 #include "engine/ops/window.h"
+#include "engine/testing.h"
 
 typedef struct conv_params {
     /* counts are 0 for an absent attribute; a rank other than 2 is kept
@@ -24,6 +28,9 @@ typedef struct conv_geom {
     int64_t group, mg;  /* groups, output channels per group */
     int64_t k, p;       /* GEMM inner size (C/group*kh*kw), output pixels */
     int pointwise;      /* 1x1, stride 1, no pad: the input is the column matrix */
+    int direct;         /* depthwise (one input channel per group, several
+                           groups): depthwise.c's loops, no workspace */
+    int simd;           /* their vector level (core/cpu.h) */
     int by_unit;        /* threads take whole (image, group) units, each with
                            its own workspace, instead of splitting each */
     int64_t unit_work;  /* workspace floats of one unit: the column matrix
@@ -32,6 +39,8 @@ typedef struct conv_geom {
 } conv_geom;
 
 _Static_assert(sizeof(conv_geom) <= CNV_GEOM_SIZE, "conv_geom must fit in geom");
+
+int cnv_conv_no_direct; /* engine/testing.h */
 
 /* Reads an INTS attribute of at most cap values, each in [lo, INT32_MAX];
  * the upper bound keeps every product of two of them inside int64. */
@@ -178,6 +187,9 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     g->pointwise = kh == 1 && kw == 1 && sh == 1 && sww == 1 &&
                    pt == 0 && pl == 0 && pb == 0 && pr == 0;
 
+    g->direct = cg == 1 && p->group > 1 && !cnv_conv_no_direct;
+    g->simd = cnv_simd_level();
+
     /* Many small units (a batch, depthwise groups) split evenly as they
      * are; one large unit is split inside (its GEMM and layout loops). */
     int64_t units = N * p->group, th = c->threads > 1 ? c->threads : 1;
@@ -186,7 +198,7 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
     *state_size = 0;
     /* each term is at most CNV_MAX_ELEMS (checked above), so no overflow */
-    g->unit_work = (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
+    g->unit_work = g->direct ? 0 : (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
     size_t bytes;
     if (!cnv_mul_size((size_t)g->unit_work, sizeof(float), &bytes) ||
         !cnv_mul_size(bytes, g->by_unit ? (size_t)th : 1, work_size))
@@ -305,10 +317,72 @@ static void forward_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work
     unit_forward(&u);
 }
 
+/* ---------------------------------------------------------- depthwise */
+
+/* Output channels [lo, hi) of the batch (n * M + m), each the direct
+ * correlation of its group's one input channel, then the fused epilogue. */
+static void direct_forward(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = arg;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
+    const cnv_epilogue *ep = &c->epilogue;
+    int64_t hw = g->ig.h * g->ig.w;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t n = i / g->m, m = i % g->m;
+        float *y = c->out[0]->data + i * g->p;
+        cnv_dw_forward(&g->ig, g->simd, c->in[0]->data + (n * g->c + m / g->mg) * hw, c->in[1]->data + m * g->k,
+                       bv ? bv->data[m] : 0.0f, y);
+        if (ep->fn)
+            ep->fn(y, ep->out->data + i * g->p, g->p, ep->geom);
+    }
+}
+
+/* Input channels [lo, hi) of the batch (n * C + gr): each gathers the
+ * gradient of its group's mg output channels. */
+static void direct_backward_x(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = arg;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    int64_t hw = g->ig.h * g->ig.w;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t n = i / g->c, gr = i % g->c;
+        float *dx = c->in[0]->grad + i * hw;
+        if (cnv_grad_store(c, 0))
+            memset(dx, 0, (size_t)hw * sizeof *dx);
+        for (int64_t m = gr * g->mg; m < (gr + 1) * g->mg; m++)
+            cnv_dw_backward_x(&g->ig, g->simd, c->out[0]->grad + (n * g->m + m) * g->p, c->in[1]->data + m * g->k,
+                              dx);
+    }
+}
+
+/* Filters [lo, hi): each sums its gradient over the batch. */
+static void direct_backward_w(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const cnv_op_ctx *c = arg;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    int64_t hw = g->ig.h * g->ig.w;
+    for (int64_t m = lo; m < hi; m++) {
+        float *dw = c->in[1]->grad + m * g->k;
+        if (cnv_grad_store(c, 1))
+            memset(dw, 0, (size_t)g->k * sizeof *dw);
+        for (int64_t n = 0; n < g->n; n++)
+            cnv_dw_backward_w(&g->ig, g->simd, c->in[0]->data + (n * g->c + m / g->mg) * hw,
+                              c->out[0]->grad + (n * g->m + m) * g->p, dw);
+    }
+}
+
 // y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M)
 static void conv_forward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
+    if (g->direct) {
+        cnv_team_run(c->team, g->n * g->m, direct_forward, c);
+        return;
+    }
     cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, forward_unit);
 }
 
@@ -416,6 +490,13 @@ static void conv_backward(cnv_op_ctx *c)
 
     if (bv && bv->grad)
         cnv_team_run(c->team, g->m, bias_grad, c);
+    if (g->direct) {
+        if (c->in[0]->grad)
+            cnv_team_run(c->team, g->n * g->c, direct_backward_x, c);
+        if (dw)
+            cnv_team_run(c->team, g->m, direct_backward_w, c);
+        return;
+    }
     if (c->in[0]->grad)
         cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, backward_dx_unit);
     /* Every image adds to the same dw: the units go one after another,

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/numeric.h"
 #include "engine/op.h"
 
 /* An op's constants, resolved at plan: the kernels read them from the
@@ -64,8 +65,9 @@ typedef void (*bwd_fn)(const float *restrict x, const float *restrict y, const f
 
 static inline float sigmoid(float v)
 {
-    /* never exp of a large positive number */
-    return v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+    /* e^-|v|: never exp of a large positive number; no branch */
+    float e = cnv_exp(-fabsf(v));
+    return (v >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
 /* log(1 + e^v) without overflow */
@@ -108,10 +110,17 @@ static void clip_b(const float *restrict x, const float *restrict y, const float
 {
     (void)y;
     unary_k k = clip_bounds(kv);
-    for (int64_t i = 0; i < n; i++) {
-        float d = x[i] > k.a && x[i] < k.b ? dy[i] : 0.0f;
-        dx[i] = add ? dx[i] + d : d;
-    }
+    /* dy read whatever x is and & for &&: the select vectorizes */
+    if (add)
+        for (int64_t i = 0; i < n; i++) {
+            float g = dy[i];
+            dx[i] += (x[i] > k.a) & (x[i] < k.b) ? g : 0.0f;
+        }
+    else
+        for (int64_t i = 0; i < n; i++) {
+            float g = dy[i];
+            dx[i] = (x[i] > k.a) & (x[i] < k.b) ? g : 0.0f;
+        }
 }
 FWD(sigmoid, sigmoid(v))
 BWD(sigmoid, g * o * (1.0f - o))

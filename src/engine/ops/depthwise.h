@@ -1,0 +1,27 @@
+/* Depthwise convolution (one input channel per group: MobileNet,
+ * EfficientNet, ConvNeXt) by direct loops over kernel taps. As im2col +
+ * GEMM each channel is a 1 x kh*kw by kh*kw x P product: the column matrix
+ * costs more than the multiplies, and a BLAS call per channel more still.
+ * Here every output row takes its taps from rows of the input in place.
+ * The results are the GEMM path's up to the order of the additions. */
+#ifndef CNV_DEPTHWISE_H
+#define CNV_DEPTHWISE_H
+
+#include <stdint.h>
+
+#include "engine/ops/im2col.h"
+
+/* One channel each, with the row kernels of vector level `level`
+ * (core/cpu.h; every level gives the same bits). g->c is ignored.
+ * y (oh, ow) = bias + the correlation of x (h, w) with w (kh, kw) under
+ * g's strides, dilations and pads. */
+void cnv_dw_forward(const cnv_im2col_geom *g, int level, const float *x, const float *w, float bias, float *y);
+
+/* dx (h, w) += the adjoint of cnv_dw_forward applied to dy (oh, ow). */
+void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, const float *w, float *dx);
+
+/* dw (kh, kw) += the gradient of cnv_dw_forward's output against dy, for
+ * input x. */
+void cnv_dw_backward_w(const cnv_im2col_geom *g, int level, const float *x, const float *dy, float *dw);
+
+#endif
