@@ -1,12 +1,19 @@
-/* cnnviz bench: time forward and forward + input gradient per iteration. */
+/* cnnviz bench: time forward and forward + input gradient per iteration,
+ * against the machine's floating-point peak on one core. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "cli_common.h"
+
+/* OpenBLAS's own: which kernels it runs (OPENBLAS_CORETYPE can pin them). */
+char *openblas_get_corename(void);
 
 static const char usage[] =
     "usage: cnnviz bench [-m MODEL] [--size HxW] [--batch N] [--threads T] [--iters N] [--json]\n"
@@ -17,7 +24,13 @@ static const char usage[] =
     "runs, the achieved GFLOP/s, and the process's peak resident memory.\n"
     "--profile then runs N more iterations timing every node, and prints\n"
     "the time per op type and the slowest nodes (forward and backward ms\n"
-    "per iteration).\n";
+    "per iteration).\n"
+    "It also measures one core's peak: independent fused multiply-adds on\n"
+    "the widest vectors the CPU has (AVX-512, else AVX2), and prints what\n"
+    "fraction of it (times the threads) the forward pass and the forward +\n"
+    "gradient reach, counting 2 x the forward FLOPs for the latter (the\n"
+    "backward to the input repeats each product once), and which kernels\n"
+    "OpenBLAS runs.\n";
 
 static double now_ms(void)
 {
@@ -148,6 +161,70 @@ static void print_profile(cnv_session *s, const cnv_model *m, int output, const 
     free(order), free(per);
 }
 
+
+/* ------------------------------------------------------------ FMA peak */
+
+#if defined(__x86_64__)
+/* n rounds of 16 independent accumulators, each a fused multiply-add per
+ * round: enough in flight to cover the FMA latency on two ports. */
+__attribute__((target("avx512f"))) static float fma_avx512(long n)
+{
+    __m512 a[16], m = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 16; i++)
+        a[i] = _mm512_set1_ps((float)i);
+    for (long k = 0; k < n; k++)
+        for (int i = 0; i < 16; i++)
+            a[i] = _mm512_fmadd_ps(a[i], m, b);
+    __m512 s = a[0];
+    for (int i = 1; i < 16; i++)
+        s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float fma_avx2(long n)
+{
+    __m256 a[12], m = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++)
+        a[i] = _mm256_set1_ps((float)i);
+    for (long k = 0; k < n; k++)
+        for (int i = 0; i < 12; i++)
+            a[i] = _mm256_fmadd_ps(a[i], m, b);
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++)
+        s = _mm256_add_ps(s, a[i]);
+    float v[8];
+    _mm256_storeu_ps(v, s);
+    return v[0] + v[7];
+}
+#endif
+
+/* One core's single-precision peak in GFLOP/s (best of 5 runs of about 20
+ * ms), and the instruction set it used; 0 where neither exists. */
+static double fma_peak(const char **isa)
+{
+    *isa = "none";
+#if defined(__x86_64__)
+    int wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        return 0.0;
+    *isa = wide ? "AVX-512" : "AVX2+FMA";
+    double flop_per_round = wide ? 16 * 16 * 2 : 12 * 8 * 2, best = 0.0;
+    long n = 1000000;
+    volatile float sink = 0.0f;
+    for (int r = 0; r < 5; r++) {
+        double t0 = cli_now();
+        sink += wide ? fma_avx512(n) : fma_avx2(n);
+        double dt = cli_now() - t0;
+        double g = flop_per_round * (double)n / dt / 1e9;
+        best = g > best ? g : best;
+    }
+    (void)sink;
+    return best;
+#else
+    return 0.0;
+#endif
+}
+
 int cmd_bench(int argc, char **argv)
 {
     cli_model_opts mo = {0};
@@ -220,15 +297,22 @@ int cmd_bench(int argc, char **argv)
     cnv_session_tensor(s, cnv_model_input(cm.model, 0), NULL, &in);
     double gflop = forward_flops(cm.model, &in) / 1e9;
     double rss_mb = peak_rss_mb();
+    const char *isa, *core = openblas_get_corename();
+    double peak = fma_peak(&isa), fwd_gflops = gflop / (f.median / 1e3), fb_gflops = 2.0 * gflop / (fb.median / 1e3);
+    double fwd_frac = peak > 0.0 ? fwd_gflops / (peak * threads) : 0.0, fb_frac = peak > 0.0 ? fb_gflops / (peak * threads) : 0.0;
     if (json) {
         printf("{\"model\": ");
         cli_json_string(stdout, cm.path);
         printf(", \"size\": [%d, %d], \"batch\": %d, \"threads\": %d, \"iters\": %d, "
                "\"forward_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f}, "
                "\"forward_backward_ms\": {\"median\": %.3f, \"min\": %.3f, \"max\": %.3f}, "
-               "\"forward_gflop\": %.4f, \"forward_gflops\": %.2f, \"peak_rss_mb\": %.1f}\n",
+               "\"forward_gflop\": %.4f, \"forward_gflops\": %.2f, \"peak_rss_mb\": %.1f, "
+               "\"fma_peak_gflops\": %.1f, \"fma_isa\": \"%s\", \"forward_peak_fraction\": %.3f, "
+               "\"forward_backward_peak_fraction\": %.3f, \"openblas_core\": ",
                cm.height, cm.width, batch, threads, iters, f.median, f.min, f.max, fb.median, fb.min, fb.max,
-               gflop, gflop / (f.median / 1e3), rss_mb);
+               gflop, fwd_gflops, rss_mb, peak, isa, fwd_frac, fb_frac);
+        cli_json_string(stdout, core ? core : "?");
+        printf("}\n");
     } else {
         printf("%s at %dx%d, batch %d, threads %d, %d iterations\n", cm.path, cm.height, cm.width, batch,
                threads, iters);
@@ -236,6 +320,10 @@ int cmd_bench(int argc, char **argv)
                f.max, gflop / (f.median / 1e3));
         printf("  forward + input grad median %7.3f ms  (min %.3f, max %.3f)\n", fb.median, fb.min, fb.max);
         printf("  %.3f GFLOP per forward pass; peak RSS %.1f MB\n", gflop, rss_mb);
+        if (peak > 0.0)
+            printf("  one core's peak (%s FMA) %.1f GFLOP/s: forward at %.0f%%, forward + grad at %.0f%% of %d x it\n",
+                   isa, peak, 100.0 * fwd_frac, 100.0 * fb_frac, threads);
+        printf("  OpenBLAS kernels: %s\n", core ? core : "?");
     }
     if (profile)
         print_profile(s, cm.model, cm.output, seed, (size_t)ny, iters);
