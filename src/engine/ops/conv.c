@@ -198,10 +198,12 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
     *state_size = 0;
     /* each term is at most CNV_MAX_ELEMS (checked above), so no overflow */
-    g->unit_work = g->direct ? 0 : (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
+    /* the direct loops' planes are at most the padded input plus the
+     * output plane, each within CNV_MAX_ELEMS */
+    g->unit_work = g->direct ? (int64_t)cnv_dw_scratch(&g->ig) : (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
     size_t bytes;
     if (!cnv_mul_size((size_t)g->unit_work, sizeof(float), &bytes) ||
-        !cnv_mul_size(bytes, g->by_unit ? (size_t)th : 1, work_size))
+        !cnv_mul_size(bytes, g->by_unit || g->direct ? (size_t)th : 1, work_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
     return CNV_OK;
 }
@@ -323,17 +325,17 @@ static void forward_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work
  * correlation of its group's one input channel, then the fused epilogue. */
 static void direct_forward(void *arg, int64_t lo, int64_t hi, int tid)
 {
-    (void)tid;
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
     const cnv_epilogue *ep = &c->epilogue;
     int64_t hw = g->ig.h * g->ig.w;
+    float *scratch = c->work ? c->work + tid * g->unit_work : NULL;
     for (int64_t i = lo; i < hi; i++) {
         int64_t n = i / g->m, m = i % g->m;
         float *y = c->out[0]->data + i * g->p;
         cnv_dw_forward(&g->ig, g->simd, c->in[0]->data + (n * g->c + m / g->mg) * hw, c->in[1]->data + m * g->k,
-                       bv ? bv->data[m] : 0.0f, y);
+                       bv ? bv->data[m] : 0.0f, y, scratch);
         if (ep->fn)
             ep->fn(y, ep->out->data + i * g->p, g->p, ep->geom);
     }
@@ -343,35 +345,31 @@ static void direct_forward(void *arg, int64_t lo, int64_t hi, int tid)
  * gradient of its group's mg output channels. */
 static void direct_backward_x(void *arg, int64_t lo, int64_t hi, int tid)
 {
-    (void)tid;
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     int64_t hw = g->ig.h * g->ig.w;
+    float *scratch = c->work ? c->work + tid * g->unit_work : NULL;
     for (int64_t i = lo; i < hi; i++) {
-        int64_t n = i / g->c, gr = i % g->c;
-        float *dx = c->in[0]->grad + i * hw;
-        if (cnv_grad_store(c, 0))
-            memset(dx, 0, (size_t)hw * sizeof *dx);
-        for (int64_t m = gr * g->mg; m < (gr + 1) * g->mg; m++)
-            cnv_dw_backward_x(&g->ig, g->simd, c->out[0]->grad + (n * g->m + m) * g->p, c->in[1]->data + m * g->k,
-                              dx);
+        int64_t n = i / g->c, m0 = i % g->c * g->mg;
+        cnv_dw_backward_x(&g->ig, g->simd, c->out[0]->grad + (n * g->m + m0) * g->p, g->p,
+                          c->in[1]->data + m0 * g->k, g->mg, c->in[0]->grad + i * hw, cnv_grad_store(c, 0), scratch);
     }
 }
 
 /* Filters [lo, hi): each sums its gradient over the batch. */
 static void direct_backward_w(void *arg, int64_t lo, int64_t hi, int tid)
 {
-    (void)tid;
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     int64_t hw = g->ig.h * g->ig.w;
+    float *scratch = c->work ? c->work + tid * g->unit_work : NULL;
     for (int64_t m = lo; m < hi; m++) {
         float *dw = c->in[1]->grad + m * g->k;
         if (cnv_grad_store(c, 1))
             memset(dw, 0, (size_t)g->k * sizeof *dw);
         for (int64_t n = 0; n < g->n; n++)
             cnv_dw_backward_w(&g->ig, g->simd, c->in[0]->data + (n * g->c + m / g->mg) * hw,
-                              c->out[0]->grad + (n * g->m + m) * g->p, dw);
+                              c->out[0]->grad + (n * g->m + m) * g->p, dw, scratch);
     }
 }
 

@@ -1,7 +1,17 @@
-/* Depthwise convolution by direct loops (see depthwise.h). Each output row
- * is the sum, over the kernel taps whose input row exists, of a weight
- * times a run of that input row; runs are clipped to the columns that fall
- * inside the image, so the padding costs nothing. The row kernels are
+/* Depthwise convolution by direct loops (see depthwise.h).
+ *
+ * Stride 1 (most depthwise layers): the input is copied once into a
+ * zero-bordered plane of width wp, and the output is computed in a plane
+ * of the same row pitch ("wide": wp - ow garbage columns per row). Each
+ * kernel tap is then one run over the whole plane: wide[k] += w *
+ * padded[k + tap offset], k < (oh - 1) * wp + ow, and the rows are copied
+ * out at the end. The backward passes run the same runs the other way.
+ *
+ * Other strides: each output row is the sum, over the kernel taps whose
+ * input row exists, of a weight times a run of that input row, runs
+ * clipped to the columns inside the image.
+ *
+ * The row kernels are
  * written once (ROW_KERNELS) and compiled for each vector level of
  * core/cpu.h; their loops go in blocks of 16 so that the compiler
  * vectorizes them at -O2 and the same additions happen in the same order
@@ -114,11 +124,84 @@ static int64_t input_row(const cnv_im2col_geom *g, int64_t oh, int64_t i)
     return ih >= 0 && ih < g->h ? ih : -1;
 }
 
+/* ------------------------------------------------------- stride 1: planes */
+
+/* The zero-bordered plane: hp x wp, the input at (pt, pl). */
+static int64_t padded_h(const cnv_im2col_geom *g)
+{
+    return g->oh + (g->kh - 1) * g->dh;
+}
+
+static int64_t padded_w(const cnv_im2col_geom *g)
+{
+    return g->ow + (g->kw - 1) * g->dw;
+}
+
+/* The runs' length: up to the last output of the last row. */
+static int64_t run_len(const cnv_im2col_geom *g)
+{
+    return (g->oh - 1) * padded_w(g) + g->ow;
+}
+
+size_t cnv_dw_scratch(const cnv_im2col_geom *g)
+{
+    if (g->sh != 1 || g->sw != 1)
+        return 0;
+    return (size_t)((padded_h(g) + g->oh) * padded_w(g));
+}
+
+/* pad = x with zero borders (x NULL: all zero). At stride 1 the plane is
+ * the input with its pads: hp = pt + h + pb, wp = pl + w + pr. */
+static void pad_plane(const cnv_im2col_geom *g, const float *x, float *pad)
+{
+    int64_t wp = padded_w(g);
+    memset(pad, 0, (size_t)(padded_h(g) * wp) * sizeof *pad);
+    for (int64_t r = 0; x && r < g->h; r++)
+        memcpy(pad + (r + g->pt) * wp + g->pl, x + r * g->w, (size_t)g->w * sizeof *pad);
+}
+
+/* wide = y with garbage columns zeroed, or y = the valid part of wide. */
+static void to_wide(const cnv_im2col_geom *g, const float *y, float *wide)
+{
+    int64_t wp = padded_w(g);
+    for (int64_t r = 0; r < g->oh; r++) {
+        memcpy(wide + r * wp, y + r * g->ow, (size_t)g->ow * sizeof *wide);
+        if (r + 1 < g->oh)
+            memset(wide + r * wp + g->ow, 0, (size_t)(wp - g->ow) * sizeof *wide);
+    }
+}
+
+static void from_wide(const cnv_im2col_geom *g, const float *wide, float *y)
+{
+    int64_t wp = padded_w(g);
+    for (int64_t r = 0; r < g->oh; r++)
+        memcpy(y + r * g->ow, wide + r * wp, (size_t)g->ow * sizeof *y);
+}
+
+static void plane_forward(const cnv_im2col_geom *g, row_kernels k, const float *x, const float *w, float bias,
+                          float *y, float *scratch)
+{
+    int64_t wp = padded_w(g), len = run_len(g);
+    float *pad = scratch, *wide = scratch + padded_h(g) * wp;
+    pad_plane(g, x, pad);
+    for (int64_t i = 0; i < len; i++)
+        wide[i] = bias;
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++)
+            k.axpy(wide, pad + i * g->dh * wp + j * g->dw, w[i * g->kw + j], len, 1);
+    from_wide(g, wide, y);
+}
+
 /* ------------------------------------------------------------ the passes */
 
-void cnv_dw_forward(const cnv_im2col_geom *g, int level, const float *x, const float *w, float bias, float *y)
+void cnv_dw_forward(const cnv_im2col_geom *g, int level, const float *x, const float *w, float bias, float *y,
+                    float *scratch)
 {
     row_kernels k = kernels(level);
+    if (g->sh == 1 && g->sw == 1) {
+        plane_forward(g, k, x, w, bias, y, scratch);
+        return;
+    }
     int s = (int)g->sw;
     for (int64_t oh = 0; oh < g->oh; oh++) {
         float *yr = y + oh * g->ow;
@@ -139,9 +222,10 @@ void cnv_dw_forward(const cnv_im2col_geom *g, int level, const float *x, const f
     }
 }
 
-void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, const float *w, float *dx)
+/* dx (h, w) += the adjoint of one channel's correlation applied to dy,
+ * row by row. */
+static void rows_backward_x(const cnv_im2col_geom *g, row_kernels k, const float *dy, const float *w, float *dx)
 {
-    row_kernels k = kernels(level);
     int s = (int)g->sw;
     for (int64_t oh = 0; oh < g->oh; oh++) {
         const float *dyr = dy + oh * g->ow;
@@ -160,9 +244,53 @@ void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, con
     }
 }
 
-void cnv_dw_backward_w(const cnv_im2col_geom *g, int level, const float *x, const float *dy, float *dw)
+void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, int64_t dy_stride, const float *w,
+                       int64_t count, float *dx, int store, float *scratch)
 {
     row_kernels k = kernels(level);
+    int64_t kk = g->kh * g->kw;
+    if (g->sh != 1 || g->sw != 1) {
+        if (store)
+            memset(dx, 0, (size_t)(g->h * g->w) * sizeof *dx);
+        for (int64_t c = 0; c < count; c++)
+            rows_backward_x(g, k, dy + c * dy_stride, w + c * kk, dx);
+        return;
+    }
+    /* every channel's runs into one padded plane, then its interior out */
+    int64_t wp = padded_w(g), len = run_len(g);
+    float *pad = scratch, *wide = scratch + padded_h(g) * wp;
+    pad_plane(g, NULL, pad);
+    for (int64_t c = 0; c < count; c++) {
+        to_wide(g, dy + c * dy_stride, wide);
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                k.scatter(pad + i * g->dh * wp + j * g->dw, wide, w[c * kk + i * g->kw + j], len, 1);
+    }
+    for (int64_t r = 0; r < g->h; r++) {
+        const float *src = pad + (r + g->pt) * wp + g->pl;
+        float *dst = dx + r * g->w;
+        if (store)
+            memcpy(dst, src, (size_t)g->w * sizeof *dst);
+        else
+            for (int64_t q = 0; q < g->w; q++)
+                dst[q] += src[q];
+    }
+}
+
+void cnv_dw_backward_w(const cnv_im2col_geom *g, int level, const float *x, const float *dy, float *dw,
+                       float *scratch)
+{
+    row_kernels k = kernels(level);
+    if (g->sh == 1 && g->sw == 1) {
+        int64_t wp = padded_w(g), len = run_len(g);
+        float *pad = scratch, *wide = scratch + padded_h(g) * wp;
+        pad_plane(g, x, pad);
+        to_wide(g, dy, wide);
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                dw[i * g->kw + j] += k.dot(pad + i * g->dh * wp + j * g->dw, wide, len, 1);
+        return;
+    }
     int s = (int)g->sw;
     for (int64_t i = 0; i < g->kh; i++)
         for (int64_t j = 0; j < g->kw; j++) {

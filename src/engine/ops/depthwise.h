@@ -11,17 +11,26 @@
 
 #include "engine/ops/im2col.h"
 
+/* Floats of scratch each call below needs (per thread): 0 unless the
+ * convolution has stride 1, which runs over padded planes. */
+size_t cnv_dw_scratch(const cnv_im2col_geom *g);
+
 /* One channel each, with the row kernels of vector level `level`
  * (core/cpu.h; every level gives the same bits). g->c is ignored.
  * y (oh, ow) = bias + the correlation of x (h, w) with w (kh, kw) under
  * g's strides, dilations and pads. */
-void cnv_dw_forward(const cnv_im2col_geom *g, int level, const float *x, const float *w, float bias, float *y);
+void cnv_dw_forward(const cnv_im2col_geom *g, int level, const float *x, const float *w, float bias, float *y,
+                    float *scratch);
 
-/* dx (h, w) += the adjoint of cnv_dw_forward applied to dy (oh, ow). */
-void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, const float *w, float *dx);
+/* dx (h, w) = (store) or += the adjoint of cnv_dw_forward applied to count
+ * output channels that read this input channel: dy + c * dy_stride with
+ * filter w + c * kh * kw. */
+void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, int64_t dy_stride, const float *w,
+                       int64_t count, float *dx, int store, float *scratch);
 
 /* dw (kh, kw) += the gradient of cnv_dw_forward's output against dy, for
  * input x. */
-void cnv_dw_backward_w(const cnv_im2col_geom *g, int level, const float *x, const float *dy, float *dw);
+void cnv_dw_backward_w(const cnv_im2col_geom *g, int level, const float *x, const float *dy, float *dw,
+                       float *scratch);
 
 #endif
