@@ -12,6 +12,18 @@ enum {
     CNV_SIMD_AVX512 = 2  /* AVX-512F */
 };
 
+/* Element-wise loops (activations, broadcast arithmetic) are compiled
+ * three times by GCC, for AVX-512, AVX2 and the baseline, and the loader
+ * picks one for this CPU (target_clones, an ifunc). A map from each input
+ * element to its output is the same IEEE operation at every vector width,
+ * so the clones give the same bits; loops that sum use the explicit levels
+ * above instead, whose summation order is fixed. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
+#define CNV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CNV_CLONES
+#endif
+
 /* The widest level this CPU and its OS support, capped by cnv_simd_cap
  * (engine/testing.h). */
 int cnv_simd_level(void);

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "engine/op.h"
 #include "engine/ops/elementwise.h"
 
@@ -212,11 +213,11 @@ static inline __attribute__((always_inline)) void backward_row_of(const int op, 
 /* One copy of the row loops per op, each with op a constant so that
  * apply() and dterm() fold to one expression and the loops vectorize. */
 #define OP_ROWS(OP)                                                                \
-    static void forward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)    \
+    CNV_CLONES static void forward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)    \
     {                                                                              \
         forward_row_of(OP, arg, iy, ia, ib);                                       \
     }                                                                              \
-    static void backward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)   \
+    CNV_CLONES static void backward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)   \
     {                                                                              \
         backward_row_of(OP, arg, iy, ia, ib);                                      \
     }

@@ -3,6 +3,7 @@
  * are in binary.c. */
 #include <string.h>
 
+#include "core/cpu.h"
 #include "engine/op.h"
 #include "engine/ops/elementwise.h"
 
@@ -24,7 +25,7 @@ static cnv_status same_shape_plan(cnv_op_ctx *c, size_t *state, size_t *work, cn
 
 // y = max(x, 0); NaN passes through, as in ONNX and PyTorch. It is also
 // the epilogue a Conv applies for a Relu that reads it.
-static void relu(const float *restrict x, float *restrict y, int64_t n, const void *geom)
+CNV_CLONES static void relu(const float *restrict x, float *restrict y, int64_t n, const void *geom)
 {
     (void)geom;
     int64_t i = 0;
@@ -55,7 +56,7 @@ static void relu_forward(cnv_op_ctx *c)
 }
 
 /* dx = dy where y > 0 (and, guided, dy > 0), else 0. */
-static void relu_mask_store(const float *restrict y, const float *restrict dy, float *restrict dx,
+CNV_CLONES static void relu_mask_store(const float *restrict y, const float *restrict dy, float *restrict dx,
                             int64_t n, int guided)
 {
     int64_t i = 0;
@@ -77,7 +78,7 @@ static void relu_mask_store(const float *restrict y, const float *restrict dy, f
 }
 
 /* dx += dy where y > 0 (and, guided, dy > 0). */
-static void relu_mask_add(const float *restrict y, const float *restrict dy, float *restrict dx,
+CNV_CLONES static void relu_mask_add(const float *restrict y, const float *restrict dy, float *restrict dx,
                           int64_t n, int guided)
 {
     int64_t i = 0;
@@ -149,7 +150,7 @@ void cnv_grad_pass(const float *dy, float *dx, int64_t n, int store)
     cnv_add_to(dy, dx, n);
 }
 
-void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n)
+CNV_CLONES void cnv_add_to(const float *restrict src, float *restrict dst, int64_t n)
 {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)

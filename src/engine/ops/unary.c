@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "core/numeric.h"
 #include "engine/op.h"
 
@@ -33,7 +34,7 @@ typedef void (*bwd_fn)(const float *restrict x, const float *restrict y, const f
 /* The loops are written as a function of one element, then expanded into
  * forward and backward kernels; GCC vectorizes the simple ones. */
 #define FWD(name, expr)                                                                    \
-    static void name##_f(const float *restrict x, float *restrict y, int64_t n, const void *kv) \
+    CNV_CLONES static void name##_f(const float *restrict x, float *restrict y, int64_t n, const void *kv) \
     {                                                                                      \
         const unary_k *k = kv;                                                             \
         (void)k;                                                                           \
@@ -44,7 +45,7 @@ typedef void (*bwd_fn)(const float *restrict x, const float *restrict y, const f
     }
 /* d is dy[i] * f'(v = x[i], o = y[i]) */
 #define BWD(name, expr)                                                                    \
-    static void name##_b(const float *restrict x, const float *restrict y, const float *restrict dy, \
+    CNV_CLONES static void name##_b(const float *restrict x, const float *restrict y, const float *restrict dy, \
                          float *restrict dx, int64_t n, const unary_k *k, int add)         \
     {                                                                                      \
         (void)k, (void)x, (void)y;                                                         \
@@ -98,14 +99,14 @@ static inline unary_k clip_bounds(const unary_k *k)
     return b;
 }
 
-static void clip_f(const float *restrict x, float *restrict y, int64_t n, const void *kv)
+CNV_CLONES static void clip_f(const float *restrict x, float *restrict y, int64_t n, const void *kv)
 {
     unary_k k = clip_bounds(kv);
     for (int64_t i = 0; i < n; i++)
         y[i] = clamp(x[i], k.a, k.b);
 }
 
-static void clip_b(const float *restrict x, const float *restrict y, const float *restrict dy, float *restrict dx,
+CNV_CLONES static void clip_b(const float *restrict x, const float *restrict y, const float *restrict dy, float *restrict dx,
                    int64_t n, const unary_k *kv, int add)
 {
     (void)y;
