@@ -46,8 +46,9 @@ STATIC := $(BUILD)/libcnnviz.a
 
 .PHONY: all test install uninstall clean valgrind fuzz weights demo bench
 # Objects are kept (not deleted as intermediates), so a second `make test`
-# links nothing again.
-.SECONDARY:
+# links nothing again. (Not every target: a missing mode stamp must still
+# be made, so that lib/ and bin/ are rebuilt after a sanitizer run.)
+.SECONDARY: $(LIB_OBJ) $(CLI_OBJ) $(TESTLIB_OBJ) $(TEST_BIN) $(STATIC)
 all: lib/libcnnviz.a lib/libcnnviz.so bin/cnnviz
 
 $(BUILD)/src/%.o: src/%.c
