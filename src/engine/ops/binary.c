@@ -158,6 +158,8 @@ typedef struct bwd_job {
     float *dx;
     int64_t len, sa, sb;
     float scale;            /* Mean's 1 / n */
+    int store;              /* dx has the output's shape and holds garbage:
+                               each element written once, with = */
 } bwd_job;
 
 /* d(a op b)/d(a or b) times g, at (a, b) with output o. */
@@ -190,6 +192,15 @@ static inline __attribute__((always_inline)) void backward_row_of(const int op, 
     int64_t sx = which ? j->sb : j->sa, so = which ? j->sa : j->sb; /* the other operand's step */
     const float *x = which ? b : a, *other = which ? a : b;
 #define TERM(xi, oi) (which ? dterm(op, 1, other[oi], x[xi], y[i], dy[i]) : dterm(op, 0, x[xi], other[oi], y[i], dy[i]))
+    if (sx && j->store) {
+        if (so)
+            for (int64_t i = 0; i < j->len; i++)
+                dx[i] = TERM(i, i);
+        else
+            for (int64_t i = 0; i < j->len; i++)
+                dx[i] = TERM(i, 0);
+        return;
+    }
     if (sx) {
         if (so)
             for (int64_t i = 0; i < j->len; i++)
@@ -358,12 +369,15 @@ static void grad_of(cnv_op_ctx *c, int op, int k)
         cnv_grad_pass(c->out[0]->grad, x->grad, x->count, cnv_grad_store(c, k));
         return;
     }
-    if (cnv_grad_store(c, k))
+    /* an input of the output's shape is written once per element, so it
+     * can take = ; a broadcast one sums rows into its elements */
+    int store = cnv_grad_store(c, k) && cnv_shape_equal(&x->shape, &c->out[0]->shape);
+    if (cnv_grad_store(c, k) && !store)
         memset(x->grad, 0, (size_t)x->count * sizeof *x->grad);
     walk w;
     walk_init(&w, g, &a->shape, &b->shape);
     bwd_job j = {op, k, a->data, b->data, c->out[0]->data, c->out[0]->grad, NULL, x->grad,
-                 w.dims[w.nd - 1], w.sa[w.nd - 1], w.sb[w.nd - 1], 1.0f};
+                 w.dims[w.nd - 1], w.sa[w.nd - 1], w.sb[w.nd - 1], 1.0f, store};
     walk_rows(&w, g_backward_rows[op], &j);
 }
 

@@ -151,13 +151,23 @@ size_t cnv_dw_scratch(const cnv_im2col_geom *g)
 }
 
 /* pad = x with zero borders (x NULL: all zero). At stride 1 the plane is
- * the input with its pads: hp = pt + h + pb, wp = pl + w + pr. */
+ * the input with its pads: hp = pt + h + pb, wp = pl + w + pr. Only the
+ * borders are cleared when x fills the rest. */
 static void pad_plane(const cnv_im2col_geom *g, const float *x, float *pad)
 {
-    int64_t wp = padded_w(g);
-    memset(pad, 0, (size_t)(padded_h(g) * wp) * sizeof *pad);
-    for (int64_t r = 0; x && r < g->h; r++)
-        memcpy(pad + (r + g->pt) * wp + g->pl, x + r * g->w, (size_t)g->w * sizeof *pad);
+    int64_t hp = padded_h(g), wp = padded_w(g), right = wp - g->pl - g->w;
+    if (!x) {
+        memset(pad, 0, (size_t)(hp * wp) * sizeof *pad);
+        return;
+    }
+    memset(pad, 0, (size_t)(g->pt * wp) * sizeof *pad);
+    for (int64_t r = 0; r < g->h; r++) {
+        float *row = pad + (r + g->pt) * wp;
+        memset(row, 0, (size_t)g->pl * sizeof *row);
+        memcpy(row + g->pl, x + r * g->w, (size_t)g->w * sizeof *row);
+        memset(row + g->pl + g->w, 0, (size_t)right * sizeof *row);
+    }
+    memset(pad + (g->pt + g->h) * wp, 0, (size_t)((hp - g->pt - g->h) * wp) * sizeof *pad);
 }
 
 /* wide = y with garbage columns zeroed, or y = the valid part of wide. */
