@@ -363,9 +363,18 @@ CNV_API cnv_status cnv_session_set_plan_target(cnv_session *s, int t);
 /* Threads this session splits its work over: n >= 1, or 0 (the default)
  * for the process-wide cnv_set_threads setting. The session starts them
  * at its next plan and stops them when freed; they run only inside this
- * session's calls and never take signals. Results are deterministic for a
- * given thread count; different counts may differ in the last bits (the
- * GEMMs are split differently). A session planned in a parent process
+ * session's calls and never take signals. Results are deterministic: the
+ * same inputs, batch size and thread count give the same bits. An image
+ * gets exactly the values and gradients it gets alone on one thread
+ * whenever no GEMM of its convolutions is split between threads: on one
+ * thread, in a batch whose size is a multiple of the thread count or at
+ * least four times it (threads then take whole images), and for products
+ * too small to split. When one image's GEMMs are split (one image on 2
+ * threads), OpenBLAS rounds the blocks differently: values differ in the
+ * last bits (SqueezeNet's logits by up to 1.4e-6 of 10.9) and a
+ * gradient can differ by more where a ReLU input within rounding of 0
+ * switches (SqueezeNet's input gradient: up to 1.5e-4 of 0.017; both
+ * results are equally valid). A session planned in a parent process
  * still works in a child after fork(), on the calling thread alone. */
 CNV_API cnv_status cnv_session_set_threads(cnv_session *s, int n);
 
