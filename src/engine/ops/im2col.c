@@ -4,6 +4,8 @@
 
 #include "engine/ops/im2col.h"
 
+#include "core/cpu.h"
+
 /* Output positions o in [*lo, *hi) whose input index o*s + off lies inside
  * [0, n_in): computing the range once keeps the inner loops branch-free. */
 static void tap_range(int64_t off, int64_t s, int64_t n_in, int64_t n_out,
@@ -81,6 +83,14 @@ static void clip_to(int64_t off, int64_t s, int64_t i0, int64_t i1, int64_t *lo,
         *lo = *hi;
 }
 
+/* dst[0..n) += src[0..n): a column matrix's run into an image row (the
+ * two never overlap). */
+CNV_CLONES static void add_run(float *restrict dst, const float *restrict src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
 void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64_t ih0, int64_t ih1,
                      int store)
 {
@@ -101,8 +111,11 @@ void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64
                 for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
                     const float *r = row + oh * g->ow;
                     int64_t base = (oh * g->sh + offh) * g->w + offw;
-                    for (int64_t ow = ow_lo; ow < ow_hi; ow++)
-                        xc[base + ow * g->sw] += r[ow];
+                    if (g->sw == 1)
+                        add_run(xc + base + ow_lo, r + ow_lo, ow_hi - ow_lo);
+                    else
+                        for (int64_t ow = ow_lo; ow < ow_hi; ow++)
+                            xc[base + ow * g->sw] += r[ow];
                 }
             }
         }
