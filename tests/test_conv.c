@@ -803,6 +803,47 @@ static void test_depthwise_paths(void **state)
     assert_true(cases >= 8);
 }
 
+/* A depthwise convolution with pads and a dilation so large that the
+ * padded plane of the direct loops would hold 10^18 values, though the
+ * output is 3x3: it runs (through im2col), every tap lands in the
+ * padding, and y is the bias, dx zero. */
+static void test_depthwise_vast_padding(void **state)
+{
+    (void)state;
+    static const float w[8] = { 1, 1, 1, 1, 1, 1, 1, 1 }, b[2] = { 0.5f, -1.0f };
+    int64_t dil[2] = { 1000000000, 1000000000 }, pads[4] = { 500000000, 500000000, 500000000, 500000000 };
+    cnv_attr at[3] = { tu_attr_int("group", 2), tu_attr_ints("dilations", 2, dil), tu_attr_ints("pads", 4, pads) };
+    cnv_model *m;
+    cnv_shape xs = tu_shape(4, 1, 2, 3, 3), ws = tu_shape(4, 2, 1, 2, 2), bs = tu_shape(1, 2);
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    assert_int_equal(cnv_model_add_input(m, "x", &xs), CNV_OK);
+    assert_int_equal(cnv_model_add_const(m, "w", CNV_FLOAT32, &ws, w), CNV_OK);
+    assert_int_equal(cnv_model_add_const(m, "b", CNV_FLOAT32, &bs, b), CNV_OK);
+    const char *in[3] = { "x", "w", "b" }, *out[1] = { "y" };
+    if (cnv_model_add_node(m, "Conv", "c", 3, in, 1, out, 3, at) != CNV_OK)
+        fail_msg("%s", cnv_model_errmsg(m));
+    assert_int_equal(cnv_model_add_output(m, "y"), CNV_OK);
+    float x[18];
+    for (int i = 0; i < 18; i++)
+        x[i] = (float)i;
+    cnv_session *s = tu_session(m, (const float *const[]){ x }, 1);
+    assert_int_equal(cnv_session_forward(s), CNV_OK);
+    float *y, seed[18], *dx;
+    cnv_shape ys;
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &y, &ys), CNV_OK);
+    assert_int_equal(cnv_shape_count(&ys), 18);
+    for (int i = 0; i < 18; i++) {
+        assert_true(y[i] == b[i / 9]);
+        seed[i] = 1.0f;
+    }
+    assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, "x"), &dx), CNV_OK);
+    for (int i = 0; i < 18; i++)
+        assert_true(dx[i] == 0.0f);
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_backward_zero_channels),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_depthwise_paths),
+        cmocka_unit_test(test_depthwise_vast_padding),
         cmocka_unit_test(test_errors),
     };
     /* The same checks with the work split over 3 threads (uneven splits

@@ -187,7 +187,7 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     g->pointwise = kh == 1 && kw == 1 && sh == 1 && sww == 1 &&
                    pt == 0 && pl == 0 && pb == 0 && pr == 0;
 
-    g->direct = cg == 1 && p->group > 1 && !cnv_conv_no_direct;
+    g->direct = cg == 1 && p->group > 1 && !cnv_conv_no_direct && cnv_dw_scratch(&g->ig) >= 0;
     g->simd = cnv_simd_level();
 
     /* Many small units (a batch, depthwise groups) split evenly as they
@@ -197,10 +197,9 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
 
     cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
     *state_size = 0;
-    /* each term is at most CNV_MAX_ELEMS (checked above), so no overflow */
-    /* the direct loops' planes are at most the padded input plus the
-     * output plane, each within CNV_MAX_ELEMS */
-    g->unit_work = g->direct ? (int64_t)cnv_dw_scratch(&g->ig) : (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
+    /* each term is at most CNV_MAX_ELEMS (checked above and by
+     * cnv_dw_scratch), so no overflow */
+    g->unit_work = g->direct ? cnv_dw_scratch(&g->ig) : (g->pointwise ? 0 : K * P) + g->mg / 2 * (K + P);
     size_t bytes;
     if (!cnv_mul_size((size_t)g->unit_work, sizeof(float), &bytes) ||
         !cnv_mul_size(bytes, g->by_unit || g->direct ? (size_t)th : 1, work_size))

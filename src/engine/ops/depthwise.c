@@ -143,11 +143,18 @@ static int64_t run_len(const cnv_im2col_geom *g)
     return (g->oh - 1) * padded_w(g) + g->ow;
 }
 
-size_t cnv_dw_scratch(const cnv_im2col_geom *g)
+int64_t cnv_dw_scratch(const cnv_im2col_geom *g)
 {
     if (g->sh != 1 || g->sw != 1)
         return 0;
-    return (size_t)((padded_h(g) + g->oh) * padded_w(g));
+    /* huge pads with a dilated kernel make a small output of a vast
+     * padded plane: then there is no plane (-1) */
+    int64_t rows, n;
+    if (!cnv_mul_i64(g->kh - 1, g->dh, &rows) || (rows += g->oh) > CNV_MAX_ELEMS ||
+        !cnv_mul_i64(g->kw - 1, g->dw, &n) || (n += g->ow) > CNV_MAX_ELEMS || !cnv_mul_i64(rows + g->oh, n, &n) ||
+        n > CNV_MAX_ELEMS)
+        return -1;
+    return n;
 }
 
 /* pad = x with zero borders (x NULL: all zero). At stride 1 the plane is

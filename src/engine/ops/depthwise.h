@@ -12,8 +12,9 @@
 #include "engine/ops/im2col.h"
 
 /* Floats of scratch each call below needs (per thread): 0 unless the
- * convolution has stride 1, which runs over padded planes. */
-size_t cnv_dw_scratch(const cnv_im2col_geom *g);
+ * convolution has stride 1, which runs over padded planes; -1 when such a
+ * plane would exceed CNV_MAX_ELEMS (then use im2col + GEMM). */
+int64_t cnv_dw_scratch(const cnv_im2col_geom *g);
 
 /* One channel each, with the row kernels of vector level `level`
  * (core/cpu.h; every level gives the same bits). g->c is ignored.
