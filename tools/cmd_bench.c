@@ -90,6 +90,16 @@ static double forward_flops(const cnv_model *m, const cnv_shape *in)
     return total;
 }
 
+/* The input every run sees: n fixed pseudo-random values in [-1, 1). */
+static void fill_input(float *x, size_t n)
+{
+    uint32_t r = 12345;
+    for (size_t i = 0; i < n; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)((r >> 8) / 16777216.0 * 2.0 - 1.0);
+    }
+}
+
 /* Per-node times summed by op type, then the slowest nodes. */
 static void print_profile(cnv_session *s, const cnv_model *m, int output, const float *seed, size_t n_seed,
                           int iters)
@@ -101,6 +111,9 @@ static void print_profile(cnv_session *s, const cnv_model *m, int output, const 
         cli_error("--profile: %s", cnv_session_errmsg(s));
         return;
     }
+    /* the new plan's input is new memory: the same image again (a zero
+     * image leaves most ReLUs off and the backward sparse) */
+    fill_input(cnv_session_input(s), (size_t)cnv_shape_count(&in));
     int n = cnv_model_node_count(m);
     double tot_f = 0.0, tot_b = 0.0;
     enum { MAX_TYPES = 64 };
@@ -268,13 +281,8 @@ int cmd_bench(int argc, char **argv)
         return 1;
     }
     /* a fixed pseudo-random input; one class score per image as the seed */
-    float *x = cnv_session_input(s);
     size_t n_in = (size_t)batch * cm.channels * cm.height * cm.width;
-    uint32_t r = 12345;
-    for (size_t i = 0; i < n_in; i++) {
-        r = r * 1664525u + 1013904223u;
-        x[i] = (float)((r >> 8) / 16777216.0 * 2.0 - 1.0);
-    }
+    fill_input(cnv_session_input(s), n_in);
     int64_t ny = cnv_shape_count(&ysh);
     float *seed = calloc((size_t)ny, sizeof *seed);
     double *tf = calloc((size_t)iters, sizeof *tf), *tb = calloc((size_t)iters, sizeof *tb);
