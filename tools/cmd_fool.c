@@ -160,7 +160,7 @@ static int write_full(const cli_model *cm, const char *photo, const char *fooled
     cnv_preprocess pp = cm->pp;
     pp.height = h;
     pp.width = w;
-    int c = cm->channels, wx, wy, ww, wh, rc = 0;
+    int c = cm->channels, wx = 0, wy = 0, ww = 0, wh = 0, rc = 0;
     cnv_status st = cnv_image_load(photo, &img, err, sizeof err);
     if (st == CNV_OK && img.channels != c && (st = cnv_image_convert(&img, c, &conv, err, sizeof err)) == CNV_OK) {
         cnv_image_free(&img);
