@@ -308,12 +308,87 @@ static void gelu_tanh(void **state)
     cnv_model_free(m2);
 }
 
+/* x -> Sigmoid s -> Mul(x, s) or Mul(s, x) = y (SiLU); with s_out the
+ * Sigmoid output is also a graph output, which keeps the Mul from doing
+ * the Sigmoid's backward (plan_swish). */
+static cnv_model *silu_model(int s_first, int s_out)
+{
+    cnv_model *m;
+    cnv_shape xs = tu_shape(4, 1, 3, 8, 9);
+    assert_int_equal(cnv_model_create(&m), CNV_OK);
+    assert_int_equal(cnv_model_add_input(m, "x", &xs), CNV_OK);
+    const char *si[] = {"x"}, *so[] = {"s"}, *mo[] = {"y"};
+    const char *mi[2] = {s_first ? "s" : "x", s_first ? "x" : "s"};
+    assert_int_equal(cnv_model_add_node(m, "Sigmoid", "sig", 1, si, 1, so, 0, NULL), CNV_OK);
+    assert_int_equal(cnv_model_add_node(m, "Mul", "mul", 2, mi, 1, mo, 0, NULL), CNV_OK);
+    assert_int_equal(cnv_model_add_output(m, "y"), CNV_OK);
+    if (s_out)
+        assert_int_equal(cnv_model_add_output(m, "s"), CNV_OK);
+    return m;
+}
+
+/* The Mul of x * Sigmoid(x) does the Sigmoid's backward too: dx and the
+ * Sigmoid output's gradient are bit for bit those of the two nodes run
+ * apart (on 1 and 2 threads), the Sigmoid's own backward does not run,
+ * and a backward from the Sigmoid output alone still runs it. */
+static void silu_backward_fused(void **state)
+{
+    (void)state;
+    enum { N = 3 * 8 * 9 };
+    float x[N], seed[N];
+    tu_rng r;
+    tu_rng_init(&r, 77);
+    tu_fill(&r, x, N, -6.0f, 6.0f);
+    tu_fill(&r, seed, N, -1.0f, 1.0f);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int s_first = 0; s_first < 2; s_first++) {
+            float dx[2][N], ds[2][N];
+            double sig_bwd[2];
+            for (int apart = 0; apart < 2; apart++) {
+                cnv_model *m = silu_model(s_first, apart);
+                cnv_session *s;
+                assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+                assert_int_equal(cnv_session_set_threads(s, threads), CNV_OK);
+                assert_int_equal(cnv_session_set_profiling(s, 1), CNV_OK);
+                cnv_shape xs = tu_shape(4, 1, 3, 8, 9);
+                assert_int_equal(cnv_session_plan_shapes(s, 1, &xs), CNV_OK);
+                memcpy(cnv_session_input(s), x, sizeof x);
+                assert_int_equal(cnv_session_forward(s), CNV_OK);
+                assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
+                float *g;
+                memcpy(dx[apart], cnv_session_input_grad(s), sizeof dx[apart]);
+                assert_int_equal(cnv_session_grad(s, tu_t(s, "s"), &g), CNV_OK);
+                memcpy(ds[apart], g, sizeof ds[apart]);
+                assert_int_equal(cnv_session_node_time(s, 0, NULL, &sig_bwd[apart]), CNV_OK);
+                if (!apart) { /* from the Sigmoid output: its backward runs */
+                    assert_int_equal(tu_backward(s, "s", seed), CNV_OK);
+                    const float *dxs = cnv_session_input_grad(s);
+                    for (int i = 0; i < N; i++) {
+                        double sv = 1.0 / (1.0 + exp(-(double)x[i]));
+                        assert_true(fabs(dxs[i] - seed[i] * sv * (1.0 - sv)) < 1e-6);
+                    }
+                }
+                cnv_session_free(s);
+                cnv_model_free(m);
+            }
+            assert_memory_equal(dx[0], dx[1], sizeof dx[0]);
+            assert_memory_equal(ds[0], ds[1], sizeof ds[0]);
+            assert_true(sig_bwd[0] == 0.0 && sig_bwd[1] > 0.0);
+            for (int i = 0; i < N; i++) { /* d/dx x s(x) = s + x s (1 - s) */
+                double sv = 1.0 / (1.0 + exp(-(double)x[i])), want = seed[i] * (sv + x[i] * sv * (1.0 - sv));
+                assert_true(fabs(dx[0][i] - want) < 1e-5 * fmax(1.0, fabs(want)));
+                assert_true(fabs(ds[0][i] - seed[i] * x[i]) < 1e-6 * fmax(1.0, fabs(x[i])));
+            }
+        }
+    printf("SiLU: the Mul's fused backward equals the two nodes' to the bit (1 and 2 threads, both orders)\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forward_and_gradient), cmocka_unit_test(gradients_at_kinks),
         cmocka_unit_test(clip_forms),           cmocka_unit_test(fused_equals_unfused),
-        cmocka_unit_test(gelu_tanh),
+        cmocka_unit_test(gelu_tanh),            cmocka_unit_test(silu_backward_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,11 @@ typedef struct cnv_op_ctx {
      * with cnv_grad_store. */
     const unsigned char *grad_store;
     cnv_epilogue epilogue; /* CNV_OP_TAKES_EPILOGUE ops only */
+    /* CNV_OP_TAKES_SIGMOID ops only: 1 + the input that is a
+     * CNV_OP_SIGMOID of the other input (x * Sigmoid(x)), when that
+     * Sigmoid feeds nothing else; backward then does the Sigmoid's too
+     * (plan.c, plan_swish). 0: no. */
+    int fused_sigmoid;
     cnv_fold_arena *arena; /* plan time only: for cnv_fold_values */
     /* Plan-time geometry (output sizes, resolved pads, ...) that forward and
      * backward read; an op casts it to its own struct. */
@@ -102,6 +107,11 @@ enum {
     /* fold reads only its inputs' shapes (Shape): it is tried whatever
      * the inputs hold */
     CNV_OP_FOLD_SHAPES = 1 << 6,
+    /* x * Sigmoid(x) (SiLU): the op is the logistic function, and the op
+     * whose backward can do its backward too (cnv_op_ctx.fused_sigmoid:
+     * Mul) */
+    CNV_OP_SIGMOID = 1 << 7,
+    CNV_OP_TAKES_SIGMOID = 1 << 8,
 };
 
 struct cnv_op {

@@ -341,6 +341,7 @@ static void carve_book(cnv_session *s, plan_tmp *t, carve *c, int n_in)
     s->unplanned = take(c, nn, 1);
     s->gready = take(c, nt, 1);
     s->idle = take(c, nn, 1);
+    s->bwd_by = take(c, nn, sizeof *s->bwd_by);
     s->prof = s->profiling ? take(c, 2 * nn, sizeof *s->prof) : NULL;
     t->state_size = take(c, nn, sizeof *t->state_size);
     t->uses = take(c, nt, sizeof *t->uses);
@@ -373,6 +374,7 @@ void cnv_session_drop_plan(cnv_session *s)
     s->ctx = NULL;
     s->store = s->repeat = s->tmark = s->nmark = s->valid = s->has_grad = s->gready = s->idle = s->unplanned =
         NULL;
+    s->bwd_by = NULL;
     if (s->folds) {
         fold_arena_free(s->folds);
         cnv_free(s->folds);
@@ -472,6 +474,45 @@ static void plan_epilogues(cnv_session *s)
             continue;
         s->ctx[i].epilogue = (cnv_epilogue){r->op->epilogue, s->ctx[j].geom, &s->vals[r->out[0]]};
         s->idle[j] = 1;
+    }
+}
+
+static int is_graph_output(const cnv_model *m, int t)
+{
+    for (int k = 0; k < m->n_outputs; k++)
+        if (m->outputs[k] == t)
+            return 1;
+    return 0;
+}
+
+/* x * Sigmoid(x) (SiLU, or Swish: EfficientNet's activation), all of one
+ * shape, the Sigmoid feeding nothing but this Mul: the Mul's backward does
+ * the Sigmoid's as well, in one pass over the elements instead of three
+ * (binary.c), adding the same terms in the same order, so no bit changes;
+ * the Sigmoid output's gradient is still written. The Sigmoid's own
+ * backward then runs only when the Mul's does not (a backward from the
+ * Sigmoid output). */
+static void plan_swish(cnv_session *s, const int *uses)
+{
+    const cnv_model *m = s->m;
+    for (int j = 0; j < m->n_nodes; j++)
+        s->bwd_by[j] = -1;
+    for (int j = 0; j < m->n_nodes; j++) {
+        const cnv_node *n = &m->nodes[j];
+        s->ctx[j].fused_sigmoid = 0;
+        if (!(n->op->flags & CNV_OP_TAKES_SIGMOID) || n->n_in != 2 || s->idle[j])
+            continue;
+        for (int k = 0; k < 2; k++) {
+            int t = n->in[k], x = n->in[1 - k], p = t >= 0 ? m->tensors[t].producer : -1;
+            if (p < 0 || x < 0 || t == x || !(m->nodes[p].op->flags & CNV_OP_SIGMOID) || m->nodes[p].in[0] != x ||
+                uses[t] != 1 || is_graph_output(m, t) || !s->has_grad[x] || !s->has_grad[t] || s->bwd_by[p] >= 0 ||
+                !cnv_shape_equal(&s->vals[t].shape, &s->vals[x].shape) ||
+                !cnv_shape_equal(&s->vals[x].shape, &s->vals[n->out[0]].shape))
+                continue;
+            s->ctx[j].fused_sigmoid = k + 1;
+            s->bwd_by[p] = j;
+            break;
+        }
     }
 }
 
@@ -652,6 +693,7 @@ cnv_status cnv_session_plan_now(cnv_session *s, int n, const cnv_shape *shapes)
             if (m->nodes[i].in[k] >= 0)
                 t.uses[m->nodes[i].in[k]]++;
     plan_epilogues(s);
+    plan_swish(s, t.uses);
     plan_views(s, &t);
     if ((st = alloc_data(s, &t, j.work_max)) != CNV_OK) {
         cnv_session_drop_plan(s);

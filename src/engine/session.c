@@ -269,6 +269,9 @@ cnv_status cnv_session_backward(cnv_session *s, int t, const float *seed, size_t
         const cnv_node *n = &m->nodes[i];
         if (!s->nmark[i] || !s->has_grad[n->out[0]])
             continue;
+        int by = s->bwd_by[i]; /* done by its consumer, if that one ran */
+        if (by >= 0 && s->nmark[by] && s->has_grad[m->nodes[by].out[0]])
+            continue;
         cnv_op_ctx *c = &s->ctx[i];
         double t0 = s->prof ? cnv_now() : 0.0;
         const unsigned char *repeat = s->repeat + (c->in - s->io);

@@ -37,6 +37,9 @@ struct cnv_session {
     unsigned char *idle;     /* per node: nothing to do in forward (folded
                                 at plan time, or an epilogue its producer
                                 runs) */
+    int *bwd_by;             /* per node: the node whose backward does
+                                this one's (a Sigmoid in x * Sigmoid(x)),
+                                or -1 */
     cnv_fold_arena *folds;   /* values folded at plan time */
     double *prof;            /* per node: forward and backward seconds;
                                 NULL unless profiling */

@@ -381,8 +381,46 @@ static void grad_of(cnv_op_ctx *c, int op, int k)
     walk_rows(&w, g_backward_rows[op], &j);
 }
 
+/* y = x * s with s = Sigmoid(x) (cnv_op_ctx.fused_sigmoid): ds = dy x
+ * (the Mul's gradient for s), dx = dy s (the Mul's for x) + ds s (1 - s)
+ * (the Sigmoid's), in one pass and the order the two nodes would add
+ * them. Blocks of 16 floats [lo, hi) per thread. */
+typedef struct swish_job {
+    const cnv_op_ctx *c;
+    int ks; /* the input that is s */
+} swish_job;
+
+CNV_CLONES static void swish_rows(const float *restrict dy, const float *restrict x, const float *restrict sg,
+                                  float *restrict dx, float *restrict ds, int64_t n, int store_x, int store_s)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = dy[i], sv = sg[i], d = g * x[i];
+        float d_total = store_s ? d : ds[i] + d;
+        float a = store_x ? g * sv : dx[i] + g * sv;
+        ds[i] = d_total;
+        dx[i] = a + d_total * sv * (1.0f - sv);
+    }
+}
+
+static void swish_part(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const swish_job *j = arg;
+    const cnv_op_ctx *c = j->c;
+    int kx = 1 - j->ks;
+    int64_t n = c->out[0]->count;
+    lo *= 16, hi = hi * 16 < n ? hi * 16 : n;
+    swish_rows(c->out[0]->grad + lo, c->in[kx]->data + lo, c->in[j->ks]->data + lo, c->in[kx]->grad + lo,
+               c->in[j->ks]->grad + lo, hi - lo, cnv_grad_store(c, kx), cnv_grad_store(c, j->ks));
+}
+
 static void bin_backward(cnv_op_ctx *c, int op)
 {
+    if (c->fused_sigmoid && c->in[0]->grad && c->in[1]->grad) { /* Mul: plan_swish */
+        swish_job j = {c, c->fused_sigmoid - 1};
+        cnv_team_run(c->team, (c->out[0]->count + 15) / 16, swish_part, &j);
+        return;
+    }
     /* both inputs the same tensor: the executor zeroed it, each adds */
     grad_of(c, op, 0);
     grad_of(c, op, 1);
@@ -543,7 +581,7 @@ static cnv_status int_fold(cnv_op_ctx *c, int op, int *done, cnv_err *e)
 
 /* ------------------------------------------------------------ the table */
 
-#define BINARY(name, TYPE, OP)                                                                   \
+#define BINARY(name, TYPE, OP, FLAGS)                                                            \
     static void name##_forward(cnv_op_ctx *c) { bin_forward(c, OP); }                         \
     static void name##_backward(cnv_op_ctx *c) { bin_backward(c, OP); }                       \
     static cnv_status name##_fold(cnv_op_ctx *c, int *done, cnv_err *e)                        \
@@ -552,15 +590,15 @@ static cnv_status int_fold(cnv_op_ctx *c, int op, int *done, cnv_err *e)
     }                                                                                          \
     const cnv_op cnv_op_##name = {                                                             \
         .type = TYPE, .min_in = 2, .max_in = 2, .min_out = 1, .max_out = 1,                    \
-        .flags = CNV_OP_GRAD_STORE, .plan = bin_plan, .forward = name##_forward,               \
+        .flags = CNV_OP_GRAD_STORE | (FLAGS), .plan = bin_plan, .forward = name##_forward,     \
         .backward = name##_backward, .fold = name##_fold,                                      \
     };
 
-BINARY(add, "Add", OP_ADD)
-BINARY(sub, "Sub", OP_SUB)
-BINARY(mul, "Mul", OP_MUL)
-BINARY(div, "Div", OP_DIV)
-BINARY(pow, "Pow", OP_POW)
+BINARY(add, "Add", OP_ADD, 0)
+BINARY(sub, "Sub", OP_SUB, 0)
+BINARY(mul, "Mul", OP_MUL, CNV_OP_TAKES_SIGMOID)
+BINARY(div, "Div", OP_DIV, 0)
+BINARY(pow, "Pow", OP_POW, 0)
 
 static void prelu_forward(cnv_op_ctx *c)
 {

@@ -414,7 +414,7 @@ static cnv_status abs_fold(cnv_op_ctx *c, int *done, cnv_err *e)
 }
 
 UNARY(clip, "Clip", ACT, 3, clip_parse, clip_f, clip_b, NULL)
-UNARY(sigmoid, "Sigmoid", 0, 1, no_attrs, sigmoid_f, sigmoid_b, NULL)
+UNARY(sigmoid, "Sigmoid", CNV_OP_SIGMOID, 1, no_attrs, sigmoid_f, sigmoid_b, NULL)
 UNARY(hardsigmoid, "HardSigmoid", 0, 1, hardsigmoid_parse, hardsigmoid_f, hardsigmoid_b, NULL)
 UNARY(hardswish, "HardSwish", ACT, 1, no_attrs, hardswish_f, hardswish_b, NULL)
 UNARY(tanh, "Tanh", ACT, 1, no_attrs, tanh_f, tanh_b, NULL)
