@@ -222,13 +222,17 @@ static inline __attribute__((always_inline)) void backward_row_of(const int op, 
 }
 
 /* One copy of the row loops per op, each with op a constant so that
- * apply() and dterm() fold to one expression and the loops vectorize. */
-#define OP_ROWS(OP)                                                                \
-    CNV_CLONES static void forward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)    \
+ * apply() and dterm() fold to one expression and the loops vectorize.
+ * Max and Min fold forward through these, and have a backward of their
+ * own (var_backward). */
+#define FORWARD_ROWS(OP)                                                           \
+    CNV_CLONES static void forward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib) \
     {                                                                              \
         forward_row_of(OP, arg, iy, ia, ib);                                       \
-    }                                                                              \
-    CNV_CLONES static void backward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib)   \
+    }
+#define OP_ROWS(OP)                                                                \
+    FORWARD_ROWS(OP)                                                               \
+    CNV_CLONES static void backward_row_##OP(void *arg, int64_t iy, int64_t ia, int64_t ib) \
     {                                                                              \
         backward_row_of(OP, arg, iy, ia, ib);                                      \
     }
@@ -238,16 +242,16 @@ OP_ROWS(OP_MUL)
 OP_ROWS(OP_DIV)
 OP_ROWS(OP_POW)
 OP_ROWS(OP_PRELU)
-OP_ROWS(OP_MAX)
-OP_ROWS(OP_MIN)
+FORWARD_ROWS(OP_MAX)
+FORWARD_ROWS(OP_MIN)
 #undef OP_ROWS
+#undef FORWARD_ROWS
 
 static const row_fn g_forward_rows[] = {forward_row_OP_ADD, forward_row_OP_SUB,   forward_row_OP_MUL,
                                         forward_row_OP_DIV, forward_row_OP_POW,   forward_row_OP_PRELU,
                                         forward_row_OP_MAX, forward_row_OP_MIN};
-static const row_fn g_backward_rows[] = {backward_row_OP_ADD, backward_row_OP_SUB,   backward_row_OP_MUL,
-                                         backward_row_OP_DIV, backward_row_OP_POW,   backward_row_OP_PRELU,
-                                         backward_row_OP_MAX, backward_row_OP_MIN};
+static const row_fn g_backward_rows[] = {backward_row_OP_ADD, backward_row_OP_SUB, backward_row_OP_MUL,
+                                         backward_row_OP_DIV, backward_row_OP_POW, backward_row_OP_PRELU};
 
 /* y = a op b over the output (y may be a: the variadic ops fold into y). */
 static void fold(int op, const bin_geom *g, const cnv_val *a, const float *adata, const cnv_val *b, float *y)
@@ -416,7 +420,7 @@ static void swish_part(void *arg, int64_t lo, int64_t hi, int tid)
 
 static void bin_backward(cnv_op_ctx *c, int op)
 {
-    if (c->fused_sigmoid && c->in[0]->grad && c->in[1]->grad) { /* Mul: plan_swish */
+    if (c->fused_sigmoid) { /* Mul; plan_swish made sure both have gradients */
         swish_job j = {c, c->fused_sigmoid - 1};
         cnv_team_run(c->team, (c->out[0]->count + 15) / 16, swish_part, &j);
         return;

@@ -320,6 +320,13 @@ static void forward_unit(const cnv_op_ctx *c, int64_t n, int64_t gr, float *work
 
 /* ---------------------------------------------------------- depthwise */
 
+/* Thread tid's planes in the workspace (NULL: the loops need none). */
+static float *thread_scratch(const cnv_op_ctx *c, int tid)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    return c->work ? c->work + tid * g->unit_work : NULL;
+}
+
 /* Output channels [lo, hi) of the batch (n * M + m), each the direct
  * correlation of its group's one input channel, then the fused epilogue. */
 static void direct_forward(void *arg, int64_t lo, int64_t hi, int tid)
@@ -329,7 +336,7 @@ static void direct_forward(void *arg, int64_t lo, int64_t hi, int tid)
     const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
     const cnv_epilogue *ep = &c->epilogue;
     int64_t hw = g->ig.h * g->ig.w;
-    float *scratch = c->work ? c->work + tid * g->unit_work : NULL;
+    float *scratch = thread_scratch(c, tid);
     for (int64_t i = lo; i < hi; i++) {
         int64_t n = i / g->m, m = i % g->m;
         float *y = c->out[0]->data + i * g->p;
@@ -347,7 +354,7 @@ static void direct_backward_x(void *arg, int64_t lo, int64_t hi, int tid)
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     int64_t hw = g->ig.h * g->ig.w;
-    float *scratch = c->work ? c->work + tid * g->unit_work : NULL;
+    float *scratch = thread_scratch(c, tid);
     for (int64_t i = lo; i < hi; i++) {
         int64_t n = i / g->c, m0 = i % g->c * g->mg;
         cnv_dw_backward_x(&g->ig, g->simd, c->out[0]->grad + (n * g->m + m0) * g->p, g->p,
@@ -361,7 +368,7 @@ static void direct_backward_w(void *arg, int64_t lo, int64_t hi, int tid)
     const cnv_op_ctx *c = arg;
     const conv_geom *g = (const conv_geom *)c->geom;
     int64_t hw = g->ig.h * g->ig.w;
-    float *scratch = c->work ? c->work + tid * g->unit_work : NULL;
+    float *scratch = thread_scratch(c, tid);
     for (int64_t m = lo; m < hi; m++) {
         float *dw = c->in[1]->grad + m * g->k;
         if (cnv_grad_store(c, 1))

@@ -21,12 +21,13 @@
 #include <string.h>
 
 #include "core/cpu.h"
+#include "engine/ops/elementwise.h"
 
 /* ------------------------------------------------------------- kernels */
 
 #define BLOCK 16
 
-/* y[i] += a x[i*S]; y[i*S] += a x[i] (S 1 or 2); the dot product of
+/* y[i] += a x[i*S]; y[i*S] += a x[i] (the first at S 1); the dot product of
  * x[i*S] and y[i] in BLOCK partial sums added in a fixed order. */
 #define ROW_KERNELS(sfx, attr)                                                                                \
     attr static void axpy_##sfx(float *restrict y, const float *restrict x, float a, int64_t n, int s)       \
@@ -46,12 +47,11 @@
     }                                                                                                         \
     attr static void scatter_##sfx(float *restrict y, const float *restrict x, float a, int64_t n, int s)    \
     {                                                                                                         \
-        int64_t i = 0;                                                                                        \
-        if (s == 1)                                                                                           \
-            for (; i + BLOCK <= n; i += BLOCK)                                                                \
-                for (int j = 0; j < BLOCK; j++)                                                               \
-                    y[i + j] += a * x[i + j];                                                                 \
-        for (; i < n; i++)                                                                                    \
+        if (s == 1) {                                                                                         \
+            axpy_##sfx(y, x, a, n, 1);                                                                        \
+            return;                                                                                           \
+        }                                                                                                     \
+        for (int64_t i = 0; i < n; i++)                                                                       \
             y[i * s] += a * x[i];                                                                             \
     }                                                                                                         \
     attr static float dot_##sfx(const float *restrict x, const float *restrict y, int64_t n, int s)          \
@@ -281,7 +281,7 @@ void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, int
         to_wide(g, dy + c * dy_stride, wide);
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
-                k.scatter(pad + i * g->dh * wp + j * g->dw, wide, w[c * kk + i * g->kw + j], len, 1);
+                k.axpy(pad + i * g->dh * wp + j * g->dw, wide, w[c * kk + i * g->kw + j], len, 1);
     }
     for (int64_t r = 0; r < g->h; r++) {
         const float *src = pad + (r + g->pt) * wp + g->pl;
@@ -289,8 +289,7 @@ void cnv_dw_backward_x(const cnv_im2col_geom *g, int level, const float *dy, int
         if (store)
             memcpy(dst, src, (size_t)g->w * sizeof *dst);
         else
-            for (int64_t q = 0; q < g->w; q++)
-                dst[q] += src[q];
+            cnv_add_to(src, dst, g->w);
     }
 }
 

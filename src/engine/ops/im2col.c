@@ -4,7 +4,7 @@
 
 #include "engine/ops/im2col.h"
 
-#include "core/cpu.h"
+#include "engine/ops/elementwise.h"
 
 /* Output positions o in [*lo, *hi) whose input index o*s + off lies inside
  * [0, n_in): computing the range once keeps the inner loops branch-free. */
@@ -83,14 +83,6 @@ static void clip_to(int64_t off, int64_t s, int64_t i0, int64_t i1, int64_t *lo,
         *lo = *hi;
 }
 
-/* dst[0..n) += src[0..n): a column matrix's run into an image row (the
- * two never overlap). */
-CNV_CLONES static void add_run(float *restrict dst, const float *restrict src, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++)
-        dst[i] += src[i];
-}
-
 void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64_t ih0, int64_t ih1,
                      int store)
 {
@@ -112,7 +104,7 @@ void cnv_col2im_rows(const cnv_im2col_geom *g, const float *col, float *x, int64
                     const float *r = row + oh * g->ow;
                     int64_t base = (oh * g->sh + offh) * g->w + offw;
                     if (g->sw == 1)
-                        add_run(xc + base + ow_lo, r + ow_lo, ow_hi - ow_lo);
+                        cnv_add_to(r + ow_lo, xc + base + ow_lo, ow_hi - ow_lo);
                     else
                         for (int64_t ow = ow_lo; ow < ow_hi; ow++)
                             xc[base + ow * g->sw] += r[ow];

@@ -11,6 +11,7 @@
 #include "core/cpu.h"
 #include "engine/op.h"
 #include "engine/testing.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/window.h"
 
 /* Attributes of MaxPool / AveragePool as parsed; nk is the number of
@@ -797,27 +798,9 @@ static cnv_status gap_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
     return CNV_OK;
 }
 
-/* The sum of x[0..n) in double, in 8 partial sums (x[8k + j] into sum j,
- * then the 8 in order): the loop vectorizes, and the order of additions
- * is the same at every vector width. */
-CNV_CLONES static double sum_double(const float *restrict x, int64_t n)
-{
-    double acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++)
-            acc[j] += x[i + j];
-    for (; i < n; i++)
-        acc[i % 8] += x[i];
-    double s = 0.0;
-    for (int j = 0; j < 8; j++)
-        s += acc[j];
-    return s;
-}
-
 /* x is (NC, plane), y is (NC): plane means, summed in double; planes
  * [lo, hi). */
-static void gap_planes(void *job, int64_t lo, int64_t hi, int tid)
+CNV_CLONES static void gap_planes(void *job, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     const cnv_op_ctx *c = job;
@@ -825,7 +808,7 @@ static void gap_planes(void *job, int64_t lo, int64_t hi, int tid)
     const float *x = c->in[0]->data;
     float *y = c->out[0]->data;
     for (int64_t i = lo; i < hi; i++)
-        y[i] = (float)(sum_double(x + i * g->plane, g->plane) / (double)g->plane);
+        y[i] = (float)(cnv_run_sum(x + i * g->plane, g->plane, 0) / (double)g->plane);
 }
 
 static void gap_forward(cnv_op_ctx *c)

@@ -318,28 +318,6 @@ static inline float finish(int kind, double s, int64_t r)
         }                                                                                          \
     } while (0)
 
-/* Sum (of squares when sq) of n contiguous floats in double, in 16
- * partial sums: enough independent additions to hide their latency (and
- * the rounding error stays small). */
-static inline double run_sum(const float *restrict x, int64_t n, int sq)
-{
-    enum { W = 16 };
-    double acc[W] = {0}, s = 0.0;
-    int64_t i = 0;
-    for (; i + W <= n; i += W)
-        for (int k = 0; k < W; k++) {
-            double v = x[i + k];
-            acc[k] += sq ? v * v : v;
-        }
-    for (; i < n; i++) {
-        double v = x[i];
-        s += sq ? v * v : v;
-    }
-    for (int k = 0; k < W; k++)
-        s += acc[k];
-    return s;
-}
-
 /* m folded with n contiguous floats by pick. */
 static inline float run_pick(const float *restrict x, int64_t n, int is_min, float m)
 {
@@ -466,7 +444,7 @@ static float slice_value(const red_geom *g, const float *xs)
     int sq = g->kind == RED_SUMSQ || g->kind == RED_L2;
     double s = 0.0;
     for (int64_t q = 0; q < rows; q++, odo_next(&w, g->rd, g->rs))
-        s += sq ? run_sum(xs + w.off, len, 1) : run_sum(xs + w.off, len, 0);
+        s += sq ? cnv_run_sum(xs + w.off, len, 1) : cnv_run_sum(xs + w.off, len, 0);
     return finish(g->kind, s, g->r);
 }
 
