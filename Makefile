@@ -8,7 +8,7 @@
 
 PREFIX ?= /usr/local
 CC ?= cc
-PKGS := openblas stb
+PKGS := openblas stb fftw3f
 
 CFLAGS ?= -O3 -g
 # No code here enables floating-point traps, so the compiler may assume
@@ -98,7 +98,7 @@ install: all
 	install -m 644 lib/libcnnviz.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 lib/libcnnviz.so $(DESTDIR)$(PREFIX)/lib/libcnnviz.so.0
 	ln -sf libcnnviz.so.0 $(DESTDIR)$(PREFIX)/lib/libcnnviz.so
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnnviz\nDescription: see what a trained convolutional network has learned\nVersion: 0.2.0\nRequires.private: openblas\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lcnnviz\nLibs.private: -lstb -lgif -lz -lm -lpthread\n' '$(PREFIX)' \
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: cnnviz\nDescription: see what a trained convolutional network has learned\nVersion: 0.2.0\nRequires.private: openblas fftw3f\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lcnnviz\nLibs.private: -lstb -lgif -lz -lm -lpthread\n' '$(PREFIX)' \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/cnnviz.pc
 	install -m 755 bin/cnnviz $(DESTDIR)$(PREFIX)/bin/

@@ -901,9 +901,50 @@ typedef int (*cnv_progress_fn)(void *user, int iter, int total, float objective,
 typedef int (*cnv_frame_fn)(void *user, int iter, const float *images, int n,
                             int c, int h, int w);
 
+/* Recipes: how a visualization that optimizes an image (class models,
+ * neuron and layer pictures) parameterizes, transforms and steps it. */
+typedef enum cnv_recipe {
+    /* Olah, Mordvintsev, Schubert 2017 ("Feature Visualization"; the Lucid
+     * library's defaults): the image is sigmoid(C z), z a Fourier basis
+     * with amplitudes scaled by 1/frequency and C a square root of natural
+     * photos' color covariance; every step sees it randomly scaled,
+     * rotated and shifted (differentiably, with gray outside), and Adam
+     * ascends the objective. The default. cnv_lucid_params. */
+    CNV_RECIPE_LUCID = 0,
+    /* Gradient ascent on pixels with jitter rolls, blur, L2 decay and
+     * clamping (Simonyan et al. 2014; Yosinski et al. 2015; Stanford's
+     * CS231n): what cnnviz 0.1 did, bit for bit. */
+    CNV_RECIPE_CS231N = 1
+} cnv_recipe;
+
+/* "lucid", "cs231n" (NULL for other values), and back (-1 if unknown). */
+CNV_API const char *cnv_recipe_name(cnv_recipe r);
+CNV_API int cnv_recipe_parse(const char *name);
+
+/* The Lucid recipe's settings. Sizes are in pixels of a 224 x 224 image
+ * and scale with the image's smaller side. */
+typedef struct cnv_lucid_params {
+    int iters;         /* Adam steps (default 512) */
+    float lr;          /* Adam's step size (default 0.05) */
+    int spectral;      /* 1: the 1/f Fourier basis (default); 0: pixels */
+    int decorrelate;   /* 1: color decorrelation of 3-channel images
+                          (default 1) */
+    int sigmoid;       /* 1: sigmoid to [0, 1] (default); 0: clamp */
+    float init_std;    /* std of the starting parameters; the image's
+                          pixels then vary by about as much before the
+                          sigmoid (default 0.01) */
+    float shift;       /* random shift, at most, each axis (default 8) */
+    float scale_min, scale_max; /* random scale (default 0.9, 1.1) */
+    float rotate;      /* random rotation, at most, degrees (default 10) */
+} cnv_lucid_params;
+CNV_API cnv_lucid_params cnv_lucid_params_default(void);
+
 /* Class model visualization (Simonyan, Vedaldi, Zisserman 2014, "Deep
- * Inside Convolutional Networks", section 2): the image I that maximizes
- * the raw class score S_c(I) - l2 * ||I||^2 - l1 * ||I||_1, found by
+ * Inside Convolutional Networks", section 2): an image I that maximizes
+ * the raw class score S_c(I). By default (CNV_RECIPE_LUCID, see
+ * cnv_recipe) I = sigmoid(C z(theta)), ascended with Adam on S_c of
+ * randomly transformed copies. With CNV_RECIPE_CS231N it maximizes
+ * S_c(I) - l2 * ||I||^2 - l1 * ||I||_1 by
  * gradient ascent from random noise, with the implicit
  * regularizers of Yosinski et al. 2015: random jitter, periodic blur and
  * clamping to valid pixels. Each step, per batch item:
@@ -945,6 +986,11 @@ typedef struct cnv_classmodel_params {
     int frame_every;          /* frame gets iteration 0, every Nth, and the
                                  last; 0: never (default 10) */
     void *user;               /* passed to progress and frame */
+    /* CNV_RECIPE_LUCID (default) follows cnv_lucid_params instead of the
+     * fields from iters to init_std above (softmax still chooses the
+     * objective); CNV_RECIPE_CS231N is the ascent described above. */
+    cnv_recipe recipe;
+    cnv_lucid_params lucid;
 } cnv_classmodel_params;
 CNV_API cnv_classmodel_params cnv_classmodel_params_default(void);
 /* Replaces the automatic lr and jitter of p by the values cnv_classmodel

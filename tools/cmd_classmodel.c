@@ -13,10 +13,13 @@
 static const char usage[] =
     "usage: cnnviz classmodel [-m MODEL] --class K|NAME -o OUT.png [options]\n"
     "       cnnviz classmodel [-m MODEL] --classes K1,K2,... --grid SHEET.png [-o OUT.png]\n"
-    "Synthesizes the image the network scores highest for a class: gradient\n"
-    "ascent on the raw class score from random noise, with L2 decay, jitter,\n"
-    "periodic blur and clamping to valid pixels (Simonyan, Vedaldi, Zisserman\n"
-    "2014). The saved PNG is read back and classified again.\n"
+    "Synthesizes an image the network scores highest for a class (Simonyan,\n"
+    "Vedaldi, Zisserman 2014). The default recipe, lucid (Olah et al. 2017),\n"
+    "ascends with Adam on an image made of a decorrelated 1/f Fourier basis,\n"
+    "seen randomly scaled, rotated and shifted at every step; cs231n is\n"
+    "gradient ascent on pixels from random noise with L2 decay, jitter,\n"
+    "periodic blur and clamping. The saved PNG is read back and classified\n"
+    "again.\n"
     "\n"
     "options:\n"
     "  --class K|NAME     class index or label\n"
@@ -24,12 +27,23 @@ static const char usage[] =
     "  -o OUT.png         output (several classes: OUT_<class>.png)\n"
     "  --grid SHEET.png   labeled contact sheet of all classes\n"
     "  --tile PX          sheet and animation tiles PX wide (default: full size)\n"
-    "  --iters N          gradient steps (default 300)\n"
-    "  --lr F             step length along g/||g|| (default 25 at 3x224x224,\n"
+    "  --recipe R         lucid (default) or cs231n (cnnviz 0.1's pictures)\n"
+    "  --iters N          steps (default 512 lucid, 300 cs231n)\n"
+    "  --lr F             lucid: Adam's step size (default 0.05); cs231n: step\n"
+    "                     length along g/||g|| (default 25 at 3x224x224,\n"
     "                     scaled by sqrt(values/150528) at other sizes)\n"
-    "  --raw-step         step lr*g instead of lr*g/||g||\n"
     "  --softmax          ascend the softmax probability instead of the raw\n"
     "                     score (to compare; see docs/CLASS_MODELS.md)\n"
+    "  --seed S           random seed (default 0)\n"
+    "lucid options (sizes in pixels at 224x224, in proportion at other sizes):\n"
+    "  --param P          spectral (default: 1/f Fourier basis) or pixel\n"
+    "  --no-decorrelate   no color decorrelation\n"
+    "  --no-sigmoid       clamp to the pixel range instead of a sigmoid\n"
+    "  --shift PX         random shift of up to PX pixels (default 8)\n"
+    "  --scale A,B        random scale between A and B (default 0.9,1.1)\n"
+    "  --rotate DEG       random rotation of up to DEG degrees (default 10)\n"
+    "cs231n options:\n"
+    "  --raw-step         step lr*g instead of lr*g/||g||\n"
     "  --l2 F             L2 decay weight, lambda*||I||^2 (default 1e-3)\n"
     "  --l1 F             L1 decay weight, lambda*||I||_1 (default 0)\n"
     "  --blur-every N     blur every N steps, 0 never (default 10)\n"
@@ -38,7 +52,6 @@ static const char usage[] =
     "                     in proportion at other sizes, at least 1)\n"
     "  --no-clamp         do not clamp to the valid pixel range\n"
     "  --init-std F       std of the starting noise, normalized (default 1)\n"
-    "  --seed S           random seed (default 0)\n"
     "  --gif OUT.gif      animation of the ascent\n"
     "  --gif-every N      a frame every N steps (default 10)\n"
     "  --json             one JSON document on stdout\n"
@@ -165,13 +178,72 @@ static char *item_path(const char *out, int cls)
     return p;
 }
 
+/* --recipe and the options that belong to one recipe; 2 for a usage error. */
+static int recipe_options(cnv_classmodel_params *p, const cnv_classmodel_params *d, const char *recipe,
+                          const char *param, const char *scale, int iters, float lr)
+{
+    if (recipe) {
+        int r = cnv_recipe_parse(recipe);
+        if (r < 0)
+            return cli_error("classmodel: --recipe is lucid or cs231n, not '%s'", recipe), 2;
+        p->recipe = (cnv_recipe)r;
+    }
+    if (p->recipe == CNV_RECIPE_LUCID) {
+        if (p->l2 != d->l2 || p->l1 != d->l1 || p->blur_every != d->blur_every ||
+            p->blur_sigma != d->blur_sigma || p->jitter != d->jitter || p->clamp != d->clamp ||
+            p->normalize_grad != d->normalize_grad || p->init_std != d->init_std)
+            return cli_error("classmodel: --l2, --l1, --blur-every, --blur-sigma, --jitter, --no-clamp, "
+                             "--raw-step and --init-std belong to --recipe cs231n"), 2;
+        if (param && strcmp(param, "spectral") != 0 && strcmp(param, "pixel") != 0)
+            return cli_error("classmodel: --param is spectral or pixel, not '%s'", param), 2;
+        if (param)
+            p->lucid.spectral = strcmp(param, "spectral") == 0;
+        if (scale) {
+            char *end;
+            double a = strtod(scale, &end), b = *end == ',' ? strtod(end + 1, &end) : NAN;
+            if (*end || !(a > 0.0 && a <= b && b <= 100.0))
+                return cli_error("classmodel: --scale takes A,B with 0 < A <= B <= 100, not '%s'", scale), 2;
+            p->lucid.scale_min = (float)a;
+            p->lucid.scale_max = (float)b;
+        }
+        if (iters >= 0)
+            p->lucid.iters = iters;
+        if (!isnan(lr)) {
+            if (!(lr > 0.0f))
+                return cli_error("classmodel: --lr must be > 0 with --recipe lucid"), 2;
+            p->lucid.lr = lr;
+        }
+        return 0;
+    }
+    const cnv_lucid_params ld = cnv_lucid_params_default();
+    if (param || scale || p->lucid.decorrelate != ld.decorrelate || p->lucid.sigmoid != ld.sigmoid ||
+        p->lucid.shift != ld.shift || p->lucid.rotate != ld.rotate)
+        return cli_error("classmodel: --param, --scale, --no-decorrelate, --no-sigmoid, --shift and "
+                         "--rotate belong to --recipe lucid"), 2;
+    if (iters >= 0)
+        p->iters = iters;
+    if (!isnan(lr))
+        p->lr = lr;
+    return 0;
+}
+
 int cmd_classmodel(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_classmodel_params p = cnv_classmodel_params_default();
     const char *cls_text = NULL, *classes_text = NULL, *out = NULL, *grid = NULL, *gif = NULL;
-    int json = 0, quiet = 0, gif_every = 10, tile = 0;
+    const char *recipe = NULL, *param = NULL, *scale = NULL;
+    int json = 0, quiet = 0, gif_every = 10, tile = 0, iters = -1;
+    float lr = NAN;
+    const cnv_classmodel_params defaults = p;
     const cli_opt opts[] = {
+        CLI_OPT_STRING("--recipe", NULL, &recipe),
+        CLI_OPT_STRING("--param", NULL, &param),
+        CLI_OPT_STRING("--scale", NULL, &scale),
+        CLI_OPT_CLEAR("--no-decorrelate", &p.lucid.decorrelate),
+        CLI_OPT_CLEAR("--no-sigmoid", &p.lucid.sigmoid),
+        CLI_OPT_FLOAT("--shift", &p.lucid.shift, 0, 1e4, 0),
+        CLI_OPT_FLOAT("--rotate", &p.lucid.rotate, 0, 360, 0),
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-clamp", &p.clamp),
@@ -182,8 +254,8 @@ int cmd_classmodel(int argc, char **argv)
         CLI_OPT_OUTPUT("--output", "-o", &out),
         CLI_OPT_OUTPUT("--grid", NULL, &grid),
         CLI_OPT_OUTPUT("--gif", NULL, &gif),
-        CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
-        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
+        CLI_OPT_INT("--iters", &iters, 0, INT_MAX),
+        CLI_OPT_FLOAT("--lr", &lr, -HUGE_VAL, HUGE_VAL, 0),
         CLI_OPT_FLOAT("--l2", &p.l2, 0, HUGE_VAL, 0),
         CLI_OPT_FLOAT("--l1", &p.l1, 0, HUGE_VAL, 0),
         CLI_OPT_INT("--blur-every", &p.blur_every, 0, INT_MAX),
@@ -205,6 +277,8 @@ int cmd_classmodel(int argc, char **argv)
         return cli_error("classmodel: give --class or --classes, not both"), 2;
     if (!out && !grid)
         return cli_error("classmodel: give -o OUT.png (or --grid SHEET.png)"), 2;
+    if ((rc = recipe_options(&p, &defaults, recipe, param, scale, iters, lr)) != 0)
+        return rc;
 
     cli_model cm;
     if ((rc = cli_model_open(&mo, &cm)) != 0)
@@ -353,11 +427,20 @@ int cmd_classmodel(int argc, char **argv)
     if (json) {
         printf("{\"model\": ");
         cli_json_string(stdout, cm.path);
-        printf(", \"iters\": %d, \"lr\": %g, \"l2\": %g, \"l1\": %g, \"blur_every\": %d, "
-               "\"blur_sigma\": %g, \"jitter\": %d, \"softmax\": %s, \"seed\": %llu, "
-               "\"seconds\": %.3f",
-               p.iters, (double)p.lr, (double)p.l2, (double)p.l1, p.blur_every,
-               (double)p.blur_sigma, p.jitter, p.softmax ? "true" : "false",
+        printf(", \"recipe\": \"%s\"", cnv_recipe_name(p.recipe));
+        if (p.recipe == CNV_RECIPE_LUCID)
+            printf(", \"iters\": %d, \"lr\": %g, \"param\": \"%s\", \"decorrelate\": %s, "
+                   "\"sigmoid\": %s, \"shift\": %g, \"scale\": [%g, %g], \"rotate\": %g",
+                   p.lucid.iters, (double)p.lucid.lr, p.lucid.spectral ? "spectral" : "pixel",
+                   p.lucid.decorrelate ? "true" : "false", p.lucid.sigmoid ? "true" : "false",
+                   (double)p.lucid.shift, (double)p.lucid.scale_min, (double)p.lucid.scale_max,
+                   (double)p.lucid.rotate);
+        else
+            printf(", \"iters\": %d, \"lr\": %g, \"l2\": %g, \"l1\": %g, \"blur_every\": %d, "
+                   "\"blur_sigma\": %g, \"jitter\": %d",
+                   p.iters, (double)p.lr, (double)p.l2, (double)p.l1, p.blur_every,
+                   (double)p.blur_sigma, p.jitter);
+        printf(", \"softmax\": %s, \"seed\": %llu, \"seconds\": %.3f", p.softmax ? "true" : "false",
                (unsigned long long)p.seed, secs);
         if (grid)
             printf(", \"grid\": "), cli_json_string(stdout, grid);
@@ -391,7 +474,8 @@ int cmd_classmodel(int argc, char **argv)
             printf("sheet: %s\n", grid);
         if (gif)
             printf("animation: %s (%d frames)\n", gif, cnv_gif_writer_frames(rx.gif));
-        printf("%d steps in %.1f s\n", p.iters, secs);
+        printf("%d steps (%s) in %.1f s\n", p.recipe == CNV_RECIPE_LUCID ? p.lucid.iters : p.iters,
+               cnv_recipe_name(p.recipe), secs);
     }
 
 done:
