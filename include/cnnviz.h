@@ -908,8 +908,8 @@ typedef enum cnv_recipe {
      * library's defaults): the image is sigmoid(C z), z a Fourier basis
      * with amplitudes scaled by 1/frequency and C a square root of natural
      * photos' color covariance; every step sees it randomly scaled,
-     * rotated and shifted (differentiably, with gray outside), and Adam
-     * ascends the objective. The default. cnv_lucid_params. */
+     * rotated, shifted (differentiably, with gray outside) and blurred, and
+     * Adam ascends the objective. The default. cnv_lucid_params. */
     CNV_RECIPE_LUCID = 0,
     /* Gradient ascent on pixels with jitter rolls, blur, L2 decay and
      * clamping (Simonyan et al. 2014; Yosinski et al. 2015; Stanford's
@@ -936,6 +936,8 @@ typedef struct cnv_lucid_params {
     float shift;       /* random shift, at most, each axis (default 8) */
     float scale_min, scale_max; /* random scale (default 0.9, 1.1) */
     float rotate;      /* random rotation, at most, degrees (default 10) */
+    float blur;        /* random Gaussian blur after the warp, sigma up
+                          to this many pixels (default 1; 0: none) */
 } cnv_lucid_params;
 CNV_API cnv_lucid_params cnv_lucid_params_default(void);
 

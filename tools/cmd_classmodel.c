@@ -42,6 +42,7 @@ static const char usage[] =
     "  --shift PX         random shift of up to PX pixels (default 8)\n"
     "  --scale A,B        random scale between A and B (default 0.9,1.1)\n"
     "  --rotate DEG       random rotation of up to DEG degrees (default 10)\n"
+    "  --blur PX          random blur of sigma up to PX pixels (default 1)\n"
     "cs231n options:\n"
     "  --raw-step         step lr*g instead of lr*g/||g||\n"
     "  --l2 F             L2 decay weight, lambda*||I||^2 (default 1e-3)\n"
@@ -217,9 +218,9 @@ static int recipe_options(cnv_classmodel_params *p, const cnv_classmodel_params 
     }
     const cnv_lucid_params ld = cnv_lucid_params_default();
     if (param || scale || p->lucid.decorrelate != ld.decorrelate || p->lucid.sigmoid != ld.sigmoid ||
-        p->lucid.shift != ld.shift || p->lucid.rotate != ld.rotate)
-        return cli_error("classmodel: --param, --scale, --no-decorrelate, --no-sigmoid, --shift and "
-                         "--rotate belong to --recipe lucid"), 2;
+        p->lucid.shift != ld.shift || p->lucid.rotate != ld.rotate || p->lucid.blur != ld.blur)
+        return cli_error("classmodel: --param, --scale, --no-decorrelate, --no-sigmoid, --shift, --rotate "
+                         "and --blur belong to --recipe lucid"), 2;
     if (iters >= 0)
         p->iters = iters;
     if (!isnan(lr))
@@ -244,6 +245,7 @@ int cmd_classmodel(int argc, char **argv)
         CLI_OPT_CLEAR("--no-sigmoid", &p.lucid.sigmoid),
         CLI_OPT_FLOAT("--shift", &p.lucid.shift, 0, 1e4, 0),
         CLI_OPT_FLOAT("--rotate", &p.lucid.rotate, 0, 360, 0),
+        CLI_OPT_FLOAT("--blur", &p.lucid.blur, 0, 100, 0),
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-clamp", &p.clamp),
@@ -430,11 +432,11 @@ int cmd_classmodel(int argc, char **argv)
         printf(", \"recipe\": \"%s\"", cnv_recipe_name(p.recipe));
         if (p.recipe == CNV_RECIPE_LUCID)
             printf(", \"iters\": %d, \"lr\": %g, \"param\": \"%s\", \"decorrelate\": %s, "
-                   "\"sigmoid\": %s, \"shift\": %g, \"scale\": [%g, %g], \"rotate\": %g",
+                   "\"sigmoid\": %s, \"shift\": %g, \"scale\": [%g, %g], \"rotate\": %g, \"blur\": %g",
                    p.lucid.iters, (double)p.lucid.lr, p.lucid.spectral ? "spectral" : "pixel",
                    p.lucid.decorrelate ? "true" : "false", p.lucid.sigmoid ? "true" : "false",
                    (double)p.lucid.shift, (double)p.lucid.scale_min, (double)p.lucid.scale_max,
-                   (double)p.lucid.rotate);
+                   (double)p.lucid.rotate, (double)p.lucid.blur);
         else
             printf(", \"iters\": %d, \"lr\": %g, \"l2\": %g, \"l1\": %g, \"blur_every\": %d, "
                    "\"blur_sigma\": %g, \"jitter\": %d",

@@ -39,6 +39,7 @@ cnv_lucid_params cnv_lucid_params_default(void)
         .scale_min = 0.9f,
         .scale_max = 1.1f,
         .rotate = 10.0f,
+        .blur = 1.0f,
     };
 }
 
@@ -49,11 +50,12 @@ cnv_status cnv_lucid_check(const cnv_lucid_params *p, const char *what, cnv_err 
         return cnv_fail(e, CNV_ERR_INVALID_ARG, "%s: lucid iters %d (>= 0), lr %g (> 0), init_std %g (>= 0)",
                         what, p->iters, (double)p->lr, (double)p->init_std);
     if (!(p->shift >= 0.0f && p->shift <= 1e4f) || !(p->rotate >= 0.0f && p->rotate <= 360.0f) ||
+        !(p->blur >= 0.0f && p->blur <= 100.0f) ||
         !(p->scale_min > 0.0f && p->scale_min <= p->scale_max && p->scale_max <= 100.0f))
         return cnv_fail(e, CNV_ERR_INVALID_ARG,
-                        "%s: lucid shift %g (0..1e4 pixels), rotate %g (0..360 degrees), scale %g..%g "
-                        "(0 < min <= max <= 100)",
-                        what, (double)p->shift, (double)p->rotate, (double)p->scale_min,
+                        "%s: lucid shift %g (0..1e4 pixels), rotate %g (0..360 degrees), blur %g "
+                        "(0..100 pixels), scale %g..%g (0 < min <= max <= 100)",
+                        what, (double)p->shift, (double)p->rotate, (double)p->blur, (double)p->scale_min,
                         (double)p->scale_max);
     return CNV_OK;
 }
@@ -94,10 +96,15 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
     cnv_status st = cnv_param_init(&par, lp->spectral, lp->decorrelate, lp->sigmoid, n, c, h, w, err);
     if (st != CNV_OK)
         return st;
+    /* sizes are given at 224 x 224 */
+    float size = (float)(h < w ? h : w) / 224.0f, blur_max = lp->blur * size;
+    size_t nblur = cnv_blur_scratch(h, w, blur_max);
     float *theta = cnv_calloc(par.count * 3 + par.count + par.pixels, sizeof(float));
+    float *scratch = nblur ? cnv_malloc(nblur * sizeof(float)) : NULL;
     cnv_rng *rng = cnv_malloc((size_t)n * sizeof *rng);
     cnv_warp *warp = cnv_malloc((size_t)n * sizeof *warp);
-    if (!theta || !rng || !warp) {
+    float *sigma = cnv_malloc((size_t)n * sizeof *sigma);
+    if (!theta || !scratch || !rng || !warp || !sigma) {
         st = cnv_fail(err, CNV_ERR_NOMEM, "%s: out of memory for %d images of %dx%dx%d", v->what, n, c, h,
                       w);
         goto done;
@@ -106,8 +113,6 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
     float *in = cnv_session_input(v->s), fill[CNV_MAX_CHANNELS];
     for (int k = 0; k < c; k++)
         fill[k] = 0.5f; /* gray, in pixels; normalized with the image */
-    /* sizes are given at 224 x 224 */
-    float size = (float)(h < w ? h : w) / 224.0f;
     for (int i = 0; i < n; i++) {
         cnv_rng_seed2(&rng[i], job->seed, job->streams[i]);
         cnv_param_random(&par, theta, i, lp->init_std, &rng[i]);
@@ -126,16 +131,20 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
         }
         if (t == lp->iters)
             break;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             warp[i] = cnv_warp_random(&rng[i], lp->scale_min, lp->scale_max, lp->rotate, lp->shift * size);
+            sigma[i] = blur_max * cnv_rng_uniform(&rng[i]);
+        }
         memset(dpix, 0, par.pixels * sizeof(float));
         double obj = 0.0, prob = 0.0;
         for (int first = 0; first < n; first += B) {
             int used = n - first < B ? n - first : B;
             memset(in, 0, (size_t)B * item * sizeof(float));
-            for (int i = 0; i < used; i++)
+            for (int i = 0; i < used; i++) {
                 cnv_warp_forward(&warp[first + i], par.pix + (first + i) * item, c, h, w, fill,
                                  in + i * item);
+                cnv_blur_chw(in + i * item, c, h, w, sigma[first + i], scratch);
+            }
             to_normalized(v, in, used, in);
             if ((st = job->grad(job->arg, first, used, &obj, &prob)) != CNV_OK)
                 goto done;
@@ -150,6 +159,7 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
                 for (int k = 0; k < c; k++)
                     for (size_t j = 0; j < plane; j++)
                         gi[k * plane + j] /= v->pp.std[k];
+                cnv_blur_chw_adjoint(gi, c, h, w, sigma[first + i], scratch);
                 cnv_warp_backward(&warp[first + i], gi, c, h, w, dpix + (first + i) * item);
             }
         }
@@ -165,7 +175,9 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
 done:
     cnv_param_free(&par);
     cnv_free(theta);
+    cnv_free(scratch);
     cnv_free(rng);
     cnv_free(warp);
+    cnv_free(sigma);
     return st;
 }

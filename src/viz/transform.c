@@ -70,18 +70,27 @@ static int reflect(int i, int n)
     return m < n ? m : 2 * n - 1 - m;
 }
 
+/* The normalized kernel kern[-R..R] of sigma in scratch after the plane
+ * (cnv_blur_scratch); R = 0 when there is no blur. */
+static float *blur_kernel(float sigma, int h, int w, float *scratch, int *R)
+{
+    *R = cnv_blur_radius(sigma);
+    float *kern = scratch + (size_t)h * w + *R;
+    double sum = 0.0;
+    for (int t = -*R; t <= *R; t++)
+        sum += exp(-0.5 * (double)t * t / ((double)sigma * sigma));
+    for (int t = -*R; t <= *R; t++)
+        kern[t] = (float)(exp(-0.5 * (double)t * t / ((double)sigma * sigma)) / sum);
+    return kern;
+}
+
 void cnv_blur_chw(float *x, int c, int h, int w, float sigma, float *scratch)
 {
-    int R = cnv_blur_radius(sigma);
-    if (R == 0 || c <= 0 || h <= 0 || w <= 0)
+    int R;
+    if (cnv_blur_radius(sigma) == 0 || c <= 0 || h <= 0 || w <= 0)
         return;
     size_t plane = (size_t)h * w;
-    float *tmp = scratch, *kern = scratch + plane + R; /* kern[-R..R] */
-    double sum = 0.0;
-    for (int t = -R; t <= R; t++)
-        sum += exp(-0.5 * (double)t * t / ((double)sigma * sigma));
-    for (int t = -R; t <= R; t++)
-        kern[t] = (float)(exp(-0.5 * (double)t * t / ((double)sigma * sigma)) / sum);
+    float *tmp = scratch, *kern = blur_kernel(sigma, h, w, scratch, &R);
 
     for (int k = 0; k < c; k++) {
         float *p = x + k * plane;
@@ -112,6 +121,37 @@ void cnv_blur_chw(float *x, int c, int h, int w, float sigma, float *scratch)
                 for (int xx = 0; xx < w; xx++)
                     out[xx] += kt * src[xx];
             }
+        }
+    }
+}
+
+void cnv_blur_chw_adjoint(float *g, int c, int h, int w, float sigma, float *scratch)
+{
+    int R;
+    if (cnv_blur_radius(sigma) == 0 || c <= 0 || h <= 0 || w <= 0)
+        return;
+    size_t plane = (size_t)h * w;
+    float *tmp = scratch, *kern = blur_kernel(sigma, h, w, scratch, &R);
+    /* the passes of cnv_blur_chw transposed, in reverse order: each output
+     * gives back to the inputs it read, with the weights it read them by */
+    for (int k = 0; k < c; k++) {
+        float *p = g + k * plane;
+        memset(tmp, 0, plane * sizeof *tmp);
+        for (int y = 0; y < h; y++) {
+            const float *src = p + (size_t)y * w;
+            for (int t = -R; t <= R; t++) {
+                float *dst = tmp + (size_t)reflect(y + t, h) * w, kt = kern[t];
+                for (int xx = 0; xx < w; xx++)
+                    dst[xx] += kt * src[xx];
+            }
+        }
+        memset(p, 0, plane * sizeof *p);
+        for (int y = 0; y < h; y++) {
+            const float *row = tmp + (size_t)y * w;
+            float *out = p + (size_t)y * w;
+            for (int xx = 0; xx < w; xx++)
+                for (int t = -R; t <= R; t++)
+                    out[reflect(xx + t, w)] += kern[t] * row[xx];
         }
     }
 }

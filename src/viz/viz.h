@@ -35,6 +35,9 @@ size_t cnv_blur_scratch(int h, int w, float sigma);
  * cnv_blur_radius; the border is mirrored (scipy's 'reflect':
  * d c b a | a b c d | d c b a). sigma <= 0 leaves x unchanged. */
 void cnv_blur_chw(float *x, int c, int h, int w, float sigma, float *scratch);
+/* Its adjoint (transpose), in place: g, the gradient of a loss with respect
+ * to the blurred image, becomes the gradient with respect to the image. */
+void cnv_blur_chw_adjoint(float *g, int c, int h, int w, float sigma, float *scratch);
 
 /* ------------------------------------------------ pixel range, quantize */
 
