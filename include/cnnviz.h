@@ -1137,8 +1137,9 @@ CNV_API cnv_status cnv_saliency(cnv_session *s, const float *image,
 /* Neuron visualization (Erhan et al. 2009; Yosinski et al. 2015,
  * "Understanding Neural Networks Through Deep Visualization"): the image
  * that maximizes the mean activation of one channel of a layer (or of one
- * unit), by gradient ascent from small noise with jitter, L2 decay, blur
- * and clamping to valid pixels. Each step, per batch item:
+ * unit). By default by the Lucid recipe (cnv_recipe); with
+ * CNV_RECIPE_CS231N by gradient ascent from small noise with jitter, L2
+ * decay, blur and clamping to valid pixels. Each step, per batch item:
  *   roll the image by a random (dy, dx) in [-jitter, jitter]^2,
  *   g = d(objective)/dI at the rolled image, run forward only up to the
  *     layer and backward from it,
@@ -1174,6 +1175,11 @@ typedef struct cnv_neuron_params {
     cnv_frame_fn frame;       /* may be NULL */
     int frame_every;          /* (default 10) */
     void *user;
+    /* CNV_RECIPE_LUCID (default: see cnv_recipe) follows cnv_lucid_params
+     * instead of the fields from iters to init_std (but pre_relu) above;
+     * CNV_RECIPE_CS231N is the ascent described above. */
+    cnv_recipe recipe;
+    cnv_lucid_params lucid;
 } cnv_neuron_params;
 CNV_API cnv_neuron_params cnv_neuron_params_default(void);
 

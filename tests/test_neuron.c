@@ -163,16 +163,18 @@ static void viz_layers(void **state)
 
 /* The ascent raises the target channel's mean activation well above its
  * value on the starting noise, alone or batched; a seed repeats exactly. */
-static void neuron_raises_activation(void **state)
+static void raises_activation(cnv_recipe recipe)
 {
-    (void)state;
     cnv_model *m = net(2);
     cnv_session *s;
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
     cnv_neuron_params p = cnv_neuron_params_default();
+    p.recipe = recipe;
+    printf("recipe %s\n", cnv_recipe_name(recipe));
     p.layer = "relu2";
     p.height = p.width = 12;
     p.iters = 60;
+    p.lucid.iters = 60;
     p.jitter = 1;
     const float mean[3] = {0.5f, 0.5f, 0.5f}, std[3] = {0.25f, 0.25f, 0.25f};
     enum { ITEM = 3 * 12 * 12 };
@@ -215,6 +217,13 @@ static void neuron_raises_activation(void **state)
     cnv_model_free(m);
 }
 
+static void neuron_raises_activation(void **state)
+{
+    (void)state;
+    raises_activation(CNV_RECIPE_LUCID);
+    raises_activation(CNV_RECIPE_CS231N);
+}
+
 /* A channel that is 0 on the starting noise: x (1x1x4x4) -> 1x1 conv
  * (weight 1, bias -1.5) -> relu "r". With mean 0.5 and std 0.25 pixels
  * lie in [-2, 2], the noise near 0 keeps r at 0 and its gradient at 0:
@@ -235,20 +244,25 @@ static void dead_channel_pre_relu(void **state)
     cnv_session *s;
     assert_int_equal(cnv_session_create(m, &s), CNV_OK);
     const float mean[1] = {0.5f}, std[1] = {0.25f};
-    cnv_neuron_params p = cnv_neuron_params_default();
-    p.layer = "r";
-    p.iters = 100;
-    p.jitter = 0;
-    int ch = 0;
-    float img[16], before, after;
-    p.pre_relu = 0;
-    ok_s(s, tu_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
-    printf("dead channel, ascending r: %g -> %g\n", before, after);
-    assert_true(before == 0.0f && after == 0.0f);
-    p.pre_relu = 1;
-    ok_s(s, tu_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
-    printf("dead channel, ascending r's input: %g -> %g\n", before, after);
-    assert_true(before == 0.0f && after > 0.4f);
+    for (int recipe = CNV_RECIPE_LUCID; recipe <= CNV_RECIPE_CS231N; recipe++) {
+        cnv_neuron_params p = cnv_neuron_params_default();
+        p.recipe = (cnv_recipe)recipe;
+        p.layer = "r";
+        p.iters = 100;
+        p.lucid.iters = 100;
+        p.jitter = 0;
+        int ch = 0;
+        float img[16], before, after;
+        p.pre_relu = 0;
+        ok_s(s, tu_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
+        printf("%s, dead channel, ascending r: %g -> %g\n", cnv_recipe_name(p.recipe), before, after);
+        assert_true(before == 0.0f && after == 0.0f);
+        p.pre_relu = 1;
+        ok_s(s, tu_neuron(s, m, mean, std, 1, &ch, &p, img, &before, &after));
+        printf("%s, dead channel, ascending r's input: %g -> %g\n", cnv_recipe_name(p.recipe), before, after);
+        /* r is at most 0.5 (pixels <= 1); the sigmoid approaches that slowly */
+        assert_true(before == 0.0f && after > (recipe == CNV_RECIPE_LUCID ? 0.1f : 0.4f));
+    }
     cnv_session_free(s);
     cnv_model_free(m);
 }
@@ -285,6 +299,7 @@ static void neuron_errors(void **state)
     cnv_neuron_params p = cnv_neuron_params_default();
     p.height = p.width = 12;
     p.iters = 10;
+    p.lucid.iters = 10;
     float img[2 * 3 * 144];
     int ch[2] = {1, 8};
     assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
@@ -305,9 +320,18 @@ static void neuron_errors(void **state)
     p.unit_x = -1;
     assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     p.unit_y = -1;
+    p.recipe = CNV_RECIPE_CS231N;
     p.iters = -1;
     assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     p.iters = 10;
+    p.recipe = CNV_RECIPE_LUCID;
+    p.lucid.iters = -1;
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    p.lucid.iters = 10;
+    p.recipe = (cnv_recipe)2;
+    assert_int_equal(tu_neuron(s, m, NULL, NULL, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
+    assert_non_null(strstr(cnv_session_errmsg(s), "recipe 2"));
+    p.recipe = CNV_RECIPE_LUCID;
     const float bad_std[3] = {1, 0, 1};
     assert_int_equal(tu_neuron(s, m, NULL, bad_std, 1, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
     assert_int_equal(tu_neuron(s, m, NULL, NULL, 0, ch, &p, img, NULL, NULL), CNV_ERR_INVALID_ARG);
@@ -328,7 +352,11 @@ static void neuron_errors(void **state)
     p.user = &count;
     ch[1] = 2;
     ok_s(s, tu_neuron(s, m, NULL, NULL, 2, ch, &p, img, NULL, NULL));
-    assert_int_equal(count, 2);
+    assert_int_equal(count, 3); /* the Lucid recipe's start (step 0), 5 and 10 */
+    count = 0;
+    p.recipe = CNV_RECIPE_CS231N;
+    ok_s(s, tu_neuron(s, m, NULL, NULL, 2, ch, &p, img, NULL, NULL));
+    assert_int_equal(count, 2); /* 5 and 10 */
     cnv_session_free(s);
     cnv_model_free(m);
 }
@@ -411,7 +439,7 @@ static void cli_neuron_and_layers(void **state)
     ok_model(m, cnv_model_save_onnx(m, model));
     cnv_model_free(m);
     snprintf(cmd, sizeof cmd,
-             CNNVIZ " neuron -m %s --layer relu2 --channel 3 --iters 40 -o %s/n.png --json > %s/n.json", model,
+             CNNVIZ " neuron -m %s --layer relu2 --channel 3 --iters 40 --recipe cs231n -o %s/n.png --json > %s/n.json", model,
              dir, dir);
     assert_int_equal(sh(cmd), 0);
     snprintf(path, sizeof path, "%s/n.png", dir);
@@ -431,8 +459,37 @@ static void cli_neuron_and_layers(void **state)
     const char *b = strstr(buf, "\"before\": "), *a = strstr(buf, "\"after\": ");
     assert_true(a && b);
     double before = atof(b + 10), after = atof(a + 9);
-    printf("cnnviz neuron --json: before %g after %g\n", before, after);
+    printf("cnnviz neuron --recipe cs231n --json: before %g after %g\n", before, after);
     assert_true(after > 3.0 * before && after > before + 0.1);
+    /* the Lucid recipe, from gray rather than noise */
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " neuron -m %s --layer relu2 --channel 3 --iters 40 --shift 4 -o %s/n.png --json > %s/n.json",
+             model, dir, dir);
+    assert_int_equal(sh(cmd), 0);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    memset(buf, 0, sizeof buf);
+    assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    assert_non_null(strstr(buf, "\"recipe\": \"lucid\""));
+    b = strstr(buf, "\"before\": ");
+    a = strstr(buf, "\"after\": ");
+    assert_true(a && b);
+    before = atof(b + 10);
+    after = atof(a + 9);
+    printf("cnnviz neuron --json: before %g after %g\n", before, after);
+    assert_true(after > before + 0.1);
+    /* a cs231n option with the Lucid recipe, and the reverse: usage errors */
+    snprintf(cmd, sizeof cmd, CNNVIZ " neuron -m %s --layer relu2 --channel 3 --decay 0.1 -o %s/e.png 2>/dev/null",
+             model, dir);
+    assert_int_equal(sh(cmd), 2);
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " neuron -m %s --layer relu2 --channel 3 --recipe cs231n --rotate 5 -o %s/e.png 2>/dev/null",
+             model, dir);
+    assert_int_equal(sh(cmd), 2);
+    snprintf(cmd, sizeof cmd, CNNVIZ " neuron -m %s --layer relu2 --channel 3 --recipe fancy -o %s/e.png 2>/dev/null",
+             model, dir);
+    assert_int_equal(sh(cmd), 2);
     /* layers: 3 rows of 2 channels */
     snprintf(cmd, sizeof cmd, CNNVIZ " layers -m %s --per-layer 2 --iters 10 -o %s/sheet.png --quiet", model,
              dir);

@@ -775,3 +775,61 @@ cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen)
     *img = big;
     return CNV_OK;
 }
+
+/* ------------------------------------------------------------- recipes */
+
+void cli_recipe_init(cli_recipe_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->iters = -1;
+    o->lr = NAN;
+    o->lucid = cnv_lucid_params_default();
+}
+
+int cli_recipe_apply(const char *cmd, const cli_recipe_opts *o, const char *cs231n_options, cnv_recipe *recipe,
+                     cnv_lucid_params *lucid, int *iters, float *lr)
+{
+    if (o->recipe) {
+        int r = cnv_recipe_parse(o->recipe);
+        if (r < 0)
+            return cli_error("%s: --recipe is lucid or cs231n, not '%s'", cmd, o->recipe), 2;
+        *recipe = (cnv_recipe)r;
+    }
+    if (*recipe == CNV_RECIPE_CS231N) {
+        const cnv_lucid_params d = cnv_lucid_params_default();
+        if (o->param || o->scale || o->lucid.decorrelate != d.decorrelate || o->lucid.sigmoid != d.sigmoid ||
+            o->lucid.shift != d.shift || o->lucid.rotate != d.rotate || o->lucid.blur != d.blur)
+            return cli_error("%s: --param, --scale, --no-decorrelate, --no-sigmoid, --shift, --rotate and "
+                             "--blur belong to --recipe lucid",
+                             cmd),
+                   2;
+        if (o->iters >= 0)
+            *iters = o->iters;
+        if (!isnan(o->lr))
+            *lr = o->lr;
+        return 0;
+    }
+    if (cs231n_options)
+        return cli_error("%s: %s belong to --recipe cs231n", cmd, cs231n_options), 2;
+    *lucid = o->lucid;
+    if (o->param && strcmp(o->param, "spectral") != 0 && strcmp(o->param, "pixel") != 0)
+        return cli_error("%s: --param is spectral or pixel, not '%s'", cmd, o->param), 2;
+    if (o->param)
+        lucid->spectral = strcmp(o->param, "spectral") == 0;
+    if (o->scale) {
+        char *end;
+        double a = strtod(o->scale, &end), b = *end == ',' ? strtod(end + 1, &end) : NAN;
+        if (*end || !(a > 0.0 && a <= b && b <= 100.0))
+            return cli_error("%s: --scale takes A,B with 0 < A <= B <= 100, not '%s'", cmd, o->scale), 2;
+        lucid->scale_min = (float)a;
+        lucid->scale_max = (float)b;
+    }
+    if (o->iters >= 0)
+        lucid->iters = o->iters;
+    if (!isnan(o->lr)) {
+        if (!(o->lr > 0.0f))
+            return cli_error("%s: --lr must be > 0 with --recipe lucid", cmd), 2;
+        lucid->lr = o->lr;
+    }
+    return 0;
+}

@@ -5,6 +5,8 @@
 #ifndef CNV_CLI_COMMON_H
 #define CNV_CLI_COMMON_H
 
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -65,6 +67,48 @@ typedef struct cli_opt {
     {.name = (n), .kind = CLI_KIND_FLOAT, .dst = CLI_TYPED(float, p), .min = (lo), .max = (hi), .open = (op)}
 #define CLI_OPT_SEED(n, p) {.name = (n), .kind = CLI_KIND_SEED, .dst = CLI_TYPED(uint64_t, p)}
 #define CLI_OPT_CUSTOM(n, fn, p) {.name = (n), .kind = CLI_KIND_CUSTOM, .dst = (p), .parse = (fn)}
+
+/* The options of the commands that optimize an image (classmodel, neuron,
+ * layers): --recipe, --iters and --lr for either recipe, and the Lucid
+ * recipe's own. Put CLI_RECIPE_OPTS(&r) among a command's rows, then
+ * cli_recipe_apply. */
+typedef struct cli_recipe_opts {
+    const char *recipe, *param, *scale;
+    int iters;   /* -1: not given */
+    float lr;    /* NaN: not given */
+    cnv_lucid_params lucid;
+} cli_recipe_opts;
+
+#define CLI_RECIPE_OPTS(r) \
+    CLI_OPT_STRING("--recipe", NULL, &(r)->recipe), CLI_OPT_STRING("--param", NULL, &(r)->param), \
+    CLI_OPT_STRING("--scale", NULL, &(r)->scale), CLI_OPT_CLEAR("--no-decorrelate", &(r)->lucid.decorrelate), \
+    CLI_OPT_CLEAR("--no-sigmoid", &(r)->lucid.sigmoid), CLI_OPT_FLOAT("--shift", &(r)->lucid.shift, 0, 1e4, 0), \
+    CLI_OPT_FLOAT("--rotate", &(r)->lucid.rotate, 0, 360, 0), CLI_OPT_FLOAT("--blur", &(r)->lucid.blur, 0, 100, 0), \
+    CLI_OPT_INT("--iters", &(r)->iters, 0, INT_MAX), CLI_OPT_FLOAT("--lr", &(r)->lr, -HUGE_VAL, HUGE_VAL, 0)
+
+/* Help text for those options, to end a command's usage string with. */
+#define CLI_RECIPE_HELP \
+    "  --recipe R         lucid (default: Olah et al. 2017) or cs231n (cnnviz\n" \
+    "                     0.1's pixel ascent)\n" \
+    "  --iters N          steps (lucid: default 512)\n" \
+    "  --lr F             step size (lucid: Adam's, default 0.05)\n" \
+    "lucid options (sizes in pixels at 224x224, in proportion at other sizes):\n" \
+    "  --param P          spectral (default: 1/f Fourier basis) or pixel\n" \
+    "  --no-decorrelate   no color decorrelation\n" \
+    "  --no-sigmoid       clamp to the pixel range instead of a sigmoid\n" \
+    "  --shift PX         random shift of up to PX pixels (default 8)\n" \
+    "  --scale A,B        random scale between A and B (default 0.9,1.1)\n" \
+    "  --rotate DEG       random rotation of up to DEG degrees (default 10)\n" \
+    "  --blur PX          random blur of sigma up to PX pixels (default 1)\n"
+
+/* Starts o with nothing given and the Lucid defaults. */
+void cli_recipe_init(cli_recipe_opts *o);
+/* Resolves the recipe into *recipe, *lucid and the cs231n *iters and *lr
+ * (which --iters and --lr set under that recipe); cs231n_options names
+ * the cs231n-only options of the command when any was given (NULL: none),
+ * which the Lucid recipe refuses. 0, or 2 after a usage error. */
+int cli_recipe_apply(const char *cmd, const cli_recipe_opts *o, const char *cs231n_options, cnv_recipe *recipe,
+                     cnv_lucid_params *lucid, int *iters, float *lr);
 
 /* A subcommand's command line. */
 typedef struct cli_spec {

@@ -27,23 +27,17 @@ static const char usage[] =
     "  -o OUT.png         output (several classes: OUT_<class>.png)\n"
     "  --grid SHEET.png   labeled contact sheet of all classes\n"
     "  --tile PX          sheet and animation tiles PX wide (default: full size)\n"
-    "  --recipe R         lucid (default) or cs231n (cnnviz 0.1's pictures)\n"
-    "  --iters N          steps (default 512 lucid, 300 cs231n)\n"
-    "  --lr F             lucid: Adam's step size (default 0.05); cs231n: step\n"
-    "                     length along g/||g|| (default 25 at 3x224x224,\n"
-    "                     scaled by sqrt(values/150528) at other sizes)\n"
     "  --softmax          ascend the softmax probability instead of the raw\n"
     "                     score (to compare; see docs/CLASS_MODELS.md)\n"
     "  --seed S           random seed (default 0)\n"
-    "lucid options (sizes in pixels at 224x224, in proportion at other sizes):\n"
-    "  --param P          spectral (default: 1/f Fourier basis) or pixel\n"
-    "  --no-decorrelate   no color decorrelation\n"
-    "  --no-sigmoid       clamp to the pixel range instead of a sigmoid\n"
-    "  --shift PX         random shift of up to PX pixels (default 8)\n"
-    "  --scale A,B        random scale between A and B (default 0.9,1.1)\n"
-    "  --rotate DEG       random rotation of up to DEG degrees (default 10)\n"
-    "  --blur PX          random blur of sigma up to PX pixels (default 1)\n"
-    "cs231n options:\n"
+    "  --gif OUT.gif      animation of the ascent\n"
+    "  --gif-every N      a frame every N steps (default 10)\n"
+    "  --json             one JSON document on stdout\n"
+    "  --quiet            no progress\n"
+    CLI_RECIPE_HELP
+    "cs231n options (--iters: default 300; --lr: the step length along\n"
+    "g/||g||, default 25 at 3x224x224, in proportion to sqrt(values) at other\n"
+    "sizes):\n"
     "  --raw-step         step lr*g instead of lr*g/||g||\n"
     "  --l2 F             L2 decay weight, lambda*||I||^2 (default 1e-3)\n"
     "  --l1 F             L1 decay weight, lambda*||I||_1 (default 0)\n"
@@ -52,11 +46,7 @@ static const char usage[] =
     "  --jitter PX        random roll of up to PX pixels (default 16 at 224,\n"
     "                     in proportion at other sizes, at least 1)\n"
     "  --no-clamp         do not clamp to the valid pixel range\n"
-    "  --init-std F       std of the starting noise, normalized (default 1)\n"
-    "  --gif OUT.gif      animation of the ascent\n"
-    "  --gif-every N      a frame every N steps (default 10)\n"
-    "  --json             one JSON document on stdout\n"
-    "  --quiet            no progress\n";
+    "  --init-std F       std of the starting noise, normalized (default 1)\n";
 
 typedef struct run_ctx {
     const cli_model *cm;
@@ -179,73 +169,17 @@ static char *item_path(const char *out, int cls)
     return p;
 }
 
-/* --recipe and the options that belong to one recipe; 2 for a usage error. */
-static int recipe_options(cnv_classmodel_params *p, const cnv_classmodel_params *d, const char *recipe,
-                          const char *param, const char *scale, int iters, float lr)
-{
-    if (recipe) {
-        int r = cnv_recipe_parse(recipe);
-        if (r < 0)
-            return cli_error("classmodel: --recipe is lucid or cs231n, not '%s'", recipe), 2;
-        p->recipe = (cnv_recipe)r;
-    }
-    if (p->recipe == CNV_RECIPE_LUCID) {
-        if (p->l2 != d->l2 || p->l1 != d->l1 || p->blur_every != d->blur_every ||
-            p->blur_sigma != d->blur_sigma || p->jitter != d->jitter || p->clamp != d->clamp ||
-            p->normalize_grad != d->normalize_grad || p->init_std != d->init_std)
-            return cli_error("classmodel: --l2, --l1, --blur-every, --blur-sigma, --jitter, --no-clamp, "
-                             "--raw-step and --init-std belong to --recipe cs231n"), 2;
-        if (param && strcmp(param, "spectral") != 0 && strcmp(param, "pixel") != 0)
-            return cli_error("classmodel: --param is spectral or pixel, not '%s'", param), 2;
-        if (param)
-            p->lucid.spectral = strcmp(param, "spectral") == 0;
-        if (scale) {
-            char *end;
-            double a = strtod(scale, &end), b = *end == ',' ? strtod(end + 1, &end) : NAN;
-            if (*end || !(a > 0.0 && a <= b && b <= 100.0))
-                return cli_error("classmodel: --scale takes A,B with 0 < A <= B <= 100, not '%s'", scale), 2;
-            p->lucid.scale_min = (float)a;
-            p->lucid.scale_max = (float)b;
-        }
-        if (iters >= 0)
-            p->lucid.iters = iters;
-        if (!isnan(lr)) {
-            if (!(lr > 0.0f))
-                return cli_error("classmodel: --lr must be > 0 with --recipe lucid"), 2;
-            p->lucid.lr = lr;
-        }
-        return 0;
-    }
-    const cnv_lucid_params ld = cnv_lucid_params_default();
-    if (param || scale || p->lucid.decorrelate != ld.decorrelate || p->lucid.sigmoid != ld.sigmoid ||
-        p->lucid.shift != ld.shift || p->lucid.rotate != ld.rotate || p->lucid.blur != ld.blur)
-        return cli_error("classmodel: --param, --scale, --no-decorrelate, --no-sigmoid, --shift, --rotate "
-                         "and --blur belong to --recipe lucid"), 2;
-    if (iters >= 0)
-        p->iters = iters;
-    if (!isnan(lr))
-        p->lr = lr;
-    return 0;
-}
-
 int cmd_classmodel(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_classmodel_params p = cnv_classmodel_params_default();
     const char *cls_text = NULL, *classes_text = NULL, *out = NULL, *grid = NULL, *gif = NULL;
-    const char *recipe = NULL, *param = NULL, *scale = NULL;
-    int json = 0, quiet = 0, gif_every = 10, tile = 0, iters = -1;
-    float lr = NAN;
+    int json = 0, quiet = 0, gif_every = 10, tile = 0;
     const cnv_classmodel_params defaults = p;
+    cli_recipe_opts ro;
+    cli_recipe_init(&ro);
     const cli_opt opts[] = {
-        CLI_OPT_STRING("--recipe", NULL, &recipe),
-        CLI_OPT_STRING("--param", NULL, &param),
-        CLI_OPT_STRING("--scale", NULL, &scale),
-        CLI_OPT_CLEAR("--no-decorrelate", &p.lucid.decorrelate),
-        CLI_OPT_CLEAR("--no-sigmoid", &p.lucid.sigmoid),
-        CLI_OPT_FLOAT("--shift", &p.lucid.shift, 0, 1e4, 0),
-        CLI_OPT_FLOAT("--rotate", &p.lucid.rotate, 0, 360, 0),
-        CLI_OPT_FLOAT("--blur", &p.lucid.blur, 0, 100, 0),
+        CLI_RECIPE_OPTS(&ro),
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-clamp", &p.clamp),
@@ -256,8 +190,6 @@ int cmd_classmodel(int argc, char **argv)
         CLI_OPT_OUTPUT("--output", "-o", &out),
         CLI_OPT_OUTPUT("--grid", NULL, &grid),
         CLI_OPT_OUTPUT("--gif", NULL, &gif),
-        CLI_OPT_INT("--iters", &iters, 0, INT_MAX),
-        CLI_OPT_FLOAT("--lr", &lr, -HUGE_VAL, HUGE_VAL, 0),
         CLI_OPT_FLOAT("--l2", &p.l2, 0, HUGE_VAL, 0),
         CLI_OPT_FLOAT("--l1", &p.l1, 0, HUGE_VAL, 0),
         CLI_OPT_INT("--blur-every", &p.blur_every, 0, INT_MAX),
@@ -279,7 +211,14 @@ int cmd_classmodel(int argc, char **argv)
         return cli_error("classmodel: give --class or --classes, not both"), 2;
     if (!out && !grid)
         return cli_error("classmodel: give -o OUT.png (or --grid SHEET.png)"), 2;
-    if ((rc = recipe_options(&p, &defaults, recipe, param, scale, iters, lr)) != 0)
+    int cs231n = p.l2 != defaults.l2 || p.l1 != defaults.l1 || p.blur_every != defaults.blur_every ||
+                 p.blur_sigma != defaults.blur_sigma || p.jitter != defaults.jitter || p.clamp != defaults.clamp ||
+                 p.normalize_grad != defaults.normalize_grad || p.init_std != defaults.init_std;
+    if ((rc = cli_recipe_apply("classmodel", &ro,
+                               cs231n ? "--l2, --l1, --blur-every, --blur-sigma, --jitter, --no-clamp, "
+                                        "--raw-step and --init-std"
+                                      : NULL,
+                               &p.recipe, &p.lucid, &p.iters, &p.lr)) != 0)
         return rc;
 
     cli_model cm;

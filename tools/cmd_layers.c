@@ -24,14 +24,15 @@ static const char usage[] =
     "  --layers A,B,...   these layers instead (names as for 'cnnviz neuron')\n"
     "  --tile N           tile size in pixels (default: the model's input size,\n"
     "                     at most 128 unless the model takes one size only)\n"
-    "  --iters N          gradient steps (default 100)\n"
-    "  --lr F             mean pixel change per step, gray levels (default 2)\n"
     "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
-    "                     everywhere, as often on the starting noise) stays\n"
-    "                     zero; by default it follows the Relu's input\n"
-    "  --seed S           random seed for channels and noise (default 0)\n"
+    "                     everywhere, as often at the start) stays zero; by\n"
+    "                     default it follows the Relu's input\n"
+    "  --seed S           random seed for channels and images (default 0)\n"
     "  --json             one JSON document on stdout\n"
-    "  --quiet            no progress\n";
+    "  --quiet            no progress\n"
+    CLI_RECIPE_HELP
+    "  (here --iters is 256 by default with lucid, 100 with cs231n, whose --lr\n"
+    "  is the mean pixel change per step in gray levels, default 2)\n";
 
 typedef struct row_info {
     const char *name;
@@ -138,7 +139,11 @@ int cmd_layers(int argc, char **argv)
     p.iters = 100;
     const char *out = NULL, *layer_list = NULL;
     int json = 0, quiet = 0, per = 6, max_layers = 12, tile = 0;
+    cli_recipe_opts ro;
+    cli_recipe_init(&ro);
+    ro.lucid.iters = 256; /* a sheet is an overview: half of Lucid's steps */
     const cli_opt opts[] = {
+        CLI_RECIPE_OPTS(&ro),
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
@@ -147,8 +152,6 @@ int cmd_layers(int argc, char **argv)
         CLI_OPT_INT("--max-layers", &max_layers, 0, INT_MAX),
         CLI_OPT_STRING("--layers", NULL, &layer_list),
         CLI_OPT_INT("--tile", &tile, 1, 4096),
-        CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
-        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
         CLI_OPT_SEED("--seed", &p.seed),
         {0},
     };
@@ -158,6 +161,8 @@ int cmd_layers(int argc, char **argv)
         return rc;
     if (!out)
         return cli_error("layers: give -o SHEET.png (see --help)"), 2;
+    if ((rc = cli_recipe_apply("layers", &ro, NULL, &p.recipe, &p.lucid, &p.iters, &p.lr)) != 0)
+        return rc;
 
     cli_model cm;
     if ((rc = cli_model_open(&mo, &cm)) != 0)
@@ -270,8 +275,10 @@ int cmd_layers(int argc, char **argv)
     if (!rc && json) {
         printf("{\"output\": ");
         cli_json_string(stdout, out);
-        printf(", \"tile\": [%d, %d], \"iters\": %d, \"seed\": %llu, \"width\": %d, \"height\": %d, \"layers\": [",
-               h, w, p.iters, (unsigned long long)p.seed, sheet.width, sheet.height);
+        printf(", \"tile\": [%d, %d], \"recipe\": \"%s\", \"iters\": %d, \"seed\": %llu, \"width\": %d, "
+               "\"height\": %d, \"layers\": [",
+               h, w, cnv_recipe_name(p.recipe), p.recipe == CNV_RECIPE_LUCID ? p.lucid.iters : p.iters,
+               (unsigned long long)p.seed, sheet.width, sheet.height);
         for (int r = 0; r < n; r++) {
             printf("%s{\"name\": ", r ? ", " : "");
             cli_json_string(stdout, rows[r].name);

@@ -1,5 +1,5 @@
 /* cnnviz neuron: the image that most excites one channel (or one unit) of
- * any layer, by regularized gradient ascent from noise. */
+ * any layer, by the Lucid recipe or CS231n's regularized ascent. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -11,9 +11,11 @@
 static const char usage[] =
     "usage: cnnviz neuron [-m MODEL] --layer NAME --channel C [--unit Y,X] -o OUT.png [options]\n"
     "Synthesizes the image that maximizes the mean activation of one channel\n"
-    "of a layer (or of one unit of it): gradient ascent from noise, the step\n"
-    "normalized by the gradient's mean magnitude, with jitter, L2 decay,\n"
-    "periodic blur and clamping to valid pixels (Yosinski et al. 2015).\n"
+    "of a layer (or of one unit of it). The default recipe, lucid (Olah et al.\n"
+    "2017), ascends with Adam on a decorrelated 1/f Fourier basis seen randomly\n"
+    "transformed; cs231n is gradient ascent from noise, the step normalized by\n"
+    "the gradient's mean magnitude, with jitter, L2 decay, periodic blur and\n"
+    "clamping to valid pixels (Yosinski et al. 2015).\n"
     "\n"
     "options:\n"
     "  --layer NAME       a tensor or node name, or a unique part of one\n"
@@ -21,22 +23,23 @@ static const char usage[] =
     "  --channel C        the channel\n"
     "  --unit Y,X         maximize the single unit at (Y, X) of the channel\n"
     "  -o OUT.png         output\n"
-    "  --iters N          gradient steps (default 200)\n"
-    "  --lr F             mean change of a pixel per step, gray levels (default 2)\n"
+    "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
+    "                     everywhere, as often at the start) stays zero; by\n"
+    "                     default it follows the Relu's input\n"
+    "  --upscale K        write the image K times larger (pixel blocks), for\n"
+    "                     small models (default 1)\n"
+    "  --seed S           random seed (default 0)\n"
+    "  --json             one JSON document on stdout\n"
+    "  --quiet            no progress\n"
+    CLI_RECIPE_HELP
+    "cs231n options (--iters: default 200; --lr: the mean change of a pixel\n"
+    "per step, gray levels, default 2):\n"
     "  --decay F          L2 decay per step (default 0.001)\n"
     "  --blur-every N     blur every N steps, 0 never (default 4)\n"
     "  --blur-sigma F     blur radius in pixels (default 0.5)\n"
     "  --jitter PX        random roll of up to PX pixels (default 4)\n"
     "  --init-std F       std of the starting noise, gray levels (default 10)\n"
-    "  --no-clamp         do not clamp to the valid pixel range\n"
-    "  --no-pre-relu      a step whose gradient is zero (the channel is off\n"
-    "                     everywhere, as often on the starting noise) stays\n"
-    "                     zero; by default it follows the Relu's input\n"
-    "  --upscale K        write the image K times larger (pixel blocks), for\n"
-    "                     small models (default 1)\n"
-    "  --seed S           random seed (default 0)\n"
-    "  --json             one JSON document on stdout\n"
-    "  --quiet            no progress\n";
+    "  --no-clamp         do not clamp to the valid pixel range\n";
 
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
@@ -72,7 +75,11 @@ int cmd_neuron(int argc, char **argv)
     cnv_neuron_params p = cnv_neuron_params_default();
     const char *out = NULL;
     int json = 0, quiet = 0, channel = -1, up = 1;
+    const cnv_neuron_params d = p;
+    cli_recipe_opts ro;
+    cli_recipe_init(&ro);
     const cli_opt opts[] = {
+        CLI_RECIPE_OPTS(&ro),
         CLI_OPT_SET("--json", &json),
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_CLEAR("--no-clamp", &p.clamp),
@@ -82,8 +89,6 @@ int cmd_neuron(int argc, char **argv)
         CLI_OPT_INT("--channel", &channel, 0, INT_MAX),
         CLI_OPT_CUSTOM("--unit", parse_unit, &p),
         CLI_OPT_OUTPUT("--output", "-o", &out),
-        CLI_OPT_INT("--iters", &p.iters, 0, INT_MAX),
-        CLI_OPT_FLOAT("--lr", &p.lr, -HUGE_VAL, HUGE_VAL, 0),
         CLI_OPT_FLOAT("--decay", &p.decay, 0, 1, CLI_OPEN_MAX),
         CLI_OPT_INT("--blur-every", &p.blur_every, 0, INT_MAX),
         CLI_OPT_FLOAT("--blur-sigma", &p.blur_sigma, 0, HUGE_VAL, 0),
@@ -98,6 +103,13 @@ int cmd_neuron(int argc, char **argv)
         return rc;
     if (!p.layer || channel < 0 || !out)
         return cli_error("neuron: give --layer NAME, --channel C and -o OUT.png (see --help)"), 2;
+    int cs231n = p.decay != d.decay || p.blur_every != d.blur_every || p.blur_sigma != d.blur_sigma ||
+                 p.jitter != d.jitter || p.init_std != d.init_std || p.clamp != d.clamp;
+    if ((rc = cli_recipe_apply("neuron", &ro,
+                               cs231n ? "--decay, --blur-every, --blur-sigma, --jitter, --init-std and --no-clamp"
+                                      : NULL,
+                               &p.recipe, &p.lucid, &p.iters, &p.lr)) != 0)
+        return rc;
 
     cli_model cm;
     if ((rc = cli_model_open(&mo, &cm)) != 0)
@@ -140,9 +152,10 @@ int cmd_neuron(int argc, char **argv)
         printf(", \"channel\": %d, ", channel);
         if (p.unit_y >= 0)
             printf("\"unit\": [%d, %d], ", p.unit_y, p.unit_x);
-        printf("\"height\": %d, \"width\": %d, \"iters\": %d, \"seed\": %llu, "
+        printf("\"height\": %d, \"width\": %d, \"recipe\": \"%s\", \"iters\": %d, \"seed\": %llu, "
                "\"before\": %s, \"after\": %s, \"output\": ",
-               h, w, p.iters, (unsigned long long)p.seed, cli_jnum(before, 9).s, cli_jnum(after, 9).s);
+               h, w, cnv_recipe_name(p.recipe), p.recipe == CNV_RECIPE_LUCID ? p.lucid.iters : p.iters,
+               (unsigned long long)p.seed, cli_jnum(before, 9).s, cli_jnum(after, 9).s);
         cli_json_string(stdout, out);
         printf("}\n");
     } else if (!rc && !quiet) {

@@ -80,9 +80,8 @@ typedef struct class_objective {
     int *cls_of;   /* B */
 } class_objective;
 
-static cnv_status class_grad(void *arg, int first, int used, double *obj, double *pr)
+static cnv_status class_pass(class_objective *o, int first, int used, double *obj, double *pr)
 {
-    class_objective *o = arg;
     int K = o->K;
     cnv_status st;
     if ((st = cnv_session_forward_to(o->v->s, o->score)) != CNV_OK ||
@@ -111,6 +110,27 @@ static cnv_status class_grad(void *arg, int first, int used, double *obj, double
         *obj += row[o->cls_of[i]];
         *pr += o->prob[o->cls_of[i]];
     }
+    return CNV_OK;
+}
+
+static cnv_status input_grad(const class_objective *o, float **g)
+{
+    *g = cnv_session_input_grad(o->v->s);
+    if (!*g)
+        return cnv_fail(o->v->err, CNV_ERR_STATE, "classmodel: '%s' does not depend on the input",
+                        cnv_model_tensor_name(o->v->m, o->score));
+    return CNV_OK;
+}
+
+/* cnv_lucid_grad_fn */
+static cnv_status class_grad(void *arg, int first, int used, float *grad, double *obj, double *pr)
+{
+    class_objective *o = arg;
+    float *g;
+    cnv_status st;
+    if ((st = class_pass(o, first, used, obj, pr)) != CNV_OK || (st = input_grad(o, &g)) != CNV_OK)
+        return st;
+    memcpy(grad, g, (size_t)used * o->v->item * sizeof *grad);
     return CNV_OK;
 }
 
@@ -166,14 +186,9 @@ static cnv_status cs231n(const cnv_viz *v, const cnv_classmodel_params *pp, clas
             memset(in, 0, batch * sizeof(float));
             memcpy(in, images + first * item, (size_t)used * item * sizeof(float));
             cnv_roll_nchw(in, used, c, h, w, dy + first, dx + first, scratch);
-            if ((st = class_grad(o, first, used, &obj, &pr)) != CNV_OK)
+            float *g;
+            if ((st = class_pass(o, first, used, &obj, &pr)) != CNV_OK || (st = input_grad(o, &g)) != CNV_OK)
                 goto done;
-            float *g = cnv_session_input_grad(s);
-            if (!g) {
-                st = cnv_fail(err, CNV_ERR_STATE, "classmodel: '%s' does not depend on the input",
-                              cnv_model_tensor_name(v->m, o->score));
-                goto done;
-            }
             for (int i = 0; i < used; i++) {
                 float *gi = g + i * item, *x = images + (first + i) * item;
                 cnv_roll_chw(gi, c, h, w, -dy[first + i], -dx[first + i], scratch);
@@ -282,7 +297,7 @@ cnv_status cnv_classmodel(cnv_session *s, int n, const int *classes, const cnv_c
             .grad = class_grad, .arg = &o, .progress = p.progress, .frame = p.frame,
             .frame_every = p.frame_every, .user = p.user,
         };
-        st = cnv_lucid_run(&job, images);
+        st = cnv_lucid_run(&job, images, NULL);
     }
     if (st != CNV_OK)
         goto done;

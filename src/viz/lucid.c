@@ -85,7 +85,7 @@ static void to_normalized(const cnv_viz *v, const float *pix, int n, float *imag
         }
 }
 
-cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
+cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images, float *start)
 {
     const cnv_viz *v = job->v;
     const cnv_lucid_params *lp = job->lucid;
@@ -99,7 +99,7 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
     /* sizes are given at 224 x 224 */
     float size = (float)(h < w ? h : w) / 224.0f, blur_max = lp->blur * size;
     size_t nblur = cnv_blur_scratch(h, w, blur_max);
-    float *theta = cnv_calloc(par.count * 3 + par.count + par.pixels, sizeof(float));
+    float *theta = cnv_calloc(par.count * 4 + par.pixels * 2, sizeof(float));
     float *scratch = nblur ? cnv_malloc(nblur * sizeof(float)) : NULL;
     cnv_rng *rng = cnv_malloc((size_t)n * sizeof *rng);
     cnv_warp *warp = cnv_malloc((size_t)n * sizeof *warp);
@@ -110,6 +110,7 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
         goto done;
     }
     float *m = theta + par.count, *vv = m + par.count, *gt = vv + par.count, *dpix = gt + par.count;
+    float *grad = dpix + par.pixels; /* one batch's input gradients */
     float *in = cnv_session_input(v->s), fill[CNV_MAX_CHANNELS];
     for (int k = 0; k < c; k++)
         fill[k] = 0.5f; /* gray, in pixels; normalized with the image */
@@ -121,6 +122,8 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
 
     for (int t = 0; t <= lp->iters; t++) {
         cnv_param_image(&par, theta);
+        if (t == 0 && start)
+            to_normalized(v, par.pix, n, start);
         if (job->frame && job->frame_every > 0 && (t % job->frame_every == 0 || t == lp->iters)) {
             to_normalized(v, par.pix, n, images);
             if (job->frame(job->user, t, images, n, c, h, w)) {
@@ -146,16 +149,11 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
                 cnv_blur_chw(in + i * item, c, h, w, sigma[first + i], scratch);
             }
             to_normalized(v, in, used, in);
-            if ((st = job->grad(job->arg, first, used, &obj, &prob)) != CNV_OK)
+            if ((st = job->grad(job->arg, first, used, grad, &obj, &prob)) != CNV_OK)
                 goto done;
-            float *g = cnv_session_input_grad(v->s);
-            if (!g) {
-                st = cnv_fail(err, CNV_ERR_STATE, "%s: the objective does not depend on the input", v->what);
-                goto done;
-            }
             /* d/dpixel = d/dx / std: x = (pixel - mean) / std */
             for (int i = 0; i < used; i++) {
-                float *gi = g + i * item;
+                float *gi = grad + i * item;
                 for (int k = 0; k < c; k++)
                     for (size_t j = 0; j < plane; j++)
                         gi[k * plane + j] /= v->pp.std[k];
@@ -165,7 +163,9 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images)
         }
         cnv_param_backward(&par, dpix, gt);
         cnv_adam_step(&adam, theta, gt, m, vv, par.count);
-        if (job->progress && job->progress(job->user, t + 1, lp->iters, (float)(obj / n), (float)(prob / n))) {
+        int total = job->progress_total > 0 ? job->progress_total : lp->iters;
+        if (job->progress &&
+            job->progress(job->user, job->progress_done + t + 1, total, (float)(obj / n), (float)(prob / n))) {
             st = cnv_fail(err, CNV_ERR_CANCELLED, "%s: cancelled at step %d of %d", v->what, t + 1, lp->iters);
             goto done;
         }

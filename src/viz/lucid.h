@@ -89,11 +89,12 @@ cnv_status cnv_lucid_check(const cnv_lucid_params *p, const char *what, cnv_err 
 
 /* The objective's part of a step: the session's input holds items
  * first .. first + used - 1 (transformed, normalized) in its first `used`
- * slots and zeros after; grad runs the forward and a backward that leaves
- * d(objective)/d(input) of each item in cnv_session_input_grad (zero for
- * the spare slots), and adds the items' objective values (and
- * probabilities, for progress) to *obj and *prob. */
-typedef cnv_status (*cnv_lucid_grad_fn)(void *arg, int first, int used, double *obj, double *prob);
+ * slots and zeros after; grad runs the forward and the backward, writes
+ * d(objective)/d(input) of those items to grad (used images), and adds
+ * their objective values (and probabilities, for progress; 0 when the
+ * objective has none) to *obj and *prob. */
+typedef cnv_status (*cnv_lucid_grad_fn)(void *arg, int first, int used, float *grad, double *obj,
+                                        double *prob);
 
 typedef struct cnv_lucid_job {
     const cnv_viz *v;         /* the session, planned for `batch` images */
@@ -103,14 +104,17 @@ typedef struct cnv_lucid_job {
     const uint64_t *streams;  /* item i draws from (seed, streams[i]) */
     cnv_lucid_grad_fn grad;
     void *arg;
-    cnv_progress_fn progress; /* may be NULL */
+    cnv_progress_fn progress; /* may be NULL; iter counts from progress_done,
+                                 of progress_total (0: the job's steps) */
+    int progress_done, progress_total;
     cnv_frame_fn frame;       /* may be NULL */
     int frame_every;
     void *user;
 } cnv_lucid_job;
 
 /* Optimizes n images for job's objective and writes them, normalized, to
- * images (n x c x h x w). */
-cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images);
+ * images (n x c x h x w); start (may be NULL) receives the images it
+ * started from. */
+cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images, float *start);
 
 #endif

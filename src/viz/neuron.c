@@ -1,10 +1,11 @@
 /* Neuron visualization: the image that maximizes one channel (or unit) of
- * a layer, batched over channels. */
+ * a layer, batched over channels, by the Lucid recipe (lucid.c) or by
+ * CS231n's pixel ascent. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "viz/viz.h"
+#include "viz/lucid.h"
 
 /* --------------------------------------------------------------- neuron */
 
@@ -23,6 +24,8 @@ cnv_neuron_params cnv_neuron_params_default(void)
     p.pre_relu = 1;
     p.init_std = 10.0f;
     p.frame_every = 10;
+    p.recipe = CNV_RECIPE_LUCID;
+    p.lucid = cnv_lucid_params_default();
     return p;
 }
 
@@ -30,6 +33,17 @@ static cnv_status check_params(const cnv_neuron_params *p, cnv_err *err)
 {
     if (!p->layer)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: no layer given");
+    if (p->batch < 0 || p->frame_every < 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: batch %d, frame_every %d must be >= 0", p->batch,
+                        p->frame_every);
+    if ((p->unit_y < 0) != (p->unit_x < 0))
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: unit (%d, %d): give both or neither",
+                        p->unit_y, p->unit_x);
+    if (!cnv_recipe_name(p->recipe))
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: recipe %d is none of the cnv_recipe values",
+                        (int)p->recipe);
+    if (p->recipe == CNV_RECIPE_LUCID)
+        return cnv_lucid_check(&p->lucid, "neuron", err);
     if (p->iters < 0)
         return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: iters is %d (>= 0)", p->iters);
     if (!isfinite(p->lr) || !isfinite(p->decay) || !(p->decay >= 0.0f && p->decay < 1.0f) ||
@@ -38,16 +52,11 @@ static cnv_status check_params(const cnv_neuron_params *p, cnv_err *err)
                         "neuron: lr %g, decay %g (in [0,1)), init_std %g (>= 0), blur_sigma %g must be "
                         "finite",
                         p->lr, p->decay, p->init_std, p->blur_sigma);
-    if (p->jitter < 0 || p->jitter > 4096 || p->blur_every < 0 || p->batch < 0 || p->frame_every < 0)
-        return cnv_fail(err, CNV_ERR_INVALID_ARG,
-                        "neuron: jitter %d (0..4096), blur_every %d, batch %d, frame_every %d must be >= 0",
-                        p->jitter, p->blur_every, p->batch, p->frame_every);
-    if ((p->unit_y < 0) != (p->unit_x < 0))
-        return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: unit (%d, %d): give both or neither",
-                        p->unit_y, p->unit_x);
+    if (p->jitter < 0 || p->jitter > 4096 || p->blur_every < 0)
+        return cnv_fail(err, CNV_ERR_INVALID_ARG, "neuron: jitter %d (0..4096), blur_every %d must be >= 0",
+                        p->jitter, p->blur_every);
     return CNV_OK;
 }
-
 
 /* The layer as n x C x P (P: spatial positions, 1 for a 2-D layer). */
 typedef struct layer_geom {
@@ -85,6 +94,62 @@ static float objective(const float *act, const layer_geom *g, int i, int ch, lon
     for (size_t j = 0; j < g->P; j++)
         sum += p[j];
     return (float)(sum / (double)g->P);
+}
+
+/* Runs the forward to the layer and puts each used item's objective in
+ * vals[i]; fails on a value that is not finite. */
+static cnv_status layer_values(const cnv_viz *v, int layer, const layer_geom *g, int used, const int *channels,
+                               long unit, float *vals)
+{
+    cnv_status st;
+    float *act;
+    if ((st = cnv_session_forward_to(v->s, layer)) != CNV_OK ||
+        (st = cnv_session_tensor(v->s, layer, &act, NULL)) != CNV_OK)
+        return st;
+    for (int i = 0; i < used; i++) {
+        vals[i] = objective(act, g, i, channels[i], unit);
+        if (!isfinite(vals[i]))
+            return cnv_fail(v->err, CNV_ERR_FORMAT,
+                            "neuron: the activation of channel %d is %g: not finite (the model's weights "
+                            "overflow, or make NaN, on this image)",
+                            channels[i], (double)vals[i]);
+    }
+    return CNV_OK;
+}
+
+/* The Lucid recipe's objective (cnv_lucid_grad_fn) for one chunk of items:
+ * their channels' means, or units. */
+typedef struct neuron_objective {
+    const cnv_viz *v;
+    int layer, pre;
+    const layer_geom *g;
+    const int *channels; /* the chunk's */
+    long unit;
+    const float *seed;
+    float *seed2, *vals;
+    size_t nseed;
+    float *grad;         /* where neuron_grad puts the gradients */
+} neuron_objective;
+
+static void copy_grad(void *arg, int i, float *g)
+{
+    const neuron_objective *o = arg;
+    memcpy(o->grad + (size_t)i * o->v->item, g, o->v->item * sizeof *g);
+}
+
+static cnv_status neuron_grad(void *arg, int first, int used, float *grad, double *obj, double *prob)
+{
+    (void)first; /* the chunk is the job: its items start at 0 */
+    (void)prob;
+    neuron_objective *o = arg;
+    cnv_status st = layer_values(o->v, o->layer, o->g, used, o->channels, o->unit, o->vals);
+    if (st != CNV_OK)
+        return st;
+    for (int i = 0; i < used; i++)
+        *obj += o->vals[i];
+    o->grad = grad;
+    return cnv_viz_layer_grads(o->v, o->layer, o->pre, o->seed, o->nseed, (size_t)o->g->C * o->g->P, used,
+                               o->seed2, copy_grad, o);
 }
 
 /* What the ascent step needs for each item's gradient (cnv_viz_grad_fn). */
@@ -154,8 +219,13 @@ static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const c
     float *scratch = cnv_malloc(nscratch * sizeof *scratch);
     int *dy = cnv_malloc((size_t)B * 2 * sizeof *dy), *dx = dy ? dy + B : NULL;
     cnv_rng *rng = cnv_malloc((size_t)B * sizeof *rng);
+    float *vals = cnv_malloc((size_t)B * sizeof *vals);
+    uint64_t *streams = cnv_malloc((size_t)B * sizeof *streams);
+    /* the Lucid recipe's starting images, to measure `before` on */
+    float *start = p.recipe == CNV_RECIPE_LUCID && before ? cnv_malloc((size_t)B * item * sizeof *start) : NULL;
     float *in = cnv_session_input(s);
-    if (!seed || !seed2 || !scratch || !dy || !rng) {
+    if (!seed || !seed2 || !scratch || !dy || !rng || !vals || !streams ||
+        (p.recipe == CNV_RECIPE_LUCID && before && !start)) {
         st = cnv_fail(err, CNV_ERR_NOMEM, "neuron: out of memory for %d images of %dx%dx%d", B, c, h, w);
         goto done;
     }
@@ -172,6 +242,28 @@ static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const c
             else
                 for (size_t j = 0; j < g.P; j++)
                     sp[j] = 1.0f / (float)g.P;
+        }
+        if (p.recipe == CNV_RECIPE_LUCID) {
+            neuron_objective o = { &v, layer, pre, &g, channels + first, unit, seed, seed2, vals, nseed, NULL };
+            for (int i = 0; i < used; i++)
+                streams[i] = (uint64_t)channels[first + i];
+            cnv_lucid_job job = {
+                .v = &v, .lucid = &p.lucid, .n = used, .batch = B, .seed = p.seed, .streams = streams,
+                .grad = neuron_grad, .arg = &o, .progress = p.progress, .progress_done = ck * p.lucid.iters,
+                .progress_total = chunks * p.lucid.iters, .frame = p.frame, .frame_every = p.frame_every,
+                .user = p.user,
+            };
+            if ((st = cnv_lucid_run(&job, img, start)) != CNV_OK)
+                goto done;
+            /* the objective on the start and on the result */
+            for (int pass = before ? 0 : 1; pass < 2 && (pass == 0 || after); pass++) {
+                memset(in, 0, (size_t)B * item * sizeof *in);
+                memcpy(in, pass ? img : start, (size_t)used * item * sizeof *in);
+                if ((st = layer_values(&v, layer, &g, used, channels + first, unit, vals)) != CNV_OK)
+                    goto done;
+                memcpy((pass ? after : before) + first, vals, (size_t)used * sizeof *vals);
+            }
+            continue;
         }
         for (int i = 0; i < used; i++) {
             cnv_rng_seed2(&rng[i], p.seed, (uint64_t)channels[first + i]);
@@ -196,26 +288,15 @@ static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const c
                 dx[i] = i < used && roll ? cnv_rng_int(&rng[i], -p.jitter, p.jitter) : 0;
             }
             cnv_roll_nchw(in, B, c, h, w, dy, dx, scratch);
-            if ((st = cnv_session_forward_to(s, layer)) != CNV_OK)
-                goto done;
-            float *act;
-            if ((st = cnv_session_tensor(s, layer, &act, NULL)) != CNV_OK)
+            if ((st = layer_values(&v, layer, &g, used, channels + first, unit, vals)) != CNV_OK)
                 goto done;
             double obj = 0.0;
             for (int i = 0; i < used; i++) {
-                float o = objective(act, &g, i, channels[first + i], unit);
-                if (!isfinite(o)) {
-                    st = cnv_fail(err, CNV_ERR_FORMAT,
-                                  "neuron: the activation of channel %d is %g: not finite (the model's "
-                                  "weights overflow, or make NaN, on this image)",
-                                  channels[first + i], (double)o);
-                    goto done;
-                }
-                obj += o;
+                obj += vals[i];
                 if (t == 0 && before)
-                    before[first + i] = o;
+                    before[first + i] = vals[i];
                 if (last && after)
-                    after[first + i] = o;
+                    after[first + i] = vals[i];
             }
             if (last)
                 break;
@@ -246,6 +327,9 @@ done:
     cnv_free(scratch);
     cnv_free(dy);
     cnv_free(rng);
+    cnv_free(vals);
+    cnv_free(streams);
+    cnv_free(start);
     return st;
 }
 
