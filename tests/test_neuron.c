@@ -414,6 +414,93 @@ static void squeezenet_neurons(void **state)
     cnv_model_free(m);
 }
 
+/* The Lucid recipe's channel pictures at 224 x 224 (the default steps):
+ * each activates its channel more than any of 100 images of uniform noise
+ * and more than the best of the photos beside the repository (five). */
+static void squeezenet_lucid_channels(void **state)
+{
+    (void)state;
+    tu_skip_under_valgrind("SqueezeNet channel pictures of 512 steps");
+    if (!have_squeezenet())
+        skip();
+    cnv_model *m = NULL;
+    if (cnv_model_load_onnx(SQUEEZENET, &m) != CNV_OK)
+        fail_msg("%s", cnv_model_errmsg(m));
+    float mean[3], std[3];
+    parse3(cnv_model_get_meta(m, "cnnviz.mean"), mean);
+    parse3(cnv_model_get_meta(m, "cnnviz.std"), std);
+    cnv_session *s;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    cnv_neuron_params p = cnv_neuron_params_default();
+    assert_int_equal(p.recipe, CNV_RECIPE_LUCID);
+    p.layer = "features.9/expand3x3_activation";
+    p.height = p.width = 224;
+    enum { N = 3, ITEM = 3 * 224 * 224, NOISE = 100 };
+    const int ch[N] = {7, 80, 155};
+    float *img = malloc((size_t)N * ITEM * sizeof *img), after[N];
+    assert_non_null(img);
+    ok_s(s, tu_neuron(s, m, mean, std, N, ch, &p, img, NULL, after));
+    free(img);
+
+    /* the channels' means on noise and on the photos, 4 images a pass */
+    const char *layer_name;
+    char err[256];
+    assert_int_equal(tu_find_layer(m, p.layer, &layer_name, err, sizeof err), CNV_OK);
+    int t = tu_t(s, layer_name);
+    cnv_preprocess pp;
+    cnv_preprocess_init(&pp, 3, 224, 224);
+    memcpy(pp.mean, mean, sizeof mean);
+    memcpy(pp.std, std, sizeof std);
+    assert_int_equal(cnv_session_set_plan_target(s, t), CNV_OK);
+    assert_int_equal(cnv_session_plan(s, 4, 224, 224), CNV_OK);
+    float *in = cnv_session_input(s);
+    float best_noise[N] = {-1e30f, -1e30f, -1e30f}, best_photo[N] = {-1e30f, -1e30f, -1e30f};
+    const char *photos[] = {"boat_paddle.jpg", "cat.jpg", "dog.jpg", "eagle.jpg", "giraffe.jpg"};
+    tu_rng r;
+    tu_rng_init(&r, 99);
+    for (int k = 0; k < NOISE + 5; k += 4) {
+        int used = 0;
+        for (int i = 0; i < 4 && k + i < NOISE + 5; i++, used++) {
+            float *x = in + (size_t)i * ITEM;
+            if (k + i < NOISE) {
+                for (int j = 0; j < ITEM; j++)
+                    x[j] = (tu_uniform(&r, 0.0f, 1.0f) - mean[j / (224 * 224)]) / std[j / (224 * 224)];
+            } else {
+                char path[256];
+                cnv_image im = {0};
+                snprintf(path, sizeof path, SHARED "images/%s", photos[k + i - NOISE]);
+                if (cnv_image_load(path, &im, err, sizeof err) != CNV_OK ||
+                    cnv_image_to_tensor(&im, &pp, x, ITEM, err, sizeof err) != CNV_OK)
+                    fail_msg("%s", err);
+                cnv_image_free(&im);
+            }
+        }
+        ok_s(s, cnv_session_forward_to(s, t));
+        float *act;
+        cnv_shape sh;
+        ok_s(s, cnv_session_tensor(s, t, &act, &sh));
+        size_t P = (size_t)(sh.dims[2] * sh.dims[3]);
+        for (int i = 0; i < used; i++)
+            for (int c = 0; c < N; c++) {
+                const float *a = act + ((size_t)i * sh.dims[1] + ch[c]) * P;
+                double sum = 0.0;
+                for (size_t j = 0; j < P; j++)
+                    sum += a[j];
+                float v = (float)(sum / (double)P);
+                float *best = k + i < NOISE ? &best_noise[c] : &best_photo[c];
+                *best = v > *best ? v : *best;
+            }
+    }
+    cnv_session_set_plan_target(s, -1);
+    for (int c = 0; c < N; c++) {
+        printf("%s channel %d: picture %.3f, best of %d noise images %.3f, best photo %.3f\n", p.layer, ch[c],
+               (double)after[c], NOISE, (double)best_noise[c], (double)best_photo[c]);
+        assert_true(after[c] > best_noise[c] && after[c] > best_photo[c]);
+    }
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
 /* ------------------------------------------------------------------ CLI */
 
 static int sh(const char *cmd)
@@ -527,6 +614,7 @@ int main(void)
         cmocka_unit_test(dead_channel_pre_relu),
         cmocka_unit_test(neuron_errors),
         cmocka_unit_test(squeezenet_neurons),
+        cmocka_unit_test(squeezenet_lucid_channels),
         cmocka_unit_test(cli_neuron_and_layers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
