@@ -683,6 +683,7 @@ static void allocation_failures(void **state)
     float img[2 * 2 * 8 * 8], x[2 * 8 * 8], fooled[2 * 8 * 8], last[2 * 8 * 8];
     cnv_classmodel_params p = cnv_classmodel_params_default();
     p.iters = 3;
+    p.lucid.iters = 3;
     p.height = p.width = 8;
     cnv_fool_params fp = cnv_fool_params_default();
     fp.max_iters = 3;
@@ -691,14 +692,16 @@ static void allocation_failures(void **state)
     tu_fill(&r, x, 2 * 8 * 8, -1.0f, 1.0f);
     cnv_allocator a = {failing_malloc, plain_free, NULL};
     int failures = 0;
-    for (int which = 0; which < 2; which++) {
+    /* 0: a class model by each recipe; 1: a fooling image */
+    for (int which = 0; which < 3; which++) {
+        p.recipe = which == 2 ? CNV_RECIPE_CS231N : CNV_RECIPE_LUCID;
         for (fail_at = 0;; fail_at++) {
             cnv_session *s = NULL;
             assert_int_equal(cnv_session_create(m, &s), CNV_OK); /* before the hook */
             n_allocs = 0;
             cnv_set_allocator(&a);
             cnv_status st;
-            if (which == 0)
+            if (which != 1)
                 st = tu_classmodel(s, m, mean, std, 2, cls, &p, img, NULL, NULL);
             else {
                 cnv_fool_result res;

@@ -68,8 +68,9 @@ static cnv_status check_params(const cnv_classmodel_params *p, cnv_err *err)
     return CNV_OK;
 }
 
-/* The objective of one pass (cnv_lucid_grad_fn): the raw score of each
- * item's class, or its softmax probability. */
+/* The objective: the raw score of each item's class, or its softmax
+ * probability. class_pass runs one forward and backward of it for both
+ * recipes; class_grad hands the result to the Lucid loop. */
 typedef struct class_objective {
     const cnv_viz *v;
     const int *classes;
