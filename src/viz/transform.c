@@ -146,12 +146,26 @@ void cnv_blur_chw_adjoint(float *g, int c, int h, int w, float sigma, float *scr
             }
         }
         memset(p, 0, plane * sizeof *p);
+        /* the columns whose taps all fall inside the row give to
+         * out[xx + t] directly, one contiguous run per tap; the others
+         * through the mirror */
+        int lo = R < w ? R : w, hi = w - R > lo ? w - R : lo;
         for (int y = 0; y < h; y++) {
             const float *row = tmp + (size_t)y * w;
             float *out = p + (size_t)y * w;
-            for (int xx = 0; xx < w; xx++)
+            for (int t = -R; t <= R; t++) {
+                float kt = kern[t];
+                for (int xx = lo; xx < hi; xx++)
+                    out[xx + t] += kt * row[xx];
+            }
+            for (int xx = 0; xx < w; xx++) {
+                if (xx == lo)
+                    xx = hi;
+                if (xx >= w)
+                    break;
                 for (int t = -R; t <= R; t++)
                     out[reflect(xx + t, w)] += kern[t] * row[xx];
+            }
         }
     }
 }
