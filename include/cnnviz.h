@@ -1192,7 +1192,8 @@ CNV_API cnv_status cnv_neuron(cnv_session *s, int n, const int *channels,
                               float *before, float *after);
 
 /* Deep dream (Mordvintsev, Olah, Tyka 2015, "Inceptionism") with a zoom:
- * gradient ascent on the mean of a layer (or of one channel), the gradient
+ * gradient ascent on the L2 norm (or the mean) of a layer (or of one
+ * channel), the gradient
  * normalized by its mean absolute value, at several octaves: the first
  * start x round(start * width / height), each next one octave_scale times
  * larger (at most the frame size), the last at height x width; the detail
@@ -1228,6 +1229,10 @@ typedef struct cnv_dream_params {
     cnv_progress_fn progress; /* iter counts every step; prob is 0 */
     cnv_frame_fn frame;       /* each movie frame (iter = its index) */
     void *user;
+    int l2;              /* 1: ascend half the mean square of the layer
+                            (or channel), whose gradient is the activation
+                            itself: Google's DeepDream notebook (default);
+                            0: its mean, which is what 0.1 did */
 } cnv_dream_params;
 CNV_API cnv_dream_params cnv_dream_params_default(void);
 

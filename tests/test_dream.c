@@ -221,6 +221,72 @@ static void zero_steps_are_exact(void **state)
     cnv_model_free(m);
 }
 
+/* The objective: half the mean square of the layer (default) or its mean,
+ * as progress reports it on the first step, from a photo, against the
+ * layer computed here; and the one step follows d(objective)/dx, which
+ * for half the mean square is the backward of a / count. */
+static void l2_objective(void **state)
+{
+    (void)state;
+    cnv_model *m = net(6);
+    cnv_session *s;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    static float photo[ITEM], grad[ITEM];
+    tu_rng r;
+    tu_rng_init(&r, 8);
+    tu_fill(&r, photo, ITEM, -1.5f, 1.5f);
+    /* the layer and the objectives' gradient on the photo */
+    ok_s(s, cnv_session_plan(s, 1, H, W));
+    memcpy(cnv_session_input(s), photo, sizeof photo);
+    ok_s(s, cnv_session_forward(s));
+    float *a;
+    cnv_shape sh;
+    int t = tu_t(s, "relu2");
+    ok_s(s, cnv_session_tensor(s, t, &a, &sh));
+    size_t n = (size_t)cnv_shape_count(&sh);
+    double sq = 0.0, sum = 0.0;
+    float *seed = malloc(n * sizeof *seed);
+    assert_non_null(seed);
+    for (size_t j = 0; j < n; j++) {
+        sq += 0.5 * (double)a[j] * a[j];
+        sum += a[j];
+        seed[j] = a[j] / (float)n;
+    }
+    ok_s(s, cnv_session_backward(s, t, seed, n));
+    memcpy(grad, cnv_session_input_grad(s), sizeof grad);
+    free(seed);
+    for (int l2 = 0; l2 < 2; l2++) {
+        static frames f;
+        memset(&f, 0, sizeof f);
+        cnv_dream_params p = small_params();
+        p.init = photo;
+        p.l2 = l2;
+        p.octaves = 1;
+        p.start = H;
+        p.steps = 1;
+        p.frames = 1;
+        p.jitter = 0;
+        p.user = &f;
+        ok_s(s, tu_dream(s, m, MEAN, STD, &p, NULL, NULL));
+        double want = l2 ? sq / (double)n : sum / (double)n;
+        printf("%s objective: reported %.6f, computed %.6f\n", l2 ? "L2" : "mean", f.first_obj, want);
+        assert_true(fabs(f.first_obj - want) < 1e-5 * (1.0 + fabs(want)));
+        if (l2) { /* the step is parallel to the gradient */
+            double dot = 0.0, n1 = 0.0, n2 = 0.0;
+            for (int j = 0; j < ITEM; j++) {
+                double d = (double)f.img[0][j] - photo[j];
+                dot += d * grad[j];
+                n1 += d * d;
+                n2 += (double)grad[j] * grad[j];
+            }
+            printf("L2 step vs gradient: cosine %.6f\n", dot / sqrt(n1 * n2));
+            assert_true(dot / sqrt(n1 * n2) > 0.999);
+        }
+    }
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
 static void random_channels(void **state)
 {
     (void)state;
@@ -484,6 +550,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(frames_and_determinism),
         cmocka_unit_test(zero_steps_are_exact),
+        cmocka_unit_test(l2_objective),
         cmocka_unit_test(random_channels),
         cmocka_unit_test(errors),
         cmocka_unit_test(cli_dream),

@@ -12,8 +12,8 @@
 
 static const char usage[] =
     "usage: cnnviz dream [-m MODEL] [--layer NAME] -o FRAMES_DIR [options]\n"
-    "Deep dream (Mordvintsev et al. 2015): gradient ascent on the mean\n"
-    "activation of a layer (or of one channel), from noise or a photo, over\n"
+    "Deep dream (Mordvintsev et al. 2015): gradient ascent on the L2 norm of a\n"
+    "layer's activation (or of one channel's), from noise or a photo, over\n"
     "octaves of growing size; then a movie in which every frame zooms into the\n"
     "last one and dreams a few steps more. Frames are written as\n"
     "FRAMES_DIR/frame_0000.png, frame_0001.png, ... (the directory and its\n"
@@ -43,6 +43,8 @@ static const char usage[] =
     "  --lr F             mean pixel change per step, gray levels (default 1.5)\n"
     "  --jitter PX        random roll of up to PX pixels (default 16)\n"
     "  --no-pre-relu      no fallback to the Relu's input for a dead channel\n"
+    "  --mean             ascend the mean activation instead of its L2 norm\n"
+    "                     (cnnviz 0.1's objective)\n"
     "  --seed S           random seed (default 0)\n"
     "  --json             one JSON document on stdout\n"
     "  --quiet            no progress\n";
@@ -133,6 +135,7 @@ int cmd_dream(int argc, char **argv)
         CLI_OPT_SET("--quiet", &quiet),
         CLI_OPT_SET("--random-channels", &random_channels),
         CLI_OPT_CLEAR("--no-pre-relu", &p.pre_relu),
+        CLI_OPT_CLEAR("--mean", &p.l2),
         CLI_OPT_STRING("--output", "-o", &dir),
         CLI_OPT_OUTPUT("--gif", NULL, &gif),
         CLI_OPT_INT("--gif-delay", &delay, 0, 65535),

@@ -23,6 +23,7 @@ cnv_dream_params cnv_dream_params_default(void)
     p.clamp = 1;
     p.pre_relu = 1;
     p.init_std = 20.0f;
+    p.l2 = 1;
     return p;
 }
 
@@ -134,7 +135,8 @@ static void step_image(void *arg, int i, float *g)
 }
 
 /* One ascent step on img (of the planned size): DeepDream's step, the
- * gradient of the mean activation scaled by 1 / mean|g|. */
+ * gradient of the objective (half the mean square, or the mean) scaled by
+ * 1 / mean|g|. */
 static cnv_status step(dream_run *r, float *img)
 {
     const cnv_dream_params *p = r->p;
@@ -158,7 +160,7 @@ static cnv_status step(dream_run *r, float *img)
     }
     double sum = 0.0;
     for (size_t j = 0; j < count; j++)
-        sum += act[from + j];
+        sum += p->l2 ? 0.5 * (double)act[from + j] * act[from + j] : act[from + j];
     r->objective = (float)(sum / (double)count);
     if (!isfinite(r->objective))
         return cnv_fail(r->err, CNV_ERR_FORMAT,
@@ -166,8 +168,12 @@ static cnv_status step(dream_run *r, float *img)
                         "NaN, on this image)",
                         (double)r->objective);
     memset(r->seed, 0, n * sizeof *r->seed);
+    /* d/da of the objective: 1 / count, or a / count for L2. A layer that
+     * is zero throughout has a zero L2 gradient even on its Relu's input
+     * (pre_relu): the mean's seed brings it alive there. */
+    int l2 = p->l2 && sum > 0.0;
     for (size_t j = 0; j < count; j++)
-        r->seed[from + j] = 1.0f / (float)count;
+        r->seed[from + j] = (l2 ? act[from + j] : 1.0f) / (float)count;
     if ((st = cnv_viz_layer_grads(v, r->layer, r->pre, r->seed, n, n, 1, r->seed2, step_image, &ds)) != CNV_OK)
         return st;
     r->step++;
