@@ -1244,6 +1244,84 @@ CNV_API cnv_status cnv_dream(cnv_session *s, const cnv_dream_params *p,
                              float *out, size_t count,
                              int *channels, int n_channels);
 
+/* ---- feature visualization with composed objectives ---- */
+
+/* Olah et al. 2017's objectives, each over a tensor of the graph (named
+ * as cnv_model_find_layer reads it) with the batch first: a sum of
+ * weighted terms is what cnv_render ascends. */
+typedef enum cnv_objective_kind {
+    /* Score `index` of a B x K tensor: NULL layer is the model's raw
+     * class scores (cnv_model_score_tensor). */
+    CNV_OBJ_CLASS = 0,
+    /* The mean of channel `index` over its positions. */
+    CNV_OBJ_CHANNEL = 1,
+    /* Channel `index` at (y, x) of a 4-D layer; -1, -1: the center. */
+    CNV_OBJ_NEURON = 2,
+    /* Half the mean square of the whole tensor (DeepDream's L2). */
+    CNV_OBJ_LAYER_L2 = 3,
+    /* The mean over positions of sum_c direction[c] * layer[c, position]:
+     * a direction in the space of the layer's channels (n_direction =
+     * its channel count). */
+    CNV_OBJ_DIRECTION = 4,
+    /* Diversity across the batch (Lucid's): minus the mean, over pairs
+     * of items, of the cosine similarity of their Gram matrices (channels
+     * x channels, over positions), so that the items differ in style.
+     * Always applies to every item (`item` must be -1), of one batch (at
+     * most 64). */
+    CNV_OBJ_DIVERSITY = 5
+} cnv_objective_kind;
+
+/* "class", "channel", "neuron", "l2", "direction", "diversity" (NULL for
+ * other values), and back (-1 for an unknown name). */
+CNV_API const char *cnv_objective_name(cnv_objective_kind kind);
+CNV_API int cnv_objective_parse(const char *name);
+
+typedef struct cnv_objective {
+    cnv_objective_kind kind;
+    const char *layer;        /* the tensor (borrowed); CLASS: NULL is the
+                                 model's raw class scores */
+    int pre_activation;       /* 1: the layer's input when it is an
+                                 activation's output (a Relu's input, for
+                                 units that are rarely positive) */
+    int index;                /* CLASS: the class; CHANNEL, NEURON: the
+                                 channel */
+    int y, x;                 /* NEURON: the position; -1, -1: the center */
+    const float *direction;   /* DIRECTION: n_direction weights (borrowed) */
+    int n_direction;
+    /* The term's weight: `weight` for item 0, `weight_last` for item n-1
+     * and linear in between (equal values: a constant weight; 1 and 0
+     * with another term at 0 and 1: an interpolation across the batch).
+     * A negative weight minimizes the term. */
+    float weight, weight_last;
+    int item;                 /* -1: every item; else only that one */
+} cnv_objective;
+
+/* A term of `kind` with weight 1 for every item and no position: fill in
+ * the layer and index. */
+CNV_API cnv_objective cnv_objective_default(cnv_objective_kind kind);
+
+typedef struct cnv_render_params {
+    cnv_lucid_params lucid;   /* the recipe (cnv_lucid_params_default) */
+    int height, width;        /* image size; 0: the preprocessing's */
+    const cnv_preprocess *preprocess; /* NULL: the model's (default) */
+    uint64_t seed;            /* item i draws from the stream (seed, i) */
+    cnv_progress_fn progress; /* objective: the sum over terms, mean over
+                                 items; prob 0 */
+    cnv_frame_fn frame;       /* may be NULL */
+    int frame_every;          /* (default 32) */
+    void *user;
+} cnv_render_params;
+CNV_API cnv_render_params cnv_render_params_default(void);
+
+/* Renders n images in one batch by the Lucid recipe, each ascending the
+ * sum of the terms that apply to it. images (count = n x c x h x w
+ * floats) receives them, normalized; values (n floats, may be NULL) each
+ * image's objective on a last forward pass of the images themselves.
+ * Terms on several tensors cost one backward pass per tensor. */
+CNV_API cnv_status cnv_render(cnv_session *s, int n, const cnv_objective *terms, int n_terms,
+                              const cnv_render_params *p, float *images, size_t count,
+                              float *values);
+
 #ifdef __cplusplus
 }
 #endif

@@ -84,6 +84,16 @@ void cnv_adam_step(cnv_adam *a, float *x, const float *g, float *m, float *v, si
 
 /* ------------------------------------------------------------------ loop */
 
+/* The most items a diversity term compares (cnv_render). */
+#define CNV_MAX_BATCH_DIVERSITY 64
+
+/* Diversity of n <= CNV_MAX_BATCH_DIVERSITY items' activations A (n x C x
+ * P): val[i] = -1/(n-1) sum over j != i of u_i . u_j, u_i item i's Gram
+ * matrix A_i A_i^T / P scaled to unit length (0 for an item whose Gram
+ * matrix is zero, and for n = 1). dA (n x C x P) += the gradient of
+ * sum_i w[i] val[i]. G: scratch of (n + 1) C^2 floats. */
+void cnv_diversity(const float *A, int n, int C, size_t P, const float *w, float *val, float *dA, float *G);
+
 /* Fails unless p's values are usable; what starts the message. */
 cnv_status cnv_lucid_check(const cnv_lucid_params *p, const char *what, cnv_err *e);
 
