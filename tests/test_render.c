@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -423,6 +424,65 @@ static void squeezenet_diversity(void **state)
     cnv_model_free(m);
 }
 
+static int sh(const char *cmd, char *out, size_t len)
+{
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t got = fread(out, 1, len - 1, f);
+    out[got] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `cnnviz render` on the default model: specs of every kind, weights,
+ * items, sheets and JSON; bad specs are usage errors (exit 2). */
+static void cli(void **state)
+{
+    (void)state;
+    if (access("bin/cnnviz", X_OK) || access("weights/fashion_mnist.onnx", R_OK)) {
+        printf("skipping: bin/cnnviz or weights/fashion_mnist.onnx is missing (make test builds them)\n");
+        skip();
+    }
+    char dir[] = "/tmp/cnv_render_XXXXXX", cmd[1024], out[4096], path[256], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd,
+             "bin/cnnviz render --objective '1..0*channel:relu3:9' --objective '0..1*channel/pre:relu3:3' "
+             "--objective 'diversity:relu2' --objective '0.5*neuron:relu4:2@1,1#2' --objective 'class:Sneaker' "
+             "--objective '-0.1*l2:relu1' --objective 'direction:relu3:1=0.5,7=-1' -n 3 --iters 40 "
+             "-o %s/r.png --grid %s/g.png --tile 56 --json --quiet",
+             dir, dir);
+    assert_int_equal(sh(cmd, out, sizeof out), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "\"values\": ["));
+    const char *files[] = {"r_0.png", "r_1.png", "r_2.png", "g.png"};
+    for (int i = 0; i < 4; i++) {
+        cnv_image im = {0};
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        if (cnv_image_load(path, &im, err, sizeof err) != CNV_OK)
+            fail_msg("%s", err);
+        if (i < 3)
+            assert_true(im.width == 28 && im.height == 28 && im.channels == 1);
+        cnv_image_free(&im);
+        remove(path);
+    }
+    const char *bad[] = {"channel:relu3", "channel:relu3:x", "nosuch:relu3:1", "channel/post:relu3:1",
+                         "neuron:relu3:1@1", "direction:relu3:99=1", "2..*channel:relu3:1", "class"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        snprintf(cmd, sizeof cmd, "bin/cnnviz render --objective '%s' -o %s/e.png --iters 1 2>&1", bad[k], dir);
+        int rc = sh(cmd, out, sizeof out);
+        printf("%-24s -> %d %s", bad[k], rc, out);
+        assert_true(rc == 2 || rc == 1);
+        assert_non_null(strstr(out, "render"));
+    }
+    snprintf(cmd, sizeof cmd, "bin/cnnviz render -o %s/e.png 2>&1", dir);
+    assert_int_equal(sh(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "bin/cnnviz render --objective channel:relu3:1 --recipe cs231n -o %s/e.png 2>&1", dir);
+    assert_int_equal(sh(cmd, out, sizeof out), 2);
+    snprintf(path, sizeof path, "%s/e.png", dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +492,7 @@ int main(void)
         cmocka_unit_test(weights),
         cmocka_unit_test(same_as_neuron),
         cmocka_unit_test(errors),
+        cmocka_unit_test(cli),
         cmocka_unit_test(squeezenet_diversity),
     };
     return cmocka_run_group_tests_name("render", tests, NULL, NULL);

@@ -338,8 +338,9 @@ int cli_parse(int argc, char **argv, const cli_spec *spec, int *n_args)
             cli_error("%s: %s needs a value (see --help)", cmd, a);
             return 2;
         }
-        /* an option given twice would silently keep the last value */
-        for (int k = 0; k < n_seen; k++)
+        /* an option given twice would silently keep the last value (a
+         * CUSTOM one may collect several: its parser decides) */
+        for (int k = 0; o->kind != CLI_KIND_CUSTOM && k < n_seen; k++)
             if (seen[k].dst == o->dst) {
                 if (strcmp(a, seen[k].as))
                     cli_error("%s: %s given twice (also as %s); give it once", cmd, a, seen[k].as);

@@ -40,7 +40,8 @@ typedef enum cli_opt_kind {
     CLI_KIND_INT,    /* int in [min, max] */
     CLI_KIND_FLOAT,  /* float in [min, max]; open excludes either end */
     CLI_KIND_SEED,   /* uint64_t, decimal, not negative */
-    CLI_KIND_CUSTOM, /* parse(value, dst) returns nonzero if the value is bad */
+    CLI_KIND_CUSTOM, /* parse(value, dst) returns nonzero if the value is bad;
+                        may be given more than once (each value is parsed) */
 } cli_opt_kind;
 
 enum { CLI_OPEN_MIN = 1, CLI_OPEN_MAX = 2 };
@@ -86,12 +87,9 @@ typedef struct cli_recipe_opts {
     CLI_OPT_FLOAT("--rotate", &(r)->lucid.rotate, 0, 360, 0), CLI_OPT_FLOAT("--blur", &(r)->lucid.blur, 0, 100, 0), \
     CLI_OPT_INT("--iters", &(r)->iters, 0, INT_MAX), CLI_OPT_FLOAT("--lr", &(r)->lr, -HUGE_VAL, HUGE_VAL, 0)
 
-/* Help text for those options, to end a command's usage string with. */
-#define CLI_RECIPE_HELP \
-    "  --recipe R         lucid (default: Olah et al. 2017) or cs231n (cnnviz\n" \
-    "                     0.1's pixel ascent)\n" \
-    "  --iters N          steps (lucid: default 512)\n" \
-    "  --lr F             step size (lucid: Adam's, default 0.05)\n" \
+/* Help text for those options, to end a command's usage string with
+ * (the Lucid recipe's own options alone: CLI_LUCID_HELP). */
+#define CLI_LUCID_HELP \
     "lucid options (sizes in pixels at 224x224, in proportion at other sizes):\n" \
     "  --param P          spectral (default: 1/f Fourier basis) or pixel\n" \
     "  --no-decorrelate   no color decorrelation\n" \
@@ -100,6 +98,11 @@ typedef struct cli_recipe_opts {
     "  --scale A,B        random scale between A and B (default 0.9,1.1)\n" \
     "  --rotate DEG       random rotation of up to DEG degrees (default 10)\n" \
     "  --blur PX          random blur of sigma up to PX pixels (default 1)\n"
+#define CLI_RECIPE_HELP \
+    "  --recipe R         lucid (default: Olah et al. 2017) or cs231n (cnnviz\n" \
+    "                     0.1's pixel ascent)\n" \
+    "  --iters N          steps (lucid: default 512)\n" \
+    "  --lr F             step size (lucid: Adam's, default 0.05)\n" CLI_LUCID_HELP
 
 /* Starts o with nothing given and the Lucid defaults. */
 void cli_recipe_init(cli_recipe_opts *o);

@@ -51,11 +51,13 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     return 0;
 }
 
-/* --unit Y,X into the params' unit_y, unit_x. */
+/* --unit Y,X into the params' unit_y, unit_x (once). */
 static int parse_unit(const char *s, void *params)
 {
     cnv_neuron_params *p = params;
     char *end;
+    if (p->unit_y >= 0)
+        return 1;
     errno = 0;
     long a = strtol(s, &end, 10);
     if (errno || end == s || *end != ',' || a < 0 || a > 1 << 20)

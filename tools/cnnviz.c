@@ -22,6 +22,7 @@ extern int cmd_train(int argc, char **argv);
 extern int cmd_evaluate(int argc, char **argv);
 extern int cmd_sample(int argc, char **argv);
 extern int cmd_annotate(int argc, char **argv);
+extern int cmd_render(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -35,6 +36,7 @@ static const cli_command g_commands[] = {
     {"saliency", "saliency map of a photo for a class (grad, smoothgrad, guided, gradcam)", cmd_saliency},
     {"neuron", "synthesize the image one channel or unit of a layer responds to most", cmd_neuron},
     {"layers", "contact sheet of neuron visualizations, a row per layer", cmd_layers},
+    {"render", "feature visualization of composed objectives (channels, directions, diversity...)", cmd_render},
     {"dream", "deep dream over octaves and a zooming movie (PNG frames, GIF)", cmd_dream},
     {"train", "train the small VGG-style classifier on an MNIST-format dataset", cmd_train},
     {"evaluate", "accuracy and confusion matrix on an MNIST-format test set", cmd_evaluate},
