@@ -98,24 +98,43 @@ static cnv_status conv_parse(const cnv_node *n, void *params, int64_t opset,
     return cnv_auto_pad_parse(n, &p->auto_pad, e);
 }
 
-/* Where F(4x4,3x3) beats im2col + GEMM (3x3, stride 1, group 1; see
- * docs/PERFORMANCE.md, "Winograd 3x3"): TODO thresholds from
- * measurements. */
+/* Where F(4x4,3x3) beats im2col + GEMM, from single-thread timings of
+ * each distinct 3x3 stride-1 layer of ResNet-18/50, VGG-16, SqueezeNet
+ * 1.1, DenseNet-121 and GoogLeNet at 224x224, forward and forward +
+ * backward to the input (docs/PERFORMANCE.md, "Winograd 3x3"). Every
+ * pass transforms the weights anew (36 x M x C floats written, then read
+ * by the GEMMs), a cost per call that only enough tiles repay:
+ * - with 36 tiles or more (outputs of 24x24 and up) it was 1.2-2.7x as
+ *   fast on every layer of 24 or more input channels; with 16 (SqueezeNet's
+ *   expand3x3 at 55x55) 0.9x: the GEMMs' depth C is too short for the
+ *   transforms to pay;
+ * - 14x14 outputs (16 tiles): 1.2-2x where the transformed weights stay
+ *   within ~4 MB (GoogLeNet 96x208 1.44x, 112x224 1.17x; DenseNet 128x32
+ *   2x), 0.8-0.9x above (GoogLeNet 128x256, ResNet 256x256); 13x13
+ *   (SqueezeNet, 16 tiles of which a third is padding) 0.88-0.95x, hence
+ *   the 3/4 of the tiles' outputs that must be real;
+ * - 7x7 (4 tiles): 0.3-0.9x everywhere. */
 static int wino_pays(int64_t c, int64_t m, int64_t oh, int64_t ow)
 {
-    (void)c;
-    (void)m;
-    (void)oh;
-    (void)ow;
-    return 0; /* off until measured */
+    int64_t tiles = ((oh + 3) / 4) * ((ow + 3) / 4);
+    if (c < 24)
+        return 0;
+    if (tiles >= 36)
+        return 1;
+    return tiles >= 16 && oh * ow >= 12 * tiles && c * m <= 28 * 1024;
 }
 
-/* Tiles per pass of the transforms and products: TODO measured. */
+/* Tiles per pass of the transforms and products (0: all): as many as
+ * keep a pass's V and products within 1 MiB, so that the GEMMs find them
+ * in cache. VGG-16's 64- and 128-channel layers at 224 and 112: 2.0-3.4x
+ * the im2col speed in passes of 16-48 tiles, 1.3-2.1x in one pass. Below
+ * 16 tiles a pass (more than 384 channels in and out) the GEMMs would
+ * reread the transformed weights too often: VGG-16's and ResNet's
+ * 256x256 and 512x512 layers ran faster in one pass. */
 static int64_t wino_block(int64_t in, int64_t out)
 {
-    (void)in;
-    (void)out;
-    return 0;
+    int64_t b = ((int64_t)1 << 20) / (36 * 4 * (in + out));
+    return b < 16 ? 0 : b / 16 * 16;
 }
 
 static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,

@@ -49,19 +49,21 @@ int64_t cnv_wino_image_size(const cnv_wino_geom *g)
 
 /* ------------------------------------------------------------ transforms */
 
-/* The rows of G (6x3) applied to three runs at stride gs: o[k * os] for
- * k < 6. Divisions rather than products with a rounded 1/6. */
+/* The rows of 6 G (6x3) applied to three runs at stride gs: o[k * os] for
+ * k < 6. G's entries are sixths; 6 G's are 3/2, 1, 1/2, 1/4 and 6, exact
+ * in binary, so only the additions round here, and the products carry
+ * the 1/36 (the GEMMs' alpha). */
 static inline void g_rows(const float *restrict g, int gs, float *restrict o, int os)
 {
     for (int b = 0; b < NB; b++) {
         float g0 = g[b], g1 = g[gs + b], g2 = g[2 * gs + b];
         float even = g0 + g2, q = 0.25f * g0 + g2;
-        o[b] = 0.25f * g0;
-        o[os + b] = -(even + g1) / 6.0f;
-        o[2 * os + b] = -(even - g1) / 6.0f;
-        o[3 * os + b] = (q + 0.5f * g1) / 6.0f;
-        o[4 * os + b] = (q - 0.5f * g1) / 6.0f;
-        o[5 * os + b] = g2;
+        o[b] = 1.5f * g0;
+        o[os + b] = -(even + g1);
+        o[2 * os + b] = -(even - g1);
+        o[3 * os + b] = q + 0.5f * g1;
+        o[4 * os + b] = q - 0.5f * g1;
+        o[5 * os + b] = 6.0f * g2;
     }
 }
 
@@ -94,6 +96,35 @@ static inline void at_rows(const float *restrict m, int ms, float *restrict o, i
     }
 }
 
+/* dst[p * stride + b] = r[p][b] for b < n: whole runs of NB as one
+ * vector loop (a memcpy call per 64 bytes costs more than the copy). */
+static inline void store_runs(float *restrict dst, int64_t stride, float r[P36][NB], int n)
+{
+    if (n == NB) {
+        for (int p = 0; p < P36; p++)
+            for (int b = 0; b < NB; b++)
+                dst[p * stride + b] = r[p][b];
+        return;
+    }
+    for (int p = 0; p < P36; p++)
+        for (int b = 0; b < n; b++)
+            dst[p * stride + b] = r[p][b];
+}
+
+/* r[p][b] = src[p * stride + b] for b < n, 0 for the others */
+static inline void load_runs(const float *restrict src, int64_t stride, float r[P36][NB], int n)
+{
+    if (n == NB) {
+        for (int p = 0; p < P36; p++)
+            for (int b = 0; b < NB; b++)
+                r[p][b] = src[p * stride + b];
+        return;
+    }
+    for (int p = 0; p < P36; p++)
+        for (int b = 0; b < NB; b++)
+            r[p][b] = b < n ? src[p * stride + b] : 0.0f;
+}
+
 /* --------------------------------------------------------------- weights */
 
 /* Output channel o: U[p][o][i] = (G k G^T)[p] for every input channel i,
@@ -102,7 +133,6 @@ CNV_CLONES static void weights_channel(const cnv_wino_geom *g, const float *k, i
                                        float *restrict u)
 {
     float kk[9][NB], t[6 * 3][NB], r[P36][NB];
-    int64_t plane = g->out * g->in;
     for (int64_t i0 = 0; i0 < g->in; i0 += NB) {
         int n = g->in - i0 < NB ? (int)(g->in - i0) : NB;
         for (int b = 0; b < NB; b++)
@@ -112,8 +142,7 @@ CNV_CLONES static void weights_channel(const cnv_wino_geom *g, const float *k, i
             g_rows(kk[j], 3 * NB, t[j], 3 * NB);
         for (int a = 0; a < 6; a++) /* rows of t: r = t G^T */
             g_rows(t[a * 3], NB, r[a * 6], NB);
-        for (int p = 0; p < P36; p++)
-            memcpy(u + p * plane + i0, r[p], (size_t)n * sizeof *u);
+        store_runs(u + i0, g->in, r, n);
     }
 }
 
@@ -121,7 +150,7 @@ void cnv_wino_weights(const cnv_wino_geom *g, const float *k, int64_t so, int64_
                       int64_t o0, int64_t o1)
 {
     for (int64_t o = o0; o < o1; o++)
-        weights_channel(g, k + o * so, si, flip, u + o * g->in);
+        weights_channel(g, k + o * so, si, flip, u + o * P36 * g->in);
 }
 
 /* ----------------------------------------------------------------- image */
@@ -172,9 +201,9 @@ CNV_CLONES static void input_part(void *arg, int64_t lo, int64_t hi, int tid)
     const wino_job *j = arg;
     const cnv_wino_geom *g = j->g;
     float d[P36][NB], t[P36][NB], r[P36][NB];
-    int64_t vs = g->in * g->block, plane = g->h * g->w;
+    int64_t plane = g->h * g->w;
     for (int64_t i = lo; i < hi; i++) {
-        float *v = j->v + i * g->block;
+        float *v = j->v + i * P36 * g->block;
         for (int64_t s = j->t0; s < j->t1; s += NB) {
             int n = j->t1 - s < NB ? (int)(j->t1 - s) : NB;
             gather(g, j->x + i * plane, s, n, d);
@@ -182,22 +211,22 @@ CNV_CLONES static void input_part(void *arg, int64_t lo, int64_t hi, int tid)
                 bt_rows(d[c], 6 * NB, t[c], 6 * NB);
             for (int a = 0; a < 6; a++) /* rows: r = t B */
                 bt_rows(t[a * 6], NB, r[a * 6], NB);
-            for (int p = 0; p < P36; p++)
-                memcpy(v + p * vs + (s - j->t0), r[p], (size_t)n * sizeof *v);
+            store_runs(v + (s - j->t0), g->block, r, n);
         }
     }
 }
 
-/* Points [lo, hi): M[p] = U[p] V[p], each one single-threaded BLAS call. */
+/* Points [lo, hi): M[p] = U[p] V[p] / 36 (see g_rows), each one
+ * single-threaded BLAS call. */
 static void gemm_part(void *arg, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
     const wino_job *j = arg;
     const cnv_wino_geom *g = j->g;
-    int O = (int)g->out, I = (int)g->in, T = (int)(j->t1 - j->t0), ld = (int)g->block;
+    int O = (int)g->out, I = (int)g->in, T = (int)(j->t1 - j->t0), ld = (int)(P36 * g->block);
     for (int64_t p = lo; p < hi; p++)
-        cnv_sgemm(NULL, 0, 0, O, T, I, 1.0f, j->u + p * g->out * g->in, I, j->v + p * g->in * g->block, ld,
-                  0.0f, j->m + p * g->out * g->block, ld);
+        cnv_sgemm(NULL, 0, 0, O, T, I, 1.0f / 36.0f, j->u + p * g->in, P36 * I, j->v + p * g->block, ld, 0.0f,
+                  j->m + p * g->block, ld);
 }
 
 /* Output channels [lo, hi): each tile's 4x4 block (A^T M A + bias) into
@@ -208,17 +237,13 @@ CNV_CLONES static void output_part(void *arg, int64_t lo, int64_t hi, int tid)
     const wino_job *j = arg;
     const cnv_wino_geom *g = j->g;
     float m[P36][NB], t[4 * 6][NB], r[16][NB];
-    int64_t ms = g->out * g->block, plane = g->oh * g->ow;
+    int64_t plane = g->oh * g->ow;
     for (int64_t o = lo; o < hi; o++) {
-        const float *mo = j->m + o * g->block;
+        const float *mo = j->m + o * P36 * g->block;
         float *y = j->y + o * plane, bias = j->bias ? j->bias[o] : 0.0f;
         for (int64_t s = j->t0; s < j->t1; s += NB) {
             int n = j->t1 - s < NB ? (int)(j->t1 - s) : NB;
-            for (int p = 0; p < P36; p++) {
-                memcpy(m[p], mo + p * ms + (s - j->t0), (size_t)n * sizeof **m);
-                for (int b = n; b < NB; b++)
-                    m[p][b] = 0.0f;
-            }
+            load_runs(mo + (s - j->t0), g->block, m, n);
             for (int c = 0; c < 6; c++) /* columns: t = A^T m */
                 at_rows(m[c], 6 * NB, t[c], 6 * NB);
             for (int a = 0; a < 4; a++) /* rows: r = t A */
