@@ -104,7 +104,7 @@ static cnv_status conv_parse(const cnv_node *n, void *params, int64_t opset,
  * backward to the input (docs/PERFORMANCE.md, "Winograd 3x3"). Every
  * pass transforms the weights anew (36 x M x C floats written, then read
  * by the GEMMs), a cost per call that only enough tiles repay:
- * - with 36 tiles or more (outputs of 24x24 and up) it was 1.2-2.7x as
+ * - with 36 tiles or more (outputs of 24x24 and up) it was 1.2-3.4x as
  *   fast on every layer of 24 or more input channels; with 16 (SqueezeNet's
  *   expand3x3 at 55x55) 0.9x: the GEMMs' depth C is too short for the
  *   transforms to pay;

@@ -3,11 +3,15 @@
  * With d a 6x6 input tile, g a 3x3 kernel and Y its 4x4 outputs,
  * Y = A^T [(G g G^T) .* (B^T d B)] A. Summed over input channels, the
  * element-wise product at each of the 36 points is a matrix product:
- * M[p] (out x tiles) = U[p] (out x in) V[p] (in x tiles). The transforms
- * below run on NB tiles (or channels) at once, each value of a 6x6 array
- * a run of NB floats, so that GCC vectorizes every line across tiles;
- * they are compiled for AVX-512, AVX2 and the baseline (CNV_CLONES), and
- * give the same bits at each (no fused multiply-adds, the same order). */
+ * M[p] (out x tiles) = U[p] (out x in) V[p] (in x tiles). The three are
+ * stored channel by channel, U as [o][p][i], V as [i][p][t], M as
+ * [o][p][t], so that a transform reads or writes one contiguous block per
+ * channel (36 planes apart it was a cache miss per run); the GEMMs take
+ * them with leading dimensions of 36 rows. The transforms run on NB
+ * tiles (or channels) at once, each value of a 6x6 array a run of NB
+ * floats, so that GCC vectorizes every line across tiles; they are
+ * compiled for AVX-512, AVX2 and the baseline (CNV_CLONES), and give the
+ * same bits at each (no fused multiply-adds, the same order). */
 #include "engine/ops/winograd.h"
 
 #include <string.h>
@@ -127,8 +131,8 @@ static inline void load_runs(const float *restrict src, int64_t stride, float r[
 
 /* --------------------------------------------------------------- weights */
 
-/* Output channel o: U[p][o][i] = (G k G^T)[p] for every input channel i,
- * NB channels at a time. */
+/* Output channel o: U[o][p][i] = (6G k 6G^T)[p] for every input channel
+ * i, NB channels at a time; u is U[o]. */
 CNV_CLONES static void weights_channel(const cnv_wino_geom *g, const float *k, int64_t si, int flip,
                                        float *restrict u)
 {
@@ -193,8 +197,8 @@ static void gather(const cnv_wino_geom *g, const float *x, int64_t t0, int n, fl
     }
 }
 
-/* Input channels [lo, hi): V[p][i][t - t0] = (B^T d B)[p] of every tile
- * of the pass. */
+/* Input channels [lo, hi): V[i][p][t - t0] = (B^T d B)[p] of every tile
+ * t of the pass. */
 CNV_CLONES static void input_part(void *arg, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;
@@ -229,8 +233,9 @@ static void gemm_part(void *arg, int64_t lo, int64_t hi, int tid)
                   j->m + p * g->block, ld);
 }
 
-/* Output channels [lo, hi): each tile's 4x4 block (A^T M A + bias) into
- * y, clipped at the plane's edges. */
+/* Output channels [lo, hi): each tile's 4x4 block (A^T M[o] A + bias)
+ * into y, clipped at the plane's edges; the done hook after the last
+ * pass. */
 CNV_CLONES static void output_part(void *arg, int64_t lo, int64_t hi, int tid)
 {
     (void)tid;

@@ -3,8 +3,8 @@
  * 4x4 block of outputs of each channel pair costs 36 multiplies instead
  * of 144. The weights become 36 matrices U (out x in), each 6x6 input
  * tile 36 values V (in x tiles), and the products are 36 GEMMs, one per
- * point; the output transform then folds each 6x6 product back into a
- * 4x4 block. Conv's forward and its backward to the input use it
+ * point (OpenBLAS); the output transform then folds each 6x6 product back
+ * into a 4x4 block. Conv's forward and its backward to the input use it
  * (conv.c); the results are the direct sums' up to float rounding (see
  * docs/PERFORMANCE.md, "Winograd 3x3", for the measured error). */
 #ifndef CNV_WINOGRAD_H
