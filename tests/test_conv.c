@@ -923,7 +923,7 @@ static void test_winograd_paths(void **state)
             worst[p][1] = fmax(worst[p][1], ex);
             assert_true(ey < (p ? 1e-5 : 1e-4) && ex < (p ? 1e-5 : 1e-4));
         }
-        if (k->n > 1) { /* each image alone, at 2 threads (its GEMMs split over them) */
+        if (k->n > 1) { /* each image alone, at 2 threads (its 36 GEMMs shared out) */
             conv_case one = *k;
             one.n = 1;
             int64_t ix = d.nx / k->n, iy = d.ny / k->n;
