@@ -227,6 +227,27 @@ static const conv_case g_cases[] = {
 };
 #define N_CASES ((int)(sizeof g_cases / sizeof g_cases[0]))
 
+/* 3x3 stride-1 convolutions that plans run by Winograd's F(4x4,3x3)
+ * (conv.c, wino_pays: 24 or more input channels and 36 or more 4x4
+ * output tiles, or the 16 tiles of a 14x14 output with few channels):
+ * pads 0, 1, 2 and 3 (the backward then reads dy from inside its plane),
+ * asymmetric and through auto_pad, sides that leave partial tiles, tile
+ * counts that leave partial runs of 16, two passes of 48 and 16 tiles (64
+ * channels in and out), a batch (threads take whole images at 3 threads,
+ * split each at 2). */
+static const conv_case g_wino_cases[] = {
+    { "wino pads 1, 24 -> 8 ch, 25x23", 1, 24, 25, 23, 8, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+    { "wino no pads, 26x30", 1, 26, 26, 30, 12, 3, 3, 1, 1, 1, 1, { 0, 0, 0, 0 }, 1, NULL, 1, 1 },
+    { "wino pads 2, 20x21, no bias", 1, 24, 20, 21, 10, 3, 3, 1, 1, 1, 1, { 2, 2, 2, 2 }, 1, NULL, 0, 0 },
+    { "wino pads 0,2,1,0", 1, 25, 25, 26, 9, 3, 3, 1, 1, 1, 1, { 0, 2, 1, 0 }, 1, NULL, 1, 0 },
+    { "wino pads 3,1,0,3", 1, 24, 22, 21, 7, 3, 3, 1, 1, 1, 1, { 3, 1, 0, 3 }, 1, NULL, 1, 0 },
+    { "wino SAME_UPPER (pads 1,1,1,1)", 1, 32, 24, 24, 5, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, "SAME_UPPER", 1, 0 },
+    { "wino 14x14, 32 -> 16 ch", 1, 32, 14, 14, 16, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+    { "wino 64 -> 64 ch, 30x30 (2 passes)", 1, 64, 30, 30, 64, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+    { "wino batch 3, 24x24", 3, 24, 24, 24, 16, 3, 3, 1, 1, 1, 1, { 1, 1, 1, 1 }, 1, NULL, 1, 0 },
+};
+#define N_WINO ((int)(sizeof g_wino_cases / sizeof g_wino_cases[0]))
+
 static void test_forward_vs_naive(void **state)
 {
     (void)state;
@@ -439,8 +460,10 @@ static void test_backward_fd_param_grads(void **state)
 }
 
 /* The op interface requires backward to add into the gradients: run the op
- * directly on a hand-made context, twice, from non-zero gradients. */
-static void run_accumulate(const conv_case *k)
+ * directly on a hand-made context, twice, from non-zero gradients. With
+ * x_only, dx alone is wanted (the Winograd path, when the case takes it:
+ * w without a gradient). */
+static void run_accumulate(const conv_case *k, int x_only)
 {
     const cnv_op *op = cnv_op_find("Conv");
     assert_non_null(op);
@@ -503,17 +526,17 @@ static void run_accumulate(const conv_case *k)
     op->forward(c);
     /* once from zero */
     for (int i = 0; i < 3; i++)
-        ins[i]->grad = g1[i];
+        ins[i]->grad = !x_only || i == 0 ? g1[i] : NULL;
     op->backward(c);
     /* once from 0.25 */
     for (int i = 0; i < 3; i++) {
         for (int64_t j = 0; j < cnt[i]; j++)
             g2[i][j] = 0.25f;
-        ins[i]->grad = g2[i];
+        ins[i]->grad = !x_only || i == 0 ? g2[i] : NULL;
     }
     op->backward(c);
     double worst = 0.0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < (x_only ? 1 : 3); i++)
         for (int64_t j = 0; j < cnt[i]; j++) {
             double diff = fabs((double)g2[i][j] - 0.25 - g1[i][j]);
             if (diff > worst)
@@ -539,8 +562,10 @@ static void run_accumulate(const conv_case *k)
 static void test_backward_accumulates(void **state)
 {
     (void)state;
-    run_accumulate(&g_cases[0]); /* im2col path */
-    run_accumulate(&g_cases[6]); /* 1x1 path */
+    run_accumulate(&g_cases[0], 0); /* im2col path */
+    run_accumulate(&g_cases[6], 0); /* 1x1 path */
+    run_accumulate(&g_wino_cases[0], 1); /* Winograd, pads 1 */
+    run_accumulate(&g_wino_cases[4], 1); /* Winograd, pads 3,1,0,3 */
 }
 
 /* ---- errors: each status, and a message naming the node ---- */
@@ -806,6 +831,129 @@ static void test_depthwise_paths(void **state)
     assert_true(cases >= 10);
 }
 
+/* max |got - want| / max |want|: the error against the output's scale. */
+static double err_to_max(const float *got, const double *want, int64_t n)
+{
+    double err = 0.0, top = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        err = fmax(err, fabs(got[i] - want[i]));
+        top = fmax(top, fabs(want[i]));
+    }
+    return top > 0.0 ? err / top : err;
+}
+
+/* y and dx of a case, x an input and w, b constants (no parameter
+ * gradients: the Winograd path when the case takes it), on a session of
+ * `threads` threads; y and dx are filled. */
+static void run_x_only(const conv_case *k, const conv_data *d, const float *x, const float *seed, int threads,
+                       float *y, float *dx)
+{
+    cnv_model *m = conv_model(k, d, "x");
+    cnv_session *s = NULL;
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    assert_int_equal(cnv_session_set_threads(s, threads), CNV_OK);
+    cnv_shape xs = tu_shape(4, k->n, k->c, k->h, k->w);
+    if (cnv_session_plan_shapes(s, 1, &xs) != CNV_OK)
+        fail_msg("plan: %s", cnv_session_errmsg(s));
+    int64_t nx = (int64_t)k->n * k->c * k->h * k->w, ny = (int64_t)k->n * k->m * out_h(k) * out_w(k);
+    float *t;
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "x"), &t, NULL), CNV_OK);
+    memcpy(t, x, (size_t)nx * sizeof *t);
+    assert_int_equal(cnv_session_forward(s), CNV_OK);
+    assert_int_equal(cnv_session_tensor(s, tu_t(s, "y"), &t, NULL), CNV_OK);
+    memcpy(y, t, (size_t)ny * sizeof *t);
+    assert_int_equal(tu_backward(s, "y", seed), CNV_OK);
+    assert_int_equal(cnv_session_grad(s, tu_t(s, "x"), &t), CNV_OK);
+    memcpy(dx, t, (size_t)nx * sizeof *t);
+    cnv_session_free(s);
+    cnv_model_free(m);
+}
+
+/* The Winograd cases against the double references for y and dx, and
+ * through im2col + GEMM (cnv_conv_no_winograd); Winograd's results
+ * bit-identical at 1, 2 and 3 threads, and each image of a batch the same
+ * bits as that image alone.
+ *
+ * Tolerance: F(4x4,3x3) sums the 36 products of transformed values that
+ * are up to ~10x the inputs (B^T's 4s and 5s) and multiplies the sums by
+ * up to 8 (A^T), so float rounding reaches the output amplified by some
+ * hundred (not the 9-term dot products' few units) relative to its
+ * largest values; on real layers (docs/PERFORMANCE.md) it stayed below
+ * 1.5e-5 of the output's max abs. The bound, 1e-4 of the max abs, is
+ * well above that, and far below what a misplaced tap, tile or pad would
+ * give (an error the size of the values). im2col keeps 1e-5. */
+static void test_winograd_paths(void **state)
+{
+    (void)state;
+    double worst[2][2] = {{0}};
+    for (int i = 0; i < N_WINO; i++) {
+        const conv_case *k = &g_wino_cases[i];
+        conv_data d = make_data(k, 3000 + (uint64_t)i);
+        float *seed = malloc((size_t)d.ny * sizeof *seed), *yref = malloc((size_t)d.ny * sizeof *yref);
+        double *dxref = malloc((size_t)d.nx * sizeof *dxref), *yd = malloc((size_t)d.ny * sizeof *yd);
+        assert_true(seed && yref && dxref && yd);
+        tu_rng r;
+        tu_rng_init(&r, 3100 + (uint64_t)i);
+        tu_fill(&r, seed, d.ny, -1.0f, 1.0f);
+        naive_conv(k, d.x, d.w, k->bias ? d.b : NULL, yref);
+        naive_conv_dx(k, seed, d.w, dxref);
+        for (int64_t j = 0; j < d.ny; j++)
+            yd[j] = yref[j];
+
+        float *y[4], *dx[4]; /* Winograd at 1, 2, 3 threads; im2col */
+        for (int p = 0; p < 4; p++) {
+            y[p] = malloc((size_t)d.ny * sizeof(float));
+            dx[p] = malloc((size_t)d.nx * sizeof(float));
+            assert_true(y[p] && dx[p]);
+            cnv_conv_no_winograd = p == 3;
+            run_x_only(k, &d, d.x, seed, p == 3 ? 1 : p + 1, y[p], dx[p]);
+            cnv_conv_no_winograd = 0;
+        }
+        for (int p = 1; p < 3; p++) {
+            assert_memory_equal(y[p], y[0], (size_t)d.ny * sizeof(float));
+            assert_memory_equal(dx[p], dx[0], (size_t)d.nx * sizeof(float));
+        }
+        /* the two paths round differently: a case that left Winograd
+         * out would match im2col bit for bit */
+        assert_true(memcmp(y[0], y[3], (size_t)d.ny * sizeof(float)) != 0);
+        for (int p = 0; p < 2; p++) {
+            double ey = err_to_max(y[p ? 3 : 0], yd, d.ny), ex = err_to_max(dx[p ? 3 : 0], dxref, d.nx);
+            printf("conv %-9s %-36s y %.3g dx %.3g (of max abs)\n", p ? "im2col" : "winograd", k->label, ey, ex);
+            worst[p][0] = fmax(worst[p][0], ey);
+            worst[p][1] = fmax(worst[p][1], ex);
+            assert_true(ey < (p ? 1e-5 : 1e-4) && ex < (p ? 1e-5 : 1e-4));
+        }
+        if (k->n > 1) { /* each image alone, at 2 threads (its 36 GEMMs shared out) */
+            conv_case one = *k;
+            one.n = 1;
+            int64_t ix = d.nx / k->n, iy = d.ny / k->n;
+            float *y1 = malloc((size_t)iy * sizeof *y1), *dx1 = malloc((size_t)ix * sizeof *dx1);
+            assert_true(y1 && dx1);
+            for (int n = 0; n < k->n; n++) {
+                run_x_only(&one, &d, d.x + n * ix, seed + n * iy, 2, y1, dx1);
+                assert_memory_equal(y1, y[0] + n * iy, (size_t)iy * sizeof *y1);
+                assert_memory_equal(dx1, dx[0] + n * ix, (size_t)ix * sizeof *dx1);
+            }
+            free(y1);
+            free(dx1);
+        }
+        for (int p = 0; p < 4; p++) {
+            free(y[p]);
+            free(dx[p]);
+        }
+        free(seed);
+        free(yref);
+        free(yd);
+        free(dxref);
+        free_data(&d);
+    }
+    /* and central differences through the Winograd backward */
+    check_grad_one(&g_wino_cases[0], "x", 0, 3200);
+    check_grad_one(&g_wino_cases[4], "x", 0, 3201);
+    printf("winograd, %d cases: y %.3g dx %.3g; im2col+GEMM y %.3g dx %.3g (max abs diff / max abs of double)\n",
+           N_WINO, worst[0][0], worst[0][1], worst[1][0], worst[1][1]);
+}
+
 /* A depthwise convolution with pads and a dilation so large that the
  * padded plane of the direct loops would hold 10^18 values, though the
  * output is 3x3: it runs (through im2col), every tap lands in the
@@ -858,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_depthwise_paths),
         cmocka_unit_test(test_depthwise_vast_padding),
+        cmocka_unit_test(test_winograd_paths),
         cmocka_unit_test(test_errors),
     };
     /* The same checks with the work split over 3 threads (uneven splits

@@ -14,4 +14,9 @@ extern int cnv_simd_cap;
  * grouped ones, instead of the direct loops (engine/ops/depthwise.c). */
 extern int cnv_conv_no_direct;
 
+/* Nonzero makes 3x3 stride-1 convolutions run as im2col + GEMM instead of
+ * Winograd's F(4x4,3x3) (engine/ops/winograd.c) wherever plans would pick
+ * it. */
+extern int cnv_conv_no_winograd;
+
 #endif

@@ -8,6 +8,7 @@
 #include "engine/ops/depthwise.h"
 #include "engine/ops/im2col.h"
 #include "engine/ops/window.h"
+#include "engine/ops/winograd.h"
 #include "engine/testing.h"
 
 typedef struct conv_params {
@@ -36,11 +37,18 @@ typedef struct conv_geom {
     int64_t unit_work;  /* workspace floats of one unit: the column matrix
                            (K, P) unless pointwise, then room to gather
                            mg / 2 rows of w and of dy (see wt_dy) */
+    int wino;           /* 3x3, stride 1, group 1 where F(4x4,3x3) pays:
+                           forward and backward to the input by
+                           winograd.c, unless w needs a gradient */
+    cnv_wino_geom wf;   /* forward: x to y */
+    cnv_wino_geom wb;   /* backward: dy to dx */
+    int64_t wino_image; /* workspace floats of one image (either pass) */
 } conv_geom;
 
 _Static_assert(sizeof(conv_geom) <= CNV_GEOM_SIZE, "conv_geom must fit in geom");
 
 int cnv_conv_no_direct; /* engine/testing.h */
+int cnv_conv_no_winograd; /* engine/testing.h */
 
 /* Reads an INTS attribute of at most cap values, each in [lo, INT32_MAX];
  * the upper bound keeps every product of two of them inside int64. */
@@ -88,6 +96,45 @@ static cnv_status conv_parse(const cnv_node *n, void *params, int64_t opset,
     /* with auto_pad set, a pads attribute (some exporters write zeros) is
      * ignored: auto_pad decides */
     return cnv_auto_pad_parse(n, &p->auto_pad, e);
+}
+
+/* Where F(4x4,3x3) beats im2col + GEMM, from single-thread timings of
+ * each distinct 3x3 stride-1 layer of ResNet-18/50, VGG-16, SqueezeNet
+ * 1.1, DenseNet-121 and GoogLeNet at 224x224, forward and forward +
+ * backward to the input (docs/PERFORMANCE.md, "Winograd 3x3"). Every
+ * pass transforms the weights anew (36 x M x C floats written, then read
+ * by the GEMMs), a cost per call that only enough tiles repay:
+ * - with 36 tiles or more (outputs of 24x24 and up) it was 1.2-3.4x as
+ *   fast on every layer of 24 or more input channels; with 16 (SqueezeNet's
+ *   expand3x3 at 55x55) 0.9x: the GEMMs' depth C is too short for the
+ *   transforms to pay;
+ * - 14x14 outputs (16 tiles): 1.2-2x where the transformed weights stay
+ *   within ~4 MB (GoogLeNet 96x208 1.44x, 112x224 1.17x; DenseNet 128x32
+ *   2x), 0.8-0.9x above (GoogLeNet 128x256, ResNet 256x256); 13x13
+ *   (SqueezeNet, 16 tiles of which a third is padding) 0.88-0.95x, hence
+ *   the 3/4 of the tiles' outputs that must be real;
+ * - 7x7 (4 tiles): 0.3-0.9x everywhere. */
+static int wino_pays(int64_t c, int64_t m, int64_t oh, int64_t ow)
+{
+    int64_t tiles = ((oh + 3) / 4) * ((ow + 3) / 4);
+    if (c < 24)
+        return 0;
+    if (tiles >= 36)
+        return 1;
+    return tiles >= 16 && oh * ow >= 12 * tiles && c * m <= 28 * 1024;
+}
+
+/* Tiles per pass of the transforms and products (0: all): as many as
+ * keep a pass's V and products within 1 MiB, so that the GEMMs find them
+ * in cache. VGG-16's 64- and 128-channel layers at 224 and 112: 2.0-3.4x
+ * the im2col speed in passes of 16-48 tiles, 1.3-2.1x in one pass. Below
+ * 16 tiles a pass (more than 384 channels in and out) the GEMMs would
+ * reread the transformed weights too often: VGG-16's and ResNet's
+ * 256x256 and 512x512 layers ran faster in one pass. */
+static int64_t wino_block(int64_t in, int64_t out)
+{
+    int64_t b = ((int64_t)1 << 20) / (36 * 4 * (in + out));
+    return b < 16 ? 0 : b / 16 * 16;
 }
 
 static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size,
@@ -195,6 +242,11 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     int64_t units = N * p->group, th = c->threads > 1 ? c->threads : 1;
     g->by_unit = th > 1 && units >= th && (units % th == 0 || units >= 4 * th);
 
+    g->wino = kh == 3 && kw == 3 && sh == 1 && sww == 1 && dh == 1 && dw == 1 && p->group == 1 &&
+              !cnv_conv_no_winograd && wino_pays(C, M, oh, ow) &&
+              cnv_wino_geom_init(&g->wf, C, M, H, W, oh, ow, pt, pl, wino_block(C, M)) &&
+              cnv_wino_geom_init(&g->wb, M, C, oh, ow, H, W, 2 - pt, 2 - pl, wino_block(M, C));
+
     cnv_shape4(&c->out[0]->shape, N, M, oh, ow);
     *state_size = 0;
     /* each term is at most CNV_MAX_ELEMS (checked above and by
@@ -204,6 +256,19 @@ static cnv_status conv_plan(cnv_op_ctx *c, size_t *state_size, size_t *work_size
     if (!cnv_mul_size((size_t)g->unit_work, sizeof(float), &bytes) ||
         !cnv_mul_size(bytes, g->by_unit || g->direct ? (size_t)th : 1, work_size))
         return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
+    if (g->wino) {
+        /* the transformed weights, then each image's scratch; the im2col
+         * path's room stays for a node whose w needs a gradient */
+        int64_t img_f = cnv_wino_image_size(&g->wf), img_b = cnv_wino_image_size(&g->wb);
+        g->wino_image = img_f > img_b ? img_f : img_b;
+        size_t wbytes, imgs;
+        if (!cnv_mul_size((size_t)g->wino_image, g->by_unit ? (size_t)th : 1, &imgs) ||
+            imgs > SIZE_MAX - (size_t)cnv_wino_weights_size(&g->wf) ||
+            !cnv_mul_size(imgs + (size_t)cnv_wino_weights_size(&g->wf), sizeof(float), &wbytes))
+            return cnv_fail(e, CNV_ERR_NOMEM, "workspace too large");
+        if (wbytes > *work_size)
+            *work_size = wbytes;
+    }
     return CNV_OK;
 }
 
@@ -379,12 +444,100 @@ static void direct_backward_w(void *arg, int64_t lo, int64_t hi, int tid)
     }
 }
 
+/* ----------------------------------------------------------- winograd */
+
+/* Whether this run takes winograd.c: a node whose w needs a gradient
+ * keeps im2col, whose column matrices the weight gradient needs anyway. */
+static int use_wino(const cnv_op_ctx *c)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    return g->wino && !c->in[1]->grad;
+}
+
+/* A Winograd pass of a node: forward (x to y) or backward (dy to dx). */
+typedef struct wino_pass {
+    const cnv_op_ctx *c;
+    int backward;
+    int64_t n; /* the image, for the epilogue */
+} wino_pass;
+
+/* Its transformed weights, output channels [lo, hi): the forward reads
+ * w (M, C, 3, 3) as is; the backward reads it with input and output
+ * channels swapped and each kernel rotated 180 degrees. */
+static void wino_weights_part(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    (void)tid;
+    const wino_pass *wp = arg;
+    const conv_geom *g = (const conv_geom *)wp->c->geom;
+    const float *w = wp->c->in[1]->data;
+    if (wp->backward)
+        cnv_wino_weights(&g->wb, w, 9, g->c * 9, 1, wp->c->work, lo, hi);
+    else
+        cnv_wino_weights(&g->wf, w, g->c * 9, 9, 0, wp->c->work, lo, hi);
+}
+
+/* The fused epilogue of output channel o once its plane is final. */
+static void wino_epilogue(void *arg, int64_t o)
+{
+    const wino_pass *wp = arg;
+    const cnv_op_ctx *c = wp->c;
+    const conv_geom *g = (const conv_geom *)c->geom;
+    int64_t off = (wp->n * g->m + o) * g->p;
+    c->epilogue.fn(c->out[0]->data + off, c->epilogue.out->data + off, g->p, c->epilogue.geom);
+}
+
+static void wino_image(const cnv_op_ctx *c, int backward, int64_t n, cnv_team *team, float *scratch)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    const float *u = c->work;
+    int64_t hw = g->ig.h * g->ig.w;
+    if (backward) {
+        cnv_wino_image(&g->wb, team, u, c->out[0]->grad + n * g->m * g->p, NULL, c->in[0]->grad + n * g->c * hw,
+                       cnv_grad_store(c, 0), NULL, NULL, scratch);
+        return;
+    }
+    const cnv_val *bv = c->node->n_in > 2 ? c->in[2] : NULL;
+    wino_pass wp = { c, 0, n };
+    cnv_wino_image(&g->wf, team, u, c->in[0]->data + n * g->c * hw, bv ? bv->data : NULL,
+                   c->out[0]->data + n * g->m * g->p, 1, c->epilogue.fn ? wino_epilogue : NULL, &wp, scratch);
+}
+
+/* Images [lo, hi), each on one thread with its own scratch. */
+static void wino_images(void *arg, int64_t lo, int64_t hi, int tid)
+{
+    const wino_pass *wp = arg;
+    const conv_geom *g = (const conv_geom *)wp->c->geom;
+    float *scratch = wp->c->work + cnv_wino_weights_size(&g->wf) + tid * g->wino_image;
+    for (int64_t n = lo; n < hi; n++)
+        wino_image(wp->c, wp->backward, n, NULL, scratch);
+}
+
+/* The weights are transformed at every pass, not kept: the caller may
+ * rewrite them between runs (cnv_model_param). Each image's result is the
+ * same whether the team splits the batch or each image. */
+static void wino_run(const cnv_op_ctx *c, int backward)
+{
+    const conv_geom *g = (const conv_geom *)c->geom;
+    wino_pass wp = { c, backward, 0 };
+    cnv_team_run(c->team, backward ? g->c : g->m, wino_weights_part, &wp);
+    if (g->by_unit) {
+        cnv_team_run(c->team, g->n, wino_images, &wp);
+        return;
+    }
+    for (int64_t n = 0; n < g->n; n++)
+        wino_image(c, backward, n, c->team, c->work + cnv_wino_weights_size(&g->wf));
+}
+
 // y (N,M,OH,OW) = conv(x (N,C,H,W), w (M,C/group,kh,kw)) + b (M)
 static void conv_forward(cnv_op_ctx *c)
 {
     const conv_geom *g = (const conv_geom *)c->geom;
     if (g->direct) {
         cnv_team_run(c->team, g->n * g->m, direct_forward, c);
+        return;
+    }
+    if (use_wino(c)) {
+        wino_run(c, 0);
         return;
     }
     cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, forward_unit);
@@ -501,7 +654,9 @@ static void conv_backward(cnv_op_ctx *c)
             cnv_team_run(c->team, g->m, direct_backward_w, c);
         return;
     }
-    if (c->in[0]->grad)
+    if (c->in[0]->grad && use_wino(c))
+        wino_run(c, 1);
+    else if (c->in[0]->grad)
         cnv_run_units(c, g->n, g->group, g->by_unit, (size_t)g->unit_work, backward_dx_unit);
     /* Every image adds to the same dw: the units go one after another,
      * each split over the team. */
