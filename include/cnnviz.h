@@ -1283,6 +1283,9 @@ typedef struct cnv_objective {
     int pre_activation;       /* 1: the layer's input when it is an
                                  activation's output (a Relu's input, for
                                  units that are rarely positive) */
+    int probability;          /* CLASS: 1 for the softmax probability of
+                                 the class over the tensor's K scores
+                                 instead of the score itself */
     int index;                /* CLASS: the class; CHANNEL, NEURON: the
                                  channel */
     int y, x;                 /* NEURON: the position; -1, -1: the center */

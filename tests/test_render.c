@@ -152,7 +152,7 @@ static void values_and_ascent(void **state)
     const float mean[2] = {0.5f, 0.4f}, std[2] = {0.25f, 0.3f};
     cnv_preprocess pp = tu_pp(2, H, W, mean, std);
     const float dir[8] = {0.5f, -1.0f, 0.0f, 2.0f, 0.0f, 0.0f, 1.0f, -0.5f};
-    cnv_objective terms[5];
+    cnv_objective terms[6];
     terms[0] = cnv_objective_default(CNV_OBJ_CLASS);
     terms[0].index = 3;
     terms[1] = cnv_objective_default(CNV_OBJ_CHANNEL);
@@ -169,8 +169,11 @@ static void values_and_ascent(void **state)
     terms[4].layer = "cat";
     terms[4].direction = dir;
     terms[4].n_direction = 8;
+    terms[5] = cnv_objective_default(CNV_OBJ_CLASS);
+    terms[5].index = 7;
+    terms[5].probability = 1;
     float img[2 * ITEM], start[2 * ITEM], v[2], v0[2];
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 6; k++) {
         cnv_render_params p = small_params(0);
         p.preprocess = &pp;
         ok_s(s, cnv_render(s, 2, &terms[k], 1, &p, start, sizeof start / sizeof *start, v0));
@@ -203,8 +206,18 @@ static void values_and_ascent(void **state)
                     for (size_t q = 0; q < P; q++)
                         want += dir[c] * (double)ai[c * P + q] / (double)P;
                 break;
+            case 5: { /* softmax, in double */
+                double mx = ai[0], z = 0.0;
+                for (size_t q = 1; q < per; q++)
+                    mx = fmax(mx, ai[q]);
+                for (size_t q = 0; q < per; q++)
+                    z += exp(ai[q] - mx);
+                want = exp(ai[7] - mx) / z;
+                break;
             }
-            printf("%s item %d: start %.4f, value %.4f, computed here %.4f\n", cnv_objective_name(terms[k].kind), i,
+            }
+            printf("%s%s item %d: start %.4f, value %.4f, computed here %.4f\n", cnv_objective_name(terms[k].kind),
+                   terms[k].probability ? " (probability)" : "", i,
                    (double)v0[i], (double)v[i], want);
             assert_true(fabs(v[i] - want) < 1e-4 * (1.0 + fabs(want)));
             assert_true(v[i] > v0[i] + 0.01f);
@@ -344,6 +357,9 @@ static void errors(void **state)
     t.kind = CNV_OBJ_CHANNEL;
     EXPECT(CNV_ERR_INVALID_ARG, "item 5");
     t.item = -1;
+    t.probability = 1;
+    EXPECT(CNV_ERR_INVALID_ARG, "probability");
+    t.probability = 0;
     t.weight = NAN;
     EXPECT(CNV_ERR_INVALID_ARG, "finite");
     t.weight = 1.0f;
@@ -387,7 +403,7 @@ static void squeezenet_diversity(void **state)
     cnv_objective t[2] = {cnv_objective_default(CNV_OBJ_CHANNEL), cnv_objective_default(CNV_OBJ_DIVERSITY)};
     t[0].layer = t[1].layer = layer;
     t[0].index = 80;
-    t[1].weight = t[1].weight_last = 20.0f;
+    t[1].weight = t[1].weight_last = 200.0f;
     cnv_render_params p = cnv_render_params_default();
     p.height = p.width = S;
     p.lucid.iters = 256;
@@ -448,7 +464,8 @@ static void cli(void **state)
     snprintf(cmd, sizeof cmd,
              "bin/cnnviz render --objective '1..0*channel:relu3:9' --objective '0..1*channel/pre:relu3:3' "
              "--objective 'diversity:relu2' --objective '0.5*neuron:relu4:2@1,1#2' --objective 'class:Sneaker' "
-             "--objective '-0.1*l2:relu1' --objective 'direction:relu3:1=0.5,7=-1' -n 3 --iters 40 "
+             "--objective '-0.1*l2:relu1' --objective 'direction:relu3:1=0.5,7=-1' --objective '0.2*class/prob:Bag' "
+             "-n 3 --iters 40 "
              "-o %s/r.png --grid %s/g.png --tile 56 --json --quiet",
              dir, dir);
     assert_int_equal(sh(cmd, out, sizeof out), 0);

@@ -22,9 +22,10 @@ static const char usage[] =
     "  diversity:LAYER          the items' Gram matrices at LAYER apart (style\n"
     "                           diversity across the batch)\n"
     "KIND/pre (channel/pre:...) takes the layer's input when the layer is an\n"
-    "activation's output. WEIGHT is a number (negative: minimize) or A..B, a\n"
-    "weight going from A at the first image to B at the last (two objectives\n"
-    "with 1..0 and 0..1 interpolate between them); #ITEM applies the objective\n"
+    "activation's output; class/prob:K ascends the class's softmax probability.\n"
+    "WEIGHT is a number (negative: minimize) or A..B, a weight going from A at\n"
+    "the first image to B at the last (two objectives with 1..0 and 0..1\n"
+    "interpolate between them); #ITEM applies the objective\n"
     "to that image only. LAYER is split from its argument at the last ':'.\n"
     "\n"
     "options:\n"
@@ -125,10 +126,13 @@ static int parse_spec(const cli_model *cm, const char *text, cnv_objective *o, c
     kind[klen] = 0;
     char *slash = strchr(kind, '/');
     if (slash) {
-        if (strcmp(slash, "/pre") != 0)
+        if (strcmp(slash, "/pre") == 0)
+            o->pre_activation = 1;
+        else if (strcmp(slash, "/prob") == 0)
+            o->probability = 1;
+        else
             goto bad;
         *slash = 0;
-        o->pre_activation = 1;
     }
     int k = cnv_objective_parse(kind);
     if (k < 0)

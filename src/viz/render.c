@@ -60,6 +60,7 @@ typedef struct render {
     float *scratch;   /* batch * the largest per: cnv_viz_layer_grads' */
     float *vals;      /* batch: each item's objective */
     float *gram;      /* diversity: batch Gram matrices and one gradient */
+    float *prob;      /* a probability term's softmax (the largest per) */
     size_t gram_cap;  /* floats */
     float *grad;      /* the Lucid loop's gradient buffer, this pass */
 } render;
@@ -171,8 +172,17 @@ static void term_pass(render *r, const term *tm, int used, const float *A)
         double v = 0.0;
         switch (o->kind) {
         case CNV_OBJ_CLASS:
-            v = a[o->index];
-            s[o->index] += w;
+            if (o->probability) {
+                /* p_c = softmax(a)_c; dp_c/da_k = p_c (1[k == c] - p_k) */
+                cnv_softmax(a, (int)per, r->prob);
+                float pc = r->prob[o->index];
+                v = pc;
+                for (size_t k = 0; k < per; k++)
+                    s[k] += w * pc * (((int)k == o->index ? 1.0f : 0.0f) - r->prob[k]);
+            } else {
+                v = a[o->index];
+                s[o->index] += w;
+            }
             break;
         case CNV_OBJ_CHANNEL:
             for (size_t p = 0; p < P; p++) {
@@ -299,6 +309,8 @@ static cnv_status check_term(const cnv_viz *v, const cnv_objective *o, int k, in
         return cnv_fail(v->err, CNV_ERR_INVALID_ARG,
                         "render: term %d: weights %g..%g (finite), item %d (-1 or 0..%d)", k, (double)o->weight,
                         (double)o->weight_last, o->item, n - 1);
+    if (o->probability && o->kind != CNV_OBJ_CLASS)
+        return cnv_fail(v->err, CNV_ERR_INVALID_ARG, "render: term %d: a probability is a class's (kind class)", k);
     if (o->kind == CNV_OBJ_DIVERSITY && o->item != -1)
         return cnv_fail(v->err, CNV_ERR_INVALID_ARG, "render: term %d: diversity applies to every item (item -1)",
                         k);
@@ -428,7 +440,8 @@ static cnv_status run(cnv_session *s, int n, const cnv_objective *objs, int n_te
     r.vals = cnv_malloc((size_t)r.batch * sizeof(float));
     r.gram = gram_need ? cnv_malloc(gram_need * sizeof(float)) : NULL;
     uint64_t *streams = cnv_malloc((size_t)n * sizeof *streams);
-    if (!r.scratch || !r.vals || (gram_need && !r.gram) || !streams) {
+    r.prob = cnv_malloc(most * sizeof(float));
+    if (!r.scratch || !r.vals || (gram_need && !r.gram) || !streams || !r.prob) {
         cnv_free(streams);
         st = cnv_fail(err, CNV_ERR_NOMEM, "render: out of memory for %d images", n);
         goto done;
@@ -458,6 +471,7 @@ done:
     cnv_free(r.scratch);
     cnv_free(r.vals);
     cnv_free(r.gram);
+    cnv_free(r.prob);
     return st;
 }
 
