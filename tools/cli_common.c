@@ -834,3 +834,16 @@ int cli_recipe_apply(const char *cmd, const cli_recipe_opts *o, const char *cs23
     }
     return 0;
 }
+
+char *cli_item_path(const char *out, int k)
+{
+    const char *dot = strrchr(out, '.');
+    const char *slash = strrchr(out, '/');
+    if (!dot || (slash && dot < slash))
+        dot = out + strlen(out);
+    size_t len = strlen(out) + 16;
+    char *p = malloc(len);
+    if (p)
+        snprintf(p, len, "%.*s_%d%s", (int)(dot - out), out, k, dot);
+    return p;
+}

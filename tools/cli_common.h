@@ -104,6 +104,10 @@ typedef struct cli_recipe_opts {
     "  --iters N          steps (lucid: default 512)\n" \
     "  --lr F             step size (lucid: Adam's, default 0.05)\n" CLI_LUCID_HELP
 
+/* The file of item k of several: out.png -> out_k.png (malloc'ed; NULL
+ * when out of memory). */
+char *cli_item_path(const char *out, int k);
+
 /* Starts o with nothing given and the Lucid defaults. */
 void cli_recipe_init(cli_recipe_opts *o);
 /* Resolves the recipe into *recipe, *lucid and the cs231n *iters and *lr

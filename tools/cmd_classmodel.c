@@ -155,20 +155,6 @@ static int parse_classes(const cli_model *cm, const char *text, int **out, int *
     return 0;
 }
 
-/* out.png -> out_130.png */
-static char *item_path(const char *out, int cls)
-{
-    const char *dot = strrchr(out, '.');
-    const char *slash = strrchr(out, '/');
-    if (!dot || (slash && dot < slash))
-        dot = out + strlen(out);
-    size_t len = strlen(out) + 16;
-    char *p = malloc(len);
-    if (p)
-        snprintf(p, len, "%.*s_%d%s", (int)(dot - out), out, cls, dot);
-    return p;
-}
-
 int cmd_classmodel(int argc, char **argv)
 {
     cli_model_opts mo = {0};
@@ -252,7 +238,7 @@ int cmd_classmodel(int argc, char **argv)
     }
     for (int i = 0; i < n; i++) {
         labels[i] = strdup(cli_label(&cm, classes[i]));
-        paths[i] = out ? (n == 1 ? strdup(out) : item_path(out, classes[i])) : NULL;
+        paths[i] = out ? (n == 1 ? strdup(out) : cli_item_path(out, classes[i])) : NULL;
         if (!labels[i] || (out && !paths[i])) {
             rc = cli_error("out of memory");
             goto done;

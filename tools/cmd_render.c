@@ -234,18 +234,6 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     return 0;
 }
 
-static char *item_path(const char *out, int i)
-{
-    const char *dot = strrchr(out, '.');
-    if (!dot || strchr(dot, '/'))
-        dot = out + strlen(out);
-    size_t len = strlen(out) + 16;
-    char *p = malloc(len);
-    if (p)
-        snprintf(p, len, "%.*s_%d%s", (int)(dot - out), out, i, dot);
-    return p;
-}
-
 int cmd_render(int argc, char **argv)
 {
     cli_model_opts mo = {0};
@@ -328,7 +316,7 @@ int cmd_render(int argc, char **argv)
             break;
         }
         if (out) {
-            char *path = n == 1 ? strdup(out) : item_path(out, i);
+            char *path = n == 1 ? strdup(out) : cli_item_path(out, i);
             if (!path || cnv_image_write_png(&tiles[i], path, err, sizeof err) != CNV_OK)
                 rc = path ? cli_error("%s", err) : cli_error("out of memory");
             free(path);

@@ -18,10 +18,11 @@ cnv_warp cnv_warp_random(cnv_rng *rng, float smin, float smax, float rotate, flo
 }
 
 /* Where output pixel (y, x) samples: its top-left tap (y0, x0) and the
- * fractions (fy, fx) towards the next row and column. */
+ * bilinear weights of the taps (y0, x0), (y0, x0+1), (y0+1, x0),
+ * (y0+1, x0+1). */
 typedef struct tap {
     int y0, x0;
-    float fy, fx;
+    float wt[4];
 } tap;
 
 typedef struct geometry {
@@ -43,9 +44,10 @@ static tap tap_at(const geometry *g, int y, int x)
     /* far outside: every tap reads fill (and the int conversion stays
      * defined) */
     if (!(qy > -2.0 && qy < 1e7 && qx > -2.0 && qx < 1e7))
-        return (tap){ -2, -2, 0.0f, 0.0f };
-    double fy = floor(qy), fx = floor(qx);
-    return (tap){ (int)fy, (int)fx, (float)(qy - fy), (float)(qx - fx) };
+        return (tap){ -2, -2, { 1.0f, 0.0f, 0.0f, 0.0f } };
+    double y0 = floor(qy), x0 = floor(qx);
+    float fy = (float)(qy - y0), fx = (float)(qx - x0);
+    return (tap){ (int)y0, (int)x0, { (1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx } };
 }
 
 void cnv_warp_forward(const cnv_warp *t, const float *in, int c, int h, int w, const float *fill,
@@ -56,14 +58,13 @@ void cnv_warp_forward(const cnv_warp *t, const float *in, int c, int h, int w, c
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             tap p = tap_at(&g, y, x);
-            float wt[4] = { (1 - p.fy) * (1 - p.fx), (1 - p.fy) * p.fx, p.fy * (1 - p.fx), p.fy * p.fx };
             for (int k = 0; k < c; k++) {
                 const float *src = in + k * plane;
                 float v = 0.0f;
                 for (int j = 0; j < 4; j++) {
                     int yy = p.y0 + j / 2, xx = p.x0 + j % 2;
                     int inside = yy >= 0 && yy < h && xx >= 0 && xx < w;
-                    v += wt[j] * (inside ? src[(size_t)yy * w + xx] : fill[k]);
+                    v += p.wt[j] * (inside ? src[(size_t)yy * w + xx] : fill[k]);
                 }
                 out[k * plane + (size_t)y * w + x] = v;
             }
@@ -77,13 +78,12 @@ void cnv_warp_backward(const cnv_warp *t, const float *dout, int c, int h, int w
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             tap p = tap_at(&g, y, x);
-            float wt[4] = { (1 - p.fy) * (1 - p.fx), (1 - p.fy) * p.fx, p.fy * (1 - p.fx), p.fy * p.fx };
             for (int j = 0; j < 4; j++) {
                 int yy = p.y0 + j / 2, xx = p.x0 + j % 2;
                 if (yy < 0 || yy >= h || xx < 0 || xx >= w)
                     continue;
                 for (int k = 0; k < c; k++)
-                    din[k * plane + (size_t)yy * w + xx] += wt[j] * dout[k * plane + (size_t)y * w + x];
+                    din[k * plane + (size_t)yy * w + xx] += p.wt[j] * dout[k * plane + (size_t)y * w + x];
             }
         }
 }
