@@ -124,15 +124,11 @@ static cnv_status input_grad(const class_objective *o, float **g)
 }
 
 /* cnv_lucid_grad_fn */
-static cnv_status class_grad(void *arg, int first, int used, float *grad, double *obj, double *pr)
+static cnv_status class_grad(void *arg, int first, int used, float **grad, double *obj, double *pr)
 {
     class_objective *o = arg;
-    float *g;
-    cnv_status st;
-    if ((st = class_pass(o, first, used, obj, pr)) != CNV_OK || (st = input_grad(o, &g)) != CNV_OK)
-        return st;
-    memcpy(grad, g, (size_t)used * o->v->item * sizeof *grad);
-    return CNV_OK;
+    cnv_status st = class_pass(o, first, used, obj, pr);
+    return st != CNV_OK ? st : input_grad(o, grad);
 }
 
 /* CS231n's ascent (cnv_classmodel_params, CNV_RECIPE_CS231N) */

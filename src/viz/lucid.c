@@ -99,7 +99,7 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images, float *start)
     /* sizes are given at 224 x 224 */
     float size = (float)(h < w ? h : w) / 224.0f, blur_max = lp->blur * size;
     size_t nblur = cnv_blur_scratch(h, w, blur_max);
-    float *theta = cnv_calloc(par.count * 4 + par.pixels * 2, sizeof(float));
+    float *theta = cnv_calloc(par.count * 3, sizeof(float));
     float *scratch = nblur ? cnv_malloc(nblur * sizeof(float)) : NULL;
     cnv_rng *rng = cnv_malloc((size_t)n * sizeof *rng);
     cnv_warp *warp = cnv_malloc((size_t)n * sizeof *warp);
@@ -109,8 +109,7 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images, float *start)
                       w);
         goto done;
     }
-    float *m = theta + par.count, *vv = m + par.count, *gt = vv + par.count, *dpix = gt + par.count;
-    float *grad = dpix + par.pixels; /* one batch's input gradients */
+    float *m = theta + par.count, *vv = m + par.count, *dpix = par.dpix;
     float *in = cnv_session_input(v->s), fill[CNV_MAX_CHANNELS];
     for (int k = 0; k < c; k++)
         fill[k] = 0.5f; /* gray, in pixels; normalized with the image */
@@ -149,7 +148,8 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images, float *start)
                 cnv_blur_chw(in + i * item, c, h, w, sigma[first + i], scratch);
             }
             to_normalized(v, in, used, in);
-            if ((st = job->grad(job->arg, first, used, grad, &obj, &prob)) != CNV_OK)
+            float *grad;
+            if ((st = job->grad(job->arg, first, used, &grad, &obj, &prob)) != CNV_OK)
                 goto done;
             /* d/dpixel = d/dx / std: x = (pixel - mean) / std */
             for (int i = 0; i < used; i++) {
@@ -161,8 +161,7 @@ cnv_status cnv_lucid_run(const cnv_lucid_job *job, float *images, float *start)
                 cnv_warp_backward(&warp[first + i], gi, c, h, w, dpix + (first + i) * item);
             }
         }
-        cnv_param_backward(&par, dpix, gt);
-        cnv_adam_step(&adam, theta, gt, m, vv, par.count);
+        cnv_adam_step(&adam, theta, cnv_param_backward(&par, dpix), m, vv, par.count);
         int total = job->progress_total > 0 ? job->progress_total : lp->iters;
         if (job->progress &&
             job->progress(job->user, job->progress_done + t + 1, total, (float)(obj / n), (float)(prob / n))) {

@@ -21,7 +21,7 @@
  *       (3 channels and decorrelate only; else u = z);
  *   p = sigmoid(u), or clamp(u + 1/2, 0, 1) without sigmoid.
  * All buffers are allocated by cnv_param_init; cnv_param_image and
- * cnv_param_backward allocate nothing. */
+ * cnv_param_backward allocate nothing, and work in them. */
 typedef struct cnv_param {
     int spectral, decorrelate, sigmoid;
     int n, c, h, w, wf;    /* wf = w / 2 + 1 */
@@ -29,8 +29,10 @@ typedef struct cnv_param {
     size_t pixels;         /* n * c * h * w */
     float *scale;          /* spectral: h * wf weights */
     float *spec;           /* spectral: n * c * h * wf complex values */
-    float *lin;            /* u of the last cnv_param_image (backward needs it) */
     float *pix;            /* p of the last cnv_param_image */
+    float *dpix;           /* room for a pixel gradient (pixels floats):
+                              spec when spectral, which is free between
+                              cnv_param_image and cnv_param_backward */
     void *inv, *fwd;       /* FFTW plans (fftwf_plan) */
 } cnv_param;
 
@@ -41,10 +43,12 @@ void cnv_param_free(cnv_param *p);
 size_t cnv_param_item(const cnv_param *p);
 /* theta = independent N(0, std^2) parts for item i, from rng. */
 void cnv_param_random(const cnv_param *p, float *theta, int i, float std, cnv_rng *rng);
-/* p->pix (and p->lin) = the images of theta. */
+/* p->pix = the images of theta. */
 void cnv_param_image(cnv_param *p, const float *theta);
-/* dtheta = d/dtheta of sum(dpix * pix) at the last cnv_param_image. */
-void cnv_param_backward(cnv_param *p, const float *dpix, float *dtheta);
+/* d/dtheta of sum(dpix * pix) at the last cnv_param_image (count floats,
+ * in p's buffers until its next call). It overwrites p->pix; dpix may be
+ * p->dpix. */
+float *cnv_param_backward(cnv_param *p, const float *dpix);
 
 /* The color matrix C (row-major 3 x 3) of the decorrelated parameterization. */
 extern const float cnv_color_sqrt[9];
@@ -99,11 +103,13 @@ cnv_status cnv_lucid_check(const cnv_lucid_params *p, const char *what, cnv_err 
 
 /* The objective's part of a step: the session's input holds items
  * first .. first + used - 1 (transformed, normalized) in its first `used`
- * slots and zeros after; grad runs the forward and the backward, writes
- * d(objective)/d(input) of those items to grad (used images), and adds
- * their objective values (and probabilities, for progress; 0 when the
- * objective has none) to *obj and *prob. */
-typedef cnv_status (*cnv_lucid_grad_fn)(void *arg, int first, int used, float *grad, double *obj,
+ * slots and zeros after; grad runs the forward and the backward, points
+ * *grad at d(objective)/d(input) of those items (used images; the caller
+ * may change them, and they stay until the next call: the session's input
+ * gradient, or a buffer of the objective's), and adds their objective
+ * values (and probabilities, for progress; 0 when the objective has none)
+ * to *obj and *prob. */
+typedef cnv_status (*cnv_lucid_grad_fn)(void *arg, int first, int used, float **grad, double *obj,
                                         double *prob);
 
 typedef struct cnv_lucid_job {

@@ -128,7 +128,7 @@ typedef struct neuron_objective {
     const float *seed;
     float *seed2, *vals;
     size_t nseed;
-    float *grad;         /* where neuron_grad puts the gradients */
+    float *grad;         /* the chunk's input gradients */
 } neuron_objective;
 
 static void copy_grad(void *arg, int i, float *g)
@@ -137,7 +137,7 @@ static void copy_grad(void *arg, int i, float *g)
     memcpy(o->grad + (size_t)i * o->v->item, g, o->v->item * sizeof *g);
 }
 
-static cnv_status neuron_grad(void *arg, int first, int used, float *grad, double *obj, double *prob)
+static cnv_status neuron_grad(void *arg, int first, int used, float **grad, double *obj, double *prob)
 {
     (void)first; /* the chunk is the job: its items start at 0 */
     (void)prob;
@@ -147,7 +147,7 @@ static cnv_status neuron_grad(void *arg, int first, int used, float *grad, doubl
         return st;
     for (int i = 0; i < used; i++)
         *obj += o->vals[i];
-    o->grad = grad;
+    *grad = o->grad;
     return cnv_viz_layer_grads(o->v, o->layer, o->pre, o->seed, o->nseed, (size_t)o->g->C * o->g->P, used,
                                o->seed2, copy_grad, o);
 }
@@ -223,9 +223,10 @@ static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const c
     uint64_t *streams = cnv_malloc((size_t)B * sizeof *streams);
     /* the Lucid recipe's starting images, to measure `before` on */
     float *start = p.recipe == CNV_RECIPE_LUCID && before ? cnv_malloc((size_t)B * item * sizeof *start) : NULL;
+    float *grads = p.recipe == CNV_RECIPE_LUCID ? cnv_malloc((size_t)B * item * sizeof *grads) : NULL;
     float *in = cnv_session_input(s);
     if (!seed || !seed2 || !scratch || !dy || !rng || !vals || !streams ||
-        (p.recipe == CNV_RECIPE_LUCID && before && !start)) {
+        (p.recipe == CNV_RECIPE_LUCID && ((before && !start) || !grads))) {
         st = cnv_fail(err, CNV_ERR_NOMEM, "neuron: out of memory for %d images of %dx%dx%d", B, c, h, w);
         goto done;
     }
@@ -244,7 +245,7 @@ static cnv_status run_neuron(cnv_session *s, int n, const int *channels, const c
                     sp[j] = 1.0f / (float)g.P;
         }
         if (p.recipe == CNV_RECIPE_LUCID) {
-            neuron_objective o = { &v, layer, pre, &g, channels + first, unit, seed, seed2, vals, nseed, NULL };
+            neuron_objective o = { &v, layer, pre, &g, channels + first, unit, seed, seed2, vals, nseed, grads };
             for (int i = 0; i < used; i++)
                 streams[i] = (uint64_t)channels[first + i];
             cnv_lucid_job job = {
@@ -330,6 +331,7 @@ done:
     cnv_free(vals);
     cnv_free(streams);
     cnv_free(start);
+    cnv_free(grads);
     return st;
 }
 

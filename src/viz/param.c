@@ -85,16 +85,19 @@ cnv_status cnv_param_init(cnv_param *p, int spectral, int decorrelate, int sigmo
         return cnv_fail(e, CNV_ERR_INVALID_ARG, "parameterization: %d images of %dx%dx%d are too many values",
                         n, c, h, w);
     p->count = spectral ? t : p->pixels;
-    p->lin = cnv_malloc(p->pixels * sizeof(float));
     p->pix = cnv_malloc(p->pixels * sizeof(float));
-    if (!p->lin || !p->pix)
+    if (!p->pix)
         goto nomem;
-    if (!spectral)
+    if (!spectral) {
+        if (!(p->dpix = cnv_malloc(p->pixels * sizeof(float))))
+            goto nomem;
         return CNV_OK;
+    }
     p->scale = cnv_malloc(half * sizeof(float));
     p->spec = cnv_malloc(t * sizeof(float));
     if (!p->scale || !p->spec)
         goto nomem;
+    p->dpix = p->spec; /* t >= pixels: 2 h (w/2+1) >= h w */
     init_scale(p);
     int dims[2] = { h, w }, howmany = (int)nc;
     pthread_mutex_lock(&g_plan_lock);
@@ -102,8 +105,8 @@ cnv_status cnv_param_init(cnv_param *p, int spectral, int decorrelate, int sigmo
      * times algorithms and could pick different ones, hence different
      * roundings, from one run to the next) */
     p->inv = fftwf_plan_many_dft_c2r(2, dims, howmany, (fftwf_complex *)p->spec, NULL, 1, (int)half,
-                                     p->lin, NULL, 1, h * w, FFTW_ESTIMATE);
-    p->fwd = fftwf_plan_many_dft_r2c(2, dims, howmany, p->lin, NULL, 1, h * w, (fftwf_complex *)p->spec,
+                                     p->pix, NULL, 1, h * w, FFTW_ESTIMATE);
+    p->fwd = fftwf_plan_many_dft_r2c(2, dims, howmany, p->pix, NULL, 1, h * w, (fftwf_complex *)p->spec,
                                      NULL, 1, (int)half, FFTW_ESTIMATE);
     pthread_mutex_unlock(&g_plan_lock);
     if (!p->inv || !p->fwd) {
@@ -128,8 +131,9 @@ void cnv_param_free(cnv_param *p)
         fftwf_destroy_plan(p->fwd);
     pthread_mutex_unlock(&g_plan_lock);
     cnv_free(p->scale);
+    if (p->dpix != p->spec)
+        cnv_free(p->dpix);
     cnv_free(p->spec);
-    cnv_free(p->lin);
     cnv_free(p->pix);
     memset(p, 0, sizeof *p);
 }
@@ -199,14 +203,14 @@ void cnv_param_image(cnv_param *p, const float *theta)
             }
             hermitian_columns(s, p->h, p->w, p->wf);
         }
-        fftwf_execute(p->inv); /* spec -> lin, unnormalized */
+        fftwf_execute(p->inv); /* spec -> pix, unnormalized */
     } else {
-        memcpy(p->lin, theta, p->pixels * sizeof(float));
+        memcpy(p->pix, theta, p->pixels * sizeof(float));
     }
     if (p->decorrelate)
-        color_mix(p->lin, p->n, plane, 0);
+        color_mix(p->pix, p->n, plane, 0);
     for (size_t j = 0; j < p->pixels; j++) {
-        float u = p->lin[j];
+        float u = p->pix[j];
         if (p->sigmoid)
             p->pix[j] = 1.0f / (1.0f + expf(-u));
         else
@@ -214,40 +218,38 @@ void cnv_param_image(cnv_param *p, const float *theta)
     }
 }
 
-void cnv_param_backward(cnv_param *p, const float *dpix, float *dtheta)
+float *cnv_param_backward(cnv_param *p, const float *dpix)
 {
     size_t plane = (size_t)p->h * p->w, half = (size_t)p->h * p->wf;
     size_t planes = (size_t)p->n * p->c;
-    /* du, into lin (the last image's u is not needed after this) */
-    float *du = p->lin;
+    /* du, into pix (the images are not needed after this) */
+    float *du = p->pix;
     for (size_t j = 0; j < p->pixels; j++) {
         float q = p->pix[j];
         if (p->sigmoid)
             du[j] = dpix[j] * q * (1.0f - q);
         else /* the clamp's derivative: 1 strictly inside, 0 where it cut */
-            du[j] = du[j] + 0.5f > 0.0f && du[j] + 0.5f < 1.0f ? dpix[j] : 0.0f;
+            du[j] = q > 0.0f && q < 1.0f ? dpix[j] : 0.0f;
     }
     if (p->decorrelate)
         color_mix(du, p->n, plane, 1);
-    if (!p->spectral) {
-        memcpy(dtheta, du, p->pixels * sizeof(float));
-        return;
-    }
+    if (!p->spectral)
+        return du;
     /* d pixel / d Re X_k = c_k cos phi, d / d Im X_k = -c_k sin phi: with
      * G = r2c(g) = sum g (cos phi - i sin phi), dRe = c_k Re G_k and
      * dIm = c_k Im G_k, times scale_k. The Hermitian averaging of
      * hermitian_columns is linear and self-adjoint on those columns, and
      * G is Hermitian there already, so it changes nothing. */
-    fftwf_execute(p->fwd); /* lin -> spec */
+    fftwf_execute(p->fwd); /* pix -> spec */
     for (size_t q = 0; q < planes; q++) {
-        const float *s = p->spec + q * 2 * half;
-        float *d = dtheta + q * 2 * half;
+        float *d = p->spec + q * 2 * half;
         for (int ky = 0; ky < p->h; ky++)
             for (int kx = 0; kx < p->wf; kx++) {
                 size_t k = (size_t)ky * p->wf + kx;
                 float f = (float)col_weight(kx, p->w) * p->scale[k];
-                d[2 * k] = f * s[2 * k];
-                d[2 * k + 1] = f * s[2 * k + 1];
+                d[2 * k] *= f;
+                d[2 * k + 1] *= f;
             }
     }
+    return p->spec;
 }

@@ -62,7 +62,7 @@ typedef struct render {
     float *gram;      /* diversity: batch Gram matrices and one gradient */
     float *prob;      /* a probability term's softmax (the largest per) */
     size_t gram_cap;  /* floats */
-    float *grad;      /* the Lucid loop's gradient buffer, this pass */
+    float *grad;      /* a pass's input gradients (batch images) */
 } render;
 
 /* The weight of term o for item i of n. */
@@ -254,7 +254,7 @@ static void add_grad(void *arg, int i, float *g)
 }
 
 /* cnv_lucid_grad_fn */
-static cnv_status render_grad(void *arg, int first, int used, float *grad, double *obj, double *prob)
+static cnv_status render_grad(void *arg, int first, int used, float **grad, double *obj, double *prob)
 {
     (void)prob;
     render *r = arg;
@@ -263,8 +263,8 @@ static cnv_status render_grad(void *arg, int first, int used, float *grad, doubl
         return st;
     for (int i = 0; i < used; i++)
         *obj += r->vals[i];
-    memset(grad, 0, (size_t)used * r->v->item * sizeof *grad);
-    r->grad = grad;
+    memset(r->grad, 0, (size_t)used * r->v->item * sizeof *r->grad);
+    *grad = r->grad;
     for (int k = 0; k < r->n_tg; k++) {
         const target *tg = &r->tg[k];
         if ((st = cnv_viz_layer_grads(r->v, tg->t, tg->pre, tg->seed, (size_t)r->batch * tg->per, tg->per, used,
@@ -441,7 +441,8 @@ static cnv_status run(cnv_session *s, int n, const cnv_objective *objs, int n_te
     r.gram = gram_need ? cnv_malloc(gram_need * sizeof(float)) : NULL;
     uint64_t *streams = cnv_malloc((size_t)n * sizeof *streams);
     r.prob = cnv_malloc(most * sizeof(float));
-    if (!r.scratch || !r.vals || (gram_need && !r.gram) || !streams || !r.prob) {
+    r.grad = cnv_malloc((size_t)r.batch * v.item * sizeof(float));
+    if (!r.scratch || !r.vals || (gram_need && !r.gram) || !streams || !r.prob || !r.grad) {
         cnv_free(streams);
         st = cnv_fail(err, CNV_ERR_NOMEM, "render: out of memory for %d images", n);
         goto done;
@@ -472,6 +473,7 @@ done:
     cnv_free(r.vals);
     cnv_free(r.gram);
     cnv_free(r.prob);
+    cnv_free(r.grad);
     return st;
 }
 
