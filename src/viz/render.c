@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/query.h"
 #include "viz/lucid.h"
 
 static const char *const kind_names[] = { "class", "channel", "neuron", "l2", "direction", "diversity" };
