@@ -350,7 +350,11 @@ CNV_API cnv_status cnv_session_set_param_grads(cnv_session *s, int on);
 /* ReLU backward rule: CNV_RELU_GRAD passes dy where y > 0 (the true
  * gradient; exactly 0 at y == 0); CNV_RELU_GUIDED passes dy where y > 0 and
  * dy > 0 (guided backpropagation, Springenberg et al. 2015). */
-typedef enum cnv_relu_mode { CNV_RELU_GRAD = 0, CNV_RELU_GUIDED = 1 } cnv_relu_mode;
+typedef enum cnv_relu_mode {
+    CNV_RELU_GRAD = 0,
+    CNV_RELU_GUIDED = 1,
+    CNV_RELU_DECONV = 2 /* dy > 0, whatever y (Zeiler and Fergus 2014) */
+} cnv_relu_mode;
 CNV_API cnv_status cnv_session_set_relu_mode(cnv_session *s, cnv_relu_mode mode);
 
 /* Plans only what tensor t depends on (-1: the whole model, the default).
@@ -399,6 +403,12 @@ CNV_API float *cnv_session_input(cnv_session *s);
 CNV_API cnv_status cnv_session_forward(cnv_session *s);
 /* Runs only the nodes needed to compute tensor t. */
 CNV_API cnv_status cnv_session_forward_to(cnv_session *s, int t);
+
+/* The rest of a forward after the caller rewrote tensor `from`'s values in
+ * place (cnv_session_tensor): runs the nodes after from's producer that
+ * tensor `to` depends on (Ablation-CAM's "zero one channel of a layer").
+ * Needs a forward that computed both first. */
+CNV_API cnv_status cnv_session_forward_from(cnv_session *s, int from, int to);
 
 /* Backward from a seed: computes d(sum(seed * T))/dX for T = tensor t and
  * every X that needs a gradient (the graph inputs, and the parameters
@@ -1065,74 +1075,250 @@ CNV_API cnv_status cnv_fool(cnv_session *s, const float *image, size_t count,
  * cancel (CNV_ERR_CANCELLED). Layers are named as users type them
  * (cnv_model_find_layer). */
 
-/* Saliency maps: an h x w map of how much each pixel matters to one class
- * score S_c (the raw score, as in the class-model section). */
+/* Saliency maps: an h x w map of how much each pixel matters to one
+ * target: a class score S_c (the raw score, as in the class-model
+ * section), or a channel or unit of any 4-D layer (cnv_saliency_params).
+ * docs/SALIENCY.md shows every method on the same photos with its cost.
+ *
+ * Gradient methods. Each computes an attribution a (c x h x w) and
+ * reduces it over channels: "abs-max" methods take max_k |a_k| per pixel,
+ * "signed" methods the sum over k of a_k (so the map sums to what the
+ * attributions sum to). g(x) is the target's gradient at input x, b the
+ * baseline (cnv_baseline), x the image, all in the model's normalized
+ * units; NaN in a gradient stays NaN in the map. */
 typedef enum cnv_saliency_method {
-    /* |dS_c/dI| maximized over channels (Simonyan, Vedaldi, Zisserman 2014,
-     * "Deep Inside Convolutional Networks", section 3). */
+    /* abs-max: a = g(x) (Simonyan, Vedaldi, Zisserman 2014, "Deep Inside
+     * Convolutional Networks", section 3). */
     CNV_SALIENCY_GRAD = 0,
-    /* SmoothGrad (Smilkov et al. 2017): the gradient averaged over
-     * `samples` copies of the image plus N(0, sigma^2) noise, sigma =
-     * noise * (max - min of the image), then |.| max over channels. */
+    /* abs-max: a = the mean of g over `samples` noisy copies (SmoothGrad,
+     * Smilkov et al. 2017): GRAD with smooth CNV_SMOOTH_MEAN. */
     CNV_SALIENCY_SMOOTHGRAD = 1,
-    /* Guided backpropagation (Springenberg et al. 2015): the gradient with
-     * every ReLU passing only positive gradients, |.| max over channels. */
+    /* abs-max: guided backpropagation (Springenberg et al. 2015): every
+     * ReLU passes only positive gradients where its input was positive. */
     CNV_SALIENCY_GUIDED = 2,
-    /* Grad-CAM (Selvaraju et al. 2017) on a conv layer A (K x u x v):
-     * ReLU(sum_k alpha_k A_k), alpha_k = mean over u x v of dS_c/dA_k,
-     * upsampled bilinearly to h x w (half-pixel centers, edges clamped). */
-    CNV_SALIENCY_GRADCAM = 3
+    /* Grad-CAM (Selvaraju et al. 2017) on a layer A (K x u x v):
+     * ReLU(sum_k alpha_k A_k), alpha_k = mean over u x v of dS/dA_k. Every
+     * CAM is computed at u x v and upsampled bilinearly to h x w
+     * (half-pixel centers, edges clamped: PyTorch's align_corners=False). */
+    CNV_SALIENCY_GRADCAM = 3,
+    /* abs-max: Deconvnet (Zeiler and Fergus 2014): every ReLU passes the
+     * positive part of its output's gradient, whatever its input was. */
+    CNV_SALIENCY_DECONVNET = 4,
+    /* signed: a = x * g(x) (gradient times input; Shrikumar et al. 2016):
+     * integrated gradients' one-step value from the zero baseline. */
+    CNV_SALIENCY_GRADXINPUT = 5,
+    /* signed: integrated gradients (Sundararajan et al. 2017), the midpoint
+     * Riemann sum a = (x - b) * (1/steps) sum_{i<steps} g(b + (i + 1/2) /
+     * steps * (x - b)). Completeness: sum(a) ~ S(x) - S(b). */
+    CNV_SALIENCY_IG = 6,
+    /* signed: Blur IG (Xu et al. 2020): the path x(s) = the image blurred
+     * by a Gaussian of sigma s (cnv_saliency_params.blur_max_sigma; s = 0
+     * is the image), sampled at s_i = i/steps * max: a = sum_i g(x(m_i)) *
+     * (x(s_i) - x(s_{i+1})) with m_i the midpoint. Completeness: sum(a) ~
+     * S(x) - S(x(max)). No baseline. */
+    CNV_SALIENCY_BLUR_IG = 7,
+    /* signed: Guided IG (Kapishnikov et al. 2021): from the baseline to the
+     * image in `steps` steps, each moving first the fraction
+     * `guided_fraction` of the inputs with the smallest |gradient| (inputs
+     * that lag behind the straight line by more than max_dist = 0.02 of it
+     * catch up first); a = sum over steps of g * (the step taken). One
+     * gradient per step, not batched. Completeness as IG. */
+    CNV_SALIENCY_GUIDED_IG = 8,
+    /* Guided Grad-CAM (Selvaraju et al. 2017): GUIDED's map times
+     * GRADCAM's, pixel by pixel. */
+    CNV_SALIENCY_GUIDED_GRADCAM = 9,
+    /* Grad-CAM++ (Chattopadhyay et al. 2018), with g = dS/dA: ReLU(sum_k
+     * w_k A_k), w_k = sum_ij ReLU(g_kij) a_kij, a_kij = g^2 / (2 g^2 +
+     * (sum_ab A_kab) g^3 + 1e-7) where g != 0, else 0 (the exponential
+     * closed form pytorch-grad-cam also uses). */
+    CNV_SALIENCY_GRADCAM_PP = 10,
+    /* LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(g_kij) A_kij). */
+    CNV_SALIENCY_LAYERCAM = 11,
+    /* XGrad-CAM (Fu et al. 2020): ReLU(sum_k w_k A_k), w_k = sum_ij
+     * A_kij g_kij / (sum_ab A_kab + 1e-7). */
+    CNV_SALIENCY_XGRADCAM = 12,
+    /* Eigen-CAM (Muhammad and Yeasin 2020): the projection of A's u*v
+     * positions (centered: each channel's mean over positions removed) on
+     * their first principal axis, signed so that it correlates positively
+     * with the sum of the channels, then ReLU. Needs no gradient and no
+     * target (class-agnostic). */
+    CNV_SALIENCY_EIGENCAM = 13,
+    /* Score-CAM (Wang et al. 2020): ReLU(sum_k w_k A_k), w = softmax over k
+     * of S(b + M_k * (x - b)), M_k = A_k upsampled to h x w and scaled to
+     * [0, 1] ((M - min) / (max - min + 1e-8)). K forward passes, batched. */
+    CNV_SALIENCY_SCORECAM = 14,
+    /* Ablation-CAM (Desai and Ramaswamy 2020): ReLU(sum_k w_k A_k), w_k =
+     * (S - S_k) / S with S_k the score when channel k of A is zeroed
+     * (S == 0: w_k = S - S_k). K passes of the layers after A, batched. */
+    CNV_SALIENCY_ABLATIONCAM = 15,
+    /* Occlusion (Zeiler and Fergus 2014): a window x window square, slid by
+     * stride (the last row and column of windows end at the image's edge),
+     * is set to the baseline; each pixel gets the mean of S(x) -
+     * S(occluded) over the windows covering it. Signed. Forward only,
+     * batched. */
+    CNV_SALIENCY_OCCLUSION = 16,
+    /* RISE (Petsiuk et al. 2018): `masks` random masks M_i, each a
+     * mask_cells x mask_cells grid of cells on with probability mask_prob,
+     * upsampled bilinearly to (mask_cells + 1) cells and cropped at a random
+     * offset within one cell; map = sum_i P(b + M_i * (x - b)) M_i /
+     * (masks * mask_prob), with P the class's softmax probability (a layer
+     * target: its value). Forward only, batched. */
+    CNV_SALIENCY_RISE = 17
 } cnv_saliency_method;
+#define CNV_SALIENCY_METHODS 18
 
-/* "grad", "smoothgrad", "guided", "gradcam" (NULL for other values), and
- * back (-1 for an unknown name). */
+/* The CLI's names ("grad", "smoothgrad", "guided", "gradcam", "deconvnet",
+ * "gradxinput", "ig", "blurig", "guidedig", "guided-gradcam", "gradcam++",
+ * "layercam", "xgradcam", "eigencam", "scorecam", "ablationcam",
+ * "occlusion", "rise"; NULL for other values), and back (-1 for an unknown
+ * name). */
 CNV_API const char *cnv_saliency_method_name(cnv_saliency_method method);
 CNV_API int cnv_saliency_method_parse(const char *name);
 
+/* Where a path or a perturbation starts, in the model's normalized units. */
+typedef enum cnv_baseline {
+    CNV_BASELINE_AUTO = 0,  /* the method's usual one (below) */
+    CNV_BASELINE_ZERO = 1,  /* 0: the normalization's mean color */
+    CNV_BASELINE_BLACK = 2, /* pixel value 0 in every channel */
+    CNV_BASELINE_BLUR = 3,  /* the image blurred by a Gaussian of sigma
+                               baseline_sigma (cnv_blur_chw's kernel) */
+    CNV_BASELINE_NOISE = 4, /* uniform noise over the image's min..max,
+                               from the seed */
+    CNV_BASELINE_IMAGE = 5  /* baseline_image */
+} cnv_baseline;
+/* AUTO is BLACK for IG, GUIDED_IG and RISE (their papers'), ZERO for
+ * OCCLUSION and SCORECAM (Captum's and pytorch-grad-cam's), and for the
+ * metrics BLACK (deletion) and BLUR (insertion; Petsiuk et al.). */
+
+/* Noise smoothing of a gradient method's attribution a over `samples`
+ * copies x + N(0, sigma^2), sigma = noise * (max - min of the image):
+ * MEAN is SmoothGrad, SQUARE the mean of a^2 (SmoothGrad-squared; Hooker
+ * et al. 2019), VAR the variance of a (VarGrad; Adebayo et al. 2018). The
+ * channel reduction comes after: abs-max methods take the max over
+ * channels of |mean| (MEAN) or of the mean square or variance; signed
+ * methods their sum. Applies to GRAD, GUIDED, DECONVNET, GRADXINPUT, IG,
+ * BLUR_IG, GUIDED_IG. */
+typedef enum cnv_smooth {
+    CNV_SMOOTH_NONE = 0,
+    CNV_SMOOTH_MEAN = 1,
+    CNV_SMOOTH_SQUARE = 2,
+    CNV_SMOOTH_VAR = 3
+} cnv_smooth;
+
 typedef struct cnv_saliency_params {
     cnv_saliency_method method; /* default CNV_SALIENCY_GRAD */
-    int class_index;   /* the class explained; -1: the top-1 class of the
-                          image (default -1) */
-    const char *score; /* the class-score tensor; NULL: the model's raw
-                          score (default NULL) */
-    int samples;       /* SMOOTHGRAD: noisy copies (default 25) */
-    float noise;       /* SMOOTHGRAD: sigma / (max - min) (default 0.15) */
-    int batch;         /* SMOOTHGRAD: copies per forward/backward pass;
-                          changes speed and memory, not the result beyond
-                          GEMM rounding (default 4) */
-    uint64_t seed;     /* SMOOTHGRAD: noise seed (default 0) */
-    const char *layer; /* GRADCAM: the layer A (as cnv_model_find_layer
+    /* The target. A class score: class_index in the score tensor (-1: the
+     * top-1 class of the image; default -1). When `score` names a 4-D
+     * layer (as cnv_model_find_layer reads it), class_index is a channel
+     * (-1: the channel with the largest mean on the image) and the target
+     * is its spatial mean, or its unit (y, x) when y >= 0 and x >= 0. */
+    int class_index;
+    const char *score; /* the target tensor; NULL: the model's raw score
+                          (default NULL) */
+    int samples;       /* SMOOTHGRAD and smoothing: noisy copies
+                          (default 25) */
+    float noise;       /* smoothing: sigma / (max - min) (default 0.15) */
+    int batch;         /* images per forward/backward pass of the methods
+                          that make many; changes speed and memory, not the
+                          result beyond GEMM rounding (default 8) */
+    uint64_t seed;     /* noise, NOISE baselines, RISE's masks (default 0) */
+    const char *layer; /* the CAM methods' layer A (as cnv_model_find_layer
                           reads it); NULL: the last activation, feature
                           map or join of branches, 4-D with u, v > 1,
-                          that every path from the image to the score
+                          that every path from the image to the target
                           passes through (a block's output: an Inception
                           block's concatenation, a residual sum; never
                           one branch) (default NULL) */
-    cnv_progress_fn progress; /* SMOOTHGRAD: after every pass, iter =
-                                 copies done (may be NULL) */
+    cnv_progress_fn progress; /* multi-pass methods: after every pass,
+                                 iter = passes done of total (may be NULL) */
     void *user;
+    int y, x;          /* a layer target's unit (default -1, -1: the mean) */
+    cnv_smooth smooth; /* default NONE (SMOOTHGRAD implies MEAN) */
+    int steps;         /* IG, BLUR_IG, GUIDED_IG: path steps (default 64) */
+    cnv_baseline baseline;       /* default AUTO */
+    float baseline_sigma;        /* BLUR baseline: sigma in pixels; 0: a
+                                    tenth of the larger side (default 0) */
+    const float *baseline_image; /* IMAGE baseline: c x h x w, borrowed */
+    float blur_max_sigma;  /* BLUR_IG: the path's largest sigma in pixels;
+                              0: 50 / 224 of the larger side, PAIR's 50 at
+                              224 (default 0) */
+    float guided_fraction; /* GUIDED_IG: inputs moved per sub-step
+                              (default 0.25) */
+    int window, stride;    /* OCCLUSION: 0: a seventh of the smaller side
+                              (32 at 224, 4 at 28), half the window */
+    int masks;             /* RISE: masks (default 2000) */
+    int mask_cells;        /* RISE: grid side (default 7) */
+    float mask_prob;       /* RISE: probability of a cell on (default 0.5) */
 } cnv_saliency_params;
 CNV_API cnv_saliency_params cnv_saliency_params_default(void);
 
 /* What cnv_saliency explained. */
 typedef struct cnv_saliency_info {
-    int class_index;   /* the class */
-    float score, prob; /* its raw score and softmax probability on the image */
-    const char *layer; /* GRADCAM: the layer used (owned by m); else NULL */
-    int layer_height, layer_width; /* GRADCAM: u and v */
+    int class_index;   /* the class (a layer target: the channel) */
+    float score, prob; /* the target's value on the image, and its softmax
+                          probability (a layer target: 0) */
+    const char *layer; /* CAM methods: the layer used (owned by m); else NULL */
+    int layer_height, layer_width; /* CAM methods: u and v */
+    int is_signed;     /* the map has meaningful negative values (signed
+                          methods, occlusion) */
+    int passes;        /* forward passes run (each up to batch images) */
+    float baseline_score; /* IG, GUIDED_IG: S(b); BLUR_IG: S(x(max));
+                             else 0. With `score` and the map's sum it
+                             checks completeness */
 } cnv_saliency_info;
 
 /* image: one normalized c x h x w image (borrowed, count = c x h x w
  * floats). map (map_count = h x w floats) receives the unnormalized
  * saliency map: NaN where the gradient was NaN, never rescaled
  * (cnv_map_to_gray does that). info may be NULL. The session's ReLU mode
- * is CNV_RELU_GRAD afterwards (GUIDED sets CNV_RELU_GUIDED for its pass and
- * restores it). */
+ * is CNV_RELU_GRAD afterwards (GUIDED, DECONVNET, GUIDED_GRADCAM set their
+ * mode for their passes and restore it). Deterministic for a seed, batch
+ * and thread count. Allocates its buffers once per call (the session is
+ * planned for `batch` images), nothing per pass. */
 CNV_API cnv_status cnv_saliency(cnv_session *s, const float *image,
                                 size_t count, int h, int w,
                                 const cnv_saliency_params *p,
                                 float *map, size_t map_count,
                                 cnv_saliency_info *info);
+
+/* The same for the attribution before the channel reduction: attr receives
+ * c x h x w floats (attr_count of them). Gradient methods only (the rest
+ * fail with CNV_ERR_INVALID_ARG); with smoothing SQUARE or VAR it holds
+ * the mean square or the variance. */
+CNV_API cnv_status cnv_saliency_attribution(cnv_session *s, const float *image,
+                                            size_t count, int h, int w,
+                                            const cnv_saliency_params *p,
+                                            float *attr, size_t attr_count,
+                                            cnv_saliency_info *info);
+
+/* How well a map ranks pixels (Petsiuk et al. 2018): pixels are taken in
+ * the order of the map's values (largest first; ties by position; NaN
+ * last). DELETION replaces them, all channels at once, by the baseline
+ * (AUTO: black) and follows the target's probability as they go;
+ * INSERTION starts from the baseline (AUTO: the image blurred by sigma
+ * a tenth of the larger side) and puts them back. curve[i], i = 0..steps,
+ * is the probability (a layer target: its value) with the first
+ * round(i * h * w / steps) pixels changed; the area under it is the
+ * trapezoid rule's mean over [0, 1]. Lower deletion and higher insertion
+ * areas mean a better map. */
+typedef enum cnv_metric {
+    CNV_METRIC_DELETION = 0,
+    CNV_METRIC_INSERTION = 1
+} cnv_metric;
+/* "deletion", "insertion"; -1 for an unknown name. */
+CNV_API const char *cnv_metric_name(cnv_metric metric);
+CNV_API int cnv_metric_parse(const char *name);
+
+/* The target (class_index, score, y, x; a -1 class is the image's top-1),
+ * batch, baseline, baseline_sigma, baseline_image and seed come from p (NULL:
+ * the defaults); steps >= 1; curve holds steps + 1 floats (may be NULL).
+ * The session is planned for p->batch images. */
+CNV_API cnv_status cnv_saliency_metric(cnv_session *s, const float *image,
+                                       size_t count, int h, int w,
+                                       const float *map, size_t map_count,
+                                       cnv_metric metric, int steps,
+                                       const cnv_saliency_params *p,
+                                       float *curve, float *area);
 
 /* Neuron visualization (Erhan et al. 2009; Yosinski et al. 2015,
  * "Understanding Neural Networks Through Deep Visualization"): the image

@@ -70,7 +70,7 @@ cnv_status cnv_session_set_relu_mode(cnv_session *s, cnv_relu_mode mode)
 {
     if (!s)
         return CNV_ERR_INVALID_ARG;
-    if (mode != CNV_RELU_GRAD && mode != CNV_RELU_GUIDED)
+    if (mode != CNV_RELU_GRAD && mode != CNV_RELU_GUIDED && mode != CNV_RELU_DECONV)
         return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "unknown ReLU mode %d", (int)mode);
     s->opts.relu_mode = mode;
     return CNV_OK;
@@ -220,6 +220,38 @@ cnv_status cnv_session_forward_to(cnv_session *s, int t)
     for (int i = 0; i < m->n_nodes; i++)
         if (s->nmark[i])
             run_forward(s, i);
+    return CNV_OK;
+}
+
+cnv_status cnv_session_forward_from(cnv_session *s, int from, int to)
+{
+    cnv_status st = need_tensor(s, to, "forward");
+    if (st == CNV_OK)
+        st = need_tensor(s, from, "forward");
+    if (st != CNV_OK)
+        return st;
+    const cnv_model *m = s->m;
+    if (!s->valid[from] || !s->valid[to])
+        return cnv_fail(&s->err, CNV_ERR_STATE, "forward from '%s' to '%s': the last forward computed %s",
+                        m->tensors[from].name, m->tensors[to].name, s->valid[from] ? "the start only" : "not the start");
+    mark_ancestors(s, to);
+    if (!s->tmark[from])
+        return cnv_fail(&s->err, CNV_ERR_INVALID_ARG, "forward from '%s': '%s' does not depend on it",
+                        m->tensors[from].name, m->tensors[to].name);
+    int pf = m->tensors[from].producer;
+    for (int i = pf + 1; i < m->n_nodes; i++) {
+        if (!s->nmark[i])
+            continue;
+        /* A node whose forward its producer does as an epilogue runs on its
+         * own when that producer does not run again. */
+        const cnv_node *n = &m->nodes[i];
+        int p = n->n_in > 0 && n->in[0] >= 0 ? m->tensors[n->in[0]].producer : -1;
+        if (s->idle[i] && !s->unplanned[i] && p >= 0 && p <= pf && s->ctx[p].epilogue.fn &&
+            s->ctx[p].epilogue.out == &s->vals[n->out[0]])
+            n->op->forward(&s->ctx[i]);
+        else
+            run_forward(s, i);
+    }
     return CNV_OK;
 }
 

@@ -5,7 +5,9 @@
 
 #include "viz/viz.h"
 
-static const char *const g_method_names[] = {"grad", "smoothgrad", "guided", "gradcam"};
+static const char *const g_method_names[] = {
+    "grad",     "smoothgrad", "guided",   "gradcam",  "deconvnet", "gradxinput", "ig",          "blurig",    "guidedig",
+    "guided-gradcam", "gradcam++", "layercam", "xgradcam", "eigencam", "scorecam", "ablationcam", "occlusion", "rise"};
 #define N_METHODS ((int)(sizeof g_method_names / sizeof g_method_names[0]))
 
 const char *cnv_saliency_method_name(cnv_saliency_method method)
@@ -30,7 +32,13 @@ cnv_saliency_params cnv_saliency_params_default(void)
     p.class_index = -1;
     p.samples = 25;
     p.noise = 0.15f;
-    p.batch = 4;
+    p.batch = 8;
+    p.y = p.x = -1;
+    p.steps = 64;
+    p.guided_fraction = 0.25f;
+    p.masks = 2000;
+    p.mask_cells = 7;
+    p.mask_prob = 0.5f;
     return p;
 }
 
@@ -411,9 +419,47 @@ cnv_status cnv_saliency(cnv_session *s, const float *image, size_t count, int h,
     case CNV_SALIENCY_GRADCAM:
         st = gradcam(&v, score, seed, K, &p, map, info);
         break;
+    default:
+        st = cnv_fail(err, CNV_ERR_INVALID_ARG, "saliency: %s is not built yet", cnv_saliency_method_name(p.method));
+        break;
     }
 done:
     cnv_free(seed);
     cnv_free(prob);
     return st;
+}
+
+/* WORK IN PROGRESS: the attribution suite's entry points, filled in by the
+ * next commits. */
+cnv_status cnv_saliency_attribution(cnv_session *s, const float *image, size_t count, int h, int w,
+                                    const cnv_saliency_params *p, float *attr, size_t attr_count,
+                                    cnv_saliency_info *info)
+{
+    (void)image, (void)count, (void)h, (void)w, (void)p, (void)attr, (void)attr_count, (void)info;
+    return s ? cnv_fail(cnv_session_err(s), CNV_ERR_INVALID_ARG, "saliency: not built yet") : CNV_ERR_INVALID_ARG;
+}
+
+static const char *const g_metric_names[] = {"deletion", "insertion"};
+
+const char *cnv_metric_name(cnv_metric metric)
+{
+    int k = (int)metric;
+    return k >= 0 && k < 2 ? g_metric_names[k] : NULL;
+}
+
+int cnv_metric_parse(const char *name)
+{
+    for (int k = 0; name && k < 2; k++)
+        if (!strcmp(name, g_metric_names[k]))
+            return k;
+    return -1;
+}
+
+cnv_status cnv_saliency_metric(cnv_session *s, const float *image, size_t count, int h, int w, const float *map,
+                               size_t map_count, cnv_metric metric, int steps, const cnv_saliency_params *p,
+                               float *curve, float *area)
+{
+    (void)image, (void)count, (void)h, (void)w, (void)map, (void)map_count, (void)metric, (void)steps, (void)p;
+    (void)curve, (void)area;
+    return s ? cnv_fail(cnv_session_err(s), CNV_ERR_INVALID_ARG, "saliency: not built yet") : CNV_ERR_INVALID_ARG;
 }

@@ -55,48 +55,43 @@ static void relu_forward(cnv_op_ctx *c)
     cnv_team_run(c->team, blocks16(c->out[0]->count), relu_part, c);
 }
 
-/* dx = dy where y > 0 (and, guided, dy > 0), else 0. */
+/* The kept gradient for output y and its gradient d under the session's
+ * ReLU mode: the true gradient (y > 0), guided backpropagation (y > 0 and
+ * d > 0) or Deconvnet's rule (d > 0, whatever y). */
+#define RELU_KEEP(mode, yv, d)                                                                                    \
+    ((mode) == CNV_RELU_GRAD ? (yv) > 0.0f : (mode) == CNV_RELU_GUIDED ? ((yv) > 0.0f) & ((d) > 0.0f) : (d) > 0.0f)
+
+/* dx = dy where the mode keeps it, else 0. The mode is a constant in each
+ * loop so the compiler vectorizes all three. */
 CNV_CLONES static void relu_mask_store(const float *restrict y, const float *restrict dy, float *restrict dx,
-                            int64_t n, int guided)
+                                       int64_t n, int mode)
 {
-    int64_t i = 0;
-    if (guided) {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++) {
-                float d = dy[i + j];
-                dx[i + j] = ((y[i + j] > 0.0f) & (d > 0.0f)) ? d : 0.0f;
-            }
+    if (mode == CNV_RELU_GUIDED) {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = RELU_KEEP(CNV_RELU_GUIDED, y[i], dy[i]) ? dy[i] : 0.0f;
+    } else if (mode == CNV_RELU_DECONV) {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = RELU_KEEP(CNV_RELU_DECONV, y[i], dy[i]) ? dy[i] : 0.0f;
     } else {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++) {
-                float d = dy[i + j];
-                dx[i + j] = y[i + j] > 0.0f ? d : 0.0f;
-            }
+        for (int64_t i = 0; i < n; i++)
+            dx[i] = RELU_KEEP(CNV_RELU_GRAD, y[i], dy[i]) ? dy[i] : 0.0f;
     }
-    for (; i < n; i++)
-        dx[i] = (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
 }
 
-/* dx += dy where y > 0 (and, guided, dy > 0). */
+/* dx += dy where the mode keeps it. */
 CNV_CLONES static void relu_mask_add(const float *restrict y, const float *restrict dy, float *restrict dx,
-                          int64_t n, int guided)
+                                     int64_t n, int mode)
 {
-    int64_t i = 0;
-    if (guided) {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++) {
-                float d = dy[i + j];
-                dx[i + j] += ((y[i + j] > 0.0f) & (d > 0.0f)) ? d : 0.0f;
-            }
+    if (mode == CNV_RELU_GUIDED) {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += RELU_KEEP(CNV_RELU_GUIDED, y[i], dy[i]) ? dy[i] : 0.0f;
+    } else if (mode == CNV_RELU_DECONV) {
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += RELU_KEEP(CNV_RELU_DECONV, y[i], dy[i]) ? dy[i] : 0.0f;
     } else {
-        for (; i + 8 <= n; i += 8)
-            for (int j = 0; j < 8; j++) {
-                float d = dy[i + j];
-                dx[i + j] += y[i + j] > 0.0f ? d : 0.0f;
-            }
+        for (int64_t i = 0; i < n; i++)
+            dx[i] += RELU_KEEP(CNV_RELU_GRAD, y[i], dy[i]) ? dy[i] : 0.0f;
     }
-    for (; i < n; i++)
-        dx[i] += (y[i] > 0.0f && (!guided || dy[i] > 0.0f)) ? dy[i] : 0.0f;
 }
 
 static void relu_back_part(void *job, int64_t lo, int64_t hi, int tid)
@@ -106,15 +101,16 @@ static void relu_back_part(void *job, int64_t lo, int64_t hi, int tid)
     lo *= 16, hi = hi * 16 < c->out[0]->count ? hi * 16 : c->out[0]->count;
     const float *y = c->out[0]->data + lo, *dy = c->out[0]->grad + lo;
     float *dx = c->in[0]->grad + lo;
-    int guided = c->opts->relu_mode == CNV_RELU_GUIDED;
+    int mode = c->opts->relu_mode;
     if (cnv_grad_store(c, 0))
-        relu_mask_store(y, dy, dx, hi - lo, guided);
+        relu_mask_store(y, dy, dx, hi - lo, mode);
     else
-        relu_mask_add(y, dy, dx, hi - lo, guided);
+        relu_mask_add(y, dy, dx, hi - lo, mode);
 }
 
 // dx += dy where y > 0. At x == 0 exactly the gradient is 0 (the
-// subgradient PyTorch also picks). Guided mode also drops negative dy.
+// subgradient PyTorch also picks). Guided mode also drops negative dy;
+// Deconvnet's keeps positive dy wherever y is.
 // With grad_store, dx is overwritten instead.
 static void relu_backward(cnv_op_ctx *c)
 {
