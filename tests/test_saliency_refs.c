@@ -38,6 +38,8 @@ typedef struct ref_case {
     const char *score;       /* a layer target, or NULL */
     int y, x;                /* its unit, or -1 */
     float fraction;          /* GUIDED_IG's guided_fraction; 0: default */
+    int noise_baseline;      /* CNV_BASELINE_IMAGE of noise_baseline() */
+    int ill_posed;           /* compare only the sum (see GIG_BLACK) */
     double tol;
 } ref_case;
 
@@ -149,6 +151,38 @@ static void ok_s(cnv_session *s, cnv_status st)
         fail_msg("%s (%s)", cnv_session_errmsg(s), cnv_status_string(st));
 }
 
+/* tools/saliency_refs.py's hash_noise: exact in both languages. */
+static double hash_noise(long i)
+{
+    return (double)((i * 7919) % 1000) / 1000.0 - 0.5;
+}
+
+/* BLACK plus hash_noise * 2 gray levels, as the script builds it. */
+static float *noise_baseline(const cnv_model *m, int c, int h, int w)
+{
+    cnv_preprocess pp;
+    char err[256];
+    if (cnv_model_preprocess(m, &pp, err, sizeof err) != CNV_OK)
+        fail_msg("%s", err);
+    float *b = malloc((size_t)c * h * w * sizeof *b);
+    assert_non_null(b);
+    for (int k = 0; k < c; k++)
+        for (int i = 0; i < h * w; i++) {
+            long j = (long)k * h * w + i;
+            float black = (0.0f - pp.mean[k]) / pp.std[k];
+            b[j] = black + (float)(hash_noise(j) * 2.0 / 255.0 / (double)pp.std[k]);
+        }
+    return b;
+}
+
+static double sum_of(const float *a, size_t n)
+{
+    double t = 0.0;
+    for (size_t i = 0; i < n; i++)
+        t += a[i];
+    return t;
+}
+
 /* ------------------------------------------------------------- the run */
 
 static void run_case(void **state)
@@ -177,6 +211,12 @@ static void run_case(void **state)
     p.x = rc->x;
     if (rc->fraction > 0)
         p.guided_fraction = rc->fraction;
+    float *nb = NULL;
+    if (rc->noise_baseline) {
+        nb = noise_baseline(m, c, h, w);
+        p.baseline = CNV_BASELINE_IMAGE;
+        p.baseline_image = nb;
+    }
     cnv_saliency_info info;
     memset(&info, 0, sizeof info);
     int ref_class = (int)manifest_value(rc->file, "class");
@@ -199,6 +239,22 @@ static void run_case(void **state)
         free(ga);
         free(gmap);
         free(curve);
+        free(ref);
+    } else if (rc->ill_posed) {
+        p.method = rc->method;
+        float *attr = malloc(chw * sizeof *attr), *ref = load(rc->file, chw);
+        assert_non_null(attr);
+        ok_s(s, cnv_saliency_attribution(s, x, chw, h, w, &p, attr, chw, &info));
+        double worst = 0.0, mx = 0.0;
+        for (size_t i = 0; i < chw; i++) {
+            worst = fmax(worst, fabs((double)attr[i] - ref[i]));
+            mx = fmax(mx, fabs((double)ref[i]));
+        }
+        double so = sum_of(attr, chw), sr = sum_of(ref, chw);
+        printf("REF %-34s pointwise rel %.3g (not asserted: ill-posed); sum %.7g, ref %.7g, rel %.3g\n",
+               rc->name, worst / mx, so, sr, fabs(so - sr) / fabs(sr));
+        assert_true(fabs(so - sr) <= rc->tol * fabs(sr));
+        free(attr);
         free(ref);
     } else {
         p.method = rc->method;
@@ -247,6 +303,7 @@ static void run_case(void **state)
     cnv_session_free(s);
     cnv_model_free(m);
     free(x);
+    free(nb);
 }
 
 /* ------------------------------------------------------------- the list */
@@ -276,6 +333,28 @@ static void run_case(void **state)
      .out = kind, .method = CNV_SALIENCY_GUIDED_IG, .baseline = CNV_BASELINE_BLACK, .steps = 64, \
      .fraction = 1.0f, .y = -1, .x = -1, .tol = TOL}
 
+/* Guided IG from a noisy baseline: no constant image on the path, so
+ * every gradient is defined and the quantile selection is stable (the
+ * script's float32 run of the same path agrees with float64; see the
+ * MANIFEST's f32_vs_f64). */
+#define GIG_NOISE(mdl, kind, file_kind) \
+    {.name = mdl " guidedig noise baseline", .model = mdl, .file = mdl ".guidedig_noise." file_kind ".f32", \
+     .out = kind, .method = CNV_SALIENCY_GUIDED_IG, .steps = 64, .noise_baseline = 1, .y = -1, .x = -1, \
+     .tol = TOL}
+/* Guided IG from BLACK is ill-posed at float precision: its first
+ * gradient is taken at a constant image, where every MaxPool window ties
+ * and the gradient is whichever one-sided derivative rounding picks (on
+ * Fashion-MNIST the library's gradient at the black image is 31% of the
+ * max away from torch float64's, torch float32's 53%), and the quantile
+ * selection then sends the path elsewhere: the script's float32 run of
+ * PAIR's algorithm is 37% (max) away from its float64 run. Only the sum,
+ * which every path keeps near S(x) - S(b), is compared, at 5% (float32
+ * vs float64 in the script: 0.7%). */
+#define GIG_BLACK(mdl) \
+    {.name = mdl " guidedig black (sum only)", .model = mdl, .file = mdl ".guidedig.attr.f32", \
+     .out = OUT_ATTR, .method = CNV_SALIENCY_GUIDED_IG, .baseline = CNV_BASELINE_BLACK, .steps = 64, \
+     .ill_posed = 1, .y = -1, .x = -1, .tol = 0.05}
+
 static const ref_case CASES[] = {
     ATTR("fashion", "grad", CNV_SALIENCY_GRAD, BL_NONE, 0),
     ATTR("fashion", "guided", CNV_SALIENCY_GUIDED, BL_NONE, 0),
@@ -286,7 +365,8 @@ static const ref_case CASES[] = {
     ATTR("fashion", "ig_zero_64", CNV_SALIENCY_IG, CNV_BASELINE_ZERO, 64),
     ATTR("fashion", "ig_zero_16", CNV_SALIENCY_IG, CNV_BASELINE_ZERO, 16),
     ATTR("fashion", "blurig", CNV_SALIENCY_BLUR_IG, BL_NONE, 64),
-    ATTR("fashion", "guidedig", CNV_SALIENCY_GUIDED_IG, CNV_BASELINE_BLACK, 64),
+    GIG_BLACK("fashion"),
+    GIG_NOISE("fashion", OUT_ATTR, "attr"),
     GIG_F1("fashion", OUT_ATTR, "attr"),
     MAP("fashion", "gradcam", CNV_SALIENCY_GRADCAM, BL_NONE, 0),
     MAP("fashion", "guided-gradcam", CNV_SALIENCY_GUIDED_GRADCAM, BL_NONE, 0),
@@ -310,6 +390,7 @@ static const ref_case CASES[] = {
     MAP("inception", "ig_black_64", CNV_SALIENCY_IG, CNV_BASELINE_BLACK, 64),
     MAP("inception", "blurig", CNV_SALIENCY_BLUR_IG, BL_NONE, 64),
     MAP("inception", "guidedig", CNV_SALIENCY_GUIDED_IG, CNV_BASELINE_BLACK, 64),
+    GIG_NOISE("inception", OUT_MAP, "map"),
     GIG_F1("inception", OUT_MAP, "map"),
     MAP("inception", "gradcam", CNV_SALIENCY_GRADCAM, BL_NONE, 0),
     MAP("inception", "gradcam++", CNV_SALIENCY_GRADCAM_PP, BL_NONE, 0),
