@@ -1086,11 +1086,6 @@ int cmd_saliency(int argc, char **argv)
                 return cli_usage_error("saliency: --summary '%s': name a .csv or a .json file", summary);
         }
         if (out_dir) {
-            struct stat sb;
-            if (stat(out_dir, &sb) != 0 && mkdir(out_dir, 0777) != 0)
-                return cli_error("saliency: cannot make the folder '%s': %s", out_dir, strerror(errno));
-            if (stat(out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-                return cli_usage_error("saliency: --out-dir '%s' is not a folder", out_dir);
             /* two images of one name would write the same files */
             int *order = malloc((size_t)n_images * sizeof *order);
             if (!order)
@@ -1110,6 +1105,11 @@ int cmd_saliency(int argc, char **argv)
             free(order);
             if (rc)
                 return rc;
+            struct stat sb;
+            if (stat(out_dir, &sb) != 0 && mkdir(out_dir, 0777) != 0)
+                return cli_error("saliency: cannot make the folder '%s': %s", out_dir, strerror(errno));
+            if (stat(out_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+                return cli_usage_error("saliency: --out-dir '%s' is not a folder", out_dir);
         }
     } else if (n_methods > 1) {
         if (out || overlay || raw || (!sheet && !json))
