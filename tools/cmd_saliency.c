@@ -712,8 +712,9 @@ static int run_sheet(run *r, const char *image, const int *methods, int n_method
             rc = cli_error("%s", err);
             break;
         }
-        if (k == 0)
-            labels[0] = strdup(r->metrics || !r->target_layer ? target_label(r, &res, lb, sizeof lb) : "input");
+        /* the input is labeled with the target (eigencam has none) */
+        if (!labels[0] && (m != CNV_SALIENCY_EIGENCAM || k == n_methods - 1))
+            labels[0] = strdup(m == CNV_SALIENCY_EIGENCAM && !r->metrics ? "input" : target_label(r, &res, lb, sizeof lb));
         /* the time when it fits the cell; else the name alone */
         char text[96];
         int cell = r->w * up, scale = cell >= 200 ? 2 : 1;
@@ -721,7 +722,7 @@ static int run_sheet(run *r, const char *image, const int *methods, int n_method
         if (cnv_text_width(text, scale) > cell)
             snprintf(text, sizeof text, "%s", name);
         labels[1 + k] = strdup(text);
-        if (!labels[1 + k] || !labels[0]) {
+        if (!labels[1 + k] || (!labels[0] && m != CNV_SALIENCY_EIGENCAM)) {
             rc = cli_error("out of memory");
             break;
         }
