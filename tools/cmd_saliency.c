@@ -14,7 +14,7 @@
 
 static const char usage[] =
     "usage: cnnviz saliency [-m MODEL] IMAGE [--method M] -o MAP.png [options]\n"
-    "       cnnviz saliency [-m MODEL] IMAGE... --out-dir DIR [--summary S.csv] [options]\n"
+    "       cnnviz saliency [-m MODEL] IMAGE... --out-dir DIR [--summary S.csv] [...]\n"
     "A saliency map of IMAGE for one target: how strongly each pixel moves a\n"
     "class's raw score (or a layer's channel or unit). The map is saved\n"
     "normalized to 0..255 (gray); the overlay draws it in heat colors over the\n"
