@@ -590,7 +590,8 @@ static int run_folder(run *r, char **images, int n, const int *methods, int n_me
         cnv_image photo = {0};
         int failed = 0;
         if (cli_load_input(r->cm, images[i], r->h, r->w, r->x)) {
-            snprintf(msg, sizeof msg, "the image did not load");
+            /* cli_load_input said why on stderr; the row gets the gist */
+            snprintf(msg, sizeof msg, "%s", access(images[i], R_OK) ? strerror(errno) : "not an image it can read");
             failed = 1;
         } else if (out_dir && cnv_tensor_to_image(r->x, &r->cm->pp, r->h, r->w, &photo, err, sizeof err) != CNV_OK) {
             snprintf(msg, sizeof msg, "%s", err);
