@@ -529,7 +529,7 @@ static void errors(void **state)
     p.layer = "r2";
     ok_s(s, tu_saliency(s, m, x, 6, 6, &p, map, NULL));
     p.layer = NULL;
-    p.method = (cnv_saliency_method)9;
+    p.method = (cnv_saliency_method)CNV_SALIENCY_METHODS;
     assert_int_equal(tu_saliency(s, m, x, 6, 6, &p, map, NULL), CNV_ERR_INVALID_ARG);
     p.method = CNV_SALIENCY_SMOOTHGRAD;
     p.samples = 0;

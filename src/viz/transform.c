@@ -56,9 +56,10 @@ int cnv_blur_radius(float sigma)
 
 size_t cnv_blur_scratch(int h, int w, float sigma)
 {
-    size_t plane, n;
-    if (h <= 0 || w <= 0 || !cnv_mul_size((size_t)h, (size_t)w, &plane) ||
-        !cnv_add_size(plane, 2 * (size_t)cnv_blur_radius(sigma) + 1, &n))
+    /* the plane, the kernel, one row padded by its mirror on both sides */
+    size_t plane, n, r = (size_t)cnv_blur_radius(sigma);
+    if (h <= 0 || w <= 0 || !cnv_mul_size((size_t)h, (size_t)w, &plane) || !cnv_add_size(plane, 4 * r + 1, &n) ||
+        !cnv_add_size(n, (size_t)w, &n))
         return 0;
     return n;
 }
@@ -90,24 +91,24 @@ void cnv_blur_chw(float *x, int c, int h, int w, float sigma, float *scratch)
     if (cnv_blur_radius(sigma) == 0 || c <= 0 || h <= 0 || w <= 0)
         return;
     size_t plane = (size_t)h * w;
-    float *tmp = scratch, *kern = blur_kernel(sigma, h, w, scratch, &R);
+    float *tmp = scratch, *kern = blur_kernel(sigma, h, w, scratch, &R), *padded = kern + R + 1 + R;
 
     for (int k = 0; k < c; k++) {
         float *p = x + k * plane;
-        /* rows: p -> tmp */
+        /* rows: p -> tmp, each through a copy padded by its mirror (R
+         * may be larger than the row) */
         for (int y = 0; y < h; y++) {
             const float *row = p + (size_t)y * w;
             float *out = tmp + (size_t)y * w;
-            for (int xx = 0; xx < w; xx++) {
-                float acc = 0.0f;
-                if (xx - R >= 0 && xx + R < w) {
-                    for (int t = -R; t <= R; t++)
-                        acc += kern[t] * row[xx + t];
-                } else {
-                    for (int t = -R; t <= R; t++)
-                        acc += kern[t] * row[reflect(xx + t, w)];
-                }
-                out[xx] = acc;
+            for (int xx = -R; xx < w + R; xx++)
+                padded[xx] = row[reflect(xx, w)];
+            for (int xx = 0; xx < w; xx++)
+                out[xx] = 0.0f;
+            for (int t = -R; t <= R; t++) { /* a tap at a time: contiguous */
+                const float *src = padded + t;
+                float kt = kern[t];
+                for (int xx = 0; xx < w; xx++)
+                    out[xx] += kt * src[xx];
             }
         }
         /* columns: tmp -> p, a whole row at a time for contiguous access */

@@ -28,7 +28,8 @@ void cnv_roll_nchw(float *x, int n, int c, int h, int w, const int *dy, const in
 /* Radius of the truncated Gaussian kernel for sigma: ceil(3 sigma), at
  * least 1; 0 when sigma <= 0 (no blur). */
 int cnv_blur_radius(float sigma);
-/* Floats of scratch cnv_blur_chw needs: h*w + 2*radius + 1. 0 on overflow. */
+/* Floats of scratch cnv_blur_chw needs: h*w + 4*radius + 1 + w. 0 on
+ * overflow. */
 size_t cnv_blur_scratch(int h, int w, float sigma);
 /* Gaussian blur of a CHW image in place, per channel, separable (rows then
  * columns), the kernel normalized to sum 1 and truncated at
