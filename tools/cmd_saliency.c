@@ -276,6 +276,8 @@ static int parse_methods(const char *text, int *methods, int *n)
 static int on_progress(void *user, int iter, int total, float objective, float prob)
 {
     (void)objective, (void)prob;
+    if (total <= 1)
+        return 0;
     cli_progress(iter, total, "saliency (%s): pass %d/%d", (const char *)user, iter, total);
     if (iter == total)
         cli_progress_end();
@@ -691,7 +693,7 @@ static int run_sheet(run *r, const char *image, const int *methods, int n_method
     if (cnv_tensor_to_image(r->x, &r->cm->pp, r->h, r->w, &photo, err, sizeof err) != CNV_OK ||
         cnv_image_convert(&photo, 3, &tiles[0], err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);
-    /* 28-pixel tiles are enlarged enough for "guided-gradcam 0.05s" */
+    /* 28-pixel tiles are enlarged enough for "guided-gradcam 12 ms" */
     int up = r->w < 128 ? (128 + r->w - 1) / r->w : 1;
     if (json) {
         printf("{\"image\": ");
@@ -719,7 +721,10 @@ static int run_sheet(run *r, const char *image, const int *methods, int n_method
         /* the time when it fits the cell; else the name alone */
         char text[96];
         int cell = r->w * up, scale = cell >= 200 ? 2 : 1;
-        snprintf(text, sizeof text, "%s %.2fs", name, res.time_s);
+        if (res.time_s < 0.1)
+            snprintf(text, sizeof text, "%s %.0f ms", name, res.time_s * 1e3);
+        else
+            snprintf(text, sizeof text, "%s %.2f s", name, res.time_s);
         if (cnv_text_width(text, scale) > cell)
             snprintf(text, sizeof text, "%s", name);
         labels[1 + k] = strdup(text);
