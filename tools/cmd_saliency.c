@@ -866,6 +866,10 @@ static int run_single(run *r, const char *image, int m, const char *out, const c
             cli_json_string(stdout, res.info.layer);
             printf(", \"layer_height\": %d, \"layer_width\": %d", res.info.layer_height, res.info.layer_width);
         }
+        if (p.smooth != CNV_SMOOTH_NONE) {
+            const char *names[4] = {"none", "mean", "sq", "var"};
+            printf(", \"smooth\": \"%s\"", names[p.smooth]);
+        }
         if (m == CNV_SALIENCY_SMOOTHGRAD || p.smooth != CNV_SMOOTH_NONE)
             printf(", \"samples\": %d, \"noise\": %g, \"seed\": %llu", p.samples, (double)p.noise,
                    (unsigned long long)p.seed);
