@@ -462,6 +462,15 @@ static void saliency_options(void **state)
     snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --method smoothgrad --samples 3 --noise 0.1 --batch 2 "
                               "--seed 7 --json 2>/dev/null", dir);
     expect_run(cmd, 0, "\"samples\": 3, \"noise\": 0.1, \"seed\": 7");
+    /* an image as the baseline; a signed method; a layer target */
+    make_samples(dir, 2);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --method ig --baseline %s/f1.png --steps 4 --json "
+                              "2>/dev/null", dir, dir);
+    expect_run(cmd, 0, "\"signed\": true");
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --target-layer relu4 --channel 3 --unit 5,6 --json "
+                              "2>/dev/null", dir);
+    expect_run(cmd, 0, "\"label\": \"relu4 channel 3\", \"target_layer\": \"relu4\", \"channel\": 3, "
+                       "\"unit\": [5, 6]");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(run(cmd, NULL), 0);
 }
