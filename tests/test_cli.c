@@ -343,6 +343,294 @@ static void presets(void **state)
     assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx /tmp/cnv_preset_annotated.onnx", NULL), 0);
 }
 
+/* ------------------------------------------------------------ saliency */
+
+/* Test images of the default model, made by `cnnviz sample`, in a fresh
+ * folder: dir/fK.png for K = 0 .. n-1. */
+static void make_samples(const char *dir, int n)
+{
+    char cmd[512];
+    for (int k = 0; k < n; k++) {
+        snprintf(cmd, sizeof cmd, CNNVIZ " sample --index %d -o %s/f%d.png > /dev/null 2>&1", k, dir, k);
+        assert_int_equal(run(cmd, NULL), 0);
+    }
+}
+
+static int have_default_model(void)
+{
+    if (access("weights/fashion_mnist.onnx", R_OK) == 0)
+        return 1;
+    printf("skipping: weights/fashion_mnist.onnx is missing\n");
+    return 0;
+}
+
+/* Lines of a file (0 when it cannot be read). */
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Occurrences of text in s. */
+static int count_of(const char *s, const char *text)
+{
+    int n = 0;
+    for (const char *p = strstr(s, text); p; p = strstr(p + 1, text))
+        n++;
+    return n;
+}
+
+/* Every option of `saliency` that a method does not take is refused with
+ * exit code 2 and a message that says which methods take it; so are bad
+ * values, conflicting targets and outputs that do not fit the run. */
+static void saliency_options(void **state)
+{
+    (void)state;
+    if (!have_default_model())
+        skip();
+    char dir[] = "/tmp/cnnviz-sal-XXXXXX", cmd[1024];
+    assert_non_null(mkdtemp(dir));
+    make_samples(dir, 1);
+    static const struct {
+        const char *args, *text;
+    } bad[] = {
+        {"--method nope -o X", "unknown method 'nope' (known: grad, smoothgrad, guided, gradcam, deconvnet"},
+        {"--method grad,nope --sheet X", "unknown method 'nope'"},
+        {"--method grad,ig,grad --sheet X", "--method names grad twice"},
+        {"--steps 4 -o X", "--steps is for --method ig, blurig, guidedig"},
+        {"--method ig --steps 0 -o X", "bad value '0' for --steps"},
+        {"--method ig --samples 4 -o X", "--samples is for --method smoothgrad; or --smooth"},
+        {"--method gradcam --noise 0.1 -o X", "--noise is for --method smoothgrad"},
+        {"--method gradcam --smooth mean -o X", "--smooth is for --method grad, guided, deconvnet, gradxinput, ig"},
+        {"--method grad --smooth median -o X", "--smooth 'median': expected none, mean, sq or var"},
+        {"--baseline zero -o X", "--baseline is for --method ig, guidedig, scorecam, occlusion, rise"},
+        {"--method ig --baseline /nonexistent.png -o X", "expected zero, black, blur, noise or an image file"},
+        {"--method ig --baseline zero --baseline-sigma 2 -o X", "--baseline-sigma is for --baseline blur"},
+        {"--method ig --baseline blur --baseline-sigma 0 -o X", "bad value '0' for --baseline-sigma"},
+        {"--method ig --fraction 0.5 -o X", "--fraction is for --method guidedig"},
+        {"--method guidedig --fraction 1.5 -o X", "bad value '1.5' for --fraction"},
+        {"--method ig --max-sigma 3 -o X", "--max-sigma is for --method blurig"},
+        {"--method rise --window 4 -o X", "--window is for --method occlusion"},
+        {"--method grad --stride 2 -o X", "--stride is for --method occlusion"},
+        {"--method occlusion --masks 10 -o X", "--masks is for --method rise"},
+        {"--method occlusion --cells 3 -o X", "--cells is for --method rise"},
+        {"--method occlusion --mask-prob 0.3 -o X", "--mask-prob is for --method rise"},
+        {"--method rise --mask-prob 0 -o X", "bad value '0' for --mask-prob"},
+        {"--method ig --layer relu4 -o X", "--layer is for --method gradcam, guided-gradcam, gradcam++"},
+        {"--method grad --batch 4 -o X", "--batch is for --method"},
+        {"--method gradcam --seed 3 -o X", "--seed is for --method"},
+        {"--method ig --baseline black --seed 3 -o X", "--seed is for --method"},
+        {"--channel 3 -o X", "--channel and --unit pick a channel of --target-layer"},
+        {"--unit 1,2 -o X", "--channel and --unit pick a channel of --target-layer"},
+        {"--target-layer relu4 --unit 1 -o X", "bad value '1' for --unit"},
+        {"--class 1 --target-layer relu4 -o X", "--class and --target-layer are two targets"},
+        {"--method eigencam --class 3 -o X", "eigencam has no target"},
+        {"--metric area -o X", "--metric 'area': expected deletion, insertion or both"},
+        {"--metric-steps 8 -o X", "--metric-steps is for --metric"},
+        {"--metric both --metric-steps 0 -o X", "bad value '0' for --metric-steps"},
+        {"--method all -o X", "several methods write only --sheet"},
+        {"--method grad,gradcam --overlay X", "several methods write only --sheet"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char args[512];
+        const char *x = strstr(bad[k].args, " X");
+        snprintf(args, sizeof args, "%.*s %s/x.png%s", (int)(x - bad[k].args), bad[k].args, dir, x + 2);
+        snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png %s 2>&1", dir, args);
+        expect_run(cmd, 2, bad[k].text);
+    }
+    /* several images: a folder; one image's outputs are refused there */
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png %s/f0.png -o %s/x.png 2>&1", dir, dir, dir);
+    expect_run(cmd, 2, "are for one image");
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png %s/f0.png 2>&1", dir, dir);
+    expect_run(cmd, 2, "2 images: give --out-dir DIR");
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --summary %s/s.txt 2>&1", dir, dir);
+    expect_run(cmd, 2, "name a .csv or a .json file");
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png %s/f0.png --out-dir %s/maps 2>&1", dir, dir, dir);
+    expect_run(cmd, 2, "would both write");
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --out-dir %s/f0.png 2>&1", dir, dir);
+    expect_run(cmd, 2, "is not a folder");
+    /* a misspelt layer fails once, with exit code 1 */
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --target-layer nonesuch -o %s/x.png 2>&1", dir, dir);
+    expect_run(cmd, 1, "--target-layer: no layer 'nonesuch'");
+    /* the options a method takes pass (grad runs on main today) */
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --method smoothgrad --samples 3 --noise 0.1 --batch 2 "
+                              "--seed 7 --json 2>/dev/null", dir);
+    expect_run(cmd, 0, "\"samples\": 3, \"noise\": 0.1, \"seed\": 7");
+    /* an image as the baseline; a signed method; a layer target */
+    make_samples(dir, 2);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --method ig --baseline %s/f1.png --steps 4 --json "
+                              "2>/dev/null", dir, dir);
+    expect_run(cmd, 0, "\"signed\": true");
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --target-layer relu4 --channel 3 --unit 5,6 --json "
+                              "2>/dev/null", dir);
+    expect_run(cmd, 0, "\"label\": \"relu4 channel 3\", \"target_layer\": \"relu4\", \"channel\": 3, "
+                       "\"unit\": [5, 6]");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(run(cmd, NULL), 0);
+}
+
+/* A folder run: per image and method a map and an overlay, one summary
+ * row per image and method (CSV and JSON), an image that does not load
+ * reported, its rows kept with the error, the others done, exit code 1. */
+static void saliency_folder(void **state)
+{
+    (void)state;
+    if (!have_default_model())
+        skip();
+    char dir[] = "/tmp/cnnviz-sal-XXXXXX", cmd[2048], path[512];
+    assert_non_null(mkdtemp(dir));
+    make_samples(dir, 4);
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " saliency %s/f0.png %s/f1.png %s/f2.png %s/f3.png --method grad,gradcam --out-dir %s/maps "
+                    "--summary %s/sum.csv 2>&1",
+             dir, dir, dir, dir, dir, dir);
+    expect_run(cmd, 0, "saliency: image 4/4");
+    const char *methods[] = {"grad", "gradcam"};
+    for (int k = 0; k < 4; k++)
+        for (int m = 0; m < 2; m++) {
+            cnv_image img;
+            char err[256];
+            snprintf(path, sizeof path, "%s/maps/f%d.%s.png", dir, k, methods[m]);
+            assert_int_equal(cnv_image_load(path, &img, err, sizeof err), CNV_OK);
+            assert_true(img.width == 28 && img.height == 28 && img.channels == 1);
+            cnv_image_free(&img);
+            snprintf(path, sizeof path, "%s/maps/f%d.%s.overlay.png", dir, k, methods[m]);
+            assert_int_equal(cnv_image_load(path, &img, err, sizeof err), CNV_OK);
+            assert_true(img.width == 28 && img.height == 28 && img.channels == 3);
+            cnv_image_free(&img);
+        }
+    snprintf(path, sizeof path, "%s/sum.csv", dir);
+    assert_int_equal(count_lines(path), 1 + 4 * 2);
+    char *out;
+    snprintf(cmd, sizeof cmd, "cat %s/sum.csv", dir);
+    assert_int_equal(run(cmd, &out), 0);
+    printf("%s", out);
+    assert_non_null(strstr(out, "image,method,class,label,score,prob,time_s,passes,error\n"));
+    /* Fashion-MNIST test images 0..3: ankle boot, pullover, trouser, trouser */
+    assert_non_null(strstr(out, "/f0.png,grad,9,Ankle boot,"));
+    assert_non_null(strstr(out, "/f3.png,gradcam,1,Trouser,"));
+    free(out);
+    /* a missing image among them, JSON summary */
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " saliency %s/f0.png %s/missing.png %s/f2.png --method gradcam --out-dir %s/maps2 "
+                    "--summary %s/sum.json 2>&1",
+             dir, dir, dir, dir, dir);
+    expect_run(cmd, 1, "missing.png");
+    snprintf(cmd, sizeof cmd, "cat %s/sum.json", dir);
+    assert_int_equal(run(cmd, &out), 0);
+    printf("%s", out);
+    assert_int_equal(count_of(out, "\"method\": \"gradcam\""), 3);
+    assert_int_equal(count_of(out, "\"error\": "), 1);
+    assert_true(out[0] == '[' && strstr(out, "]\n"));
+    free(out);
+    snprintf(path, sizeof path, "%s/maps2/f2.gradcam.png", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    snprintf(path, sizeof path, "%s/maps2/missing.gradcam.png", dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    /* a summary alone (no maps), multi-pass methods */
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " saliency %s/f0.png %s/f1.png --method ig,occlusion --steps 8 --batch 4 --summary %s/s2.csv "
+                    "--quiet 2>&1",
+             dir, dir, dir);
+    expect_run(cmd, 0, NULL);
+    snprintf(path, sizeof path, "%s/s2.csv", dir);
+    assert_int_equal(count_lines(path), 1 + 2 * 2);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(run(cmd, NULL), 0);
+}
+
+/* --metric both --json: the two areas in [0, 1] and the curves of
+ * --metric-steps + 1 points; the CSV summary gets the area columns. */
+static void saliency_metric_json(void **state)
+{
+    (void)state;
+    if (!have_default_model())
+        skip();
+    char dir[] = "/tmp/cnnviz-sal-XXXXXX", cmd[1024], *out;
+    assert_non_null(mkdtemp(dir));
+    make_samples(dir, 2);
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --metric both --metric-steps 8 --json 2>&1", dir);
+    int rc = run(cmd, &out);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    const char *keys[] = {"\"deletion_auc\": ", "\"insertion_auc\": "};
+    for (int k = 0; k < 2; k++) {
+        const char *p = strstr(out, keys[k]);
+        assert_non_null(p);
+        double a = atof(p + strlen(keys[k]));
+        assert_true(a >= 0.0 && a <= 1.0);
+    }
+    assert_non_null(strstr(out, "\"metric_steps\": 8"));
+    const char *curve = strstr(out, "\"deletion_curve\": [");
+    assert_non_null(curve);
+    const char *end = strchr(curve, ']');
+    int commas = 0;
+    for (const char *p = curve; p < end; p++)
+        commas += *p == ',';
+    assert_int_equal(commas, 8); /* 9 points */
+    assert_non_null(strstr(out, "\"insertion_curve\": ["));
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " saliency %s/f0.png %s/f1.png --metric deletion --metric-steps 4 --summary %s/s.csv --quiet",
+             dir, dir, dir);
+    assert_int_equal(run(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "head -1 %s/s.csv", dir);
+    expect_run(cmd, 0, "image,method,class,label,score,prob,time_s,passes,deletion_auc,error");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(run(cmd, NULL), 0);
+}
+
+/* --method all: one sheet, the input and the 18 overlays (19 tiles, 5
+ * columns, 4 rows), and --json lists the 18 methods with their times. */
+static void saliency_all_sheet(void **state)
+{
+    (void)state;
+    if (!have_default_model())
+        skip();
+    char dir[] = "/tmp/cnnviz-sal-XXXXXX", cmd[1024], path[512], *out;
+    assert_non_null(mkdtemp(dir));
+    make_samples(dir, 1);
+    /* a list of three first: 4 tiles in a row */
+    snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --method grad,guided,gradcam --sheet %s/three.png --json",
+             dir, dir);
+    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(count_of(out, "\"time_s\": "), 4); /* each method's and the total */
+    free(out);
+    cnv_image img;
+    char err[256];
+    snprintf(path, sizeof path, "%s/three.png", dir);
+    assert_int_equal(cnv_image_load(path, &img, err, sizeof err), CNV_OK);
+    printf("three methods: %dx%d\n", img.width, img.height);
+    assert_true(img.width > 4 * 128 && img.height > 128 && img.height < 2 * 128);
+    cnv_image_free(&img);
+    snprintf(cmd, sizeof cmd,
+             CNNVIZ " saliency %s/f0.png --method all --samples 3 --steps 4 --masks 50 --batch 4 --sheet %s/all.png "
+                    "--json 2>&1",
+             dir, dir);
+    int rc = run(cmd, &out);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    for (int m = 0; m < CNV_SALIENCY_METHODS; m++) {
+        char key[64];
+        snprintf(key, sizeof key, "{\"method\": \"%s\"", cnv_saliency_method_name((cnv_saliency_method)m));
+        assert_non_null(strstr(out, key));
+    }
+    free(out);
+    snprintf(path, sizeof path, "%s/all.png", dir);
+    assert_int_equal(cnv_image_load(path, &img, err, sizeof err), CNV_OK);
+    printf("all methods: %dx%d\n", img.width, img.height);
+    assert_true(img.width > 5 * 128 && img.width < 6 * 128 + 40 && img.height > 4 * 128);
+    cnv_image_free(&img);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(run(cmd, NULL), 0);
+}
+
 int main(void)
 {
     if (access(CNNVIZ, X_OK) != 0) {
@@ -357,6 +645,10 @@ int main(void)
         cmocka_unit_test(guidance),
         cmocka_unit_test(progress_in_logs),
         cmocka_unit_test(presets),
+        cmocka_unit_test(saliency_options),
+        cmocka_unit_test(saliency_folder),
+        cmocka_unit_test(saliency_metric_json),
+        cmocka_unit_test(saliency_all_sheet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
