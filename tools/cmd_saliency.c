@@ -18,8 +18,9 @@ static const char usage[] =
     "A saliency map of IMAGE for one target: how strongly each pixel moves a\n"
     "class's raw score (or a layer's channel or unit). The map is saved\n"
     "normalized to 0..255 (gray); the overlay draws it in heat colors over the\n"
-    "picture the network sees. Signed maps (gradxinput, ig, blurig, guidedig,\n"
-    "occlusion) are drawn as |map| in every PNG; --raw-out keeps the signs.\n"
+    "picture the network sees. Signed maps are drawn as |map| (gradxinput, ig,\n"
+    "blurig, guidedig) or as their positive part (occlusion: where covering\n"
+    "the image lowers the score) in every PNG; --raw-out keeps the signs.\n"
     "\n"
     "methods (--method M; a comma list such as grad,ig,gradcam, or 'all'):\n"
     "  gradients: grad (default; Simonyan et al. 2014), smoothgrad, guided,\n"
@@ -309,14 +310,25 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The map as the PNGs show it, into out: |map| when signed, values above
- * the pct-th percentile (of the finite values; nearest rank) lowered to
- * it. NaN stays NaN. scratch holds n floats. */
-static void shown_map(const float *map, size_t n, int is_signed, float pct, float *out, float *scratch)
+/* How the PNGs show a map: as it is, |map| (signed attributions: a pixel
+ * matters either way), or its positive part (occlusion: where covering
+ * the image lowers the score; where it raises it is not evidence for the
+ * class). */
+enum { SHOW_AS_IS, SHOW_ABS, SHOW_POSITIVE };
+
+static int show_mode(int method, int is_signed)
+{
+    return !is_signed ? SHOW_AS_IS : method == CNV_SALIENCY_OCCLUSION ? SHOW_POSITIVE : SHOW_ABS;
+}
+
+/* The map as the PNGs show it (show_mode), into out, values above the
+ * pct-th percentile (of the finite values; nearest rank) lowered to it.
+ * NaN stays NaN. scratch holds n floats. */
+static void shown_map(const float *map, size_t n, int mode, float pct, float *out, float *scratch)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        out[i] = is_signed ? fabsf(map[i]) : map[i];
+        out[i] = mode == SHOW_ABS ? fabsf(map[i]) : mode == SHOW_POSITIVE && map[i] < 0.0f ? 0.0f : map[i];
         if (isfinite(out[i]))
             scratch[k++] = out[i];
     }
@@ -524,12 +536,12 @@ static void summary_row(FILE *f, int json, int *rows, const run *r, const char *
 }
 
 /* The gray map and the overlay of r->map as PNGs (either path may be NULL). */
-static int write_pngs(run *r, const cnv_image *photo, int is_signed, const char *gray_path, const char *ov_path)
+static int write_pngs(run *r, const cnv_image *photo, int mode, const char *gray_path, const char *ov_path)
 {
     char err[512];
     cnv_image img = {0};
     int rc = 0;
-    shown_map(r->map, r->plane, is_signed, r->clip, r->shown, r->scratch);
+    shown_map(r->map, r->plane, mode, r->clip, r->shown, r->scratch);
     if (gray_path) {
         if (cnv_map_to_gray(r->shown, r->h, r->w, &img, err, sizeof err) != CNV_OK ||
             cnv_image_write_png(&img, gray_path, err, sizeof err) != CNV_OK)
@@ -625,7 +637,7 @@ static int run_folder(run *r, char **images, int n, const int *methods, int n_me
                 const char *st = stem(images[i], &sl);
                 snprintf(gray_path, plen, "%s/%.*s.%s.png", out_dir, sl, st, name);
                 snprintf(ov_path, plen, "%s/%.*s.%s.overlay.png", out_dir, sl, st, name);
-                if (write_pngs(r, &photo, res.info.is_signed, gray_path, ov_path)) {
+                if (write_pngs(r, &photo, show_mode(m, res.info.is_signed), gray_path, ov_path)) {
                     /* a folder that cannot be written fails every image */
                     cnv_image_free(&photo);
                     free(gray_path);
@@ -710,7 +722,7 @@ static int run_sheet(run *r, const char *image, const int *methods, int n_method
             break;
         }
         total += res.time_s;
-        shown_map(r->map, r->plane, res.info.is_signed, r->clip, r->shown, r->scratch);
+        shown_map(r->map, r->plane, show_mode(m, res.info.is_signed), r->clip, r->shown, r->scratch);
         if (cnv_map_overlay(&photo, r->shown, r->h, r->w, r->alpha, &tiles[1 + k], err, sizeof err) != CNV_OK) {
             rc = cli_error("%s", err);
             break;
@@ -806,7 +818,7 @@ static int run_single(run *r, const char *image, int m, const char *out, const c
         cnv_image tiles[3] = {{0}};
         char *labels[3] = {strdup(target_label(r, &res, lb, sizeof lb)), strdup("map"), strdup(name)};
         cnv_image gray = {0}, sheet_img = {0};
-        shown_map(r->map, plane, res.info.is_signed, r->clip, r->shown, r->scratch);
+        shown_map(r->map, plane, show_mode(m, res.info.is_signed), r->clip, r->shown, r->scratch);
         if (!labels[0] || !labels[1] || !labels[2])
             rc = cli_error("out of memory");
         else if (cnv_image_convert(&photo, 3, &tiles[0], err, sizeof err) != CNV_OK ||
@@ -824,7 +836,7 @@ static int run_single(run *r, const char *image, int m, const char *out, const c
         cnv_image_free(&sheet_img);
     }
     if (!rc && (out || overlay))
-        rc = write_pngs(r, &photo, res.info.is_signed, out, overlay);
+        rc = write_pngs(r, &photo, show_mode(m, res.info.is_signed), out, overlay);
     if (!rc && raw)
         rc = write_f32_le(raw, r->map, plane);
     const float *map = r->map;
