@@ -1141,7 +1141,7 @@ typedef enum cnv_saliency_method {
      * positions (centered: each channel's mean over positions removed) on
      * their first principal axis, signed so that it correlates positively
      * with the sum of the channels, then ReLU. Needs no gradient and no
-     * target (class-agnostic). */
+     * target (class-agnostic: the target only fills cnv_saliency_info). */
     CNV_SALIENCY_EIGENCAM = 13,
     /* Score-CAM (Wang et al. 2020): ReLU(sum_k w_k A_k), w = softmax over k
      * of S(b + M_k * (x - b)), M_k = A_k upsampled to h x w and scaled to
@@ -1230,7 +1230,10 @@ typedef struct cnv_saliency_params {
                           block's concatenation, a residual sum; never
                           one branch) (default NULL) */
     cnv_progress_fn progress; /* multi-pass methods: after every pass,
-                                 iter = passes done of total (may be NULL) */
+                                 iter = passes done of total, objective =
+                                 the target's value on the pass's first
+                                 image (IG, SmoothGrad: their mean), prob =
+                                 the image's probability (may be NULL) */
     void *user;
     int y, x;          /* a layer target's unit (default -1, -1: the mean) */
     cnv_smooth smooth; /* default NONE (SMOOTHGRAD implies MEAN) */

@@ -847,3 +847,22 @@ char *cli_item_path(const char *out, int k)
         snprintf(p, len, "%.*s_%d%s", (int)(dot - out), out, k, dot);
     return p;
 }
+
+int cli_parse_unit(const char *s, void *dst)
+{
+    int *yx = dst;
+    char *end;
+    if (yx[0] >= 0)
+        return 1;
+    errno = 0;
+    long a = strtol(s, &end, 10);
+    if (errno || end == s || *end != ',' || a < 0 || a > 1 << 20)
+        return 1;
+    const char *t = end + 1;
+    long b = strtol(t, &end, 10);
+    if (errno || end == t || *end || b < 0 || b > 1 << 20)
+        return 1;
+    yx[0] = (int)a;
+    yx[1] = (int)b;
+    return 0;
+}

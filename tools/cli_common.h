@@ -196,6 +196,10 @@ void cli_progress(int iter, int total, const char *fmt, ...)
 /* Ends a line cli_progress left open on a terminal (no-op otherwise). */
 void cli_progress_end(void);
 
+/* A CLI_OPT_CUSTOM parser of --unit Y,X into int dst[2] = {y, x}, each
+ * 0..2^20; fails when given twice (dst[0] >= 0 already) or malformed. */
+int cli_parse_unit(const char *s, void *dst);
+
 /* Writes s as a JSON string literal (quotes and escapes) to f. */
 void cli_json_string(FILE *f, const char *s);
 

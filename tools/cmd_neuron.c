@@ -51,32 +51,12 @@ static int on_progress(void *user, int iter, int total, float objective, float p
     return 0;
 }
 
-/* --unit Y,X into the params' unit_y, unit_x (once). */
-static int parse_unit(const char *s, void *params)
-{
-    cnv_neuron_params *p = params;
-    char *end;
-    if (p->unit_y >= 0)
-        return 1;
-    errno = 0;
-    long a = strtol(s, &end, 10);
-    if (errno || end == s || *end != ',' || a < 0 || a > 1 << 20)
-        return 1;
-    const char *t = end + 1;
-    long b = strtol(t, &end, 10);
-    if (errno || end == t || *end || b < 0 || b > 1 << 20)
-        return 1;
-    p->unit_y = (int)a;
-    p->unit_x = (int)b;
-    return 0;
-}
-
 int cmd_neuron(int argc, char **argv)
 {
     cli_model_opts mo = {0};
     cnv_neuron_params p = cnv_neuron_params_default();
     const char *out = NULL;
-    int json = 0, quiet = 0, channel = -1, up = 1;
+    int json = 0, quiet = 0, channel = -1, up = 1, unit[2] = {-1, -1};
     const cnv_neuron_params d = p;
     cli_recipe_opts ro;
     cli_recipe_init(&ro);
@@ -89,7 +69,7 @@ int cmd_neuron(int argc, char **argv)
         CLI_OPT_STRING("--layer", NULL, &p.layer),
         CLI_OPT_INT("--upscale", &up, 1, 16),
         CLI_OPT_INT("--channel", &channel, 0, INT_MAX),
-        CLI_OPT_CUSTOM("--unit", parse_unit, &p),
+        CLI_OPT_CUSTOM("--unit", cli_parse_unit, unit),
         CLI_OPT_OUTPUT("--output", "-o", &out),
         CLI_OPT_FLOAT("--decay", &p.decay, 0, 1, CLI_OPEN_MAX),
         CLI_OPT_INT("--blur-every", &p.blur_every, 0, INT_MAX),
@@ -103,6 +83,8 @@ int cmd_neuron(int argc, char **argv)
     int rc = cli_parse(argc, argv, &spec, NULL);
     if (rc != CLI_RUN)
         return rc;
+    p.unit_y = unit[0];
+    p.unit_x = unit[1];
     if (!p.layer || channel < 0 || !out)
         return cli_error("neuron: give --layer NAME, --channel C and -o OUT.png (see --help)"), 2;
     int cs231n = p.decay != d.decay || p.blur_every != d.blur_every || p.blur_sigma != d.blur_sigma ||

@@ -208,26 +208,6 @@ static int parse_seed(const char *s, void *dst)
     return 0;
 }
 
-/* --unit Y,X (once) */
-static int parse_unit(const char *s, void *dst)
-{
-    int *yx = dst;
-    char *end;
-    if (yx[0] >= 0)
-        return 1;
-    errno = 0;
-    long a = strtol(s, &end, 10);
-    if (errno || end == s || *end != ',' || a < 0 || a > 1 << 20)
-        return 1;
-    const char *t = end + 1;
-    long b = strtol(t, &end, 10);
-    if (errno || end == t || *end || b < 0 || b > 1 << 20)
-        return 1;
-    yx[0] = (int)a;
-    yx[1] = (int)b;
-    return 0;
-}
-
 /* --method: "all", one name or a comma list, into methods[] in order
  * (each once). 0, or 2 after the error. */
 static int parse_methods(const char *text, int *methods, int *n)
@@ -952,7 +932,7 @@ int cmd_saliency(int argc, char **argv)
         CLI_OPT_STRING("--method", NULL, &method),
         CLI_OPT_STRING("--target-layer", NULL, &target_layer),
         CLI_OPT_INT("--channel", &channel, 0, INT_MAX),
-        CLI_OPT_CUSTOM("--unit", parse_unit, unit),
+        CLI_OPT_CUSTOM("--unit", cli_parse_unit, unit),
         CLI_OPT_STRING("--smooth", NULL, &smooth),
         CLI_OPT_INT("--samples", &samples, 1, INT_MAX),
         CLI_OPT_FLOAT("--noise", &noise, 0, HUGE_VAL, 0),
