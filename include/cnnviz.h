@@ -1175,6 +1175,25 @@ typedef enum cnv_saliency_method {
 CNV_API const char *cnv_saliency_method_name(cnv_saliency_method method);
 CNV_API int cnv_saliency_method_parse(const char *name);
 
+/* What a method uses and gives, as CNV_SAL_* bits (0 for an unknown
+ * method), so that a front end can tell which settings matter without a
+ * table of its own. */
+enum {
+    CNV_SAL_TARGET = 1 << 0,      /* a target (every method but EIGENCAM) */
+    CNV_SAL_LAYER = 1 << 1,       /* the CAM layer, `layer` */
+    CNV_SAL_SMOOTH = 1 << 2,      /* noise smoothing: a gradient method, whose
+                                     attribution cnv_saliency_attribution gives */
+    CNV_SAL_STEPS = 1 << 3,       /* `steps` */
+    CNV_SAL_BASELINE = 1 << 4,    /* `baseline` and its sigma or image */
+    CNV_SAL_BATCHED = 1 << 5,     /* several images per pass even without
+                                     smoothing: `batch` */
+    CNV_SAL_SEEDED = 1 << 6,      /* random even without smoothing or a noise
+                                     baseline: `seed` */
+    CNV_SAL_SIGNED = 1 << 7,      /* the map keeps the attribution's sign */
+    CNV_SAL_FORWARD_ONLY = 1 << 8 /* no gradient: forward passes only */
+};
+CNV_API unsigned cnv_saliency_method_flags(cnv_saliency_method method);
+
 /* Where a path or a perturbation starts, in the model's normalized units. */
 typedef enum cnv_baseline {
     CNV_BASELINE_AUTO = 0,  /* the method's usual one (below) */

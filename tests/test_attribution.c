@@ -780,6 +780,37 @@ static void cancel(void **state)
     close_fixture(&f);
 }
 
+/* The flags say what each method does: signed maps are the signed ones,
+ * CAM methods report their layer, and the attribution and smoothing exist
+ * exactly for the gradient methods. */
+static void method_flags(void **state)
+{
+    (void)state;
+    fixture f;
+    open_fixture(&f, FASHION, BOOT);
+    float *map = malloc(f.plane * 4), *attr = malloc(f.item * 4);
+    for (int k = 0; k < CNV_SALIENCY_METHODS; k++) {
+        unsigned fl = cnv_saliency_method_flags((cnv_saliency_method)k);
+        cnv_saliency_params p = cnv_saliency_params_default();
+        p.method = (cnv_saliency_method)k;
+        p.masks = 50;
+        cnv_saliency_info info;
+        ok(f.s, run(&f, &p, map, &info));
+        assert_int_equal(info.is_signed, (fl & CNV_SAL_SIGNED) != 0);
+        assert_int_equal(info.layer != NULL, (fl & CNV_SAL_LAYER) != 0);
+        cnv_status st = cnv_saliency_attribution(f.s, f.x, f.item, f.h, f.w, &p, attr, f.item, NULL);
+        assert_int_equal(st == CNV_OK, (fl & CNV_SAL_SMOOTH) != 0);
+        p.smooth = CNV_SMOOTH_MEAN;
+        p.samples = 2;
+        st = run(&f, &p, map, NULL);
+        assert_int_equal(st == CNV_OK, (fl & CNV_SAL_SMOOTH) != 0);
+        printf("%-15s flags 0x%03x\n", cnv_saliency_method_name((cnv_saliency_method)k), fl);
+    }
+    assert_int_equal(cnv_saliency_method_flags((cnv_saliency_method)CNV_SALIENCY_METHODS), 0);
+    free(map), free(attr);
+    close_fixture(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -796,6 +827,7 @@ int main(void)
         cmocka_unit_test(no_allocation_per_pass),
         cmocka_unit_test(errors),
         cmocka_unit_test(cancel),
+        cmocka_unit_test(method_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

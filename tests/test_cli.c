@@ -407,7 +407,7 @@ static void saliency_options(void **state)
         {"--method ig --steps 0 -o X", "bad value '0' for --steps"},
         {"--method ig --samples 4 -o X", "--samples is for --method smoothgrad; or --smooth"},
         {"--method gradcam --noise 0.1 -o X", "--noise is for --method smoothgrad"},
-        {"--method gradcam --smooth mean -o X", "--smooth is for --method grad, guided, deconvnet, gradxinput, ig"},
+        {"--method gradcam --smooth mean -o X", "--smooth is for --method grad, smoothgrad, guided, deconvnet, gradxinput, ig"},
         {"--method grad --smooth median -o X", "--smooth 'median': expected none, mean, sq or var"},
         {"--baseline zero -o X", "--baseline is for --method ig, guidedig, scorecam, occlusion, rise"},
         {"--method ig --baseline /nonexistent.png -o X", "expected zero, black, blur, noise or an image file"},

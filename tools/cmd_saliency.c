@@ -117,45 +117,30 @@ enum {
     A_RISE = 1 << 11,    /* --masks, --cells, --mask-prob */
 };
 
-static int is_smoothable(int m)
-{
-    return m == CNV_SALIENCY_GRAD || m == CNV_SALIENCY_GUIDED || m == CNV_SALIENCY_DECONVNET ||
-           m == CNV_SALIENCY_GRADXINPUT || m == CNV_SALIENCY_IG || m == CNV_SALIENCY_BLUR_IG ||
-           m == CNV_SALIENCY_GUIDED_IG;
-}
-
-static int is_cam(int m)
-{
-    return m == CNV_SALIENCY_GRADCAM || m == CNV_SALIENCY_GUIDED_GRADCAM || m == CNV_SALIENCY_GRADCAM_PP ||
-           m == CNV_SALIENCY_LAYERCAM || m == CNV_SALIENCY_XGRADCAM || m == CNV_SALIENCY_EIGENCAM ||
-           m == CNV_SALIENCY_SCORECAM || m == CNV_SALIENCY_ABLATIONCAM;
-}
-
-/* The options method m uses, given whether smoothing, a noise baseline
- * and a metric were asked for. */
+/* The options method m uses (cnv_saliency_method_flags, and the options
+ * of one method each), given whether smoothing, a noise baseline and a
+ * metric were asked for. */
 static unsigned applies(int m, int smoothing, int noise_baseline, int metric)
 {
-    unsigned a = 0;
-    if (m != CNV_SALIENCY_EIGENCAM || metric)
+    unsigned f = cnv_saliency_method_flags((cnv_saliency_method)m), a = 0;
+    if ((f & CNV_SAL_TARGET) || metric)
         a |= A_TARGET;
-    if (is_cam(m))
+    if (f & CNV_SAL_LAYER)
         a |= A_LAYER;
-    if (is_smoothable(m))
+    if (f & CNV_SAL_SMOOTH)
         a |= A_SMOOTH;
-    if (m == CNV_SALIENCY_SMOOTHGRAD || (is_smoothable(m) && smoothing))
+    if (m == CNV_SALIENCY_SMOOTHGRAD || ((f & CNV_SAL_SMOOTH) && smoothing))
         a |= A_SAMPLES | A_SEED | A_BATCH;
-    if (m == CNV_SALIENCY_IG || m == CNV_SALIENCY_BLUR_IG || m == CNV_SALIENCY_GUIDED_IG)
+    if (f & CNV_SAL_STEPS)
         a |= A_STEPS;
-    if (m == CNV_SALIENCY_IG || m == CNV_SALIENCY_BLUR_IG || m == CNV_SALIENCY_SCORECAM ||
-        m == CNV_SALIENCY_ABLATIONCAM || m == CNV_SALIENCY_OCCLUSION || m == CNV_SALIENCY_RISE || metric)
+    if ((f & CNV_SAL_BATCHED) || metric)
         a |= A_BATCH;
-    if (m == CNV_SALIENCY_IG || m == CNV_SALIENCY_GUIDED_IG || m == CNV_SALIENCY_OCCLUSION ||
-        m == CNV_SALIENCY_SCORECAM || m == CNV_SALIENCY_RISE)
+    if (f & CNV_SAL_BASELINE)
         a |= A_BASELINE;
-    if ((a & A_BASELINE) && noise_baseline)
+    if (((f & CNV_SAL_BASELINE) && noise_baseline) || (f & CNV_SAL_SEEDED))
         a |= A_SEED;
     if (m == CNV_SALIENCY_RISE)
-        a |= A_SEED | A_RISE;
+        a |= A_RISE;
     if (m == CNV_SALIENCY_GUIDED_IG)
         a |= A_FRACTION;
     if (m == CNV_SALIENCY_BLUR_IG)

@@ -45,27 +45,46 @@ cnv_saliency_params cnv_saliency_params_default(void)
     return p;
 }
 
+/* What each method uses, in enum order. */
+#define GRADIENT (CNV_SAL_TARGET | CNV_SAL_SMOOTH)
+#define CAM (CNV_SAL_TARGET | CNV_SAL_LAYER)
+static const unsigned g_method_flags[CNV_SALIENCY_METHODS] = {
+    [CNV_SALIENCY_GRAD] = GRADIENT,
+    [CNV_SALIENCY_SMOOTHGRAD] = GRADIENT,
+    [CNV_SALIENCY_GUIDED] = GRADIENT,
+    [CNV_SALIENCY_GRADCAM] = CAM,
+    [CNV_SALIENCY_DECONVNET] = GRADIENT,
+    [CNV_SALIENCY_GRADXINPUT] = GRADIENT | CNV_SAL_SIGNED,
+    [CNV_SALIENCY_IG] = GRADIENT | CNV_SAL_SIGNED | CNV_SAL_STEPS | CNV_SAL_BASELINE | CNV_SAL_BATCHED,
+    [CNV_SALIENCY_BLUR_IG] = GRADIENT | CNV_SAL_SIGNED | CNV_SAL_STEPS | CNV_SAL_BATCHED,
+    [CNV_SALIENCY_GUIDED_IG] = GRADIENT | CNV_SAL_SIGNED | CNV_SAL_STEPS | CNV_SAL_BASELINE,
+    [CNV_SALIENCY_GUIDED_GRADCAM] = CAM,
+    [CNV_SALIENCY_GRADCAM_PP] = CAM,
+    [CNV_SALIENCY_LAYERCAM] = CAM,
+    [CNV_SALIENCY_XGRADCAM] = CAM,
+    [CNV_SALIENCY_EIGENCAM] = CNV_SAL_LAYER | CNV_SAL_FORWARD_ONLY,
+    [CNV_SALIENCY_SCORECAM] = CAM | CNV_SAL_BASELINE | CNV_SAL_BATCHED | CNV_SAL_FORWARD_ONLY,
+    [CNV_SALIENCY_ABLATIONCAM] = CAM | CNV_SAL_BATCHED | CNV_SAL_FORWARD_ONLY,
+    [CNV_SALIENCY_OCCLUSION] =
+        CNV_SAL_TARGET | CNV_SAL_BASELINE | CNV_SAL_BATCHED | CNV_SAL_SIGNED | CNV_SAL_FORWARD_ONLY,
+    [CNV_SALIENCY_RISE] =
+        CNV_SAL_TARGET | CNV_SAL_BASELINE | CNV_SAL_BATCHED | CNV_SAL_SEEDED | CNV_SAL_FORWARD_ONLY,
+};
+
+unsigned cnv_saliency_method_flags(cnv_saliency_method method)
+{
+    int k = (int)method;
+    return k >= 0 && k < CNV_SALIENCY_METHODS ? g_method_flags[k] : 0;
+}
+
 int sal_is_gradient(cnv_saliency_method m)
 {
-    switch (m) {
-    case CNV_SALIENCY_GRAD:
-    case CNV_SALIENCY_SMOOTHGRAD:
-    case CNV_SALIENCY_GUIDED:
-    case CNV_SALIENCY_DECONVNET:
-    case CNV_SALIENCY_GRADXINPUT:
-    case CNV_SALIENCY_IG:
-    case CNV_SALIENCY_BLUR_IG:
-    case CNV_SALIENCY_GUIDED_IG:
-        return 1;
-    default:
-        return 0;
-    }
+    return (cnv_saliency_method_flags(m) & CNV_SAL_SMOOTH) != 0;
 }
 
 int sal_is_signed(cnv_saliency_method m)
 {
-    return m == CNV_SALIENCY_GRADXINPUT || m == CNV_SALIENCY_IG || m == CNV_SALIENCY_BLUR_IG ||
-           m == CNV_SALIENCY_GUIDED_IG || m == CNV_SALIENCY_OCCLUSION;
+    return (cnv_saliency_method_flags(m) & CNV_SAL_SIGNED) != 0;
 }
 
 /* ------------------------------------------------------------ parameters */
