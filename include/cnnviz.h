@@ -1239,7 +1239,9 @@ typedef struct cnv_saliency_params {
     float noise;       /* smoothing: sigma / (max - min) (default 0.15) */
     int batch;         /* images per forward/backward pass of the methods
                           that make many; changes speed and memory, not the
-                          result beyond GEMM rounding (default 8) */
+                          result beyond GEMM rounding; 0: about 32768
+                          pixels a pass, 8 images up to 64 x 64, 1 at
+                          224 x 224 (default 0) */
     uint64_t seed;     /* noise, NOISE baselines, RISE's masks (default 0) */
     const char *layer; /* the CAM methods' layer A (as cnv_model_find_layer
                           reads it); NULL: the last activation, feature

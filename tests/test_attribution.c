@@ -725,7 +725,7 @@ static void errors(void **state)
     p.guided_fraction = 1.5f;
     assert_int_equal(run(&f, &p, map, NULL), CNV_ERR_INVALID_ARG);
     p = cnv_saliency_params_default();
-    p.batch = 0;
+    p.batch = -1;
     assert_int_equal(run(&f, &p, map, NULL), CNV_ERR_INVALID_ARG);
     p = cnv_saliency_params_default();
     p.method = CNV_SALIENCY_SCORECAM;

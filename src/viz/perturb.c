@@ -252,7 +252,7 @@ cnv_status cnv_saliency_metric(cnv_session *s, const float *image, size_t count,
     cnv_baseline kind = q.baseline != CNV_BASELINE_AUTO      ? q.baseline
                         : metric == CNV_METRIC_DELETION ? CNV_BASELINE_BLACK
                                                         : CNV_BASELINE_BLUR;
-    if ((st = sal_baseline(&c, kind, base)) != CNV_OK || (st = sal_plan(&c, q.batch < steps + 1 ? q.batch : steps + 1)) != CNV_OK)
+    if ((st = sal_baseline(&c, kind, base)) != CNV_OK || (st = sal_plan(&c, c.p.batch < steps + 1 ? c.p.batch : steps + 1)) != CNV_OK)
         goto done;
     int B = sal_batch(&c), total = steps + 1;
     if (!(vals = cnv_malloc((size_t)B * sizeof *vals))) {
