@@ -44,6 +44,8 @@ static const char usage[] =
     "                     that exist, marking the others missing\n"
     "  --no-time          no date on the pages ($SOURCE_DATE_EPOCH, when set,\n"
     "                     gives the date otherwise)\n"
+    "  --threads T        threads per picture (default 1, so that every machine\n"
+    "                     makes the same bytes: run shards in parallel instead)\n"
     "  --json             a JSON summary on stdout\n"
     "  --quiet            no progress\n"
     "The pages take the same options as the rendering runs: give --merge the\n"
@@ -354,7 +356,7 @@ static void eta_text(double secs, char *buf, size_t len)
         snprintf(buf, len, "%dh%02dm", (int)(secs / 3600), (int)secs % 3600 / 60);
 }
 
-static int render(const atlas *a, int shard, int shards, int resume, int quiet, render_stats *rs)
+static int render(const atlas *a, int shard, int shards, int resume, int quiet, int one_thread, render_stats *rs)
 {
     char *dir = site_path(a, "items");
     if (!dir)
@@ -373,6 +375,16 @@ static int render(const atlas *a, int shard, int shards, int resume, int quiet, 
         free(img);
         cnv_session_free(s);
         return cli_error("out of memory");
+    }
+    /* One thread unless --threads says otherwise: a picture's bytes then
+     * do not depend on the machine's cores (a GEMM split between threads
+     * rounds differently), and a 28x28 model runs twice as fast on one
+     * thread as on two; parallel shards use the cores instead. */
+    if (one_thread && cnv_session_set_threads(s, 1) != CNV_OK) {
+        rc = cli_error("%s", cnv_session_errmsg(s));
+        cnv_session_free(s);
+        free(img);
+        return rc;
     }
     double t0 = cli_now();
     int done = 0;
@@ -869,7 +881,7 @@ int cmd_atlas(int argc, char **argv)
     int missing = -1;
     double t0 = cli_now();
     if (!rc && !merge_only)
-        rc = render(&a, shard[0], shard[1], resume, quiet, &rs);
+        rc = render(&a, shard[0], shard[1], resume, quiet, mo.threads == NULL, &rs);
     if (!rc && shard[1] == 1)
         rc = merge(&a, &missing);
     double secs = cli_now() - t0;
