@@ -423,6 +423,8 @@ static int render(const atlas *a, int shard, int shards, int resume, int quiet, 
 
 /* ------------------------------------------------------------- pages */
 
+static const char *model_name(const atlas *a);
+
 static void put_html(FILE *f, const char *s)
 {
     for (; *s; s++) {
@@ -557,7 +559,7 @@ static int write_index(const atlas *a, const int *present)
     if (!f)
         return 1;
     fputs("<h1>Atlas of ", f);
-    put_html(f, a->cm.path);
+    put_html(f, model_name(a));
     fputs("</h1>\n<nav>", f);
     if (a->n_classes)
         fputs("<a href=\"classes.html\">class models</a>", f);
@@ -752,13 +754,22 @@ static int merge(const atlas *a, int *missing)
 
 /* ------------------------------------------------------------- the command */
 
+/* The model as the pages name it: the file's name without its directory,
+ * which differs between the machines of a sharded run (the bytes' hash
+ * identifies the file). */
+static const char *model_name(const atlas *a)
+{
+    const char *slash = strrchr(a->cm.path, '/');
+    return slash && slash[1] ? slash + 1 : a->cm.path;
+}
+
 /* The command line the pages show: the options that decide the content,
  * in a fixed order, so that shards, resumed runs and a merge agree. */
 static int make_command(atlas *a, const cli_model_opts *mo)
 {
     char buf[4096];
     size_t u = 0;
-    u += (size_t)snprintf(buf + u, sizeof buf - u, "cnnviz atlas -m %s", a->cm.path);
+    u += (size_t)snprintf(buf + u, sizeof buf - u, "cnnviz atlas -m %s", model_name(a));
     const char *names[] = {"--mean", "--std", "--labels", "--size", "--preset", "--channel-order"};
     const char *vals[] = {mo->mean, mo->std, mo->labels, mo->size, mo->preset, mo->order};
     for (int i = 0; i < 6; i++)
