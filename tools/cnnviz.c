@@ -23,6 +23,7 @@ extern int cmd_evaluate(int argc, char **argv);
 extern int cmd_sample(int argc, char **argv);
 extern int cmd_annotate(int argc, char **argv);
 extern int cmd_render(int argc, char **argv);
+extern int cmd_atlas(int argc, char **argv);
 /* COMMANDS-EXTERN (keep this marker: new subcommands add their extern above) */
 
 static const cli_command g_commands[] = {
@@ -42,6 +43,7 @@ static const cli_command g_commands[] = {
     {"evaluate", "accuracy and confusion matrix on an MNIST-format test set", cmd_evaluate},
     {"sample", "save an image of an MNIST-format dataset as PNG", cmd_sample},
     {"annotate", "write a model's preprocessing and class names into its metadata", cmd_annotate},
+    {"atlas", "a static web site of a model's layers, channels and class models (shardable)", cmd_atlas},
     /* COMMANDS-TABLE (keep this marker: new subcommands add their line above) */
     {NULL, NULL, NULL},
 };
