@@ -18,31 +18,6 @@
 #define SUBSET "--layers all --per-layer 3 --classes all --iters 16"
 #define N_ITEMS 25
 
-/* Runs a shell command; returns its exit status and its stdout (owned). */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0) {
-        len += k;
-        if (len + 1 == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The integer after "key": in a JSON text (-1 for null). */
 static int json_int(const char *json, const char *key)
 {
@@ -66,7 +41,7 @@ static summary atlas_of(const char *model_path, const char *site, const char *ex
     char cmd[1024], *out;
     snprintf(cmd, sizeof cmd, CNNVIZ " -m %s " SUBSET " --json -o %s %s", model_path ? model_path : MODEL, site,
              extra);
-    int rc = run(cmd, &out);
+    int rc = tu_run(cmd, &out);
     printf("%s\n%s", cmd, out);
     assert_int_equal(rc, 0);
     summary r = {json_int(out, "items"), json_int(out, "shard_items"), json_int(out, "rendered"),
@@ -256,14 +231,14 @@ static void assert_same_site(const char *a, const char *b)
 {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", a, b);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
 }
 
 static int count_files(const char *dir)
 {
     char cmd[1024], *out;
     snprintf(cmd, sizeof cmd, "ls '%s' | wc -l", dir);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     int n = atoi(out);
     free(out);
     return n;
@@ -382,7 +357,7 @@ static void test_usage_errors(void **state)
         char cmd[512];
         snprintf(cmd, sizeof cmd, "%s 2>&1", bad[i]);
         char *out;
-        int rc = run(cmd, &out);
+        int rc = tu_run(cmd, &out);
         printf("%s: %d %s", bad[i], rc, out);
         free(out);
         assert_int_equal(rc, 2);

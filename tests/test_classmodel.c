@@ -726,24 +726,6 @@ static void allocation_failures(void **state)
 
 /* ------------------------------------------------------ the program */
 
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0)
-        len += k;
-    buf[len] = '\0';
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `cnnviz classmodel` on the linear model (ending in Softmax) saved as
  * ONNX: exit codes, every output file, and the JSON's re-classification of
  * the saved files (a probability above 0.6 of 3 classes shows that the
@@ -769,7 +751,7 @@ static void cli(void **state)
              "bin/cnnviz classmodel -m %s --classes 0,two -o %s/c.png --grid %s/g.png "
              "--gif %s/a.gif --gif-every 10 --iters 30 --recipe cs231n --json --quiet",
              model, dir, dir, dir);
-    int rc = run(cmd, &out);
+    int rc = tu_run(cmd, &out);
     printf("%s", out);
     assert_int_equal(rc, 0);
     /* resolved automatic values: 25 * sqrt(16 / 150528), jitter at least 1 */
@@ -799,16 +781,16 @@ static void cli(void **state)
     snprintf(cmd, sizeof cmd,
              "bin/cnnviz classmodel -m %s --class 1 --classes 1,2 -o %s/x.png 2>/dev/null", model,
              dir);
-    assert_int_equal(run(cmd, NULL), 2);
+    assert_int_equal(tu_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "bin/cnnviz classmodel -m %s --class 1 2>/dev/null", model);
-    assert_int_equal(run(cmd, NULL), 2);
+    assert_int_equal(tu_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "bin/cnnviz classmodel -m %s --class three -o %s/x.png 2>/dev/null",
              model, dir);
-    assert_int_equal(run(cmd, NULL), 1);
+    assert_int_equal(tu_run(cmd, NULL), 1);
     snprintf(cmd, sizeof cmd,
              "bin/cnnviz classmodel -m %s --class 1 -o %s/x.png --iters -3 2>/dev/null", model, dir);
-    assert_int_equal(run(cmd, NULL), 2);
-    assert_int_equal(run("bin/cnnviz classmodel --help", &out), 0);
+    assert_int_equal(tu_run(cmd, NULL), 2);
+    assert_int_equal(tu_run("bin/cnnviz classmodel --help", &out), 0);
     assert_non_null(strstr(out, "usage: cnnviz classmodel"));
     free(out);
     remove(model);

@@ -13,37 +13,12 @@
 #define SHARED "../shared/imagenet/"
 #define SQUEEZE "-m " SHARED "squeezenet1_1.onnx"
 
-/* Runs a shell command, returns its exit status and its stdout (owned). */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0) {
-        len += k;
-        if (len + 1 == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Runs cmd; its exit status must be code and its output (stdout, and
  * stderr where cmd redirects it) must hold text (NULL: anything). */
 static void expect_run(const char *cmd, int code, const char *text)
 {
     char *out;
-    int rc = run(cmd, &out);
+    int rc = tu_run(cmd, &out);
     printf("%s", out);
     assert_int_equal(rc, code);
     if (text)
@@ -93,7 +68,7 @@ static void classify_cat_top5(void **state)
     if (!have_shared())
         skip();
     char *out;
-    assert_int_equal(run(CNNVIZ " classify " SQUEEZE " " SHARED "images/cat.jpg --top 5 --json", &out), 0);
+    assert_int_equal(tu_run(CNNVIZ " classify " SQUEEZE " " SHARED "images/cat.jpg --top 5 --json", &out), 0);
     float *ref = read_f32(SHARED "reference/cat_logits.f32", 1000);
     int want[5], got[5];
     top_k(ref, 1000, 5, want);
@@ -143,13 +118,13 @@ static void eval_matches_reference(void **state)
 
     /* preprocess writes what classify feeds the network */
     snprintf(cmd, sizeof cmd, CNNVIZ " preprocess " SQUEEZE " " SHARED "images/cat.jpg -o %s/x.f32", dir);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     assert_string_equal(out, "1,3,224,224\n");
     free(out);
     snprintf(cmd, sizeof cmd, CNNVIZ " eval " SQUEEZE " --input %s/x.f32 --shape 1,3,224,224 --json", dir);
     expect_run(cmd, 0, "\"top1\": [278]");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
 }
 
 static void info_squeezenet(void **state)
@@ -158,7 +133,7 @@ static void info_squeezenet(void **state)
     if (!have_shared())
         skip();
     char *out;
-    assert_int_equal(run(CNNVIZ " info " SQUEEZE " --json", &out), 0);
+    assert_int_equal(tu_run(CNNVIZ " info " SQUEEZE " --json", &out), 0);
     /* torchvision's squeezenet1_1 has 1,235,496 parameters */
     assert_non_null(strstr(out, "\"parameters\": 1235496"));
     assert_non_null(strstr(out, "\"classes\": 1000"));
@@ -177,7 +152,7 @@ static void errors_exit_nonzero(void **state)
     if (!have_shared())
         return;
     /* a raw tensor of the wrong size is refused before anything runs */
-    assert_int_equal(run(CNNVIZ " eval " SQUEEZE " --input " SHARED "reference/cat_logits.f32 --shape 1,3,224,224 2>&1",
+    assert_int_equal(tu_run(CNNVIZ " eval " SQUEEZE " --input " SHARED "reference/cat_logits.f32 --shape 1,3,224,224 2>&1",
                          &out),
                      1);
     assert_non_null(strstr(out, "4000 bytes"));
@@ -224,7 +199,7 @@ static void progress_in_logs(void **state)
 {
     (void)state;
     char *out;
-    assert_int_equal(run(CNNVIZ " classmodel --class 3 --iters 30 -o /tmp/cnv_progress.png 2>&1", &out), 0);
+    assert_int_equal(tu_run(CNNVIZ " classmodel --class 3 --iters 30 -o /tmp/cnv_progress.png 2>&1", &out), 0);
     printf("%s", out);
     assert_non_null(strstr(out, "classmodel: step 3/30"));
     assert_non_null(strstr(out, "classmodel: step 30/30"));
@@ -249,7 +224,7 @@ static void progress_in_logs(void **state)
     assert_int_equal(cnv_image_load("/tmp/cnv_progress_full.png", &big, e2, sizeof e2), CNV_OK);
     assert_true(big.width == 56 && big.height == 56);
     cnv_image_free(&big);
-    assert_int_equal(run("rm -f /tmp/cnv_progress_photo.png /tmp/cnv_progress_full.png", NULL), 0);
+    assert_int_equal(tu_run("rm -f /tmp/cnv_progress_photo.png /tmp/cnv_progress_full.png", NULL), 0);
     /* transparency dropped: said */
     cnv_image rgba;
     char err[256];
@@ -258,11 +233,11 @@ static void progress_in_logs(void **state)
     rgba.data[3] = 0;
     assert_int_equal(cnv_image_write_png(&rgba, "/tmp/cnv_progress.png", err, sizeof err), CNV_OK);
     cnv_image_free(&rgba);
-    assert_int_equal(run(CNNVIZ " classify /tmp/cnv_progress.png 2>&1", &out), 0);
+    assert_int_equal(tu_run(CNNVIZ " classify /tmp/cnv_progress.png 2>&1", &out), 0);
     printf("%s", out);
     assert_non_null(strstr(out, "1 of 16 pixels are transparent; the alpha channel is dropped"));
     free(out);
-    assert_int_equal(run("rm -rf /tmp/cnv_progress_frames /tmp/cnv_progress.gif /tmp/cnv_progress.png", NULL), 0);
+    assert_int_equal(tu_run("rm -rf /tmp/cnv_progress_frames /tmp/cnv_progress.gif /tmp/cnv_progress.png", NULL), 0);
 }
 
 /* A model without cnnviz metadata (every plain torch.onnx.export): a note
@@ -295,12 +270,12 @@ static void presets(void **state)
     char *out, cmd[512];
     const char *m = " -m /tmp/cnv_preset.onnx";
     snprintf(cmd, sizeof cmd, CNNVIZ " info%s 2>&1", m);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     assert_non_null(strstr(out, "has no normalization metadata; using mean 0, std 1"));
     assert_non_null(strstr(out, "(from default)"));
     free(out);
     snprintf(cmd, sizeof cmd, CNNVIZ " info%s --preset imagenet 2>&1", m);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     printf("%.300s", out);
     assert_null(strstr(out, "no normalization metadata"));
     assert_non_null(strstr(out, "1 x 3 x 8 x 8 (size from model)"));
@@ -314,14 +289,14 @@ static void presets(void **state)
     snprintf(cmd, sizeof cmd, CNNVIZ " annotate%s --preset imagenet -o /tmp/cnv_preset_annotated.onnx 2>&1", m);
     expect_run(cmd, 0, "annotate: wrote /tmp/cnv_preset_annotated.onnx (mean 0.485,0.456,0.406, std "
                        "0.229,0.224,0.225, size 8x8, rgb, 1000 class names)");
-    assert_int_equal(run(CNNVIZ " info -m /tmp/cnv_preset_annotated.onnx 2>&1", &out), 0);
+    assert_int_equal(tu_run(CNNVIZ " info -m /tmp/cnv_preset_annotated.onnx 2>&1", &out), 0);
     assert_null(strstr(out, "no normalization metadata"));
     assert_non_null(strstr(out, "std 0.229,0.224,0.225 (from model metadata)"));
     assert_non_null(strstr(out, "labels  1000 (from model metadata)"));
     free(out);
     /* a model of another class count gets no ImageNet names, and says so */
     snprintf(cmd, sizeof cmd, CNNVIZ " info -m tests/zoo/mobilenet_v2_op13.onnx --preset inception 2>&1");
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     assert_non_null(strstr(out, "1 x 3 x 299 x 299 (size from --preset)"));
     assert_non_null(strstr(out, "mean 0.5,0.5,0.5 std 0.5,0.5,0.5"));
     assert_non_null(strstr(out, "the model scores 10 classes, not ImageNet's 1000: no class names"));
@@ -340,7 +315,7 @@ static void presets(void **state)
     snprintf(cmd, sizeof cmd, CNNVIZ " info%s --channel-order gbr 2>&1", m);
     expect_run(cmd, 2, "--channel-order 'gbr': expected rgb or bgr");
     expect_run(CNNVIZ " info --channel-order bgr 2>&1", 2, "--channel-order: the model takes 1-channel (gray) inputs");
-    assert_int_equal(run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx /tmp/cnv_preset_annotated.onnx", NULL), 0);
+    assert_int_equal(tu_run("rm -f /tmp/cnv_preset.png /tmp/cnv_preset.onnx /tmp/cnv_preset_annotated.onnx", NULL), 0);
 }
 
 /* ------------------------------------------------------------ saliency */
@@ -352,7 +327,7 @@ static void make_samples(const char *dir, int n)
     char cmd[512];
     for (int k = 0; k < n; k++) {
         snprintf(cmd, sizeof cmd, CNNVIZ " sample --index %d -o %s/f%d.png > /dev/null 2>&1", k, dir, k);
-        assert_int_equal(run(cmd, NULL), 0);
+        assert_int_equal(tu_run(cmd, NULL), 0);
     }
 }
 
@@ -472,7 +447,7 @@ static void saliency_options(void **state)
     expect_run(cmd, 0, "\"label\": \"relu4 channel 3\", \"target_layer\": \"relu4\", \"channel\": 3, "
                        "\"unit\": [5, 6]");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
 }
 
 /* A folder run: per image and method a map and an overlay, one summary
@@ -509,7 +484,7 @@ static void saliency_folder(void **state)
     assert_int_equal(count_lines(path), 1 + 4 * 2);
     char *out;
     snprintf(cmd, sizeof cmd, "cat %s/sum.csv", dir);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     printf("%s", out);
     assert_non_null(strstr(out, "image,method,class,label,score,prob,time_s,passes,error\n"));
     /* Fashion-MNIST test images 0..3: ankle boot, pullover, trouser, trouser */
@@ -523,7 +498,7 @@ static void saliency_folder(void **state)
              dir, dir, dir, dir, dir);
     expect_run(cmd, 1, "missing.png");
     snprintf(cmd, sizeof cmd, "cat %s/sum.json", dir);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     printf("%s", out);
     assert_int_equal(count_of(out, "\"method\": \"gradcam\""), 3);
     assert_int_equal(count_of(out, "\"error\": "), 1);
@@ -542,7 +517,7 @@ static void saliency_folder(void **state)
     snprintf(path, sizeof path, "%s/s2.csv", dir);
     assert_int_equal(count_lines(path), 1 + 2 * 2);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
 }
 
 /* --metric both --json: the two areas in [0, 1] and the curves of
@@ -556,7 +531,7 @@ static void saliency_metric_json(void **state)
     assert_non_null(mkdtemp(dir));
     make_samples(dir, 2);
     snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --metric both --metric-steps 8 --json 2>&1", dir);
-    int rc = run(cmd, &out);
+    int rc = tu_run(cmd, &out);
     printf("%s", out);
     assert_int_equal(rc, 0);
     const char *keys[] = {"\"deletion_auc\": ", "\"insertion_auc\": "};
@@ -579,11 +554,11 @@ static void saliency_metric_json(void **state)
     snprintf(cmd, sizeof cmd,
              CNNVIZ " saliency %s/f0.png %s/f1.png --metric deletion --metric-steps 4 --summary %s/s.csv --quiet",
              dir, dir, dir);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
     snprintf(cmd, sizeof cmd, "head -1 %s/s.csv", dir);
     expect_run(cmd, 0, "image,method,class,label,score,prob,time_s,passes,deletion_auc,error");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
 }
 
 /* --method all: one sheet, the input and the 18 overlays (19 tiles, 5
@@ -599,7 +574,7 @@ static void saliency_all_sheet(void **state)
     /* a list of three first: 4 tiles in a row */
     snprintf(cmd, sizeof cmd, CNNVIZ " saliency %s/f0.png --method grad,guided,gradcam --sheet %s/three.png --json",
              dir, dir);
-    assert_int_equal(run(cmd, &out), 0);
+    assert_int_equal(tu_run(cmd, &out), 0);
     assert_int_equal(count_of(out, "\"time_s\": "), 4); /* each method's and the total */
     free(out);
     cnv_image img;
@@ -613,7 +588,7 @@ static void saliency_all_sheet(void **state)
              CNNVIZ " saliency %s/f0.png --method all --samples 3 --steps 4 --masks 50 --batch 4 --sheet %s/all.png "
                     "--json 2>&1",
              dir, dir);
-    int rc = run(cmd, &out);
+    int rc = tu_run(cmd, &out);
     printf("%s", out);
     assert_int_equal(rc, 0);
     for (int m = 0; m < CNV_SALIENCY_METHODS; m++) {
@@ -628,7 +603,7 @@ static void saliency_all_sheet(void **state)
     assert_true(img.width > 5 * 128 && img.width < 6 * 128 + 40 && img.height > 4 * 128);
     cnv_image_free(&img);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(run(cmd, NULL), 0);
+    assert_int_equal(tu_run(cmd, NULL), 0);
 }
 
 int main(void)

@@ -290,25 +290,6 @@ static void cancel_and_errors(void **state)
 
 /* ------------------------------------------------------ the program */
 
-/* Runs a shell command; returns its exit status, stdout in *out (owned). */
-static int run(const char *cmd, char **out)
-{
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0, k;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0)
-        len += k;
-    buf[len] = '\0';
-    int st = pclose(p);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `cnnviz fool` on the linear model saved as ONNX with the metadata
  * convention: the exit codes, the JSON, every output file, and the saved
  * image classified as the target by the library. */
@@ -340,7 +321,7 @@ static void cli(void **state)
              "bin/cnnviz fool -m %s %s --target two -o %s/f.png --delta %s/d.png --summed %s/s.png "
              "--original %s/o.png --sheet %s/sheet.png --json --quiet",
              model, img, dir, dir, dir, dir, dir);
-    int rc = run(cmd, &out);
+    int rc = tu_run(cmd, &out);
     printf("%s", out);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "\"fooled\": true"));
@@ -381,20 +362,20 @@ static void cli(void **state)
     snprintf(cmd, sizeof cmd,
              "bin/cnnviz fool -m %s %s --target 2 -o %s/f.png --max-iters 0 --quiet 2>/dev/null",
              model, img, dir);
-    assert_int_equal(run(cmd, NULL), 1);
+    assert_int_equal(tu_run(cmd, NULL), 1);
     snprintf(cmd, sizeof cmd, "%s/f.png", dir);
     assert_int_equal(access(cmd, R_OK), 0);
     remove(cmd);
     /* usage errors exit 2, others 1, --help 0 on stdout */
     snprintf(cmd, sizeof cmd, "bin/cnnviz fool -m %s %s --target 2 2>/dev/null", model, img);
-    assert_int_equal(run(cmd, NULL), 2);
+    assert_int_equal(tu_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "bin/cnnviz fool -m %s %s --target 2 -o %s/x.png --bogus 2>/dev/null",
              model, img, dir);
-    assert_int_equal(run(cmd, NULL), 2);
+    assert_int_equal(tu_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "bin/cnnviz fool -m %s %s --target seven -o %s/x.png 2>/dev/null",
              model, img, dir);
-    assert_int_equal(run(cmd, NULL), 1);
-    assert_int_equal(run("bin/cnnviz fool --help", &out), 0);
+    assert_int_equal(tu_run(cmd, NULL), 1);
+    assert_int_equal(tu_run("bin/cnnviz fool --help", &out), 0);
     assert_non_null(strstr(out, "usage: cnnviz fool"));
     free(out);
     remove(model);
@@ -570,7 +551,7 @@ static void fashion_fool(void **state)
         assert_non_null(mkdtemp(dir));
         snprintf(cmd, sizeof cmd,
                  "bin/cnnviz fool --index 0 --target Sneaker -o %s/f.png --json --quiet", dir);
-        assert_int_equal(run(cmd, &out), 0);
+        assert_int_equal(tu_run(cmd, &out), 0);
         printf("%s", out);
         assert_non_null(strstr(out, "\"image\": \"t10k[0]\""));
         assert_non_null(strstr(out, "\"before\": {\"class\": 9, \"label\": \"Ankle boot\""));
@@ -580,7 +561,7 @@ static void fashion_fool(void **state)
         remove(cmd);
         rmdir(dir);
         snprintf(cmd, sizeof cmd, "bin/cnnviz fool --index 10000 --target 1 -o /tmp/x.png 2>/dev/null");
-        assert_int_equal(run(cmd, NULL), 1);
+        assert_int_equal(tu_run(cmd, NULL), 1);
     }
     cnv_dataset_free(d);
     cnv_session_free(s);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 void tu_rng_init(tu_rng *r, uint64_t seed)
 {
@@ -418,4 +419,28 @@ const char *tu_scratch(const char *name)
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", g_scratch, name);
     return buf[k];
+}
+
+int tu_run(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0, k;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((k = fread(buf + len, 1, cap - 1 - len, p)) > 0) {
+        len += k;
+        if (len + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -117,6 +117,10 @@ void tu_skip_under_valgrind(const char *what);
 /* A scratch directory for a group of tests, made under /tmp as
  * /tmp/<prefix>XXXXXX (0, or -1: cmocka setup's convention), and removed
  * with all it holds (0 or -1: teardown's). */
+/* Runs a shell command; returns its exit status (-1: it did not exit)
+ * and, when out is not NULL, its stdout (owned by the caller). */
+int tu_run(const char *cmd, char **out);
+
 int tu_scratch_make(const char *prefix);
 int tu_scratch_remove(void);
 /* The directory, and the path of name in it (one of four buffers used in
