@@ -1,8 +1,10 @@
 /* cnnviz atlas end to end on the default model (a few channels of every
- * layer, every class, few steps): every link and picture of every page
- * resolves inside the site, every page is well formed, shards plus a merge
- * and an interrupted run plus --resume give the same bytes as one run.
- * Runs bin/cnnviz from the repository root (make test builds it first). */
+ * layer, every class, six test images and a broken one, few steps): every
+ * link and picture of every page resolves inside the site, every page is
+ * well formed, the images that excite a channel most are those the engine
+ * finds on its own, shards plus a merge and an interrupted run plus
+ * --resume give the same bytes as one run. Runs bin/cnnviz from the
+ * repository root (make test builds it first). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,13 +12,19 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "cnnviz.h"
+#include "sitecheck.h"
 #include "testutil.h"
 
 #define CNNVIZ "bin/cnnviz atlas --quiet --no-time"
 #define MODEL "weights/fashion_mnist.onnx"
-/* 3 channels of each of the 5 layers and the 10 classes: 25 items */
-#define SUBSET "--layers all --per-layer 3 --classes all --iters 16"
-#define N_ITEMS 25
+/* 3 channels of each of the 5 layers with their negatives, a diversity
+ * batch per layer, the 10 classes and 7 images: 52 items */
+#define SUBSET "--layers all --per-layer 3 --classes all --iters 16 --diversity 1"
+#define N_IMAGES 7
+#define N_ITEMS (15 + 15 + 5 + 10 + N_IMAGES)
+
+static char g_images[512]; /* the images' directory */
 
 /* The integer after "key": in a JSON text (-1 for null). */
 static int json_int(const char *json, const char *key)
@@ -39,8 +47,8 @@ typedef struct summary {
 static summary atlas_of(const char *model_path, const char *site, const char *extra)
 {
     char cmd[1024], *out;
-    snprintf(cmd, sizeof cmd, CNNVIZ " -m %s " SUBSET " --json -o %s %s", model_path ? model_path : MODEL, site,
-             extra);
+    snprintf(cmd, sizeof cmd, CNNVIZ " -m %s " SUBSET " --images %s --json -o %s %s", model_path ? model_path : MODEL,
+             g_images, site, extra);
     int rc = tu_run(cmd, &out);
     printf("%s\n%s", cmd, out);
     assert_int_equal(rc, 0);
@@ -56,199 +64,22 @@ static summary atlas(const char *site, const char *extra)
 }
 
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-static int is_file(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int is_void(const char *tag)
-{
-    static const char *const v[] = {"meta", "link", "img", "br", "hr", "input", NULL};
-    for (int i = 0; v[i]; i++)
-        if (!strcmp(tag, v[i]))
-            return 1;
-    return 0;
-}
-
-/* Well formed for the elements the atlas writes: a doctype, then tags
- * whose non-void elements close in order, attribute values quoted, and
- * the whole inside one <html> element. Returns 0, or prints why and
- * returns 1. Every href and src must name a file in dir (no URL). */
-static int check_page(const char *dir, const char *name, int *links)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *s = read_text(path);
-    int bad = 0, depth = 0, closed_html = 0;
-    char stack[64][16];
-    if (strncmp(s, "<!DOCTYPE html>\n", 16)) {
-        printf("%s: no doctype\n", name);
-        bad = 1;
-    }
-    const char *p = s + (strncmp(s, "<!DOCTYPE", 9) ? 0 : 9);
-    for (; !bad && (p = strchr(p, '<')) != NULL;) {
-        if (!strncmp(p, "<!DOCTYPE", 9)) {
-            bad = p != s;
-            p++;
-            continue;
-        }
-        if (closed_html) {
-            printf("%s: a tag after </html>\n", name);
-            bad = 1;
-            break;
-        }
-        int closing = p[1] == '/';
-        const char *q = p + 1 + closing;
-        char tag[16];
-        size_t n = 0;
-        while ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9'))
-            if (n + 1 < sizeof tag)
-                tag[n++] = *q++;
-            else
-                q++;
-        tag[n] = '\0';
-        if (!n) {
-            printf("%s: a '<' that starts no tag\n", name);
-            bad = 1;
-            break;
-        }
-        /* attributes: name="value" ... up to '>' */
-        while (*q && *q != '>') {
-            if (*q == '<') {
-                printf("%s: '<' inside the tag <%s>\n", name, tag);
-                bad = 1;
-                break;
-            }
-            if (*q == '=') {
-                if (q[1] != '"') {
-                    printf("%s: an unquoted attribute in <%s>\n", name, tag);
-                    bad = 1;
-                    break;
-                }
-                const char *v = q + 2, *e = strchr(v, '"');
-                if (!e) {
-                    printf("%s: an unterminated attribute in <%s>\n", name, tag);
-                    bad = 1;
-                    break;
-                }
-                int is_link = (q - p > 5 && !strncmp(q - 4, "href", 4)) || (q - p > 4 && !strncmp(q - 3, "src", 3));
-                if (is_link) {
-                    char target[512], full[1100];
-                    snprintf(target, sizeof target, "%.*s", (int)(e - v), v);
-                    char *hash = strchr(target, '#');
-                    if (hash)
-                        *hash = '\0';
-                    snprintf(full, sizeof full, "%s/%s", dir, target);
-                    if (strchr(target, ':') || target[0] == '/' || !target[0] || !is_file(full)) {
-                        printf("%s: the link '%s' names no file of the site\n", name, target);
-                        bad = 1;
-                    }
-                    (*links)++;
-                }
-                q = e + 1;
-                continue;
-            }
-            q++;
-        }
-        if (bad)
-            break;
-        if (!*q) {
-            printf("%s: an unterminated tag <%s\n", name, tag);
-            bad = 1;
-            break;
-        }
-        if (closing) {
-            if (depth == 0 || strcmp(stack[depth - 1], tag)) {
-                printf("%s: </%s> closes <%s>\n", name, tag, depth ? stack[depth - 1] : "nothing");
-                bad = 1;
-                break;
-            }
-            depth--;
-            closed_html = depth == 0;
-        } else if (!is_void(tag)) {
-            if (depth == 0 && strcmp(tag, "html")) {
-                printf("%s: <%s> outside <html>\n", name, tag);
-                bad = 1;
-                break;
-            }
-            if (depth == 64) {
-                printf("%s: nested too deep\n", name);
-                bad = 1;
-                break;
-            }
-            snprintf(stack[depth++], sizeof stack[0], "%s", tag);
-        }
-        p = q + 1;
-    }
-    if (!bad && (depth || !closed_html)) {
-        printf("%s: %d elements left open\n", name, depth);
-        bad = 1;
-    }
-    free(s);
-    return bad;
-}
-
-/* Checks every page of a site; returns how many there are. */
-static int check_site(const char *dir)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int pages = 0, bad = 0, links = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        assert_null(strstr(e->d_name, ".tmp")); /* no temporary file left */
-        if (n > 5 && !strcmp(e->d_name + n - 5, ".html")) {
-            bad += check_page(dir, e->d_name, &links);
-            pages++;
-        }
-    }
-    closedir(d);
-    printf("%s: %d pages, %d links and pictures checked\n", dir, pages, links);
-    assert_int_equal(bad, 0);
-    assert_true(links > pages);
-    return pages;
-}
-
-/* Whether two sites hold the same files with the same bytes. */
-static void assert_same_site(const char *a, const char *b)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "diff -r '%s' '%s'", a, b);
-    assert_int_equal(tu_run(cmd, NULL), 0);
-}
-
-static int count_files(const char *dir)
-{
-    char cmd[1024], *out;
-    snprintf(cmd, sizeof cmd, "ls '%s' | wc -l", dir);
-    assert_int_equal(tu_run(cmd, &out), 0);
-    int n = atoi(out);
-    free(out);
-    return n;
-}
-
 static int setup(void **state)
 {
     (void)state;
     if (tu_scratch_make("cnv_atlas_"))
         return -1;
+    /* six test images, and a file that is no image */
+    snprintf(g_images, sizeof g_images, "%s", tu_scratch("images"));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bin/cnnviz sample --index 0 --count 6 -o %s >/dev/null", tu_scratch("images"));
+    if (tu_run(cmd, NULL) != 0)
+        return -1;
+    FILE *f = fopen(tu_scratch("images/broken.png"), "wb");
+    if (!f)
+        return -1;
+    fputs("\x89PNG\r\n\x1a\nnot really", f);
+    fclose(f);
     /* the reference: one plain run */
     summary r = atlas(tu_scratch("plain"), "");
     return r.items == N_ITEMS && r.rendered == N_ITEMS && r.skipped == 0 && r.missing == 0 ? 0 : -1;
@@ -264,18 +95,114 @@ static void test_pages(void **state)
 {
     (void)state;
     const char *site = tu_scratch("plain");
-    /* index, classes, 5 layers and their 15 channels */
-    assert_int_equal(check_site(site), 2 + 5 + 15);
-    assert_int_equal(count_files(tu_scratch("plain/items")), N_ITEMS);
+    /* index, classes and 10 class pages, images and 7 image pages, 5
+     * layers and their 15 channels */
+    assert_int_equal(tu_check_site(site), 2 + 10 + 1 + N_IMAGES + 5 + 15);
+    const char *items = tu_scratch("plain/items");
+    /* pictures, negatives, diversity batches, class models; each image
+     * its record, input and two maps (the broken one its record alone) */
+    assert_int_equal(tu_count_prefixed(items, "n"), 15);
+    assert_int_equal(tu_count_prefixed(items, "g"), 15);
+    assert_int_equal(tu_count_prefixed(items, "d"), 5);
+    assert_int_equal(tu_count_prefixed(items, "c"), 10);
+    assert_int_equal(tu_count_prefixed(items, "i"), 6 * 4 + 1);
+    int crops = tu_count_prefixed(items, "x");
+    assert_true(crops > 0 && crops <= 15 * 6);
     /* the overview counts the parameters as 'cnnviz info' does */
-    char *index = read_text(tu_scratch("plain/index.html"));
+    char *index = tu_read_text(tu_scratch("plain/index.html"));
     assert_non_null(strstr(index, "<th colspan=\"5\">total</th><td class=\"n\">339122</td>"));
-    assert_non_null(strstr(index, "--iters 16 --seed 0</code>"));
+    assert_non_null(strstr(index, "--iters 16 --seed 0 --diversity 1</code>"));
     assert_null(strstr(index, "Pages built"));
     free(index);
-    char *classes = read_text(tu_scratch("plain/classes.html"));
+    char *classes = tu_read_text(tu_scratch("plain/classes.html"));
     assert_non_null(strstr(classes, "9 Ankle boot"));
     free(classes);
+    /* image 0 of the test set is an ankle boot the model gets right: its
+     * page, and the class's page, which shows it with its maps */
+    char *boot = tu_read_text(tu_scratch("plain/class-9.html"));
+    assert_non_null(strstr(boot, "href=\"image-1.html\"")); /* t10k-00000.png, after broken.png */
+    assert_non_null(strstr(boot, ".s0.png"));
+    assert_non_null(strstr(boot, ".s1.png"));
+    free(boot);
+    char *image = tu_read_text(tu_scratch("plain/image-1.html"));
+    assert_non_null(strstr(image, "<h1>t10k-00000.png</h1>"));
+    assert_non_null(strstr(image, "<a href=\"class-9.html\">9 Ankle boot</a>"));
+    free(image);
+    /* the file that is no image: its page says so, the run went on */
+    char *broken = tu_read_text(tu_scratch("plain/image-0.html"));
+    assert_non_null(strstr(broken, "cannot read the image"));
+    free(broken);
+    /* relu1 is a 3x3 convolution's (padding 1) ReLU: its receptive field */
+    char *ch = tu_read_text(tu_scratch("plain/channel-14-0.html"));
+    assert_non_null(strstr(ch, "<h1>relu1, channel 0</h1>"));
+    assert_non_null(strstr(ch, "receptive field, 3x3 pixels"));
+    free(ch);
+}
+
+/* The images a channel page lists as exciting it most, in order, against
+ * the engine run on each image here: the largest value of the channel
+ * over its positions, largest first (ties: the earlier file). */
+static void test_top_images(void **state)
+{
+    (void)state;
+    cnv_model *m = NULL;
+    cnv_session *s = NULL;
+    cnv_preprocess pp;
+    char err[256];
+    assert_int_equal(cnv_model_load_onnx(MODEL, &m), CNV_OK);
+    assert_int_equal(cnv_model_preprocess(m, &pp, err, sizeof err), CNV_OK);
+    assert_int_equal(cnv_session_create(m, &s), CNV_OK);
+    assert_int_equal(cnv_session_plan(s, 1, pp.height, pp.width), CNV_OK);
+    const char *layers[] = {"relu2", "relu4"};
+    for (int li = 0; li < 2; li++) {
+        int t = cnv_model_tensor_index(m, layers[li]);
+        assert_true(t >= 0);
+        for (int c = 0; c < 3; c++) {
+            float best[6];
+            for (int k = 0; k < 6; k++) {
+                char name[64];
+                snprintf(name, sizeof name, "images/t10k-%05d.png", k);
+                cnv_image img = {0};
+                assert_int_equal(cnv_image_load(tu_scratch(name), &img, err, sizeof err), CNV_OK);
+                assert_int_equal(cnv_session_set_image(s, 0, &img, &pp), CNV_OK);
+                cnv_image_free(&img);
+                assert_int_equal(cnv_session_forward(s), CNV_OK);
+                float *x;
+                cnv_shape sh;
+                assert_int_equal(cnv_session_tensor(s, t, &x, &sh), CNV_OK);
+                size_t hw = (size_t)sh.dims[2] * sh.dims[3];
+                best[k] = x[(size_t)c * hw];
+                for (size_t i = 1; i < hw; i++)
+                    best[k] = x[(size_t)c * hw + i] > best[k] ? x[(size_t)c * hw + i] : best[k];
+            }
+            char page[64], *text;
+            snprintf(page, sizeof page, "plain/channel-%d-%d.html", t, c);
+            text = tu_read_text(tu_scratch(page));
+            const char *p = strstr(text, "Images that excite it most");
+            assert_non_null(p);
+            int used[6] = {0};
+            printf("%s channel %d:", layers[li], c);
+            for (int r = 0; r < 6; r++) {
+                int top = -1;
+                for (int k = 0; k < 6; k++)
+                    if (!used[k] && (top < 0 || best[k] > best[top]))
+                        top = k;
+                used[top] = 1;
+                /* the page numbers images by file name: broken.png is 0 */
+                char link[64];
+                snprintf(link, sizeof link, "href=\"image-%d.html\"", top + 1);
+                p = strstr(p, "<a class=\"cell\" href=");
+                assert_non_null(p);
+                printf(" %d (%.4g)", top + 1, (double)best[top]);
+                assert_memory_equal(p + strlen("<a class=\"cell\" "), link, strlen(link));
+                p++;
+            }
+            printf("\n");
+            free(text);
+        }
+    }
+    cnv_session_free(s);
+    cnv_model_free(m);
 }
 
 static void test_shards_then_merge(void **state)
@@ -294,11 +221,12 @@ static void test_shards_then_merge(void **state)
         assert_int_equal(r.missing, -1);
     }
     assert_int_equal(rendered, N_ITEMS);
-    assert_int_equal(count_files(site), 1); /* items/ alone: shards write no page */
+    /* items/ and the manifest: shards write no page */
+    assert_int_equal(tu_count_files(site), 2);
     summary r = atlas(site, "--merge");
     assert_int_equal(r.rendered, 0);
     assert_int_equal(r.missing, 0);
-    assert_same_site(tu_scratch("plain"), site);
+    tu_assert_same_site(tu_scratch("plain"), site);
 }
 
 static void test_interrupted_then_resumed(void **state)
@@ -310,12 +238,12 @@ static void test_interrupted_then_resumed(void **state)
     summary r = atlas(site, "--resume");
     assert_int_equal(r.skipped, (N_ITEMS + 1) / 2);
     assert_int_equal(r.rendered, N_ITEMS / 2);
-    assert_same_site(tu_scratch("plain"), site);
+    tu_assert_same_site(tu_scratch("plain"), site);
     /* nothing left to do: --resume renders nothing and changes nothing */
     r = atlas(site, "--resume");
     assert_int_equal(r.rendered, 0);
     assert_int_equal(r.skipped, N_ITEMS);
-    assert_same_site(tu_scratch("plain"), site);
+    tu_assert_same_site(tu_scratch("plain"), site);
 }
 
 static void test_merge_marks_missing(void **state)
@@ -325,10 +253,38 @@ static void test_merge_marks_missing(void **state)
     atlas(site, "--shard 1/2");
     summary r = atlas(site, "--merge");
     assert_int_equal(r.missing, (N_ITEMS + 1) / 2);
-    check_site(site); /* a missing picture links nowhere */
-    char *index = read_text(tu_scratch("partial/index.html"));
-    assert_non_null(strstr(index, "(13 missing)"));
+    tu_check_site(site); /* a missing picture links nowhere */
+    char *index = tu_read_text(tu_scratch("partial/index.html"));
+    assert_non_null(strstr(index, "(26 missing)"));
     free(index);
+}
+
+static void test_manifest(void **state)
+{
+    (void)state;
+    char site[512];
+    snprintf(site, sizeof site, "%s", tu_scratch("bare"));
+    atlas(site, "--shard 0/2");
+    atlas(site, "--shard 1/2");
+    /* a merge given only the site takes the options from its manifest */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, CNNVIZ " --merge -o %s", site);
+    assert_int_equal(tu_run(cmd, NULL), 0);
+    tu_assert_same_site(tu_scratch("plain"), site);
+    /* a shard, resume or merge with other options is refused, and writes
+     * nothing */
+    const char *other[] = {"--shard 0/2 --top 3", "--resume --no-negatives", "--merge --seed 1"};
+    for (int i = 0; i < 3; i++) {
+        char *out;
+        snprintf(cmd, sizeof cmd, CNNVIZ " -m " MODEL " " SUBSET " --images %s -o %s %s 2>&1", g_images, site,
+                 other[i]);
+        int rc = tu_run(cmd, &out);
+        printf("%s: %d %s", other[i], rc, out);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(out, "was made with other options"));
+        free(out);
+    }
+    tu_assert_same_site(tu_scratch("plain"), site);
 }
 
 static void test_one_thread_same_bytes(void **state)
@@ -339,7 +295,7 @@ static void test_one_thread_same_bytes(void **state)
      * rounds differently) */
     const char *site = tu_scratch("threads1");
     atlas(site, "--threads 1");
-    assert_same_site(tu_scratch("plain"), site);
+    tu_assert_same_site(tu_scratch("plain"), site);
 }
 
 static void test_usage_errors(void **state)
@@ -351,6 +307,10 @@ static void test_usage_errors(void **state)
         CNNVIZ " --shard 1 -o /tmp/cnv_atlas_never",
         CNNVIZ " --per-layer 0 -o /tmp/cnv_atlas_never",
         CNNVIZ " --layers relu1,relu1 -o /tmp/cnv_atlas_never",
+        CNNVIZ " --images weights --saliency ig -o /tmp/cnv_atlas_never",
+        CNNVIZ " --images weights --saliency ig,nope -o /tmp/cnv_atlas_never",
+        CNNVIZ " --images weights --saliency ig,eigencam -o /tmp/cnv_atlas_never",
+        CNNVIZ " --merge -o /tmp/cnv_atlas_never",
         CNNVIZ,
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -362,13 +322,15 @@ static void test_usage_errors(void **state)
         free(out);
         assert_int_equal(rc, 2);
     }
-    assert_false(is_file("/tmp/cnv_atlas_never/index.html"));
+    assert_false(tu_is_file("/tmp/cnv_atlas_never/index.html"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pages),
+        cmocka_unit_test(test_top_images),
+        cmocka_unit_test(test_manifest),
         cmocka_unit_test(test_shards_then_merge),
         cmocka_unit_test(test_interrupted_then_resumed),
         cmocka_unit_test(test_merge_marks_missing),

@@ -1,125 +1,73 @@
-/* cnnviz atlas: a model's layers, channels and classes as a static web site
- * (HTML + CSS + PNG). The work is a fixed list of independent items, each
- * a PNG named by a hash of what made it, so runs resume, shard across
- * processes or machines, and merge into the same bytes as one run. */
+/* cnnviz atlas: a model's layers, channels, classes and images as a static
+ * web site (HTML + CSS + PNG). The work is a fixed list of independent
+ * items, each named by a hash of what made it, so runs resume, shard
+ * across processes or machines, and merge into the same bytes as one run.
+ * This file: the options, the choice of layers, classes and images, the
+ * site's manifest, and the run; atlas_items.c renders the items and
+ * atlas_pages.c builds the pages. */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "cli_common.h"
-
-#define ATLAS_ITERS 128 /* a quarter of Lucid's 512: an overview, for speed */
+#include "atlas.h"
 
 static const char usage[] =
-    "usage: cnnviz atlas [-m MODEL] -o SITE/ [--layers LIST|all] [--per-layer K|all]\n"
-    "                    [--classes LIST|all] [--iters N] [--seed S]\n"
-    "                    [--shard I/N] [--resume] [--merge] [--no-time] [--json] [--quiet]\n"
+    "usage: cnnviz atlas [-m MODEL] -o SITE/ [--images DIR] [--layers LIST|all]\n"
+    "                    [--layer-sample N] [--per-layer K|all] [--classes LIST|all|none]\n"
+    "                    [--iters N] [--seed S] [--top K] [--diversity K] [--no-negatives]\n"
+    "                    [--saliency A,B] [--shard I/N] [--resume] [--merge] [--no-time]\n"
+    "                    [--json] [--quiet]\n"
+    "       cnnviz atlas --merge -o SITE/\n"
     "A browsable atlas of a model as a static site in SITE/: an overview of\n"
-    "the layers (op, shape, parameters, FLOPs), a page per layer with a grid of\n"
-    "its channels' pictures (the Lucid recipe of 'cnnviz neuron'), a page per\n"
-    "channel, and the class models (cnnviz classmodel) on a classes page.\n"
-    "Each picture is an item, written atomically to SITE/items/ under a name\n"
-    "hashed from the model file's bytes, the item, the seed and the recipe.\n"
-    "A plain run renders every item, then builds the pages (--merge).\n"
+    "the layers (op, shape, parameters, FLOPs); a page per layer with a grid of\n"
+    "its channels' pictures (the Lucid recipe of 'cnnviz neuron') and diversity\n"
+    "batches; a page per channel with its picture, its negative and the crops\n"
+    "of the images of DIR that excite it most; the class models, each with the\n"
+    "images predicted as that class and their saliency maps; a page per image.\n"
+    "Each picture or image is an item, written atomically to SITE/items/ under\n"
+    "a name hashed from the model file's bytes, the item, the seed and the\n"
+    "recipe. A plain run renders every item, then builds the pages (--merge).\n"
     "\n"
     "options:\n"
     "  -o SITE/           the site's directory (made if absent)\n"
+    "  --images DIR       the images (PNG, JPEG, GIF, BMP, PPM/PGM, TGA files of\n"
+    "                     DIR, by name) to classify, explain and crop\n"
     "  --layers A,B|all   layers to show (default all: every activation, and\n"
     "                     every feature map no activation reads)\n"
+    "  --layer-sample N   N of those layers, evenly spread from the first to the\n"
+    "                     last (for large models)\n"
     "  --per-layer K|all  the first K channels of each layer (default all)\n"
     "  --classes A,B|all|none  class models to make, indices or labels\n"
     "                     (default all)\n"
     "  --iters N          Lucid steps per picture (default 128, a quarter of\n"
     "                     'cnnviz neuron's 512, for speed)\n"
     "  --seed S           random seed (default 0)\n"
+    "  --top K            image crops per channel (default 8; 0: none)\n"
+    "  --diversity K      diversity batches (4 pictures) for the first K\n"
+    "                     channels of each layer (default 2; 0: none)\n"
+    "  --no-negatives     no negative picture per channel\n"
+    "  --saliency A,B     the two saliency methods per image (default gradcam,ig)\n"
     "  --shard I/N        render only the items whose index modulo N is I, and\n"
     "                     no pages (then --merge)\n"
     "  --resume           skip the items whose file exists\n"
     "  --merge            render nothing: build the pages from the item files\n"
-    "                     that exist, marking the others missing\n"
+    "                     that exist, marking the others missing; alone (with\n"
+    "                     -o), it takes the options from SITE/atlas.txt\n"
     "  --no-time          no date on the pages ($SOURCE_DATE_EPOCH, when set,\n"
     "                     gives the date otherwise)\n"
     "  --threads T        threads per picture (default 1, so that every machine\n"
     "                     makes the same bytes: run shards in parallel instead)\n"
     "  --json             a JSON summary on stdout\n"
     "  --quiet            no progress\n"
-    "The pages take the same options as the rendering runs: give --merge the\n"
-    "model, --layers, --per-layer, --classes, --iters and --seed the shards had.\n";
-
-/* ------------------------------------------------------------- hashing */
-
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
-/* FNV-1a 64 over n bytes, continuing from h. */
-static uint64_t fnv(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-/* A string with its NUL, so that ("ab", "c") and ("a", "bc") differ. */
-static uint64_t fnv_str(uint64_t h, const char *s)
-{
-    return fnv(h, s, strlen(s) + 1);
-}
-
-static int hash_file(const char *path, uint64_t *out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return cli_error("atlas: cannot read %s: %s", path, strerror(errno));
-    unsigned char buf[1 << 16];
-    uint64_t h = FNV_OFFSET;
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, f)) > 0)
-        h = fnv(h, buf, k);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad)
-        return cli_error("atlas: cannot read %s", path);
-    *out = h;
-    return 0;
-}
-
-/* ------------------------------------------------------------- the items */
-
-typedef struct atlas_layer {
-    int t, node;  /* tensor, and the node that makes it */
-    int C, shown; /* channels, and how many (the first ones) the site shows */
-} atlas_layer;
-
-typedef struct atlas_item {
-    int layer; /* index into the layers; -1: a class model */
-    int index; /* channel or class */
-    char file[32]; /* "items/n0123456789abcdef.png", relative to the site */
-} atlas_item;
-
-typedef struct atlas {
-    cli_model cm;
-    const char *site, *layers_text, *per_text, *classes_text;
-    int iters, per_layer; /* per_layer -1: all */
-    uint64_t seed, model_hash;
-    char recipe[512]; /* the recipe as text, hashed into each item's name */
-    atlas_layer *layers;
-    int n_layers;
-    int *classes, n_classes;
-    atlas_item *items;
-    int n_items;
-    cnv_shape *shapes; /* every tensor's, for 1 x C x H x W */
-    double *flops;     /* every node's multiply-add FLOPs */
-    char *command;     /* how the site was made, for the pages */
-    char date[64];     /* "" with --no-time */
-} atlas;
+    "SITE/atlas.txt records the options that decide the content; a shard,\n"
+    "--resume or --merge with other ones is refused (exit 2), a plain run\n"
+    "replaces it.\n";
 
 static int parse_shard(const char *s, void *dst)
 {
@@ -129,6 +77,18 @@ static int parse_shard(const char *s, void *dst)
     v[0] = i;
     v[1] = n;
     return 0;
+}
+
+/* Layers as `--layer-sample N` keeps them: N spread evenly over the
+ * chosen ones, the first and the last included. */
+static void sample_layers(int *ts, int *n, int want)
+{
+    if (want <= 0 || want >= *n)
+        return;
+    int total = *n;
+    for (int i = 0; i < want; i++)
+        ts[i] = ts[want == 1 ? 0 : (int)((long long)i * (total - 1) / (want - 1))];
+    *n = want;
 }
 
 /* The layers: every one cnv_model_layers gives, or those listed. */
@@ -169,6 +129,7 @@ static int choose_layers(atlas *a)
         free(ts);
         return cli_error("atlas: no layer to show");
     }
+    sample_layers(ts, &n, a->layer_sample);
     a->layers = calloc((size_t)n, sizeof *a->layers);
     if (!a->layers) {
         free(ts);
@@ -189,6 +150,12 @@ static int choose_layers(atlas *a)
         }
         l->C = (int)sh->dims[1];
         l->shown = a->per_layer < 0 || a->per_layer > l->C ? l->C : a->per_layer;
+        /* positions: H x W of a 4-D layer; 1 x L of a 3-D one; 1 x 1 */
+        int64_t hw = 1;
+        for (int d = 2; d < sh->ndim; d++)
+            hw *= sh->dims[d];
+        l->h = sh->ndim >= 4 ? (int)sh->dims[2] : 1;
+        l->w = sh->ndim >= 3 ? (int)(hw / l->h) : 1;
     }
     a->n_layers = n;
     free(ts);
@@ -233,554 +200,239 @@ static int choose_classes(atlas *a)
     return 0;
 }
 
-/* The items in their fixed order: each layer's channels, then the classes. */
-static int list_items(atlas *a)
+
+static int has_image_extension(const char *name)
 {
-    int n = a->n_classes;
-    for (int i = 0; i < a->n_layers; i++)
-        n += a->layers[i].shown;
-    a->items = calloc((size_t)n + 1, sizeof *a->items);
-    if (!a->items)
-        return cli_error("out of memory");
-    const cnv_model *m = a->cm.model;
-    for (int i = 0; i < a->n_layers; i++)
-        for (int c = 0; c < a->layers[i].shown; c++) {
-            atlas_item *it = &a->items[a->n_items++];
-            it->layer = i;
-            it->index = c;
+    static const char *const ext[] = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".ppm", ".pgm", ".pnm", ".tga"};
+    const char *dot = strrchr(name, '.');
+    if (!dot)
+        return 0;
+    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
+        if (!strcasecmp(dot, ext[i]))
+            return 1;
+    return 0;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* The image files of DIR (not its subdirectories), sorted by name. */
+static int list_images(atlas *a)
+{
+    DIR *d = opendir(a->images_dir);
+    if (!d)
+        return cli_error("atlas: cannot read the directory %s: %s", a->images_dir, strerror(errno));
+    int cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && !rc) {
+        if (e->d_name[0] == '.' || !has_image_extension(e->d_name))
+            continue;
+        if (a->n_images == cap) {
+            if (cap > INT_MAX / 2 - 1) {
+                rc = cli_error("atlas: too many images in %s", a->images_dir);
+                break;
+            }
+            cap = cap ? 2 * cap : 64;
+            char **grown = realloc(a->image_names, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                rc = cli_error("out of memory");
+                break;
+            }
+            a->image_names = grown;
         }
-    for (int k = 0; k < a->n_classes; k++) {
-        atlas_item *it = &a->items[a->n_items++];
-        it->layer = -1;
-        it->index = a->classes[k];
-    }
-    for (int i = 0; i < a->n_items; i++) {
-        atlas_item *it = &a->items[i];
-        uint64_t h = fnv(FNV_OFFSET, &a->model_hash, sizeof a->model_hash);
-        h = fnv_str(h, it->layer >= 0 ? "neuron" : "classmodel");
-        h = fnv_str(h, it->layer >= 0 ? cnv_model_tensor_name(m, a->layers[it->layer].t) : "");
-        char buf[64];
-        snprintf(buf, sizeof buf, "%d %llu", it->index, (unsigned long long)a->seed);
-        h = fnv_str(fnv_str(h, buf), a->recipe);
-        snprintf(it->file, sizeof it->file, "items/%c%016llx.png", it->layer >= 0 ? 'n' : 'c', (unsigned long long)h);
-    }
-    return 0;
-}
-
-static char *site_path(const atlas *a, const char *name)
-{
-    size_t n = strlen(a->site) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", a->site, name);
-    return p;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int make_dir(const char *path)
-{
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return cli_error("atlas: cannot make %s: %s", path, strerror(errno));
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cli_error("atlas: %s is not a directory", path);
-    return 0;
-}
-
-/* ------------------------------------------------------------- rendering */
-
-typedef struct render_stats {
-    int items, rendered, skipped;
-    double seconds;
-} render_stats;
-
-static int render_item(const atlas *a, cnv_session *s, const atlas_item *it, float *img, const char *path)
-{
-    const cli_model *cm = &a->cm;
-    int h = cm->height, w = cm->width;
-    size_t count = (size_t)cm->channels * h * w;
-    cnv_status st;
-    /* Always one item per call: a channel alone gives the same bytes in
-     * every shard, where a batch would differ by GEMM rounding. */
-    if (it->layer >= 0) {
-        cnv_neuron_params p = cnv_neuron_params_default();
-        p.layer = cnv_model_tensor_name(cm->model, a->layers[it->layer].t);
-        p.height = h;
-        p.width = w;
-        p.preprocess = &cm->pp;
-        p.seed = a->seed;
-        p.recipe = CNV_RECIPE_LUCID;
-        p.lucid = cnv_lucid_params_default();
-        p.lucid.iters = a->iters;
-        st = cnv_neuron(s, 1, &it->index, &p, img, count, NULL, NULL);
-    } else {
-        cnv_classmodel_params p = cnv_classmodel_params_default();
-        p.height = h;
-        p.width = w;
-        p.preprocess = &cm->pp;
-        p.seed = a->seed;
-        p.recipe = CNV_RECIPE_LUCID;
-        p.lucid = cnv_lucid_params_default();
-        p.lucid.iters = a->iters;
-        st = cnv_classmodel(s, 1, &it->index, &p, img, count, NULL, NULL);
-    }
-    if (st != CNV_OK)
-        return cli_error("%s", cnv_session_errmsg(s));
-    char err[512];
-    cnv_image png = {0};
-    /* cnv_image_write_png writes a temporary file beside path and renames
-     * it: a file at path is always whole, which --resume relies on. */
-    if (cnv_tensor_to_image(img, &cm->pp, h, w, &png, err, sizeof err) != CNV_OK ||
-        cnv_image_write_png(&png, path, err, sizeof err) != CNV_OK) {
-        cnv_image_free(&png);
-        return cli_error("%s", err);
-    }
-    cnv_image_free(&png);
-    return 0;
-}
-
-static void eta_text(double secs, char *buf, size_t len)
-{
-    if (secs < 0)
-        snprintf(buf, len, "?");
-    else if (secs < 60)
-        snprintf(buf, len, "%.0fs", secs);
-    else if (secs < 3600)
-        snprintf(buf, len, "%dm%02ds", (int)secs / 60, (int)secs % 60);
-    else
-        snprintf(buf, len, "%dh%02dm", (int)(secs / 3600), (int)secs % 3600 / 60);
-}
-
-static int render(const atlas *a, int shard, int shards, int resume, int quiet, int one_thread, render_stats *rs)
-{
-    char *dir = site_path(a, "items");
-    if (!dir)
-        return cli_error("out of memory");
-    int rc = make_dir(dir);
-    free(dir);
-    if (rc)
-        return rc;
-    int mine = 0;
-    for (int i = shard; i < a->n_items; i += shards)
-        mine++;
-    rs->items = mine;
-    float *img = malloc((size_t)a->cm.channels * a->cm.height * a->cm.width * sizeof *img);
-    cnv_session *s = NULL;
-    if (!img || cnv_session_create(a->cm.model, &s) != CNV_OK) {
-        free(img);
-        cnv_session_free(s);
-        return cli_error("out of memory");
-    }
-    /* One thread unless --threads says otherwise: a picture's bytes then
-     * do not depend on the machine's cores (a GEMM split between threads
-     * rounds differently), and a 28x28 model runs twice as fast on one
-     * thread as on two; parallel shards use the cores instead. */
-    if (one_thread && cnv_session_set_threads(s, 1) != CNV_OK) {
-        rc = cli_error("%s", cnv_session_errmsg(s));
-        cnv_session_free(s);
-        free(img);
-        return rc;
-    }
-    double t0 = cli_now();
-    int done = 0;
-    for (int i = shard; i < a->n_items && !rc; i += shards) {
-        const atlas_item *it = &a->items[i];
-        char *path = site_path(a, it->file);
-        if (!path) {
+        if (!(a->image_names[a->n_images] = strdup(e->d_name)))
             rc = cli_error("out of memory");
-            break;
-        }
-        if (resume && file_exists(path)) {
-            rs->skipped++;
-        } else {
-            rc = render_item(a, s, it, img, path);
-            rs->rendered += !rc;
-        }
-        free(path);
-        done++;
-        if (!quiet && !rc) {
-            double el = cli_now() - t0;
-            char eta[32];
-            eta_text(rs->rendered ? el / rs->rendered * (mine - done) : -1, eta, sizeof eta);
-            const char *what = it->layer >= 0 ? cnv_model_tensor_name(a->cm.model, a->layers[it->layer].t)
-                                              : "class";
-            cli_progress(done, mine, "atlas: item %d/%d (%s %d)  rendered %d, skipped %d  ETA %s", done, mine,
-                         what, it->index, rs->rendered, rs->skipped, eta);
-        }
+        else
+            a->n_images++;
     }
-    if (!quiet)
-        cli_progress_end();
-    rs->seconds = cli_now() - t0;
-    cnv_session_free(s);
-    free(img);
-    return rc;
-}
-
-/* ------------------------------------------------------------- pages */
-
-static const char *model_name(const atlas *a);
-
-static void put_html(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
-        }
-    }
-}
-
-static const char style_css[] =
-    "/* cnnviz atlas */\n"
-    "body { font: 14px/1.4 sans-serif; margin: 1.5em; color: #222; background: #fff; }\n"
-    "h1 { font-size: 1.4em; margin: 0 0 0.5em; }\n"
-    "nav { margin: 0 0 1em; }\n"
-    "nav a { margin-right: 1em; }\n"
-    "table { border-collapse: collapse; }\n"
-    "th, td { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left; }\n"
-    "td.n { text-align: right; font-variant-numeric: tabular-nums; }\n"
-    ".grid { display: flex; flex-wrap: wrap; gap: 8px; }\n"
-    ".cell { display: block; width: 92px; text-align: center; font-size: 12px; color: #222; text-decoration: none; }\n"
-    ".cell img, .big { image-rendering: pixelated; background: #eee; display: block; margin: 0 auto; }\n"
-    ".missing { display: block; width: 84px; height: 84px; margin: 0 auto; background: #f4f4f4; color: #a00;"
-    " line-height: 84px; font-size: 11px; }\n"
-    ".made { margin-top: 2em; color: #666; font-size: 12px; }\n"
-    "code { font-size: 12px; }\n";
-
-/* A page is written beside its name and renamed, like the items. */
-static FILE *page_open(const atlas *a, const char *name, char **tmp, char **final, const char *title)
-{
-    *final = site_path(a, name);
-    size_t n = *final ? strlen(*final) + 8 : 0;
-    *tmp = *final ? malloc(n) : NULL;
-    if (!*tmp) {
-        free(*final);
-        cli_error("out of memory");
-        return NULL;
-    }
-    snprintf(*tmp, n, "%s.tmp", *final);
-    FILE *f = fopen(*tmp, "w");
-    if (!f) {
-        cli_error("atlas: cannot write %s: %s", *tmp, strerror(errno));
-        free(*tmp);
-        free(*final);
-        return NULL;
-    }
-    if (title) {
-        fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
-        put_html(f, title);
-        fputs("</title>\n<link rel=\"stylesheet\" href=\"style.css\">\n</head>\n<body>\n", f);
-    }
-    return f;
-}
-
-static void put_made(const atlas *a, FILE *f)
-{
-    fputs("<p class=\"made\">Made by <code>", f);
-    put_html(f, a->command);
-    fprintf(f, "</code> (cnnviz %s): the Lucid recipe of <code>cnnviz neuron</code> and "
-               "<code>cnnviz classmodel</code> with %d steps each (", cnv_version(), a->iters);
-    if (a->iters == ATLAS_ITERS)
-        fprintf(f, "the atlas default, a quarter of their 512, for speed");
-    else
-        fprintf(f, "their default is 512");
-    fprintf(f, "), seed %llu, pictures at %dx%d. Model file FNV-1a 64 %016llx.", (unsigned long long)a->seed,
-            a->cm.height, a->cm.width, (unsigned long long)a->model_hash);
-    if (a->date[0])
-        fprintf(f, " Pages built %s.", a->date);
-    fputs("</p>\n", f);
-}
-
-static int page_close(const atlas *a, FILE *f, char *tmp, char *final, int html)
-{
-    if (html) {
-        put_made(a, f);
-        fputs("</body>\n</html>\n", f);
-    }
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    int rc = 0;
-    if (bad || rename(tmp, final) != 0) {
-        rc = cli_error("atlas: cannot write %s: %s", final, strerror(errno));
-        remove(tmp);
-    }
-    free(tmp);
-    free(final);
-    return rc;
-}
-
-static void shape_text(const cnv_shape *y, char *buf, size_t len)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int d = 0; d < y->ndim && used < len; d++)
-        used += (size_t)snprintf(buf + used, len - used, d ? "x%lld" : "%lld", (long long)y->dims[d]);
-}
-
-/* The picture of an item, or a "missing" box. */
-static void put_picture(const atlas *a, FILE *f, const atlas_item *it, int present, int scale, const char *alt)
-{
-    if (present) {
-        fprintf(f, "<img src=\"%s\" width=\"%d\" height=\"%d\" alt=\"", it->file, a->cm.width * scale,
-                a->cm.height * scale);
-        put_html(f, alt);
-        fprintf(f, "\"%s>", scale > 3 ? " class=\"big\"" : "");
-    } else {
-        fputs("<span class=\"missing\">missing</span>", f);
-    }
-}
-
-/* How much larger a picture shows than its pixels: about 84 px on a grid. */
-static int grid_scale(const atlas *a)
-{
-    int s = 84 / (a->cm.width > a->cm.height ? a->cm.width : a->cm.height);
-    return s < 1 ? 1 : s;
-}
-
-static int big_scale(const atlas *a)
-{
-    int s = 336 / (a->cm.width > a->cm.height ? a->cm.width : a->cm.height);
-    return s < 1 ? 1 : s;
-}
-
-static int write_index(const atlas *a, const int *present)
-{
-    const cnv_model *m = a->cm.model;
-    char *tmp, *final;
-    FILE *f = page_open(a, "index.html", &tmp, &final, "atlas");
-    if (!f)
-        return 1;
-    fputs("<h1>Atlas of ", f);
-    put_html(f, model_name(a));
-    fputs("</h1>\n<nav>", f);
-    if (a->n_classes)
-        fputs("<a href=\"classes.html\">class models</a>", f);
-    fputs("</nav>\n", f);
-    int nt = cnv_model_tensor_count(m), n = cnv_model_node_count(m);
-    /* a node's parameters: its inputs that are the model's parameters */
-    char *is_param = calloc((size_t)nt + 1, 1);
-    if (!is_param) {
-        fclose(f);
-        remove(tmp);
-        free(tmp);
-        free(final);
-        return cli_error("out of memory");
-    }
-    for (int k = 0; k < cnv_model_param_count(m); k++) {
-        int t = cnv_model_tensor_index(m, cnv_model_param_name(m, k));
-        if (t >= 0)
-            is_param[t] = 1;
-    }
-    int missing = 0;
-    for (int i = 0; i < a->n_items; i++)
-        missing += !present[i];
-    fprintf(f, "<p>Input 1x%dx%dx%d. %d pictures: %d channels of %d layers, %d class models", a->cm.channels,
-            a->cm.height, a->cm.width, a->n_items, a->n_items - a->n_classes, a->n_layers, a->n_classes);
-    if (missing)
-        fprintf(f, " (%d missing)", missing);
-    fputs(".</p>\n<table>\n<tr><th>#</th><th>op</th><th>node</th><th>output</th><th>shape</th>"
-          "<th>parameters</th><th>FLOPs</th><th>pictures</th></tr>\n",
-          f);
-    int64_t total_params = 0;
-    double total_flops = 0;
-    for (int i = 0; i < n; i++) {
-        int out = cnv_model_node_output(m, i);
-        char sh[128];
-        shape_text(&a->shapes[out], sh, sizeof sh);
-        int64_t params = 0;
-        for (int k = 0; k < cnv_model_node_input_count(m, i); k++) {
-            int t = cnv_model_node_input(m, i, k);
-            if (t >= 0 && is_param[t])
-                params += cnv_shape_count(&a->shapes[t]);
-        }
-        /* as 'cnnviz info' counts: multiply-adds, else one per output */
-        double fl = a->flops[i] > 0.0 ? a->flops[i] : (double)cnv_shape_count(&a->shapes[out]);
-        total_params += params;
-        total_flops += fl;
-        fprintf(f, "<tr><td class=\"n\">%d</td><td>", i);
-        put_html(f, cnv_model_node_op(m, i));
-        fputs("</td><td>", f);
-        put_html(f, cnv_model_node_name(m, i));
-        fputs("</td><td>", f);
-        put_html(f, cnv_model_tensor_name(m, out));
-        fprintf(f, "</td><td>%s</td><td class=\"n\">%lld</td><td class=\"n\">%.0f</td><td>", sh, (long long)params,
-                fl);
-        for (int l = 0; l < a->n_layers; l++)
-            if (a->layers[l].t == out)
-                fprintf(f, "<a href=\"layer-%d.html\">%d of %d channels</a>", out, a->layers[l].shown,
-                        a->layers[l].C);
-        fputs("</td></tr>\n", f);
-    }
-    fprintf(f, "<tr><th colspan=\"5\">total</th><td class=\"n\">%lld</td><td class=\"n\">%.0f</td><td></td></tr>\n"
-               "</table>\n",
-            (long long)total_params, total_flops);
-    free(is_param);
-    return page_close(a, f, tmp, final, 1);
-}
-
-static int write_layer(const atlas *a, int l, int first, const int *present)
-{
-    const atlas_layer *L = &a->layers[l];
-    const char *name = cnv_model_tensor_name(a->cm.model, L->t);
-    char file[64], sh[128];
-    snprintf(file, sizeof file, "layer-%d.html", L->t);
-    char *tmp, *final;
-    FILE *f = page_open(a, file, &tmp, &final, name);
-    if (!f)
-        return 1;
-    shape_text(&a->shapes[L->t], sh, sizeof sh);
-    fputs("<nav><a href=\"index.html\">index</a>", f);
-    if (l > 0)
-        fprintf(f, "<a href=\"layer-%d.html\">previous layer</a>", a->layers[l - 1].t);
-    if (l + 1 < a->n_layers)
-        fprintf(f, "<a href=\"layer-%d.html\">next layer</a>", a->layers[l + 1].t);
-    fputs("</nav>\n<h1>", f);
-    put_html(f, name);
-    fputs("</h1>\n<p>", f);
-    if (L->node >= 0)
-        put_html(f, cnv_model_node_op(a->cm.model, L->node)), fputs(", ", f);
-    fprintf(f, "output %s; channels 0 to %d of %d, each the image that most excites its mean.</p>\n"
-               "<div class=\"grid\">\n",
-            sh, L->shown - 1, L->C);
-    int scale = grid_scale(a);
-    for (int c = 0; c < L->shown; c++) {
-        const atlas_item *it = &a->items[first + c];
-        char alt[32];
-        snprintf(alt, sizeof alt, "channel %d", c);
-        fprintf(f, "<a class=\"cell\" href=\"channel-%d-%d.html\">", L->t, c);
-        put_picture(a, f, it, present[first + c], scale, alt);
-        fprintf(f, "%d</a>\n", c);
-    }
-    fputs("</div>\n", f);
-    return page_close(a, f, tmp, final, 1);
-}
-
-static int write_channel(const atlas *a, int l, int c, int item, int present)
-{
-    const atlas_layer *L = &a->layers[l];
-    const char *name = cnv_model_tensor_name(a->cm.model, L->t);
-    char file[64], title[64];
-    snprintf(file, sizeof file, "channel-%d-%d.html", L->t, c);
-    snprintf(title, sizeof title, "channel %d", c);
-    char *tmp, *final;
-    FILE *f = page_open(a, file, &tmp, &final, title);
-    if (!f)
-        return 1;
-    fprintf(f, "<nav><a href=\"index.html\">index</a><a href=\"layer-%d.html\">layer</a>", L->t);
-    if (c > 0)
-        fprintf(f, "<a href=\"channel-%d-%d.html\">previous channel</a>", L->t, c - 1);
-    if (c + 1 < L->shown)
-        fprintf(f, "<a href=\"channel-%d-%d.html\">next channel</a>", L->t, c + 1);
-    fputs("</nav>\n<h1>", f);
-    put_html(f, name);
-    fprintf(f, ", channel %d</h1>\n<p>", c);
-    put_picture(a, f, &a->items[item], present, big_scale(a), title);
-    fputs("</p>\n", f);
-    if (present)
-        fprintf(f, "<p><a href=\"%s\">the picture at its size (%dx%d)</a></p>\n", a->items[item].file, a->cm.width,
-                a->cm.height);
-    return page_close(a, f, tmp, final, 1);
-}
-
-static int write_classes(const atlas *a, int first, const int *present)
-{
-    char *tmp, *final;
-    FILE *f = page_open(a, "classes.html", &tmp, &final, "class models");
-    if (!f)
-        return 1;
-    fputs("<nav><a href=\"index.html\">index</a></nav>\n<h1>Class models</h1>\n"
-          "<p>For each class, the image its raw score is highest on.</p>\n<div class=\"grid\">\n",
-          f);
-    int scale = grid_scale(a);
-    for (int k = 0; k < a->n_classes; k++) {
-        const char *label = cli_label(&a->cm, a->classes[k]);
-        char alt[320];
-        snprintf(alt, sizeof alt, "%d %s", a->classes[k], label);
-        fputs("<span class=\"cell\">", f);
-        put_picture(a, f, &a->items[first + k], present[first + k], scale, alt);
-        fprintf(f, "%d ", a->classes[k]);
-        put_html(f, label);
-        fputs("</span>\n", f);
-    }
-    fputs("</div>\n", f);
-    return page_close(a, f, tmp, final, 1);
-}
-
-static int merge(const atlas *a, int *missing)
-{
-    int *present = calloc((size_t)a->n_items + 1, sizeof *present);
-    if (!present)
-        return cli_error("out of memory");
-    *missing = 0;
-    for (int i = 0; i < a->n_items; i++) {
-        char *p = site_path(a, a->items[i].file);
-        if (!p) {
-            free(present);
-            return cli_error("out of memory");
-        }
-        present[i] = file_exists(p);
-        *missing += !present[i];
-        free(p);
-    }
-    char *tmp, *final;
-    FILE *f = page_open(a, "style.css", &tmp, &final, NULL);
-    int rc = f ? 0 : 1;
-    if (!rc) {
-        fputs(style_css, f);
-        rc = page_close(a, f, tmp, final, 0);
-    }
+    closedir(d);
+    if (!rc && a->n_images == 0)
+        rc = cli_error("atlas: no image (.png, .jpg, ...) in %s", a->images_dir);
     if (!rc)
-        rc = write_index(a, present);
-    int item = 0;
-    for (int l = 0; l < a->n_layers && !rc; l++) {
-        rc = write_layer(a, l, item, present);
-        for (int c = 0; c < a->layers[l].shown && !rc; c++)
-            rc = write_channel(a, l, c, item + c, present[item + c]);
-        item += a->layers[l].shown;
-    }
-    if (!rc && a->n_classes)
-        rc = write_classes(a, item, present);
-    free(present);
+        qsort(a->image_names, (size_t)a->n_images, sizeof *a->image_names, by_name);
     return rc;
 }
 
-/* ------------------------------------------------------------- the command */
-
-/* The model as the pages name it: the file's name without its directory,
- * which differs between the machines of a sharded run (the bytes' hash
- * identifies the file). */
-static const char *model_name(const atlas *a)
+static int parse_methods(atlas *a)
 {
-    const char *slash = strrchr(a->cm.path, '/');
-    return slash && slash[1] ? slash + 1 : a->cm.path;
+    char copy[128];
+    snprintf(copy, sizeof copy, "%s", a->methods_text);
+    char *comma = strchr(copy, ',');
+    if (!comma || strchr(comma + 1, ','))
+        return cli_usage_error("atlas: --saliency takes two methods, A,B (see cnnviz saliency --help)");
+    *comma = '\0';
+    const char *names[2] = {copy, comma + 1};
+    for (int i = 0; i < ATLAS_METHODS; i++) {
+        int m = cnv_saliency_method_parse(names[i]);
+        if (m < 0)
+            return cli_usage_error("atlas: unknown saliency method '%s' (see cnnviz saliency --help)", names[i]);
+        unsigned flags = cnv_saliency_method_flags((cnv_saliency_method)m);
+        if (!(flags & CNV_SAL_TARGET))
+            return cli_usage_error("atlas: saliency method '%s' cannot explain a class", names[i]);
+        a->methods[i] = (cnv_saliency_method)m;
+    }
+    return 0;
 }
 
 /* The command line the pages show: the options that decide the content,
- * in a fixed order, so that shards, resumed runs and a merge agree. */
+ * in a fixed order, so that shards, resumed runs and a merge agree. The
+ * model and the image folder by their last names (paths differ between
+ * machines; the bytes' hashes name the items). */
 static int make_command(atlas *a, const cli_model_opts *mo)
 {
     char buf[4096];
     size_t u = 0;
-    u += (size_t)snprintf(buf + u, sizeof buf - u, "cnnviz atlas -m %s", model_name(a));
+    u += (size_t)snprintf(buf + u, sizeof buf - u, "cnnviz atlas -m %s", atlas_model_name(a));
     const char *names[] = {"--mean", "--std", "--labels", "--size", "--preset", "--channel-order"};
     const char *vals[] = {mo->mean, mo->std, mo->labels, mo->size, mo->preset, mo->order};
     for (int i = 0; i < 6; i++)
         if (vals[i] && u < sizeof buf)
             u += (size_t)snprintf(buf + u, sizeof buf - u, " %s %s", names[i], vals[i]);
+    if (a->images_dir && u < sizeof buf) {
+        const char *slash = strrchr(a->images_dir, '/');
+        u += (size_t)snprintf(buf + u, sizeof buf - u, " --images %s --top %d --saliency %s",
+                              slash && slash[1] ? slash + 1 : a->images_dir, a->top, a->methods_text);
+    }
+    if (a->layer_sample && u < sizeof buf)
+        u += (size_t)snprintf(buf + u, sizeof buf - u, " --layer-sample %d", a->layer_sample);
     if (u < sizeof buf)
-        snprintf(buf + u, sizeof buf - u, " --layers %s --per-layer %s --classes %s --iters %d --seed %llu",
-                 a->layers_text, a->per_text, a->classes_text, a->iters, (unsigned long long)a->seed);
+        snprintf(buf + u, sizeof buf - u,
+                 " --layers %s --per-layer %s --classes %s --iters %d --seed %llu --diversity %d%s", a->layers_text,
+                 a->per_text, a->classes_text, a->iters, (unsigned long long)a->seed, a->diverse,
+                 a->negatives ? "" : " --no-negatives");
     a->command = strdup(buf);
     return a->command ? 0 : cli_error("out of memory");
 }
+
+/* ------------------------------------------------------------- the manifest */
+
+/* SITE/atlas.txt: what decides the site's content (the model's and the
+ * images' bytes are in the items' names; the identity line covers the
+ * options, the model's bytes and the images' names), and the paths and
+ * options a bare `--merge -o SITE` reuses. */
+#define MANIFEST "atlas.txt"
+#define MANIFEST_MAGIC "cnnviz-atlas-site 1"
+
+static uint64_t identity(const atlas *a)
+{
+    const char *opts = strstr(a->command, " --");
+    uint64_t h = atlas_fnv(ATLAS_FNV_OFFSET, &a->model_hash, sizeof a->model_hash);
+    h = atlas_fnv_str(h, opts ? opts : "");
+    for (int i = 0; i < a->n_images; i++)
+        h = atlas_fnv_str(h, a->image_names[i]);
+    return h;
+}
+
+/* The options of argv that decide the content, with -m, --images and
+ * --labels as absolute paths. */
+static const char *const run_only[] = {"--shard", "--threads", "-o", "--output", NULL};
+static const char *const run_flags[] = {"--resume", "--merge", "--no-time", "--json", "--quiet", NULL};
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, s))
+            return 1;
+    return 0;
+}
+
+static int write_manifest(const atlas *a, int argc, char **argv)
+{
+    char *path = atlas_site_path(a, MANIFEST), *tmp = path ? atlas_site_path(a, MANIFEST ".tmp") : NULL;
+    FILE *f = tmp ? fopen(tmp, "w") : NULL;
+    int rc = 0;
+    if (!f) {
+        rc = tmp ? cli_error("atlas: cannot write %s: %s", tmp, strerror(errno)) : 1;
+        goto done;
+    }
+    fprintf(f, MANIFEST_MAGIC "\nidentity %016llx\n", (unsigned long long)identity(a));
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (in_list(run_flags, arg))
+            continue;
+        if (in_list(run_only, arg)) {
+            i++;
+            continue;
+        }
+        int is_path = (!strcmp(arg, "-m") || !strcmp(arg, "--model") || !strcmp(arg, "--images") ||
+                       !strcmp(arg, "--labels")) && i + 1 < argc;
+        fprintf(f, "arg %s\n", arg);
+        if (is_path) {
+            char *abs = realpath(argv[++i], NULL);
+            fprintf(f, "arg %s\n", abs ? abs : argv[i]);
+            free(abs);
+        }
+    }
+    if (ferror(f) | (fclose(f) != 0) || rename(tmp, path) != 0)
+        rc = cli_error("atlas: cannot write %s: %s", path, strerror(errno));
+done:
+    if (rc && tmp)
+        remove(tmp);
+    free(path);
+    free(tmp);
+    return rc;
+}
+
+/* The manifest's identity (0: none), or its options as an argv (owned by
+ * *args, the strings after argv[0] one per line in *text). */
+static int read_manifest(const char *site, uint64_t *ident, char ***args, int *n_args, char **text)
+{
+    size_t n = strlen(site) + sizeof "/" MANIFEST;
+    char *path = malloc(n);
+    if (!path)
+        return cli_error("out of memory");
+    snprintf(path, n, "%s/" MANIFEST, site);
+    *ident = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        free(path);
+        return 0;
+    }
+    char line[8192];
+    int bad = !fgets(line, sizeof line, f) || strcmp(line, MANIFEST_MAGIC "\n");
+    unsigned long long id = 0;
+    bad = bad || !fgets(line, sizeof line, f) || sscanf(line, "identity %llx", &id) != 1;
+    if (args) {
+        *args = NULL;
+        *n_args = 0;
+        *text = NULL;
+        size_t used = 0, cap = 0;
+        int lines = 0;
+        while (!bad && fgets(line, sizeof line, f)) {
+            size_t k = strlen(line);
+            bad = k < 5 || strncmp(line, "arg ", 4) || line[k - 1] != '\n' || lines >= 256;
+            if (bad)
+                break;
+            if (used + k > cap) {
+                cap = (used + k) * 2;
+                char *grown = realloc(*text, cap);
+                if (!grown) {
+                    bad = 1;
+                    break;
+                }
+                *text = grown;
+            }
+            memcpy(*text + used, line + 4, k - 4);
+            (*text)[used + k - 5] = '\0';
+            used += k - 4;
+            lines++;
+        }
+        if (!bad && !(*args = calloc((size_t)lines + 2, sizeof **args)))
+            bad = 1;
+        for (int i = 0; !bad && i < lines; i++)
+            (*args)[(*n_args)++] = i ? (*args)[i - 1] + strlen((*args)[i - 1]) + 1 : *text;
+    }
+    fclose(f);
+    int rc = bad ? cli_error("atlas: %s is not an atlas manifest", path) : 0;
+    free(path);
+    if (!rc)
+        *ident = id;
+    return rc;
+}
+
+/* ------------------------------------------------------------- the command */
 
 static void atlas_free(atlas *a)
 {
@@ -790,25 +442,83 @@ static void atlas_free(atlas *a)
     free(a->shapes);
     free(a->flops);
     free(a->command);
+    for (int i = 0; i < a->n_images; i++)
+        free(a->image_names[i]);
+    free(a->image_names);
 }
 
-int cmd_atlas(int argc, char **argv)
+static int run(int argc, char **argv, int from_manifest);
+
+/* `--merge -o SITE` alone: the same with the manifest's options. */
+static int merge_from_manifest(int argc, char **argv, const char *site)
 {
+    uint64_t ident;
+    char **args = NULL, *text = NULL;
+    int n = 0;
+    int rc = read_manifest(site, &ident, &args, &n, &text);
+    if (!rc && !ident)
+        rc = cli_usage_error("atlas: %s/" MANIFEST " is absent: give --merge the options the shards had", site);
+    char **all = rc ? NULL : calloc((size_t)argc + n + 1, sizeof *all);
+    if (!rc && !all)
+        rc = cli_error("out of memory");
+    if (!rc) {
+        all[0] = argv[0];
+        memcpy(all + 1, args, (size_t)n * sizeof *all);
+        memcpy(all + 1 + n, argv + 1, (size_t)(argc - 1) * sizeof *all);
+        rc = run(argc + n, all, 1);
+    }
+    free(all);
+    free(args);
+    free(text);
+    return rc;
+}
+
+/* Whether argv has only the options of a bare merge. */
+static const char *bare_merge_site(int argc, char **argv)
+{
+    const char *site = NULL;
+    int merge = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--merge"))
+            merge = 1;
+        else if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc)
+            site = argv[++i];
+        else if (!in_list(run_flags, argv[i]))
+            return NULL;
+    }
+    return merge ? site : NULL;
+}
+
+static int run(int argc, char **argv, int from_manifest)
+{
+    const char *bare = from_manifest ? NULL : bare_merge_site(argc, argv);
+    if (bare)
+        return merge_from_manifest(argc, argv, bare);
     cli_model_opts mo = {0};
     atlas a = {0};
     a.layers_text = "all";
     a.per_text = "all";
     a.classes_text = "all";
+    a.methods_text = "gradcam,ig";
     a.iters = ATLAS_ITERS;
     a.per_layer = -1;
-    int shard[2] = {0, 1}, resume = 0, merge_only = 0, no_time = 0, json = 0, quiet = 0;
+    a.negatives = 1;
+    a.diverse = 2;
+    a.top = 8;
+    int shard[2] = {0, 1}, resume = 0, merge_only = 0, no_time = 0, json = 0, quiet = 0, no_negatives = 0;
     const cli_opt opts[] = {
         CLI_OPT_STRING("--output", "-o", &a.site),
+        CLI_OPT_STRING("--images", NULL, &a.images_dir),
         CLI_OPT_STRING("--layers", NULL, &a.layers_text),
+        CLI_OPT_INT("--layer-sample", &a.layer_sample, 1, 100000),
         CLI_OPT_STRING("--per-layer", NULL, &a.per_text),
         CLI_OPT_STRING("--classes", NULL, &a.classes_text),
         CLI_OPT_INT("--iters", &a.iters, 1, INT_MAX),
         CLI_OPT_SEED("--seed", &a.seed),
+        CLI_OPT_INT("--top", &a.top, 0, ATLAS_MAX_TOP),
+        CLI_OPT_INT("--diversity", &a.diverse, 0, 100000),
+        CLI_OPT_SET("--no-negatives", &no_negatives),
+        CLI_OPT_STRING("--saliency", NULL, &a.methods_text),
         CLI_OPT_CUSTOM("--shard", parse_shard, shard),
         CLI_OPT_SET("--resume", &resume),
         CLI_OPT_SET("--merge", &merge_only),
@@ -821,6 +531,7 @@ int cmd_atlas(int argc, char **argv)
     int rc = cli_parse(argc, argv, &spec, NULL);
     if (rc != CLI_RUN)
         return rc;
+    a.negatives = !no_negatives;
     if (!a.site)
         return cli_usage_error("atlas: give -o SITE/ (see --help)");
     if (merge_only && shard[1] > 1)
@@ -833,6 +544,8 @@ int cmd_atlas(int argc, char **argv)
             return cli_usage_error("atlas: bad value '%s' for --per-layer (a count, or all)", a.per_text);
         a.per_layer = (int)k;
     }
+    if (a.images_dir && (rc = parse_methods(&a)))
+        return rc;
     /* the site's directory without trailing slashes ("/" stays) */
     char *site = strdup(a.site);
     if (!site)
@@ -856,26 +569,45 @@ int cmd_atlas(int argc, char **argv)
     else if (cnv_model_infer_shapes(m, 1, &in, a.shapes, nt, a.flops, nn, err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);
     if (!rc)
-        rc = hash_file(a.cm.path, &a.model_hash);
+        rc = atlas_hash_file(a.cm.path, &a.model_hash);
     if (!rc) {
-        /* what decides a picture besides the model, the item and the seed;
-         * %a prints floats exactly */
-        cnv_lucid_params lp = cnv_lucid_params_default();
-        const cnv_preprocess *pp = &a.cm.pp;
-        snprintf(a.recipe, sizeof a.recipe,
-                 "lucid iters=%d lr=%a spectral=%d decorrelate=%d sigmoid=%d init=%a shift=%a scale=%a,%a "
-                 "rotate=%a blur=%a pre_relu=1 size=%dx%dx%d mean=%a,%a,%a std=%a,%a,%a order=%d",
-                 a.iters, (double)lp.lr, lp.spectral, lp.decorrelate, lp.sigmoid, (double)lp.init_std,
-                 (double)lp.shift, (double)lp.scale_min, (double)lp.scale_max, (double)lp.rotate, (double)lp.blur,
-                 a.cm.channels, a.cm.height, a.cm.width, (double)pp->mean[0], (double)pp->mean[1],
-                 (double)pp->mean[2], (double)pp->std[0], (double)pp->std[1], (double)pp->std[2], (int)pp->order);
+        const cnv_shape *y = &a.shapes[a.cm.output];
+        a.n_scores = y->ndim >= 2 ? (int)y->dims[1] : y->ndim == 1 ? (int)y->dims[0] : 0;
+        if (a.n_scores < 1)
+            rc = cli_error("atlas: the model's output %s has no classes", cnv_model_tensor_name(m, a.cm.output));
     }
     if (!rc)
         rc = choose_layers(&a);
     if (!rc)
         rc = choose_classes(&a);
+    if (!rc && a.images_dir)
+        rc = list_images(&a);
+    if (!rc) {
+        /* what decides a picture besides the model, the item and the seed;
+         * %a prints floats exactly */
+        cnv_lucid_params lp = cnv_lucid_params_default();
+        const cnv_preprocess *pp = &a.cm.pp;
+        int u = snprintf(a.recipe, sizeof a.recipe,
+                         "lucid iters=%d lr=%a spectral=%d decorrelate=%d sigmoid=%d init=%a shift=%a scale=%a,%a "
+                         "rotate=%a blur=%a pre_relu=1 size=%dx%dx%d mean=%a,%a,%a std=%a,%a,%a order=%d",
+                         a.iters, (double)lp.lr, lp.spectral, lp.decorrelate, lp.sigmoid, (double)lp.init_std,
+                         (double)lp.shift, (double)lp.scale_min, (double)lp.scale_max, (double)lp.rotate,
+                         (double)lp.blur, a.cm.channels, a.cm.height, a.cm.width, (double)pp->mean[0],
+                         (double)pp->mean[1], (double)pp->mean[2], (double)pp->std[0], (double)pp->std[1],
+                         (double)pp->std[2], (int)pp->order);
+        /* an image's record lists the shown channels of each layer */
+        uint64_t lh = ATLAS_FNV_OFFSET;
+        for (int l = 0; l < a.n_layers; l++) {
+            char buf[32];
+            snprintf(buf, sizeof buf, "%d", a.layers[l].shown);
+            lh = atlas_fnv_str(atlas_fnv_str(lh, cnv_model_tensor_name(m, a.layers[l].t)), buf);
+        }
+        snprintf(a.image_recipe, sizeof a.image_recipe, "%s methods=%s,%s seed=%llu layers=%016llx",
+                 u > 0 ? strstr(a.recipe, "size=") : "", cnv_saliency_method_name(a.methods[0]),
+                 cnv_saliency_method_name(a.methods[1]), (unsigned long long)a.seed, (unsigned long long)lh);
+    }
     if (!rc)
-        rc = list_items(&a);
+        rc = atlas_list_items(&a);
     if (!rc)
         rc = make_command(&a, &mo);
     if (!rc && !no_time) {
@@ -886,22 +618,34 @@ int cmd_atlas(int argc, char **argv)
             strftime(a.date, sizeof a.date, "%Y-%m-%d %H:%M:%S UTC", &tm);
     }
     if (!rc)
-        rc = make_dir(a.site);
+        rc = atlas_make_dir(a.site);
+    /* the manifest: a plain run writes it; the others check it */
+    if (!rc) {
+        uint64_t ident;
+        rc = read_manifest(a.site, &ident, NULL, NULL, NULL);
+        int plain = !merge_only && shard[1] == 1 && !resume;
+        if (!rc && ident && ident != identity(&a) && !plain)
+            rc = cli_usage_error("atlas: %s was made with other options, another model or other images "
+                                 "(%s/" MANIFEST "); give the same ones, or another -o",
+                                 a.site, a.site);
+        else if (!rc && (!ident || (plain && ident != identity(&a))) && !from_manifest)
+            rc = write_manifest(&a, argc, argv);
+    }
 
-    render_stats rs = {0};
+    atlas_stats rs = {0};
     int missing = -1;
     double t0 = cli_now();
     if (!rc && !merge_only)
-        rc = render(&a, shard[0], shard[1], resume, quiet, mo.threads == NULL, &rs);
+        rc = atlas_render(&a, shard[0], shard[1], resume, quiet, mo.threads == NULL, &rs);
     if (!rc && shard[1] == 1)
-        rc = merge(&a, &missing);
+        rc = atlas_merge(&a, &missing);
     double secs = cli_now() - t0;
     if (!rc && json) {
         printf("{\"site\": ");
         cli_json_string(stdout, a.site);
-        printf(", \"items\": %d, \"layers\": %d, \"channels\": %d, \"classes\": %d, \"shard\": [%d, %d], "
-               "\"shard_items\": %d, \"rendered\": %d, \"skipped\": %d, \"missing\": ",
-               a.n_items, a.n_layers, a.n_items - a.n_classes, a.n_classes, shard[0], shard[1],
+        printf(", \"items\": %d, \"layers\": %d, \"channels\": %d, \"classes\": %d, \"images\": %d, "
+               "\"shard\": [%d, %d], \"shard_items\": %d, \"rendered\": %d, \"skipped\": %d, \"missing\": ",
+               a.n_items, a.n_layers, a.n_channels, a.n_classes, a.n_images, shard[0], shard[1],
                merge_only ? 0 : rs.items, rs.rendered, rs.skipped);
         if (missing >= 0)
             printf("%d", missing);
@@ -920,4 +664,9 @@ int cmd_atlas(int argc, char **argv)
     cli_model_close(&a.cm);
     free(site);
     return rc;
+}
+
+int cmd_atlas(int argc, char **argv)
+{
+    return run(argc, argv, 0);
 }
