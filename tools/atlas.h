@@ -70,6 +70,10 @@ typedef struct atlas {
     double *flops;     /* every node's multiply-add FLOPs */
     char *command;     /* how the site was made, for the pages */
     char date[64];     /* "" with --no-time */
+    int timed;         /* times.log: each item's seconds (not with --no-time) */
+    double *seconds;   /* merge: each item's, from times.log; < 0: unknown */
+    double total_seconds; /* merge: their sum over the items that exist */
+    int timed_items;      /* ... and how many of those have a time */
 } atlas;
 
 /* atlas_items.c */
@@ -90,6 +94,8 @@ typedef struct atlas_stats {
     double seconds;
 } atlas_stats;
 int atlas_render(atlas *a, int shard, int shards, int resume, int quiet, int one_thread, atlas_stats *rs);
+
+#define ATLAS_TIMES "times.log"
 
 /* atlas_pages.c */
 int atlas_merge(atlas *a, int *missing);

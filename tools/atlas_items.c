@@ -550,17 +550,30 @@ int atlas_render(atlas *a, int shard, int shards, int resume, int quiet, int one
      * thread as on two; parallel shards use the cores instead. */
     else if (one_thread && cnv_session_set_threads(r.s, 1) != CNV_OK)
         rc = session_error(&r);
+    /* each rendered item's time, a line appended at once: shards running
+     * side by side append to the same file */
+    FILE *times = NULL;
+    if (!rc && a->timed) {
+        char *path = atlas_site_path(a, ATLAS_TIMES);
+        if (!path || !(times = fopen(path, "a")))
+            rc = path ? cli_error("atlas: cannot write %s: %s", path, strerror(errno)) : 1;
+        free(path);
+    }
     double t0 = cli_now();
     int done = 0;
     for (int i = shard; i < a->n_items && !rc; i += shards) {
         atlas_item *it = &a->items[i];
         int there = resume ? atlas_item_present(a, it) : atlas_item_name(a, it) ? -1 : 0;
+        double t = cli_now();
         if (there < 0)
             rc = 1;
         else if (there)
             rs->skipped++;
-        else if (!(rc = render_item(&r, it)))
+        else if (!(rc = render_item(&r, it))) {
             rs->rendered++;
+            if (times && (fprintf(times, "%s %.3f\n", it->file, cli_now() - t) < 0 || fflush(times) != 0))
+                rc = cli_error("atlas: cannot write %s/" ATLAS_TIMES, a->site);
+        }
         done++;
         if (!quiet && !rc) {
             double el = cli_now() - t0;
@@ -574,6 +587,8 @@ int atlas_render(atlas *a, int shard, int shards, int resume, int quiet, int one
     if (!quiet)
         cli_progress_end();
     rs->seconds = cli_now() - t0;
+    if (times)
+        fclose(times);
     cnv_session_free(r.s);
     free(r.img);
     free(r.map);

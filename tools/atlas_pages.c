@@ -96,6 +96,9 @@ static void put_made(const atlas *a, FILE *f)
         fprintf(f, "; saliency by <code>cnnviz saliency --method %s,%s</code> at its defaults",
                 cnv_saliency_method_name(a->methods[0]), cnv_saliency_method_name(a->methods[1]));
     fprintf(f, ". Model file FNV-1a 64 %016llx.", (unsigned long long)a->model_hash);
+    if (a->timed_items)
+        fprintf(f, " Rendering took %.1f s over %d items (one thread each; %s).", a->total_seconds, a->timed_items,
+                "the sum of their times, whatever ran them side by side");
     if (a->date[0])
         fprintf(f, " Pages built %s.", a->date);
     fputs("</p>\n", f);
@@ -146,18 +149,37 @@ static void put_img(FILE *f, const char *file, const char *suffix, int present, 
     fputs(side >= 2 * big ? "\" class=\"px\">" : "\">", f);
 }
 
-/* A picture at the model's size: about CELL pixels on a grid, an integer
- * multiple of its pixels so they stay square. */
+static int model_side(const atlas *a)
+{
+    return a->cm.width > a->cm.height ? a->cm.width : a->cm.height;
+}
+
+/* The size a picture at the model's size shows at for about `side` CSS
+ * pixels: an integer multiple of its pixels (they stay square) when it is
+ * smaller, else side itself. */
 static int scale_for(const atlas *a, int side)
 {
-    int big = a->cm.width > a->cm.height ? a->cm.width : a->cm.height;
-    int s = side / big;
-    return (s < 1 ? 1 : s) * big;
+    int big = model_side(a);
+    return big >= side ? side : side / big * big;
+}
+
+/* A grid cell: CELL pixels, twice that for pictures over twice as large
+ * (a 224-pixel picture is not legible at 84). */
+static int grid_side(const atlas *a)
+{
+    return model_side(a) > 2 * CELL ? 2 * CELL : CELL;
 }
 
 static void put_picture(const atlas *a, FILE *f, const atlas_item *it, int present, int side, const char *alt)
 {
     put_img(f, it->file, "", present, a->cm.width, a->cm.height, scale_for(a, side), alt);
+}
+
+/* " in 0.09 s" when the item's time is known. */
+static void put_seconds(const atlas *a, FILE *f, int item)
+{
+    if (a->seconds && a->seconds[item] >= 0)
+        fprintf(f, " in %.2f s", a->seconds[item]);
 }
 
 /* ------------------------------------------------------------- what merge knows */
@@ -295,7 +317,7 @@ static int write_layer(merge_state *ms, int l)
         char alt[32];
         snprintf(alt, sizeof alt, "channel %d", c);
         fprintf(f, "<a class=\"cell\" href=\"channel-%d-%d.html\">", L->t, c);
-        put_picture(a, f, &a->items[i], ms->present[i], CELL, alt);
+        put_picture(a, f, &a->items[i], ms->present[i], grid_side(a), alt);
         fprintf(f, "%d</a>\n", c);
     }
     fputs("</div>\n", f);
@@ -305,7 +327,7 @@ static int write_layer(merge_state *ms, int l)
                    "things the channel responds to.</p>\n",
                 ATLAS_DIVERSE, L->n_diverse);
         int w = ATLAS_DIVERSE * a->cm.width + (ATLAS_DIVERSE - 1) * 2, h = a->cm.height;
-        int side = scale_for(a, CELL) * w / (a->cm.width > a->cm.height ? a->cm.width : a->cm.height);
+        int side = scale_for(a, grid_side(a)) * w / model_side(a);
         for (int c = 0; c < L->n_diverse; c++) {
             int i = L->first_diverse + c;
             char alt[48];
@@ -398,19 +420,22 @@ static int write_channel(merge_state *ms, int l, int c)
     fputs("<figcaption>raises the channel's mean most", f);
     if (ms->present[i])
         fprintf(f, " (<a href=\"%s\">%dx%d</a>)", a->items[i].file, a->cm.width, a->cm.height);
+    put_seconds(a, f, i);
     fputs("</figcaption></figure>\n", f);
     if (L->first_negative >= 0) {
         int g = L->first_negative + c;
         fputs("<figure>", f);
         put_picture(a, f, &a->items[g], ms->present[g], 4 * CELL, "negative");
-        fputs("<figcaption>lowers it most (the negative, on the pre-activation)</figcaption></figure>\n", f);
+        fputs("<figcaption>lowers it most (the negative, on the pre-activation)", f);
+        put_seconds(a, f, g);
+        fputs("</figcaption></figure>\n", f);
     }
     fputs("</div>\n", f);
     if (c < L->n_diverse) {
         int d = L->first_diverse + c, w = ATLAS_DIVERSE * a->cm.width + (ATLAS_DIVERSE - 1) * 2;
         fputs("<h2>Diversity</h2>\n<p>", f);
         put_img(f, a->items[d].file, "", ms->present[d], w, a->cm.height,
-                scale_for(a, 2 * CELL) * w / (a->cm.width > a->cm.height ? a->cm.width : a->cm.height), "diversity");
+                scale_for(a, 2 * CELL) * w / model_side(a), "diversity");
         fputs("</p>\n", f);
     }
     if (a->n_images) {
@@ -429,7 +454,7 @@ static int write_channel(merge_state *ms, int l, int c)
                 return 1;
             }
             fprintf(f, "<a class=\"cell\" href=\"image-%d.html\">", h->image);
-            put_img(f, crop, "", 1, box[3], box[2], CELL, "crop");
+            put_img(f, crop, "", 1, box[3], box[2], grid_side(a), "crop");
             fprintf(f, "%.3g at (%d, %d)</a>\n", (double)h->v, h->y, h->x);
         }
         fputs("</div>\n", f);
@@ -466,7 +491,7 @@ static int write_classes(merge_state *ms)
         char alt[320];
         snprintf(alt, sizeof alt, "%d %s", cls, label);
         fprintf(f, "<a class=\"cell\" href=\"class-%d.html\">", cls);
-        put_picture(a, f, &a->items[i], ms->present[i], CELL, alt);
+        put_picture(a, f, &a->items[i], ms->present[i], grid_side(a), alt);
         fprintf(f, "%d ", cls);
         put_html(f, label);
         fputs("</a>\n", f);
@@ -506,7 +531,9 @@ static int write_class(merge_state *ms, int k)
     put_html(f, label);
     fputs("</h1>\n<figure>", f);
     put_picture(a, f, &a->items[i], ms->present[i], 4 * CELL, label);
-    fputs("<figcaption>the class model: the image the class's raw score is highest on</figcaption></figure>\n", f);
+    fputs("<figcaption>the class model: the image the class's raw score is highest on", f);
+    put_seconds(a, f, i);
+    fputs("</figcaption></figure>\n", f);
     if (a->n_images) {
         int n = ms->n_picks[cls];
         fprintf(f, "<h2>Images predicted as this class</h2>\n<p>%d of the %d images", ms->n_predicted[cls],
@@ -683,7 +710,9 @@ static int write_image(merge_state *ms, int j, const record *r)
     put_html(f, cli_label(&a->cm, r->cls[0]));
     fputs("</h2>\n<div class=\"pair\">\n<figure>", f);
     put_img(f, im->file, ".in.png", 1, a->cm.width, a->cm.height, scale_for(a, 3 * CELL), "the model's input");
-    fprintf(f, "<figcaption>the model's input, %dx%d</figcaption></figure>\n", a->cm.width, a->cm.height);
+    fprintf(f, "<figcaption>the model's input, %dx%d; classified and explained", a->cm.width, a->cm.height);
+    put_seconds(a, f, a->first_image + j);
+    fputs("</figcaption></figure>\n", f);
     put_maps(a, f, im, 3 * CELL);
     fputs("</div>\n", f);
     return page_close(a, &pg, 1);
@@ -726,7 +755,7 @@ static int scan_images(merge_state *ms)
         if (r->error[0])
             fputs("<span class=\"missing\">unreadable</span>", f);
         else
-            put_img(f, im->file, ".in.png", 1, a->cm.width, a->cm.height, scale_for(a, CELL), "image");
+            put_img(f, im->file, ".in.png", 1, a->cm.width, a->cm.height, scale_for(a, grid_side(a)), "image");
         put_html(f, r->error[0] ? r->name : cli_label(&a->cm, r->cls[0]));
         fputs("</a>\n", f);
     }
@@ -799,6 +828,59 @@ static int receptive_fields(merge_state *ms)
 
 /* ------------------------------------------------------------- merge */
 
+typedef struct named {
+    const char *file;
+    int item;
+} named;
+
+static int by_file(const void *x, const void *y)
+{
+    return strcmp(((const named *)x)->file, ((const named *)y)->file);
+}
+
+/* Each item's time from the log the rendering runs appended to (the last
+ * line of an item wins: a re-rendered item's); lines that name no item of
+ * this atlas, or are malformed, are skipped. */
+static int read_times(atlas *a, const char *present)
+{
+    char *path = atlas_site_path(a, ATLAS_TIMES);
+    if (!path)
+        return 1;
+    FILE *f = fopen(path, "r");
+    free(path);
+    if (!f)
+        return 0; /* no log: no times */
+    named *index = malloc(((size_t)a->n_items + 1) * sizeof *index);
+    if (!index) {
+        fclose(f);
+        return cli_error("out of memory");
+    }
+    for (int i = 0; i < a->n_items; i++) {
+        index[i] = (named){a->items[i].file, i};
+        a->seconds[i] = -1.0;
+    }
+    qsort(index, (size_t)a->n_items, sizeof *index, by_file);
+    char line[128], file[64];
+    double secs;
+    while (fgets(line, sizeof line, f)) {
+        int used = 0;
+        if (sscanf(line, "%63s %lf%n", file, &secs, &used) != 2 || line[used] != '\n' || !(secs >= 0.0) ||
+            secs > 1e9)
+            continue;
+        named key = {file, 0}, *hit = bsearch(&key, index, (size_t)a->n_items, sizeof *index, by_file);
+        if (hit)
+            a->seconds[hit->item] = secs;
+    }
+    fclose(f);
+    free(index);
+    for (int i = 0; i < a->n_items; i++)
+        if (present[i] && a->seconds[i] >= 0) {
+            a->total_seconds += a->seconds[i];
+            a->timed_items++;
+        }
+    return 0;
+}
+
 static void merge_free(merge_state *ms)
 {
     free(ms->present);
@@ -839,6 +921,12 @@ int atlas_merge(atlas *a, int *missing)
     }
     for (int k = 0; k < a->n_classes && !rc; k++)
         ms.class_page[a->classes[k]] = 1;
+    if (!rc && a->timed) {
+        if (!(a->seconds = malloc(((size_t)a->n_items + 1) * sizeof *a->seconds)))
+            rc = cli_error("out of memory");
+        else
+            rc = read_times(a, ms.present);
+    }
     page pg;
     if (!rc && !(rc = page_open(a, "style.css", NULL, &pg))) {
         fputs(style_css, pg.f);

@@ -442,6 +442,7 @@ static void atlas_free(atlas *a)
     free(a->shapes);
     free(a->flops);
     free(a->command);
+    free(a->seconds);
     for (int i = 0; i < a->n_images; i++)
         free(a->image_names[i]);
     free(a->image_names);
@@ -610,6 +611,7 @@ static int run(int argc, char **argv, int from_manifest)
         rc = atlas_list_items(&a);
     if (!rc)
         rc = make_command(&a, &mo);
+    a.timed = !no_time;
     if (!rc && !no_time) {
         const char *sde = getenv("SOURCE_DATE_EPOCH");
         time_t now = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
