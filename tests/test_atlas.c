@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cnnviz.h"
 #include "sitecheck.h"
@@ -246,6 +249,58 @@ static void test_interrupted_then_resumed(void **state)
     tu_assert_same_site(tu_scratch("plain"), site);
 }
 
+/* A run killed by SIGKILL partway, then --resume: the same site as one
+ * uninterrupted run (files are whole or absent; the merge removes what
+ * the killed process left half written). */
+static void test_killed_then_resumed(void **state)
+{
+    (void)state;
+    char site[512], items[600], cmd[2048];
+    snprintf(site, sizeof site, "%s", tu_scratch("killed"));
+    snprintf(items, sizeof items, "%s/items", site);
+    snprintf(cmd, sizeof cmd, "exec " CNNVIZ " -m " MODEL " " SUBSET " --images %s -o %s", g_images, site);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* kill it once a fifth of the items are there */
+    int files = 0, status, exited = 0;
+    for (int tries = 0; tries < 30000 && files < 12 && !exited; tries++) {
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
+        struct stat st;
+        files = stat(items, &st) == 0 ? tu_count_files(items) : 0;
+        exited = waitpid(pid, &status, WNOHANG) == pid;
+    }
+    if (!exited) {
+        kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+    }
+    printf("killed after %d files in items/ (%s)\n", files,
+           WIFSIGNALED(status) ? "by SIGKILL" : "it had finished first: nothing to resume");
+    assert_false(tu_is_file(tu_scratch("killed/index.html")));
+    /* what a process killed while writing leaves (whether or not this one
+     * did), and a live process's work in progress (this test's) */
+    char dead[2][700], live[700];
+    snprintf(dead[0], sizeof dead[0], "%s/.cnv%ld-99.tmp", items, (long)pid);
+    snprintf(dead[1], sizeof dead[1], "%s/.rec%ld-i0123.tmp", items, (long)pid);
+    snprintf(live, sizeof live, "%s/.cnv%ld-7.tmp", items, (long)getpid());
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(i < 2 ? dead[i] : live, "w");
+        assert_non_null(f);
+        fputs("half", f);
+        fclose(f);
+    }
+    summary r = atlas(site, "--resume");
+    assert_int_equal(r.skipped + r.rendered, N_ITEMS);
+    assert_false(tu_is_file(dead[0]));
+    assert_false(tu_is_file(dead[1]));
+    assert_true(tu_is_file(live));
+    remove(live);
+    tu_assert_same_site(tu_scratch("plain"), site);
+}
+
 static void test_merge_marks_missing(void **state)
 {
     (void)state;
@@ -333,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_manifest),
         cmocka_unit_test(test_shards_then_merge),
         cmocka_unit_test(test_interrupted_then_resumed),
+        cmocka_unit_test(test_killed_then_resumed),
         cmocka_unit_test(test_merge_marks_missing),
         cmocka_unit_test(test_one_thread_same_bytes),
         cmocka_unit_test(test_usage_errors),

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "atlas.h"
 
@@ -406,7 +407,12 @@ static int render_image(renderer *r, atlas_item *it, const char *base)
     atlas *a = r->a;
     const cli_model *cm = &a->cm;
     int h = cm->height, w = cm->width, rc = 0;
-    char *src = atlas_image_path(a, it->index), *rec = atlas_site_path2(a, base, ".txt.tmp");
+    /* the record is written beside its name and renamed: a hidden name
+     * with this process's id, which a merge removes once the process is
+     * gone (a run killed while writing it) */
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "items/.rec%ld-%s.tmp", (long)getpid(), base + strlen("items/"));
+    char *src = atlas_image_path(a, it->index), *rec = atlas_site_path(a, tmp);
     char *inpng = atlas_site_path2(a, base, ".in.png");
     float *prob = malloc((size_t)a->n_scores * sizeof *prob);
     FILE *f = NULL;

@@ -4,8 +4,10 @@
  * class are kept, so the memory does not grow with the number of images.
  * The crops of those images that show what a channel's unit saw are made
  * here, named by their content like the items. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -894,6 +896,37 @@ static void merge_free(merge_state *ms)
     free(ms->class_page);
 }
 
+/* The temporary files a killed run left in items/: cnv_image_write_png's
+ * ".cnv<pid>-<n>.tmp" and the records' ".rec<pid>-<name>.tmp", when
+ * process <pid> is gone from this machine (a live shard's are its work in
+ * progress; another machine's are left alone). */
+static int remove_stale(const atlas *a)
+{
+    char *dir = atlas_site_path(a, "items");
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d) {
+        free(dir);
+        return 0; /* no items yet */
+    }
+    int rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && !rc) {
+        long pid;
+        size_t n = strlen(e->d_name);
+        if (n < 8 || strcmp(e->d_name + n - 4, ".tmp") ||
+            (sscanf(e->d_name, ".cnv%ld-", &pid) != 1 && sscanf(e->d_name, ".rec%ld-", &pid) != 1) || pid <= 0 ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char *path = atlas_site_path2(a, "items/", e->d_name);
+        if (!path || (remove(path) != 0 && errno != ENOENT))
+            rc = path ? cli_error("atlas: cannot remove %s: %s", path, strerror(errno)) : 1;
+        free(path);
+    }
+    closedir(d);
+    free(dir);
+    return rc;
+}
+
 int atlas_merge(atlas *a, int *missing)
 {
     merge_state ms = {.a = a};
@@ -912,6 +945,8 @@ int atlas_merge(atlas *a, int *missing)
         !ms.rf_w || !ms.class_page)
         rc = cli_error("out of memory");
     *missing = 0;
+    if (!rc)
+        rc = remove_stale(a);
     for (int i = 0; i < a->n_items && !rc; i++) {
         int there = atlas_item_present(a, &a->items[i]);
         if (there < 0)
