@@ -113,7 +113,7 @@ static void test_pages(void **state)
     assert_true(crops > 0 && crops <= 15 * 6);
     /* the overview counts the parameters as 'cnnviz info' does */
     char *index = tu_read_text(tu_scratch("plain/index.html"));
-    assert_non_null(strstr(index, "<th colspan=\"5\">total</th><td class=\"n\">339122</td>"));
+    assert_non_null(strstr(index, "<th colspan=\"4\">total</th><td class=\"n\">339122</td>"));
     assert_non_null(strstr(index, "--iters 16 --seed 0 --diversity 1</code>"));
     assert_null(strstr(index, "Pages built"));
     free(index);
@@ -135,11 +135,24 @@ static void test_pages(void **state)
     char *broken = tu_read_text(tu_scratch("plain/image-0.html"));
     assert_non_null(strstr(broken, "cannot read the image"));
     free(broken);
-    /* relu1 is a 3x3 convolution's (padding 1) ReLU: its receptive field */
-    char *ch = tu_read_text(tu_scratch("plain/channel-14-0.html"));
-    assert_non_null(strstr(ch, "<h1>relu1, channel 0</h1>"));
-    assert_non_null(strstr(ch, "receptive field, 3x3 pixels"));
-    free(ch);
+    /* each layer's receptive field, as the architecture gives it: 3x3
+     * convolutions (padding 1) and 2x2 max pools (stride 2): relu1 3,
+     * relu2 3 + 2 = 5, after pool1 6 with a step of 2, relu3 6 + 2 x 2 =
+     * 10, relu4 14 */
+    const struct {
+        int t;
+        const char *name, *field;
+    } rf[] = {{14, "relu1", "3x3"}, {16, "relu2", "5x5"}, {19, "relu3", "10x10"}, {21, "relu4", "14x14"}};
+    for (int i = 0; i < 4; i++) {
+        char page[64], want[64];
+        snprintf(page, sizeof page, "plain/channel-%d-0.html", rf[i].t);
+        char *ch = tu_read_text(tu_scratch(page));
+        snprintf(want, sizeof want, "<h1>%s, channel 0</h1>", rf[i].name);
+        assert_non_null(strstr(ch, want));
+        snprintf(want, sizeof want, "receptive field, %s pixels", rf[i].field);
+        assert_non_null(strstr(ch, want));
+        free(ch);
+    }
 }
 
 /* The images a channel page lists as exciting it most, in order, against

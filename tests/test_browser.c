@@ -88,11 +88,16 @@ static int setup(void **state)
     (void)state;
     if (tu_scratch_make("cnv_browser_"))
         return -1;
-    /* 3 channels of each layer and the 10 classes, 16 steps: 0.5 s */
-    char cmd[512];
+    /* 3 channels of each layer with their negatives and a diversity
+     * batch, the 10 classes, 3 test images, 16 steps: about 1 s */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bin/cnnviz sample --index 0 --count 3 -o '%s' >/dev/null", tu_scratch("images"));
+    if (tu_run(cmd, NULL) != 0)
+        return -1;
     snprintf(cmd, sizeof cmd,
-             "bin/cnnviz atlas --quiet --no-time -m weights/fashion_mnist.onnx --per-layer 3 --iters 16 -o '%s'",
-             tu_scratch("site"));
+             "bin/cnnviz atlas --quiet --no-time -m weights/fashion_mnist.onnx --per-layer 3 --diversity 1 "
+             "--iters 16 --images '%s' -o '%s'",
+             tu_scratch("images"), tu_scratch("site"));
     return tu_run(cmd, NULL) == 0 ? 0 : -1;
 }
 
@@ -115,6 +120,9 @@ static void test_site_is_clean(void **state)
     assert_non_null(strstr(out, "ok  classes.html  10 images\n"));
     assert_non_null(strstr(out, "ok  layer-"));
     assert_non_null(strstr(out, "ok  channel-"));
+    assert_non_null(strstr(out, "ok  images.html  3 images\n"));
+    assert_non_null(strstr(out, "ok  image-"));
+    assert_non_null(strstr(out, "ok  class-"));
     assert_null(strstr(out, "FAIL"));
     free(out);
     const char *kinds[] = {"shots/index.png", "shots/classes.png", "shots/layer.png", "shots/channel.png"};
@@ -145,7 +153,8 @@ static void test_broken_site_fails(void **state)
 
     char *out, want[640];
     assert_int_equal(check(tu_scratch("broken"), "", &out), 1);
-    snprintf(want, sizeof want, "FAIL  %s  3 images, 1 problem:\n      broken image: %s (net::ERR_FILE_NOT_FOUND)\n",
+    /* the layer page: 3 channels and a diversity batch */
+    snprintf(want, sizeof want, "FAIL  %s  4 images, 1 problem:\n      broken image: %s (net::ERR_FILE_NOT_FOUND)\n",
              layer, item);
     assert_non_null(strstr(out, want));
     assert_non_null(strstr(out, "FAIL  classes.html  11 images, 1 problem:\n"

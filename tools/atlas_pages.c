@@ -15,6 +15,9 @@
 
 #define CLASS_IMAGES 8 /* images shown on a class's page */
 #define CELL 84        /* a grid picture's larger side, CSS pixels */
+/* random inputs a receptive field is measured on: a max pool passes the
+ * gradient to one input of its window, another one on another input */
+#define RF_TRIALS 16
 
 /* ------------------------------------------------------------- HTML */
 
@@ -41,6 +44,8 @@ static const char style_css[] =
     "table { border-collapse: collapse; }\n"
     "th, td { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }\n"
     "td.n { text-align: right; font-variant-numeric: tabular-nums; }\n"
+    "td { white-space: nowrap; }\n"
+    "td.name { white-space: normal; overflow-wrap: anywhere; }\n"
     ".grid { display: flex; flex-wrap: wrap; gap: 8px; }\n"
     ".cell { display: block; min-width: 92px; text-align: center; font-size: 12px; color: #222;"
     " text-decoration: none; }\n"
@@ -247,7 +252,7 @@ static int write_index(merge_state *ms)
     fprintf(f, ", %d class models, %d images", a->n_classes, a->n_images);
     if (missing)
         fprintf(f, " (%d missing)", missing);
-    fputs(".</p>\n<table>\n<tr><th>#</th><th>op</th><th>node</th><th>output</th><th>shape</th>"
+    fputs(".</p>\n<table>\n<tr><th>#</th><th>op</th><th>output (the node's name on hover)</th><th>shape</th>"
           "<th>parameters</th><th>FLOPs</th><th>pictures</th></tr>\n",
           f);
     int64_t total_params = 0;
@@ -268,9 +273,9 @@ static int write_index(merge_state *ms)
         total_flops += fl;
         fprintf(f, "<tr><td class=\"n\">%d</td><td>", i);
         put_html(f, cnv_model_node_op(m, i));
-        fputs("</td><td>", f);
+        fputs("</td><td class=\"name\" title=\"", f);
         put_html(f, cnv_model_node_name(m, i));
-        fputs("</td><td>", f);
+        fputs("\">", f);
         put_html(f, cnv_model_tensor_name(m, out));
         fprintf(f, "</td><td>%s</td><td class=\"n\">%lld</td><td class=\"n\">%.0f</td><td>", sh, (long long)params,
                 fl);
@@ -280,7 +285,7 @@ static int write_index(merge_state *ms)
                         a->layers[l].C);
         fputs("</td></tr>\n", f);
     }
-    fprintf(f, "<tr><th colspan=\"5\">total</th><td class=\"n\">%lld</td><td class=\"n\">%.0f</td><td></td></tr>\n"
+    fprintf(f, "<tr><th colspan=\"4\">total</th><td class=\"n\">%lld</td><td class=\"n\">%.0f</td><td></td></tr>\n"
                "</table>\n",
             (long long)total_params, total_flops);
     free(is_param);
@@ -772,8 +777,9 @@ static int scan_images(merge_state *ms)
 
 /* Each layer's receptive field at the input: the box of input pixels
  * whose gradient is nonzero for the unit at the layer's center (every
- * channel), over three random inputs so that ReLUs closed on one are open
- * on another. */
+ * channel), over RF_TRIALS random inputs so that ReLUs closed on one are open
+ * on another and a max pool's window passes the gradient to another of its
+ * inputs. */
 static int receptive_fields(merge_state *ms)
 {
     atlas *a = ms->a;
@@ -795,7 +801,7 @@ static int receptive_fields(merge_state *ms)
         int y0 = H, y1 = -1, x0 = W, x1 = -1;
         size_t hw = (size_t)L->h * L->w, center = (size_t)(L->h / 2) * L->w + L->w / 2;
         uint64_t state = 0x9e3779b97f4a7c15ull;
-        for (int trial = 0; trial < 3 && !rc; trial++) {
+        for (int trial = 0; trial < RF_TRIALS && !rc; trial++) {
             float *in = cnv_session_input(s);
             for (size_t i = 0; i < (size_t)cm->channels * H * W; i++) {
                 state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -809,11 +815,17 @@ static int receptive_fields(merge_state *ms)
                 rc = cli_error("%s", cnv_session_errmsg(s));
                 break;
             }
+            /* nonzero: above rounding (a Winograd convolution's backward
+             * leaves about 1e-6 of the largest value outside the field) */
             const float *g = cnv_session_input_grad(s);
+            size_t n = (size_t)cm->channels * H * W;
+            float most = 0.0f;
+            for (size_t i = 0; i < n; i++)
+                most = fabsf(g[i]) > most ? fabsf(g[i]) : most;
             for (int c = 0; c < cm->channels; c++)
                 for (int y = 0; y < H; y++)
                     for (int x = 0; x < W; x++)
-                        if (g[((size_t)c * H + y) * W + x] != 0.0f) {
+                        if (fabsf(g[((size_t)c * H + y) * W + x]) > 1e-4f * most) {
                             y0 = y < y0 ? y : y0;
                             y1 = y > y1 ? y : y1;
                             x0 = x < x0 ? x : x0;
