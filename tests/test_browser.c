@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sitecheck.h"
 #include "testutil.h"
 
 #define CHECKER "node tests/browser/check_site.mjs"
@@ -31,26 +32,11 @@ static int have_browser(void)
     return missing == NULL;
 }
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* The value of the first attribute that starts with `start` (for example
  * `href="layer-`) in the file at path, into out. */
 static void first_attr(const char *path, const char *start, char *out, size_t len)
 {
-    char *s = read_text(path);
+    char *s = tu_read_text(path);
     const char *p = strstr(s, start);
     assert_non_null(p);
     p = strchr(p, '"') + 1;

@@ -191,6 +191,7 @@ static void put_seconds(const atlas *a, FILE *f, int item)
 
 /* ------------------------------------------------------------- what merge knows */
 
+/* Both start with the float they are ranked by (keep_best). */
 typedef struct hit {
     float v;
     int image, y, x;
@@ -587,36 +588,26 @@ static int read_line(FILE *f, char *buf, size_t len)
     return 0;
 }
 
-static void keep_hit(merge_state *ms, int ch, hit h)
+/* Inserts item into list (n of at most cap elements of `size` bytes,
+ * best first), by the float each starts with; an equal one goes after
+ * those already there (images come in order: the earlier file first). */
+static void keep_best(void *list, size_t size, int *n, int cap, const void *item)
 {
-    int top = ms->a->top, *n = &ms->n_hits[ch];
-    hit *list = &ms->hits[(size_t)ch * top];
-    /* images come in order: an equal value keeps the earlier image first */
+    unsigned char *l = list;
+    float v, w;
+    memcpy(&v, item, sizeof v);
     int at = *n;
-    while (at > 0 && h.v > list[at - 1].v)
-        at--;
-    if (at >= top)
+    for (; at > 0; at--) {
+        memcpy(&w, l + (size_t)(at - 1) * size, sizeof w);
+        if (!(v > w))
+            break;
+    }
+    if (at >= cap)
         return;
-    int last = *n < top ? *n : top - 1;
-    memmove(list + at + 1, list + at, (size_t)(last - at) * sizeof *list);
-    list[at] = h;
-    if (*n < top)
-        (*n)++;
-}
-
-static void keep_pick(merge_state *ms, int cls, pick p)
-{
-    int *n = &ms->n_picks[cls];
-    pick *list = &ms->picks[(size_t)cls * CLASS_IMAGES];
-    int at = *n;
-    while (at > 0 && p.p > list[at - 1].p)
-        at--;
-    if (at >= CLASS_IMAGES)
-        return;
-    int last = *n < CLASS_IMAGES ? *n : CLASS_IMAGES - 1;
-    memmove(list + at + 1, list + at, (size_t)(last - at) * sizeof *list);
-    list[at] = p;
-    if (*n < CLASS_IMAGES)
+    int last = *n < cap ? *n : cap - 1;
+    memmove(l + (size_t)(at + 1) * size, l + (size_t)at * size, (size_t)(last - at) * size);
+    memcpy(l + (size_t)at * size, item, size);
+    if (*n < cap)
         (*n)++;
 }
 
@@ -668,7 +659,8 @@ static int read_record(merge_state *ms, int j, record *r)
                       sscanf(line, "%g %d %d%n", &h.v, &h.y, &h.x, &used) != 3 || line[used] || h.y < 0 ||
                       h.y >= L->h || h.x < 0 || h.x >= L->w;
                 if (!bad && isfinite(h.v) && a->top > 0)
-                    keep_hit(ms, L->channel0 + c, h);
+                    keep_best(&ms->hits[(size_t)(L->channel0 + c) * a->top], sizeof h,
+                              &ms->n_hits[L->channel0 + c], a->top, &h);
             }
         }
         bad = bad || read_line(f, line, sizeof line) || strcmp(line, "end");
@@ -678,7 +670,8 @@ static int read_record(merge_state *ms, int j, record *r)
     free(path);
     if (!rc && r->n_top) {
         ms->n_predicted[r->cls[0]]++;
-        keep_pick(ms, r->cls[0], (pick){r->prob[0], j});
+        pick p = {r->prob[0], j};
+        keep_best(&ms->picks[(size_t)r->cls[0] * CLASS_IMAGES], sizeof p, &ms->n_picks[r->cls[0]], CLASS_IMAGES, &p);
     }
     return rc;
 }
