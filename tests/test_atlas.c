@@ -138,6 +138,13 @@ static void test_pages(void **state)
     page_has("image-1.html", "<a href=\"class-9.html\">9 Ankle boot</a>", 1);
     /* the file that is no image: its page says so, the run went on */
     page_has("image-0.html", "cannot read the image", 1);
+    char cmd[1024], *out;
+    /* a bare merge of the plain site (its manifest): the same pages, and
+     * the unreadable file counted */
+    snprintf(cmd, sizeof cmd, CNNVIZ " --merge --json -o %s", tu_scratch("plain"));
+    assert_int_equal(tu_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "\"missing\": 0, \"unreadable\": 1,"));
+    free(out);
     /* each layer's receptive field, as the architecture gives it: 3x3
      * convolutions (padding 1) and 2x2 max pools (stride 2): relu1 3,
      * relu2 3 + 2 = 5, after pool1 6 with a step of 2, relu3 6 + 2 x 2 =

@@ -74,6 +74,8 @@ typedef struct atlas {
     double *seconds;   /* merge: each item's, from times.log; < 0: unknown */
     double total_seconds; /* merge: their sum over the items that exist */
     int timed_items;      /* ... and how many of those have a time */
+    int unreadable;       /* merge: images whose record says they could not
+                             be read or scored */
 } atlas;
 
 /* atlas_items.c */

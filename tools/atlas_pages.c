@@ -751,6 +751,7 @@ static int scan_images(merge_state *ms)
         }
         if ((rc = read_record(ms, j, r)) || (rc = write_image(ms, j, r)))
             break;
+        a->unreadable += r->error[0] != '\0';
         fprintf(f, "<a class=\"cell\" href=\"image-%d.html\">", j);
         if (r->error[0])
             fputs("<span class=\"missing\">unreadable</span>", f);

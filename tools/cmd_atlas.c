@@ -653,6 +653,8 @@ static int run(int argc, char **argv, int from_manifest)
             printf("%d", missing);
         else
             printf("null");
+        if (missing >= 0)
+            printf(", \"unreadable\": %d", a.unreadable);
         printf(", \"iters\": %d, \"seed\": %llu, \"render_seconds\": %.3f, \"seconds\": %.3f}\n", a.iters,
                (unsigned long long)a.seed, rs.seconds, secs);
     } else if (!rc && !quiet) {
@@ -661,6 +663,10 @@ static int run(int argc, char **argv, int from_manifest)
         if (missing >= 0)
             fprintf(stderr, "; pages in %s/index.html (%d missing)", a.site, missing);
         fputc('\n', stderr);
+    }
+    if (!rc && a.unreadable && !quiet) {
+        fprintf(stderr, "atlas: %d of the %d images could not be read or scored (their pages say why)\n",
+                a.unreadable, a.n_images);
     }
     atlas_free(&a);
     cli_model_close(&a.cm);
