@@ -69,6 +69,7 @@ typedef struct atlas {
     cnv_shape *shapes; /* every tensor's, for 1 x C x H x W */
     double *flops;     /* every node's multiply-add FLOPs */
     char *command;     /* how the site was made, for the pages */
+    char *options;     /* the same without the model's and folder's names */
     char date[64];     /* "" with --no-time */
     int timed;         /* times.log: each item's seconds (not with --no-time) */
     double *seconds;   /* merge: each item's, from times.log; < 0: unknown */

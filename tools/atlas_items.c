@@ -196,7 +196,8 @@ typedef struct renderer {
     atlas *a;
     cnv_session *s;
     float *img;    /* ATLAS_DIVERSE pictures */
-    float *map;    /* an image's saliency map */
+    float *map;    /* an image's saliency map, 3 planes: the map, as shown,
+                      scratch */
     size_t count;  /* one picture's floats */
 } renderer;
 
@@ -355,8 +356,7 @@ static int record_layer(renderer *r, int l, FILE *f)
 }
 
 /* The image's saliency map for class k by method m, over the image, to
- * path: |map| when the method's sign means something (as cnnviz saliency
- * draws it). */
+ * path, drawn as cnnviz saliency draws it at its defaults. */
 static int write_saliency(renderer *r, const cnv_image *photo, int m, int k, const char *path)
 {
     const atlas *a = r->a;
@@ -369,33 +369,17 @@ static int write_saliency(renderer *r, const cnv_image *photo, int m, int k, con
     cnv_saliency_info info;
     if (cnv_saliency(r->s, r->img, r->count, h, w, &p, r->map, (size_t)h * w, &info) != CNV_OK)
         return session_error(r);
-    if (info.is_signed)
-        for (size_t i = 0; i < (size_t)h * w; i++)
-            r->map[i] = fabsf(r->map[i]);
+    size_t n = (size_t)h * w;
+    float *shown = r->map + n;
+    cli_shown_map(r->map, n, cli_show_mode(p.method, info.is_signed), CLI_SALIENCY_CLIP, shown, shown + n);
     char err[512];
     cnv_image over = {0};
     int rc = 0;
-    if (cnv_map_overlay(photo, r->map, h, w, 0.5f, &over, err, sizeof err) != CNV_OK ||
+    if (cnv_map_overlay(photo, shown, h, w, 0.5f, &over, err, sizeof err) != CNV_OK ||
         cnv_image_write_png(&over, path, err, sizeof err) != CNV_OK)
         rc = cli_error("%s", err);
     cnv_image_free(&over);
     return rc;
-}
-
-/* Classes of the n scores in decreasing probability, the first k. */
-static void top_classes(const float *prob, int n, int k, int *order)
-{
-    for (int i = 0; i < k; i++) {
-        int best = -1;
-        for (int j = 0; j < n; j++) {
-            int used = 0;
-            for (int u = 0; u < i && !used; u++)
-                used = order[u] == j;
-            if (!used && (best < 0 || prob[j] > prob[best]))
-                best = j;
-        }
-        order[i] = best;
-    }
 }
 
 /* One image: the model's input as a picture (.in.png), the saliency maps
@@ -415,8 +399,9 @@ static int render_image(renderer *r, atlas_item *it, const char *base)
     char *src = atlas_image_path(a, it->index), *rec = atlas_site_path(a, tmp);
     char *inpng = atlas_site_path2(a, base, ".in.png");
     float *prob = malloc((size_t)a->n_scores * sizeof *prob);
+    int *order = malloc((size_t)a->n_scores * sizeof *order);
     FILE *f = NULL;
-    if (!src || !rec || !inpng || !prob)
+    if (!src || !rec || !inpng || !prob || !order)
         rc = cli_error("out of memory");
     else if (!(f = fopen(rec, "w")))
         rc = cli_error("atlas: cannot write %s: %s", rec, strerror(errno));
@@ -453,8 +438,8 @@ static int render_image(renderer *r, atlas_item *it, const char *base)
             goto close;
         }
     cnv_softmax(scores, a->n_scores, prob);
-    int order[ATLAS_TOP], ntop = a->n_scores < ATLAS_TOP ? a->n_scores : ATLAS_TOP;
-    top_classes(prob, a->n_scores, ntop, order);
+    int ntop = a->n_scores < ATLAS_TOP ? a->n_scores : ATLAS_TOP;
+    cli_top_classes(prob, a->n_scores, ntop, order);
     fprintf(f, "top %d\n", ntop);
     for (int i = 0; i < ntop; i++)
         fprintf(f, "%d %.9g %.9g\n", order[i], (double)prob[order[i]], (double)scores[order[i]]);
@@ -490,6 +475,7 @@ done:
     free(rec);
     free(inpng);
     free(prob);
+    free(order);
     return rc;
 }
 
@@ -547,7 +533,7 @@ int atlas_render(atlas *a, int shard, int shards, int resume, int quiet, int one
     rs->items = mine;
     renderer r = {.a = a, .count = (size_t)a->cm.channels * a->cm.height * a->cm.width};
     r.img = malloc(ATLAS_DIVERSE * r.count * sizeof *r.img);
-    r.map = malloc((size_t)a->cm.height * a->cm.width * sizeof *r.map);
+    r.map = malloc(3 * (size_t)a->cm.height * a->cm.width * sizeof *r.map);
     if (!r.img || !r.map || cnv_session_create(a->cm.model, &r.s) != CNV_OK)
         rc = cli_error("out of memory");
     /* One thread unless --threads says otherwise: a picture's bytes then

@@ -718,6 +718,60 @@ const char *cli_label(const cli_model *m, int k)
     return buf;
 }
 
+/* ---------------------------------------------------------------- classes */
+
+void cli_top_classes(const float *p, int n, int k, int *order)
+{
+    /* partial selection sort: k is small */
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < n; j++)
+            if (p[order[j]] > p[order[i]]) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+}
+
+/* ---------------------------------------------------------------- saliency maps */
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* How the PNGs show a map: as it is, |map| (signed attributions: a pixel
+ * matters either way), or its positive part (occlusion: where covering
+ * the image lowers the score; where it raises it is not evidence for the
+ * class). */
+int cli_show_mode(int method, int is_signed)
+{
+    return !is_signed ? CLI_SHOW_AS_IS : method == CNV_SALIENCY_OCCLUSION ? CLI_SHOW_POSITIVE : CLI_SHOW_ABS;
+}
+
+/* The map as the PNGs show it (cli_show_mode), into out, values above the
+ * pct-th percentile (of the finite values; nearest rank) lowered to it.
+ * NaN stays NaN. scratch holds n floats. */
+void cli_shown_map(const float *map, size_t n, int mode, float pct, float *out, float *scratch)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = mode == CLI_SHOW_ABS ? fabsf(map[i]) : mode == CLI_SHOW_POSITIVE && map[i] < 0.0f ? 0.0f : map[i];
+        if (isfinite(out[i]))
+            scratch[k++] = out[i];
+    }
+    if (k > 0 && pct < 100.0f) {
+        qsort(scratch, k, sizeof *scratch, cmp_float);
+        size_t r = (size_t)((double)pct / 100.0 * (double)(k - 1) + 0.5);
+        float cap = scratch[r < k ? r : k - 1];
+        for (size_t i = 0; i < n; i++)
+            if (out[i] > cap)
+                out[i] = cap;
+    }
+}
+
 /* ---------------------------------------------------------------- images */
 
 int cli_load_input(const cli_model *m, const char *path, int height, int width, float *out)

@@ -182,6 +182,19 @@ int cli_save_input_png(const cli_model *m, const float *chw, int height, int wid
  * frames of small models are too small to look at); k <= 1 leaves it. */
 cnv_status cli_upscale_image(cnv_image *img, int k, char *err, size_t errlen);
 
+/* The classes by decreasing probability p (n of them): order (n ints)
+ * holds the first k in order, then the rest. */
+void cli_top_classes(const float *p, int n, int k, int *order);
+
+/* How cnnviz saliency's PNGs show a map (cnnviz atlas draws its maps the
+ * same way): as it is, |map| for a signed method, or the positive part
+ * for occlusion; capped at the CLI_SALIENCY_CLIP-th percentile by default
+ * (--clip). cli_shown_map writes n values into out; scratch holds n. */
+enum { CLI_SHOW_AS_IS, CLI_SHOW_ABS, CLI_SHOW_POSITIVE };
+#define CLI_SALIENCY_CLIP 99.0f
+int cli_show_mode(int method, int is_signed);
+void cli_shown_map(const float *map, size_t n, int mode, float pct, float *out, float *scratch);
+
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 

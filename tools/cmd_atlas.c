@@ -279,31 +279,36 @@ static int parse_methods(atlas *a)
 /* The command line the pages show: the options that decide the content,
  * in a fixed order, so that shards, resumed runs and a merge agree. The
  * model and the image folder by their last names (paths differ between
- * machines; the bytes' hashes name the items). */
+ * machines; the bytes' hashes name the items); a->options is the same
+ * without those names, for the site's identity. */
 static int make_command(atlas *a, const cli_model_opts *mo)
 {
-    char buf[4096];
+    char opts[4096], dir[512] = "";
     size_t u = 0;
-    u += (size_t)snprintf(buf + u, sizeof buf - u, "cnnviz atlas -m %s", atlas_model_name(a));
     const char *names[] = {"--mean", "--std", "--labels", "--size", "--preset", "--channel-order"};
     const char *vals[] = {mo->mean, mo->std, mo->labels, mo->size, mo->preset, mo->order};
     for (int i = 0; i < 6; i++)
-        if (vals[i] && u < sizeof buf)
-            u += (size_t)snprintf(buf + u, sizeof buf - u, " %s %s", names[i], vals[i]);
-    if (a->images_dir && u < sizeof buf) {
+        if (vals[i] && u < sizeof opts)
+            u += (size_t)snprintf(opts + u, sizeof opts - u, " %s %s", names[i], vals[i]);
+    if (a->images_dir && u < sizeof opts) {
         const char *slash = strrchr(a->images_dir, '/');
-        u += (size_t)snprintf(buf + u, sizeof buf - u, " --images %s --top %d --saliency %s",
-                              slash && slash[1] ? slash + 1 : a->images_dir, a->top, a->methods_text);
+        snprintf(dir, sizeof dir, " --images %s", slash && slash[1] ? slash + 1 : a->images_dir);
+        u += (size_t)snprintf(opts + u, sizeof opts - u, " --top %d --saliency %s", a->top, a->methods_text);
     }
-    if (a->layer_sample && u < sizeof buf)
-        u += (size_t)snprintf(buf + u, sizeof buf - u, " --layer-sample %d", a->layer_sample);
-    if (u < sizeof buf)
-        snprintf(buf + u, sizeof buf - u,
+    if (a->layer_sample && u < sizeof opts)
+        u += (size_t)snprintf(opts + u, sizeof opts - u, " --layer-sample %d", a->layer_sample);
+    if (u < sizeof opts)
+        snprintf(opts + u, sizeof opts - u,
                  " --layers %s --per-layer %s --classes %s --iters %d --seed %llu --diversity %d%s", a->layers_text,
                  a->per_text, a->classes_text, a->iters, (unsigned long long)a->seed, a->diverse,
                  a->negatives ? "" : " --no-negatives");
-    a->command = strdup(buf);
-    return a->command ? 0 : cli_error("out of memory");
+    size_t n = strlen(atlas_model_name(a)) + strlen(dir) + strlen(opts) + sizeof "cnnviz atlas -m ";
+    a->command = malloc(n);
+    a->options = strdup(opts);
+    if (!a->command || !a->options)
+        return cli_error("out of memory");
+    snprintf(a->command, n, "cnnviz atlas -m %s%s%s", atlas_model_name(a), dir, opts);
+    return 0;
 }
 
 /* ------------------------------------------------------------- the manifest */
@@ -317,9 +322,8 @@ static int make_command(atlas *a, const cli_model_opts *mo)
 
 static uint64_t identity(const atlas *a)
 {
-    const char *opts = strstr(a->command, " --");
     uint64_t h = atlas_fnv(ATLAS_FNV_OFFSET, &a->model_hash, sizeof a->model_hash);
-    h = atlas_fnv_str(h, opts ? opts : "");
+    h = atlas_fnv_str(h, a->options);
     for (int i = 0; i < a->n_images; i++)
         h = atlas_fnv_str(h, a->image_names[i]);
     return h;
@@ -442,6 +446,7 @@ static void atlas_free(atlas *a)
     free(a->shapes);
     free(a->flops);
     free(a->command);
+    free(a->options);
     free(a->seconds);
     for (int i = 0; i < a->n_images; i++)
         free(a->image_names[i]);
@@ -603,9 +608,10 @@ static int run(int argc, char **argv, int from_manifest)
             snprintf(buf, sizeof buf, "%d", a.layers[l].shown);
             lh = atlas_fnv_str(atlas_fnv_str(lh, cnv_model_tensor_name(m, a.layers[l].t)), buf);
         }
-        snprintf(a.image_recipe, sizeof a.image_recipe, "%s methods=%s,%s seed=%llu layers=%016llx",
+        snprintf(a.image_recipe, sizeof a.image_recipe, "%s methods=%s,%s shown=clip%a seed=%llu layers=%016llx",
                  u > 0 ? strstr(a.recipe, "size=") : "", cnv_saliency_method_name(a.methods[0]),
-                 cnv_saliency_method_name(a.methods[1]), (unsigned long long)a.seed, (unsigned long long)lh);
+                 cnv_saliency_method_name(a.methods[1]), (double)CLI_SALIENCY_CLIP, (unsigned long long)a.seed,
+                 (unsigned long long)lh);
     }
     if (!rc)
         rc = atlas_list_items(&a);

@@ -83,16 +83,7 @@ int cmd_classify(int argc, char **argv)
         }
         cnv_softmax(scores, n, p);
         int kk = top < n ? top : n;
-        /* partial selection sort: K is small */
-        for (int i = 0; i < n; i++)
-            order[i] = i;
-        for (int i = 0; i < kk; i++)
-            for (int j = i + 1; j < n; j++)
-                if (p[order[j]] > p[order[i]]) {
-                    int t = order[i];
-                    order[i] = order[j];
-                    order[j] = t;
-                }
+        cli_top_classes(p, n, kk, order);
         if (json) {
             printf("%s{\"image\": ", k ? ", " : "");
             cli_json_string(stdout, images[k]);

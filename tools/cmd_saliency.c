@@ -270,44 +270,6 @@ static int write_f32_le(const char *path, const float *x, size_t n)
     return bad ? cli_error("cannot write '%s': %s", path, strerror(errno)) : 0;
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* How the PNGs show a map: as it is, |map| (signed attributions: a pixel
- * matters either way), or its positive part (occlusion: where covering
- * the image lowers the score; where it raises it is not evidence for the
- * class). */
-enum { SHOW_AS_IS, SHOW_ABS, SHOW_POSITIVE };
-
-static int show_mode(int method, int is_signed)
-{
-    return !is_signed ? SHOW_AS_IS : method == CNV_SALIENCY_OCCLUSION ? SHOW_POSITIVE : SHOW_ABS;
-}
-
-/* The map as the PNGs show it (show_mode), into out, values above the
- * pct-th percentile (of the finite values; nearest rank) lowered to it.
- * NaN stays NaN. scratch holds n floats. */
-static void shown_map(const float *map, size_t n, int mode, float pct, float *out, float *scratch)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        out[i] = mode == SHOW_ABS ? fabsf(map[i]) : mode == SHOW_POSITIVE && map[i] < 0.0f ? 0.0f : map[i];
-        if (isfinite(out[i]))
-            scratch[k++] = out[i];
-    }
-    if (k > 0 && pct < 100.0f) {
-        qsort(scratch, k, sizeof *scratch, cmp_float);
-        size_t r = (size_t)((double)pct / 100.0 * (double)(k - 1) + 0.5);
-        float cap = scratch[r < k ? r : k - 1];
-        for (size_t i = 0; i < n; i++)
-            if (out[i] > cap)
-                out[i] = cap;
-    }
-}
-
 static void json_float(const char *key, double v, int comma)
 {
     printf("\"%s\": %s%s", key, cli_jnum(v, 9).s, comma ? ", " : "");
@@ -507,7 +469,7 @@ static int write_pngs(run *r, const cnv_image *photo, int mode, const char *gray
     char err[512];
     cnv_image img = {0};
     int rc = 0;
-    shown_map(r->map, r->plane, mode, r->clip, r->shown, r->scratch);
+    cli_shown_map(r->map, r->plane, mode, r->clip, r->shown, r->scratch);
     if (gray_path) {
         if (cnv_map_to_gray(r->shown, r->h, r->w, &img, err, sizeof err) != CNV_OK ||
             cnv_image_write_png(&img, gray_path, err, sizeof err) != CNV_OK)
@@ -603,7 +565,7 @@ static int run_folder(run *r, char **images, int n, const int *methods, int n_me
                 const char *st = stem(images[i], &sl);
                 snprintf(gray_path, plen, "%s/%.*s.%s.png", out_dir, sl, st, name);
                 snprintf(ov_path, plen, "%s/%.*s.%s.overlay.png", out_dir, sl, st, name);
-                if (write_pngs(r, &photo, show_mode(m, res.info.is_signed), gray_path, ov_path)) {
+                if (write_pngs(r, &photo, cli_show_mode(m, res.info.is_signed), gray_path, ov_path)) {
                     /* a folder that cannot be written fails every image */
                     cnv_image_free(&photo);
                     free(gray_path);
@@ -688,7 +650,7 @@ static int run_sheet(run *r, const char *image, const int *methods, int n_method
             break;
         }
         total += res.time_s;
-        shown_map(r->map, r->plane, show_mode(m, res.info.is_signed), r->clip, r->shown, r->scratch);
+        cli_shown_map(r->map, r->plane, cli_show_mode(m, res.info.is_signed), r->clip, r->shown, r->scratch);
         if (cnv_map_overlay(&photo, r->shown, r->h, r->w, r->alpha, &tiles[1 + k], err, sizeof err) != CNV_OK) {
             rc = cli_error("%s", err);
             break;
@@ -784,7 +746,7 @@ static int run_single(run *r, const char *image, int m, const char *out, const c
         cnv_image tiles[3] = {{0}};
         char *labels[3] = {strdup(target_label(r, &res, lb, sizeof lb)), strdup("map"), strdup(name)};
         cnv_image gray = {0}, sheet_img = {0};
-        shown_map(r->map, plane, show_mode(m, res.info.is_signed), r->clip, r->shown, r->scratch);
+        cli_shown_map(r->map, plane, cli_show_mode(m, res.info.is_signed), r->clip, r->shown, r->scratch);
         if (!labels[0] || !labels[1] || !labels[2])
             rc = cli_error("out of memory");
         else if (cnv_image_convert(&photo, 3, &tiles[0], err, sizeof err) != CNV_OK ||
@@ -802,7 +764,7 @@ static int run_single(run *r, const char *image, int m, const char *out, const c
         cnv_image_free(&sheet_img);
     }
     if (!rc && (out || overlay))
-        rc = write_pngs(r, &photo, show_mode(m, res.info.is_signed), out, overlay);
+        rc = write_pngs(r, &photo, cli_show_mode(m, res.info.is_signed), out, overlay);
     if (!rc && raw)
         rc = write_f32_le(raw, r->map, plane);
     const float *map = r->map;
@@ -898,7 +860,7 @@ int cmd_saliency(int argc, char **argv)
     const char *cls_text = NULL, *out = NULL, *overlay = NULL, *raw = NULL, *sheet = NULL, *method = NULL;
     const char *layer = NULL, *smooth = NULL, *baseline = NULL, *metric = NULL, *target_layer = NULL;
     const char *out_dir = NULL, *summary = NULL;
-    float alpha = 0.5f, clip = 99.0f;
+    float alpha = 0.5f, clip = CLI_SALIENCY_CLIP;
     float noise = NAN, baseline_sigma = NAN, max_sigma = NAN, fraction = NAN, mask_prob = NAN;
     int samples = -1, batch = -1, steps = -1, window = -1, stride = -1, masks = -1, cells = -1, channel = -1;
     int metric_steps = -1, unit[2] = {-1, -1};
